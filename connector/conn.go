@@ -1,0 +1,173 @@
+package connector
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// serveConn dials one connection, registers it and serves its streams until
+// it ends. When ctx is cancelled it drains: unregister, wait for requests in
+// flight (up to GracePeriod), close.
+func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *slog.Logger) error {
+	conn, err := c.dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(tunnel.CodeNormal, "connector closing")
+
+	ctrl, err := c.registerConn(ctx, conn, index)
+	if err != nil {
+		return err
+	}
+	log = log.With("conn", ctrl.connID, "edge_node", ctrl.edgeNode)
+	log.Info("connector: connection registered", "protocol", conn.Protocol())
+	c.live.Add(1)
+	defer c.live.Add(-1)
+	c.readyOnce.Do(func() { close(c.ready) })
+
+	// Streams of this connection; waited for when draining.
+	var streams countGroup
+	go func() {
+		for {
+			s, err := conn.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			streams.add()
+			go func() {
+				defer streams.done()
+				c.serveStream(s, log)
+			}()
+		}
+	}()
+
+	select {
+	case <-conn.Done():
+		return connError(conn)
+	case <-ctx.Done():
+	}
+
+	// Drain: ask for no new requests, let the ones in flight finish.
+	tunnel.WriteMessage(ctrl.s, &tunnel.Unregister{Reason: "connector shutting down"})
+	log.Info("connector: unregistered; draining", "in_flight", streams.count())
+	grace := time.NewTimer(c.cfg.GracePeriod)
+	defer grace.Stop()
+	select {
+	case <-streams.idle():
+	case <-conn.Done():
+	case <-grace.C:
+		log.Warn("connector: grace period over; closing with requests in flight", "in_flight", streams.count())
+	}
+	conn.Close(tunnel.CodeNormal, "connector shutting down")
+	return nil
+}
+
+func connError(conn tunnel.Conn) error {
+	err := conn.Err()
+	var ce *tunnel.CloseError
+	if errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeTunnelDeleted {
+		return fmt.Errorf("edge closed the connection: %s", ce.Reason)
+	}
+	if err == nil {
+		err = errors.New("connection closed")
+	}
+	return err
+}
+
+type control struct {
+	s        tunnel.Stream
+	r        *bufio.Reader
+	connID   string
+	edgeNode string
+}
+
+// registerConn opens the control stream and registers the connection.
+func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index int) (*control, error) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := conn.OpenStream(rctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening the control stream: %w", err)
+	}
+	stop := context.AfterFunc(rctx, func() { s.Close() })
+	defer stop()
+	err = tunnel.WriteMessage(s, &tunnel.RegisterRequest{
+		TunnelID:    c.cfg.TunnelID,
+		Secret:      c.cfg.Secret,
+		ConnIndex:   uint32(index),
+		ConnectorID: c.id,
+		Version:     Version,
+		Protocol:    tunnel.ProtocolVersion,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sending registration: %w", err)
+	}
+	br := bufio.NewReaderSize(s, 512)
+	var resp tunnel.RegisterResponse
+	if err := tunnel.ReadMessage(br, &resp); err != nil {
+		if rctx.Err() != nil {
+			err = rctx.Err()
+		}
+		return nil, fmt.Errorf("reading the registration answer: %w", err)
+	}
+	if resp.Error != "" {
+		if resp.Permanent {
+			return nil, fmt.Errorf("%w for tunnel %s: %s", ErrAuth, c.cfg.TunnelID, resp.Error)
+		}
+		return nil, fmt.Errorf("edge refused the connection: %s", resp.Error)
+	}
+	if !stop() {
+		return nil, rctx.Err()
+	}
+	return &control{s: s, r: br, connID: resp.ConnectionID, edgeNode: resp.EdgeNode}, nil
+}
+
+// countGroup counts running goroutines and says when none are left.
+type countGroup struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed while n == 0; nil means "not yet made"
+}
+
+func (g *countGroup) add() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 {
+		g.zero = make(chan struct{})
+	}
+	g.n++
+}
+
+func (g *countGroup) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 {
+		close(g.zero)
+	}
+}
+
+func (g *countGroup) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// idle returns a channel closed when no goroutine is counted.
+func (g *countGroup) idle() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return g.zero
+}

@@ -1,0 +1,180 @@
+package connector
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/adit-dev/adit/tunnel"
+)
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// requestIDKey carries the edge's request ID in the origin request context.
+type requestIDKey struct{}
+
+// serveStream serves one request stream from the edge: read the request
+// header, match the ingress rules, send the request to the origin, and
+// stream the answer back.
+func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
+	defer s.Close()
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(s)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
+
+	var h tunnel.RequestHeader
+	if err := tunnel.ReadMessage(br, &h); err != nil {
+		log.Warn("connector: bad request stream", "err", err)
+		return
+	}
+	log = log.With("request_id", h.RequestID, "host", h.Host)
+	switch h.Type {
+	case tunnel.StreamHTTP, tunnel.StreamWebSocket:
+		c.serveHTTP(s, br, &h, log)
+	default:
+		log.Warn("connector: unsupported stream type", "type", h.Type)
+		tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusBadGateway, Error: "connector does not serve " + h.Type.String() + " streams"})
+		s.CloseWrite()
+	}
+}
+
+func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.RequestHeader, log *slog.Logger) {
+	req, err := newOriginRequest(h)
+	if err != nil {
+		log.Warn("connector: bad request header", "err", err)
+		respondError(s, http.StatusBadRequest, "bad request: "+err.Error())
+		return
+	}
+	idx, rule := c.cfg.Ingress.Match(h.Host, req.URL.Path)
+	svc := c.services[idx]
+	upgrade := h.Type == tunnel.StreamWebSocket
+	if upgrade {
+		req.Body = http.NoBody
+	} else {
+		body := tunnel.NewBodyReader(br, req.Trailer)
+		req.Body = body
+		if h.ContentLength == 0 {
+			// Nothing to send, but the end frame must still be consumed.
+			io.Copy(io.Discard, body)
+			req.Body = http.NoBody
+		}
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
+	defer cancel()
+	req = req.WithContext(ctx)
+
+	resp, err := svc.RoundTrip(req)
+	if err != nil {
+		log.Error("connector: origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
+		respondError(s, http.StatusBadGateway, err.Error())
+		return
+	}
+	defer resp.Body.Close()
+
+	rh := tunnel.ResponseHeader{
+		Status:        resp.StatusCode,
+		Header:        resp.Header,
+		ContentLength: resp.ContentLength,
+	}
+	for k := range resp.Trailer {
+		rh.Trailer = append(rh.Trailer, k)
+	}
+	if err := tunnel.WriteMessage(s, &rh); err != nil {
+		log.Debug("connector: edge went away", "err", err)
+		return
+	}
+
+	if upgrade && resp.StatusCode == http.StatusSwitchingProtocols {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			log.Error("connector: origin switched protocols without a writable body")
+			return
+		}
+		pipe(s, br, rwc)
+		return
+	}
+
+	bw := tunnel.NewBodyWriter(s)
+	if _, err := io.Copy(bw, resp.Body); err != nil {
+		// Abort: the edge must see a broken body, not a short one.
+		log.Warn("connector: response body from origin broke off", "err", err)
+		return
+	}
+	if err := bw.CloseWithTrailers(resp.Trailer); err != nil {
+		return
+	}
+	s.CloseWrite()
+	log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
+}
+
+// newOriginRequest rebuilds a server-style request from the header.
+func newOriginRequest(h *tunnel.RequestHeader) (*http.Request, error) {
+	if h.Method == "" {
+		return nil, errors.New("no method")
+	}
+	if !strings.HasPrefix(h.Path, "/") && h.Path != "*" {
+		return nil, errors.New("path must start with /")
+	}
+	u, err := url.ParseRequestURI(h.Path)
+	if err != nil {
+		return nil, err
+	}
+	header := h.Header
+	if header == nil {
+		header = make(http.Header)
+	}
+	req := &http.Request{
+		Method:        h.Method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Host:          h.Host,
+		ContentLength: h.ContentLength,
+		RemoteAddr:    h.ClientAddr,
+		RequestURI:    h.Path,
+	}
+	if len(h.Trailer) > 0 {
+		req.Trailer = make(http.Header, len(h.Trailer))
+		for _, k := range h.Trailer {
+			req.Trailer[http.CanonicalHeaderKey(k)] = nil
+		}
+	}
+	return req, nil
+}
+
+func respondError(s tunnel.Stream, status int, msg string) {
+	tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: status, Error: msg})
+	s.CloseWrite()
+}
+
+// pipe copies bytes both ways between the edge stream and the origin's
+// upgraded connection until both directions are finished.
+func pipe(s tunnel.Stream, br *bufio.Reader, origin io.ReadWriteCloser) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := io.Copy(origin, br)
+		if cw, ok := origin.(interface{ CloseWrite() error }); ok && err == nil {
+			cw.CloseWrite()
+		} else {
+			// An aborted edge side, or no half-close: end the origin
+			// connection so the other direction ends too.
+			origin.Close()
+		}
+	}()
+	io.Copy(s, origin)
+	s.CloseWrite()
+	<-done
+	origin.Close()
+}

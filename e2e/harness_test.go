@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/edge"
+	"github.com/adit-dev/adit/ingress"
+)
+
+// aditBin is the adit binary built by TestMain.
+var aditBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "adit-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	aditBin = filepath.Join(dir, "adit")
+	build := exec.Command("go", "build", "-o", aditBin, "github.com/adit-dev/adit/cmd/adit")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building adit:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testLogger logs to the test's output at debug level when -v, else
+// discards.
+func testLogger(t testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(&tWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct {
+	mu sync.Mutex
+	t  testing.TB
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// startEdge starts an in-process edge on 127.0.0.1 port 0.
+func startEdge(t testing.TB, dataDir string) *edge.Server {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	srv, err := edge.Start(context.Background(), edge.Config{
+		DataDir:    dataDir,
+		HTTPAddr:   "127.0.0.1:0",
+		TunnelAddr: "127.0.0.1:0",
+		APIAddr:    "127.0.0.1:0",
+		Logger:     testLogger(t).With("side", "edge"),
+	})
+	if err != nil {
+		t.Fatalf("starting edge: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// tunnelFixture is a tunnel created on an edge.
+type tunnelFixture struct {
+	ID     string
+	Secret []byte
+}
+
+func createTunnel(t testing.TB, srv *edge.Server, name string, hostnames ...string) tunnelFixture {
+	t.Helper()
+	ctx := context.Background()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	tun, err := srv.Service().CreateTunnel(ctx, name, secret)
+	if err != nil {
+		t.Fatalf("creating tunnel: %v", err)
+	}
+	for _, h := range hostnames {
+		if _, err := srv.Service().RouteDNS(ctx, tun.ID, h, false); err != nil {
+			t.Fatalf("routing %s: %v", h, err)
+		}
+	}
+	srv.Sync(ctx)
+	return tunnelFixture{ID: tun.ID, Secret: secret}
+}
+
+// startConnector runs an in-process connector for tun and waits until it
+// is registered.
+func startConnector(t testing.TB, srv *edge.Server, tun tunnelFixture, ing *ingress.Ingress, mods ...func(*connector.Config)) *connector.Connector {
+	t.Helper()
+	cfg := connector.Config{
+		TunnelID:      tun.ID,
+		Secret:        tun.Secret,
+		EdgeAddrs:     []string{srv.TunnelAddr().String()},
+		EdgeCA:        srv.CAPEM(),
+		ServerName:    "localhost",
+		Ingress:       ing,
+		HAConnections: 2,
+		GracePeriod:   5 * time.Second,
+		Logger:        testLogger(t).With("side", "connector"),
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c, err := connector.New(cfg)
+	if err != nil {
+		t.Fatalf("connector: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-c.Ready():
+	case err := <-done:
+		t.Fatalf("connector stopped before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("connector not ready after 30s")
+	}
+	return c
+}
+
+func mustIngress(t testing.TB, url string) *ingress.Ingress {
+	t.Helper()
+	ing, err := ingress.FromURL(url)
+	if err != nil {
+		t.Fatalf("ingress %s: %v", url, err)
+	}
+	return ing
+}
+
+// edgeClient talks to the edge's public listener whatever the Host.
+var edgeClient = &http.Client{Transport: &http.Transport{
+	MaxIdleConnsPerHost: 256,
+	DisableCompression:  true,
+	TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS13},
+}}
+
+func edgeURL(srv *edge.Server, path string) string {
+	return "http://" + srv.HTTPAddr().String() + path
+}
+
+func edgeGet(srv *edge.Server, host, path string) (*http.Response, error) {
+	req, err := http.NewRequest("GET", edgeURL(srv, path), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Host = host
+	return edgeClient.Do(req)
+}
+
+func readAll(t testing.TB, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return string(b)
+}
+
+// waitFor polls cond until it holds, failing the test after 30s. It is for
+// conditions with no event to wait on (a route propagating through etcd).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for delay := time.Millisecond; !cond(); delay = min(delay*2, 100*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// freeAddr is used only to pass a concrete address to a process that must
+// keep the same one across a restart.
+func freeUDPAddr(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// syncBuffer is a log sink tests can read while it is written.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// withLogBuffer sends the connector's logs to buf as text.
+func withLogBuffer(buf *syncBuffer) func(*connector.Config) {
+	return func(c *connector.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+}

@@ -1,0 +1,78 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/store"
+)
+
+// readYourWrites wraps the control API so that a change made through it is
+// in this edge's in-memory state before the answer goes out: a route created
+// by `adit tunnel route dns` serves the very next public request.
+func readYourWrites(h http.Handler, cli *clientv3.Client, state *control.State) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rec := &recorder{header: w.Header(), status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		if rec.status < 300 {
+			waitForState(r.Context(), cli, state)
+		}
+		w.WriteHeader(rec.status)
+		w.Write(rec.body.Bytes())
+	})
+}
+
+// waitForState waits, briefly, until state has caught up with etcd's
+// current revision.
+func waitForState(ctx context.Context, cli *clientv3.Client, state *control.State) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, store.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for state.Revision() < resp.Header.Revision {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// recorder holds a small API response until the state has caught up.
+type recorder struct {
+	header http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	return r.body.Write(p)
+}
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status = code
+		r.wrote = true
+	}
+}
+
+// Sync waits (up to 2s) until the edge's in-memory routes and tunnels
+// reflect every change already written to etcd, e.g. by Service.
+func (s *Server) Sync(ctx context.Context) {
+	waitForState(ctx, s.store.Client(), s.state)
+}

@@ -1,0 +1,326 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// RequestIDHeader carries the edge's request ID on every proxied response
+// and on error pages; the connector logs the same ID.
+const RequestIDHeader = "Adit-Request-Id"
+
+// router maps a public hostname to a tunnel ID. control.State implements it.
+type router interface {
+	Route(host string) (tunnelID string, ok bool)
+}
+
+// proxy is the public HTTP handler: it routes each request by Host to a
+// tunnel and sends it down one of that tunnel's connections as a stream.
+//
+// The path of a request: ServeHTTP (route by Host) → httputil.ReverseProxy
+// (hop-by-hop headers, X-Forwarded-*, upgrades, trailers, flushing) →
+// tunnelTransport.RoundTrip (pick a connection, open a stream, write the
+// request header and body frames, read the response header) → the
+// connector (connector/stream.go) → the origin.
+type proxy struct {
+	router router
+	reg    *registry
+	log    *slog.Logger
+	rp     *httputil.ReverseProxy
+}
+
+type ctxKey struct{}
+
+// reqInfo travels from ServeHTTP to the transport in the request context.
+type reqInfo struct {
+	tunnelID   string
+	requestID  string
+	clientAddr string
+}
+
+func newProxy(rt router, reg *registry, log *slog.Logger) *proxy {
+	p := &proxy{router: rt, reg: reg, log: log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// Rewrite has already dropped hop-by-hop and client-sent
+			// Forwarded/X-Forwarded-* headers; set our own.
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = pr.In.Host
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:    &tunnelTransport{reg: reg},
+		ErrorHandler: p.proxyError,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := newRequestID()
+	w.Header().Set(RequestIDHeader, id)
+	tunnelID, ok := p.router.Route(r.Host)
+	if !ok {
+		writeErrorPage(w, r, http.StatusNotFound, "No tunnel for this hostname",
+			fmt.Sprintf("No tunnel is routed for the hostname %q.", hostOnly(r.Host)), id)
+		return
+	}
+	info := &reqInfo{tunnelID: tunnelID, requestID: id, clientAddr: r.RemoteAddr}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+}
+
+func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	info, _ := r.Context().Value(ctxKey{}).(*reqInfo)
+	id := ""
+	if info != nil {
+		id = info.requestID
+	}
+	var oe *originError
+	switch {
+	case errors.Is(err, errTunnelOffline):
+		writeErrorPage(w, r, http.StatusBadGateway, "Tunnel offline",
+			fmt.Sprintf("The tunnel for %q has no connector online. Start it with `adit tunnel run`.", hostOnly(r.Host)), id)
+	case errors.As(err, &oe):
+		writeErrorPage(w, r, http.StatusBadGateway, "Origin unreachable",
+			fmt.Sprintf("The tunnel's connector could not reach the origin service for %q. The connector's log has the cause under this request ID.", hostOnly(r.Host)), id)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads an answer.
+		w.WriteHeader(499)
+	default:
+		p.log.Warn("proxy: tunnel stream failed", "host", r.Host, "request_id", id, "err", err)
+		writeErrorPage(w, r, http.StatusBadGateway, "Tunnel error",
+			fmt.Sprintf("The request for %q failed inside the tunnel: %v", hostOnly(r.Host), err), id)
+	}
+}
+
+var errTunnelOffline = errors.New("edge: tunnel has no live connection")
+
+// originError is the connector's report that it could not reach the origin.
+type originError struct{ msg string }
+
+func (e *originError) Error() string { return "origin unreachable: " + e.msg }
+
+// tunnelTransport is the ReverseProxy's RoundTripper: it carries one request
+// over one stream of a tunnel connection.
+type tunnelTransport struct {
+	reg *registry
+}
+
+func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	info, _ := req.Context().Value(ctxKey{}).(*reqInfo)
+	if info == nil {
+		return nil, errors.New("edge: request without routing info")
+	}
+	tc, s, err := t.openStream(req.Context(), info.tunnelID)
+	if err != nil {
+		return nil, err
+	}
+	// From here on, the stream belongs to the response body (or is closed
+	// on error). A cancelled request aborts the stream.
+	done := func() {
+		s.Close()
+		tc.inflight.Add(-1)
+	}
+	stop := context.AfterFunc(req.Context(), func() { s.Close() })
+	release := func() {
+		stop()
+		done()
+	}
+	resp, err := t.exchange(req, info, s, release)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// openStream picks a connection and opens a stream on it. A connection that
+// fails to open a stream costs no request: the next one is tried.
+func (t *tunnelTransport) openStream(ctx context.Context, tunnelID string) (*tunnelConn, tunnel.Stream, error) {
+	var tried []*tunnelConn
+	var lastErr error
+	for {
+		tc := t.reg.pick(tunnelID, tried)
+		if tc == nil {
+			if lastErr != nil {
+				return nil, nil, fmt.Errorf("%w (last error: %v)", errTunnelOffline, lastErr)
+			}
+			return nil, nil, errTunnelOffline
+		}
+		tc.inflight.Add(1)
+		s, err := tc.conn.OpenStream(ctx)
+		if err == nil {
+			return tc, s, nil
+		}
+		tc.inflight.Add(-1)
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		lastErr = err
+		tried = append(tried, tc)
+	}
+}
+
+func isUpgrade(h http.Header) bool {
+	return h.Get("Upgrade") != "" && headerHasToken(h, "Connection", "upgrade")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.Stream, release func()) (*http.Response, error) {
+	typ := tunnel.StreamHTTP
+	if isUpgrade(req.Header) {
+		typ = tunnel.StreamWebSocket
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	cl := req.ContentLength
+	if !hasBody {
+		cl = 0
+	} else if cl == 0 {
+		cl = -1
+	}
+	h := tunnel.RequestHeader{
+		Type:          typ,
+		Method:        req.Method,
+		Host:          req.Host,
+		Path:          req.URL.RequestURI(),
+		Header:        req.Header,
+		ClientAddr:    info.clientAddr,
+		RequestID:     info.requestID,
+		ContentLength: cl,
+	}
+	for k := range req.Trailer {
+		h.Trailer = append(h.Trailer, k)
+	}
+	if err := tunnel.WriteMessage(s, &h); err != nil {
+		return nil, fmt.Errorf("edge: writing request header: %w", err)
+	}
+	if typ == tunnel.StreamHTTP {
+		bw := tunnel.NewBodyWriter(s)
+		if !hasBody {
+			if err := bw.Close(); err != nil {
+				return nil, fmt.Errorf("edge: writing request end: %w", err)
+			}
+			s.CloseWrite()
+		} else {
+			go sendBody(req, bw, s)
+		}
+	}
+
+	br := bufio.NewReaderSize(s, 16<<10)
+	var rh tunnel.ResponseHeader
+	if err := tunnel.ReadMessage(br, &rh); err != nil {
+		return nil, fmt.Errorf("edge: reading response header: %w", err)
+	}
+	if rh.Error != "" {
+		return nil, &originError{msg: rh.Error}
+	}
+	if rh.Status < 100 {
+		return nil, fmt.Errorf("edge: connector sent status %d", rh.Status)
+	}
+	resp := &http.Response{
+		Status:        fmt.Sprintf("%d %s", rh.Status, http.StatusText(rh.Status)),
+		StatusCode:    rh.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        rh.Header,
+		ContentLength: rh.ContentLength,
+		Request:       req,
+	}
+	if resp.Header == nil {
+		resp.Header = make(http.Header)
+	}
+	if typ == tunnel.StreamWebSocket && rh.Status == http.StatusSwitchingProtocols {
+		resp.Body = &rawBody{r: br, s: s, release: release}
+		return resp, nil
+	}
+	if len(rh.Trailer) > 0 {
+		resp.Trailer = make(http.Header, len(rh.Trailer))
+		for _, k := range rh.Trailer {
+			resp.Trailer[http.CanonicalHeaderKey(k)] = nil
+		}
+	}
+	body := tunnel.NewBodyReader(br, resp.Trailer)
+	body.OnClose = func() error { release(); return nil }
+	resp.Body = &trailerBody{BodyReader: body, resp: resp}
+	return resp, nil
+}
+
+// trailerBody keeps resp.Trailer pointing at the map the body fills, in case
+// the reader had to make one for unannounced trailers.
+type trailerBody struct {
+	*tunnel.BodyReader
+	resp *http.Response
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.BodyReader.Read(p)
+	if err == io.EOF && b.resp.Trailer == nil && b.BodyReader.Trailer != nil {
+		b.resp.Trailer = b.BodyReader.Trailer
+	}
+	return n, err
+}
+
+// sendBody streams the request body as data frames, then its trailers.
+func sendBody(req *http.Request, bw *tunnel.BodyWriter, s tunnel.Stream) {
+	_, err := io.Copy(bw, req.Body)
+	if err != nil {
+		// The client's body broke off: abort so the origin sees an error,
+		// not a short body.
+		s.Close()
+		return
+	}
+	if err := bw.CloseWithTrailers(req.Trailer); err != nil {
+		return
+	}
+	s.CloseWrite()
+}
+
+// rawBody is the body of a 101 response: a ReadWriteCloser the
+// ReverseProxy pipes to the client's upgraded connection.
+type rawBody struct {
+	r       *bufio.Reader
+	s       tunnel.Stream
+	release func()
+}
+
+func (b *rawBody) Read(p []byte) (int, error)  { return b.r.Read(p) }
+func (b *rawBody) Write(p []byte) (int, error) { return b.s.Write(p) }
+func (b *rawBody) Close() error {
+	b.release()
+	return nil
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func hostOnly(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		return host[:i]
+	}
+	return host
+}

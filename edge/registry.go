@@ -1,0 +1,128 @@
+package edge
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// tunnelConn is one registered connector connection held by this edge.
+type tunnelConn struct {
+	conn     tunnel.Conn
+	info     control.Connection
+	inflight atomic.Int64 // streams open on this connection
+	draining atomic.Bool  // the connector unregistered: no new requests
+}
+
+// registry holds the live, registered tunnel connections of this edge, by
+// tunnel. Lookups take a read lock and never touch etcd.
+type registry struct {
+	mu      sync.RWMutex
+	tunnels map[string][]*tunnelConn // tunnel ID → connections
+	byID    map[string]*tunnelConn   // connection ID → connection
+}
+
+func newRegistry() *registry {
+	return &registry{
+		tunnels: make(map[string][]*tunnelConn),
+		byID:    make(map[string]*tunnelConn),
+	}
+}
+
+func (r *registry) add(tc *tunnelConn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tunnels[tc.info.TunnelID] = append(r.tunnels[tc.info.TunnelID], tc)
+	r.byID[tc.info.ID] = tc
+}
+
+// remove drops tc; it reports whether tc was still registered.
+func (r *registry) remove(tc *tunnelConn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID[tc.info.ID] != tc {
+		return false
+	}
+	delete(r.byID, tc.info.ID)
+	conns := r.tunnels[tc.info.TunnelID]
+	for i, c := range conns {
+		if c == tc {
+			// Copy so that slices handed out by pick stay valid.
+			next := make([]*tunnelConn, 0, len(conns)-1)
+			next = append(next, conns[:i]...)
+			next = append(next, conns[i+1:]...)
+			conns = next
+			break
+		}
+	}
+	if len(conns) == 0 {
+		delete(r.tunnels, tc.info.TunnelID)
+	} else {
+		r.tunnels[tc.info.TunnelID] = conns
+	}
+	return true
+}
+
+// pick returns the live connection of a tunnel with the fewest streams in
+// flight, skipping those in skip. It returns nil if there is none.
+func (r *registry) pick(tunnelID string, skip []*tunnelConn) *tunnelConn {
+	r.mu.RLock()
+	conns := r.tunnels[tunnelID]
+	r.mu.RUnlock()
+	var best *tunnelConn
+	var bestN int64
+	for _, c := range conns {
+		if c.draining.Load() || contains(skip, c) {
+			continue
+		}
+		if n := c.inflight.Load(); best == nil || n < bestN {
+			best, bestN = c, n
+		}
+	}
+	return best
+}
+
+func contains(list []*tunnelConn, c *tunnelConn) bool {
+	for _, x := range list {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// byTunnel returns a snapshot of a tunnel's connections.
+func (r *registry) byTunnel(tunnelID string) []*tunnelConn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tunnels[tunnelID]
+}
+
+func (r *registry) get(connID string) *tunnelConn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byID[connID]
+}
+
+// all returns a snapshot of every connection.
+func (r *registry) all() []*tunnelConn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*tunnelConn, 0, len(r.byID))
+	for _, c := range r.byID {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (r *registry) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byID)
+}
+
+// since is when the connection registered, for logs.
+func (tc *tunnelConn) since() time.Duration { return time.Since(tc.info.Since) }

@@ -1,0 +1,361 @@
+// Package edge is the adit edge server: the public HTTP listener, the tunnel
+// listener connectors dial, the registry of their connections, the router
+// from hostnames to tunnels, the proxy from public requests to tunnel
+// streams, and the control API.
+//
+// A public request travels: http.Server (Config.HTTPAddr) → proxy.ServeHTTP
+// (proxy.go: Host → tunnel via control.State, in memory) →
+// httputil.ReverseProxy → tunnelTransport.RoundTrip (proxy.go: least-loaded
+// connection from the registry, one stream per request) → the connector.
+// Connections arrive on the tunnel listener and register in tunnelconn.go.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunnelquic"
+)
+
+// Config configures an edge. The zero value (with a DataDir) is a working
+// single-node edge on the default ports.
+type Config struct {
+	// DataDir holds the embedded etcd data, the edge CA and certificate, and
+	// the admin API token. Required.
+	DataDir string
+	// HTTPAddr is the public HTTP listener. If empty, ":8080".
+	HTTPAddr string
+	// TunnelAddr is the UDP address connectors dial over QUIC. If empty, ":7844".
+	TunnelAddr string
+	// APIAddr is the HTTPS control API. If empty, "127.0.0.1:7845".
+	APIAddr string
+	// EtcdEndpoints, if set, is an external etcd cluster; otherwise an etcd
+	// server is embedded in the edge, reachable only from this machine.
+	EtcdEndpoints []string
+	// TLSCertFile and TLSKeyFile, if set, replace the certificate the edge
+	// issues itself from its own CA (for the tunnel and API listeners).
+	TLSCertFile, TLSKeyFile string
+	// PublicNames are DNS names or IPs by which connectors and API clients
+	// reach this edge; they go into the edge certificate. The first one is
+	// advertised to connectors. If empty, "localhost".
+	PublicNames []string
+	// AdvertiseAddr is the host:port written into credentials files for
+	// connectors to dial. If empty, the first public name with the tunnel
+	// listener's bound port.
+	AdvertiseAddr string
+	// NodeName names this edge in connection records. If empty, the host
+	// name with a short random suffix.
+	NodeName string
+	// Logger receives the edge's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+	// QUIC tunes the tunnel transport; the zero value is the default.
+	QUIC tunnelquic.Config
+}
+
+// Server is a running edge.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	node     string
+	store    *store.Store
+	svc      *control.Service
+	state    *control.State
+	presence *control.Presence
+	reg      *registry
+	bundle   *pki.Bundle
+
+	tunnelLn tunnel.Listener
+	httpLn   net.Listener
+	apiLn    net.Listener
+	httpSrv  *http.Server
+	apiSrv   *http.Server
+
+	adminTokenFile string
+	createdToken   bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// Start opens the store, the listeners and the servers, and returns once
+// the edge is serving. Close stops it.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("edge: a data directory is required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("edge: data directory: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry()}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.node = cfg.NodeName
+	if s.node == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "edge"
+		}
+		s.node = host + "-" + uuid.NewString()[:6]
+	}
+	names := cfg.PublicNames
+	if len(names) == 0 {
+		names = []string{"localhost"}
+	}
+
+	// TLS for the tunnel and API listeners.
+	bundle, _, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "tls"), names)
+	if err != nil {
+		return nil, fmt.Errorf("edge: certificates: %w", err)
+	}
+	s.bundle = bundle
+	var cert tls.Certificate
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		cert, err = pki.LoadFiles(cfg.TLSCertFile, cfg.TLSKeyFile)
+	} else {
+		cert, err = bundle.TLSCertificate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("edge: certificate: %w", err)
+	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+
+	// State.
+	s.store, err = store.Open(ctx, store.Config{
+		DataDir:   cfg.DataDir,
+		Endpoints: cfg.EtcdEndpoints,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cli := s.store.Client()
+	s.state, err = control.NewState(s.ctx, cli, log)
+	if err != nil {
+		return nil, fmt.Errorf("edge: loading state: %w", err)
+	}
+	s.state.OnEvent(s.onEvent)
+	s.presence, err = control.NewPresence(s.ctx, cli, 0, log)
+	if err != nil {
+		return nil, fmt.Errorf("edge: connection records: %w", err)
+	}
+
+	// Listeners.
+	s.tunnelLn, err = tunnelquic.Listen(orDefault(cfg.TunnelAddr, ":7844"), tlsConf, cfg.QUIC)
+	if err != nil {
+		return nil, fmt.Errorf("edge: tunnel listener: %w", err)
+	}
+	s.httpLn, err = net.Listen("tcp", orDefault(cfg.HTTPAddr, ":8080"))
+	if err != nil {
+		return nil, fmt.Errorf("edge: http listener: %w", err)
+	}
+	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
+	if err != nil {
+		return nil, fmt.Errorf("edge: api listener: %w", err)
+	}
+	s.apiLn = tls.NewListener(apiLn, tlsConf)
+
+	advertise := cfg.AdvertiseAddr
+	if advertise == "" {
+		_, port, _ := net.SplitHostPort(s.tunnelLn.Addr().String())
+		advertise = net.JoinHostPort(names[0], port)
+	}
+	s.svc = control.NewService(cli, control.EdgeInfo{
+		Node:        s.node,
+		TunnelAddrs: []string{advertise},
+		CAPEM:       string(bundle.CACertPEM),
+	}, log)
+	s.adminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
+	s.createdToken, err = s.svc.EnsureAdminToken(ctx, s.adminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("edge: admin token: %w", err)
+	}
+
+	// Servers.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.httpSrv = &http.Server{
+		Handler:           newProxy(s.state, s.reg, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		Protocols:         protocols,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	s.apiSrv = &http.Server{
+		Handler:           readYourWrites(control.NewHandler(s.svc, log), cli, s.state),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	s.goServe("http", func() error { return s.httpSrv.Serve(s.httpLn) })
+	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
+	s.wg.Add(1)
+	go s.acceptTunnels()
+
+	log.Info("edge: serving",
+		"node", s.node,
+		"http", s.httpLn.Addr().String(),
+		"tunnel", s.tunnelLn.Addr().String()+"/udp",
+		"api", "https://"+s.apiLn.Addr().String(),
+		"advertise", advertise,
+		"etcd", s.store.Endpoints())
+	return s, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func (s *Server) goServe(name string, serve func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("edge: server stopped", "server", name, "err", err)
+		}
+	}()
+}
+
+func (s *Server) acceptTunnels() {
+	defer s.wg.Done()
+	for {
+		c, err := s.tunnelLn.Accept(s.ctx)
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Error("edge: tunnel listener stopped", "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveTunnelConn(s.ctx, c)
+		}()
+	}
+}
+
+// onEvent reacts to changes made elsewhere: a deleted tunnel or a removed
+// connection record disconnects the matching connections.
+func (s *Server) onEvent(ev control.Event) {
+	switch ev.Kind {
+	case control.TunnelDeleted:
+		for _, tc := range s.reg.byTunnel(ev.TunnelID) {
+			s.log.Info("edge: tunnel deleted; disconnecting", "tunnel", ev.TunnelID, "conn", tc.info.ID)
+			go s.disconnect(tc, tunnel.CodeTunnelDeleted, "tunnel "+ev.TunnelID+" was deleted")
+		}
+	case control.ConnectionRemoved:
+		if tc := s.reg.get(ev.ConnID); tc != nil {
+			s.log.Info("edge: connection record removed; disconnecting", "tunnel", ev.TunnelID, "conn", ev.ConnID)
+			go s.disconnect(tc, tunnel.CodeRemoved, "connection removed by an operator")
+		}
+	}
+}
+
+// HTTPAddr is the bound public HTTP address.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLn.Addr() }
+
+// TunnelAddr is the bound UDP tunnel address.
+func (s *Server) TunnelAddr() net.Addr { return s.tunnelLn.Addr() }
+
+// APIAddr is the bound control API address (HTTPS).
+func (s *Server) APIAddr() net.Addr { return s.apiLn.Addr() }
+
+// APIURL is the control API's base URL.
+func (s *Server) APIURL() string {
+	_, port, _ := net.SplitHostPort(s.apiLn.Addr().String())
+	host, _, _ := net.SplitHostPort(s.apiLn.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// Service is the control service, for in-process administration.
+func (s *Server) Service() *control.Service { return s.svc }
+
+// CAFile is the path of the edge CA certificate (PEM).
+func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, "tls", pki.CACertFile) }
+
+// CAPEM is the edge CA certificate.
+func (s *Server) CAPEM() []byte { return s.bundle.CACertPEM }
+
+// AdminTokenFile is the path of the admin API token; CreatedAdminToken says
+// whether this start created it.
+func (s *Server) AdminTokenFile() string  { return s.adminTokenFile }
+func (s *Server) CreatedAdminToken() bool { return s.createdToken }
+
+// Connections is the number of registered tunnel connections.
+func (s *Server) Connections() int { return s.reg.count() }
+
+// Node is this edge's node name.
+func (s *Server) Node() string { return s.node }
+
+// LoginCommand is the exact `adit login` command for this edge.
+func (s *Server) LoginCommand() string {
+	return "adit login --api " + s.APIURL() + " --token-file " + strconv.Quote(s.adminTokenFile) + " --ca " + strconv.Quote(s.CAFile())
+}
+
+// Close shuts the edge down: it stops accepting, gives requests in flight a
+// few seconds, closes tunnel connections so connectors move on at once,
+// removes their records and stops the store.
+func (s *Server) Close() error {
+	s.closed.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if s.httpSrv != nil {
+			s.httpSrv.Shutdown(ctx)
+		}
+		if s.apiSrv != nil {
+			s.apiSrv.Shutdown(ctx)
+		}
+		if s.tunnelLn != nil {
+			s.tunnelLn.Close()
+		}
+		for _, tc := range s.reg.all() {
+			tc.conn.Close(tunnel.CodeShutdown, "edge shutting down")
+		}
+		s.cancel()
+		if s.httpLn != nil {
+			s.httpLn.Close()
+		}
+		if s.apiLn != nil {
+			s.apiLn.Close()
+		}
+		s.wg.Wait()
+		if s.presence != nil {
+			s.presence.Close()
+		}
+		if s.store != nil {
+			s.store.Close()
+		}
+	})
+	return nil
+}

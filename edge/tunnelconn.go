@@ -1,0 +1,178 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// registerTimeout bounds how long a new connection may take to register.
+const registerTimeout = 10 * time.Second
+
+// serveTunnelConn registers one connector connection and holds it in the
+// registry until it ends.
+func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
+	log := s.log.With("remote", c.RemoteAddr().String(), "protocol", c.Protocol())
+	tc, ctrl, err := s.register(ctx, c, log)
+	if err != nil {
+		log.Info("edge: registration failed", "err", err)
+		return
+	}
+	log = log.With("tunnel", tc.info.TunnelID, "conn", tc.info.ID, "index", tc.info.Index)
+	log.Info("edge: connector registered", "connector", tc.info.ConnectorID, "version", tc.info.Version)
+
+	go s.readControl(tc, ctrl, log)
+
+	<-c.Done()
+	s.unregister(tc)
+	log.Info("edge: connection closed", "after", tc.since().Round(time.Millisecond), "reason", c.Err())
+}
+
+func (s *Server) unregister(tc *tunnelConn) {
+	if !s.reg.remove(tc) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.presence.Remove(ctx, tc.info.TunnelID, tc.info.ID); err != nil {
+		s.log.Warn("edge: removing connection record", "conn", tc.info.ID, "err", err)
+	}
+}
+
+// register runs the registration on the control stream. On success the
+// connection is in the registry and its record in etcd.
+func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) (*tunnelConn, *bufferedStream, error) {
+	rctx, cancel := context.WithTimeout(ctx, registerTimeout)
+	defer cancel()
+	ctrl, err := c.AcceptStream(rctx)
+	if err != nil {
+		c.Close(tunnel.CodeProtocol, "no control stream")
+		return nil, nil, fmt.Errorf("waiting for the control stream: %w", err)
+	}
+	stop := context.AfterFunc(rctx, func() { ctrl.Close() })
+	defer stop()
+	br := bufio.NewReaderSize(ctrl, 4096)
+	var req tunnel.RegisterRequest
+	if err := tunnel.ReadMessage(br, &req); err != nil {
+		c.Close(tunnel.CodeProtocol, "bad register frame")
+		return nil, nil, fmt.Errorf("reading register request: %w", err)
+	}
+
+	refuse := func(reason string, permanent bool) error {
+		tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{Error: reason, Permanent: permanent})
+		ctrl.CloseWrite()
+		// Give the connector a moment to read the answer and hang up
+		// itself; then close.
+		select {
+		case <-c.Done():
+		case <-time.After(time.Second):
+		}
+		c.Close(tunnel.CodeUnauthorized, reason)
+		return errors.New(reason)
+	}
+
+	t, err := s.lookupTunnel(rctx, req.TunnelID)
+	switch {
+	case errors.Is(err, control.ErrNotFound):
+		return nil, nil, refuse(fmt.Sprintf("unknown tunnel %s", req.TunnelID), true)
+	case err != nil:
+		return nil, nil, refuse(fmt.Sprintf("edge cannot check the tunnel now: %v", err), false)
+	case t.DeletedAt != nil:
+		return nil, nil, refuse(fmt.Sprintf("tunnel %s was deleted", req.TunnelID), true)
+	case !control.VerifySecret(t, req.Secret):
+		return nil, nil, refuse(fmt.Sprintf("wrong secret for tunnel %s", req.TunnelID), true)
+	}
+
+	originIP := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(originIP); err == nil {
+		originIP = host
+	}
+	tc := &tunnelConn{conn: c, info: control.Connection{
+		ID:          uuid.NewString(),
+		TunnelID:    t.ID,
+		ConnectorID: req.ConnectorID,
+		Index:       int(req.ConnIndex),
+		EdgeNode:    s.node,
+		Protocol:    c.Protocol(),
+		Version:     req.Version,
+		OriginIP:    originIP,
+		Since:       time.Now().UTC(),
+	}}
+	if err := s.presence.Add(rctx, tc.info); err != nil {
+		return nil, nil, refuse(fmt.Sprintf("edge cannot record the connection now: %v", err), false)
+	}
+	s.reg.add(tc)
+	err = tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{ConnectionID: tc.info.ID, EdgeNode: s.node})
+	if err == nil && !stop() {
+		err = rctx.Err()
+	}
+	if err != nil {
+		s.unregister(tc)
+		c.Close(tunnel.CodeProtocol, "registration interrupted")
+		return nil, nil, fmt.Errorf("answering registration: %w", err)
+	}
+	return tc, &bufferedStream{Stream: ctrl, r: br}, nil
+}
+
+// lookupTunnel reads the tunnel from the watched state, and from etcd when
+// the state has not seen it yet (a tunnel created a moment ago).
+func (s *Server) lookupTunnel(ctx context.Context, id string) (control.Tunnel, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return control.Tunnel{}, control.ErrNotFound
+	}
+	if t, ok := s.state.Tunnel(id); ok {
+		return t, nil
+	}
+	return s.svc.GetTunnel(ctx, id)
+}
+
+// readControl reads the connector's control messages until the stream ends.
+func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Logger) {
+	defer ctrl.Close()
+	for {
+		t, p, err := tunnel.ReadFrame(ctrl.r)
+		if err != nil {
+			return
+		}
+		switch t {
+		case tunnel.FrameUnregister:
+			var m tunnel.Unregister
+			if err := tunnel.DecodeMessage(p, &m); err != nil {
+				log.Warn("edge: bad control frame", "err", err)
+				tc.conn.Close(tunnel.CodeProtocol, "bad unregister frame")
+				return
+			}
+			tc.draining.Store(true)
+			log.Info("edge: connector unregistered; no new requests on this connection", "reason", m.Reason)
+		default:
+			log.Warn("edge: unexpected control frame", "type", t)
+			tc.conn.Close(tunnel.CodeProtocol, fmt.Sprintf("unexpected %s frame on the control stream", t))
+			return
+		}
+	}
+}
+
+// disconnect ends a connection with a code and reason the connector sees.
+// serveTunnelConn then drops it from the registry and etcd.
+func (s *Server) disconnect(tc *tunnelConn, code tunnel.ErrorCode, reason string) {
+	tc.draining.Store(true)
+	tc.conn.Close(code, reason)
+}
+
+// bufferedStream is a stream whose reads go through a bufio.Reader that
+// already holds bytes read from it.
+type bufferedStream struct {
+	tunnel.Stream
+	r *bufio.Reader
+}
+
+func (b *bufferedStream) Read(p []byte) (int, error) { return b.r.Read(p) }

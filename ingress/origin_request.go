@@ -1,0 +1,149 @@
+package ingress
+
+import (
+	"slices"
+	"time"
+)
+
+// OriginRequest is the effective set of cloudflared's originRequest options for one
+// rule: the defaults, overridden by the global originRequest section, overridden by
+// the rule's own, field by field. Every field's zero value means cloudflared's default
+// (stated on the field); [OriginRequest.WithDefaults] fills those in, and [New] always
+// does, so a Rule's Origin holds the values in force.
+type OriginRequest struct {
+	// ConnectTimeout bounds establishing a TCP connection to the origin. Zero means 30s.
+	ConnectTimeout time.Duration
+	// TLSTimeout bounds the TLS handshake with an https origin. Zero means 10s.
+	TLSTimeout time.Duration
+	// TCPKeepAlive is the TCP keep-alive period of origin connections. Zero means 30s.
+	TCPKeepAlive time.Duration
+	// NoHappyEyeballs turns off racing IPv6 against IPv4 (RFC 6555) when dialing.
+	// Zero (false) keeps it on.
+	NoHappyEyeballs bool
+	// KeepAliveConnections is the most idle connections kept open to the origin.
+	// Zero means 100.
+	KeepAliveConnections int
+	// KeepAliveTimeout is how long an idle origin connection is kept. Zero means 1m30s.
+	KeepAliveTimeout time.Duration
+	// HTTPHostHeader, when set, replaces the Host header sent to the origin (the
+	// public hostname is then sent as X-Forwarded-Host). Zero: the public hostname.
+	HTTPHostHeader string
+	// OriginServerName is the name sent as TLS SNI and checked against the origin's
+	// certificate. Zero: the service URL's host.
+	OriginServerName string
+	// MatchSNIToHost sends the request's Host (after HTTPHostHeader) as SNI and checks
+	// the certificate against it, when OriginServerName is not set. Zero: off.
+	MatchSNIToHost bool
+	// CAPool is a PEM file of CA certificates trusted for the origin, in addition to
+	// the system's. Zero: the system's only.
+	CAPool string
+	// NoTLSVerify skips verifying the origin's certificate. Zero: verify.
+	NoTLSVerify bool
+	// DisableChunkedEncoding sends request bodies with a Content-Length rather than
+	// chunked (for WSGI origins). Zero: chunked when the length is unknown.
+	DisableChunkedEncoding bool
+	// HTTP2Origin speaks HTTP/2 to https origins. Zero: HTTP/1.1.
+	HTTP2Origin bool
+	// BastionMode makes a TCP service a bastion (the client picks the destination).
+	// Zero: off.
+	BastionMode bool
+	// ProxyAddress is the listen address of a SOCKS/bastion proxy. Zero means 127.0.0.1.
+	ProxyAddress string
+	// ProxyPort is the listen port of a SOCKS/bastion proxy. Zero: a random port.
+	ProxyPort int
+	// ProxyType is "socks" for a SOCKS5 proxy. Zero: a plain TCP proxy.
+	ProxyType string
+	// IPRules allow or deny destinations of the SOCKS and bastion services, first
+	// match wins. Zero: all allowed.
+	IPRules []IPRule
+	// Access is the Access policy asked for. New refuses Access.Required, which adit
+	// does not enforce yet. Zero: none.
+	Access Access
+}
+
+// Defaults of the originRequest options, as in cloudflared.
+const (
+	DefaultConnectTimeout       = 30 * time.Second
+	DefaultTLSTimeout           = 10 * time.Second
+	DefaultTCPKeepAlive         = 30 * time.Second
+	DefaultKeepAliveConnections = 100
+	DefaultKeepAliveTimeout     = 90 * time.Second
+	DefaultProxyAddress         = "127.0.0.1"
+)
+
+// WithDefaults returns o with every zero field that has a non-zero default set to it.
+func (o OriginRequest) WithDefaults() OriginRequest {
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.TLSTimeout == 0 {
+		o.TLSTimeout = DefaultTLSTimeout
+	}
+	if o.TCPKeepAlive == 0 {
+		o.TCPKeepAlive = DefaultTCPKeepAlive
+	}
+	if o.KeepAliveConnections == 0 {
+		o.KeepAliveConnections = DefaultKeepAliveConnections
+	}
+	if o.KeepAliveTimeout == 0 {
+		o.KeepAliveTimeout = DefaultKeepAliveTimeout
+	}
+	if o.ProxyAddress == "" {
+		o.ProxyAddress = DefaultProxyAddress
+	}
+	return o
+}
+
+// Apply returns base with every field that c sets replaced by c's value.
+func (c *OriginRequestConfig) Apply(base OriginRequest) OriginRequest {
+	setDur := func(dst *time.Duration, src *Duration) {
+		if src != nil {
+			*dst = time.Duration(*src)
+		}
+	}
+	setBool := func(dst *bool, src *bool) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	setStr := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	setInt := func(dst *int, src *int) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	o := base
+	setDur(&o.ConnectTimeout, c.ConnectTimeout)
+	setDur(&o.TLSTimeout, c.TLSTimeout)
+	setDur(&o.TCPKeepAlive, c.TCPKeepAlive)
+	setBool(&o.NoHappyEyeballs, c.NoHappyEyeballs)
+	setInt(&o.KeepAliveConnections, c.KeepAliveConnections)
+	setDur(&o.KeepAliveTimeout, c.KeepAliveTimeout)
+	setStr(&o.HTTPHostHeader, c.HTTPHostHeader)
+	setStr(&o.OriginServerName, c.OriginServerName)
+	setBool(&o.MatchSNIToHost, c.MatchSNIToHost)
+	setStr(&o.CAPool, c.CAPool)
+	setBool(&o.NoTLSVerify, c.NoTLSVerify)
+	setBool(&o.DisableChunkedEncoding, c.DisableChunkedEncoding)
+	setBool(&o.HTTP2Origin, c.HTTP2Origin)
+	setBool(&o.BastionMode, c.BastionMode)
+	setStr(&o.ProxyAddress, c.ProxyAddress)
+	setInt(&o.ProxyPort, c.ProxyPort)
+	setStr(&o.ProxyType, c.ProxyType)
+	if len(c.IPRules) > 0 {
+		o.IPRules = make([]IPRule, len(c.IPRules))
+		for i, r := range c.IPRules {
+			r.Ports = slices.Clone(r.Ports)
+			o.IPRules[i] = r
+		}
+	}
+	if c.Access != nil {
+		o.Access = *c.Access
+		o.Access.AUDTag = slices.Clone(c.Access.AUDTag)
+	}
+	return o
+}

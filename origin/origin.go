@@ -1,0 +1,390 @@
+// Package origin holds the services a connector hands requests to once ingress has
+// picked a rule: an HTTP(S) server on the network or a unix socket, a fixed
+// http_status answer, or the built-in hello_world server.
+//
+// An [HTTPService] takes a server-style request rebuilt by the connector and returns
+// the origin's response untouched: bodies stream both ways, trailers pass, bytes are
+// not decompressed, and for a WebSocket (or other Upgrade) request the 101 response's
+// Body is the io.ReadWriteCloser of the upgraded connection, for the caller to pipe.
+//
+// Each service's *http.Transport follows the rule's originRequest options
+// (cloudflared's, see [ingress.OriginRequest]); the environment's HTTP proxy is never
+// used for origins.
+package origin
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/adit-dev/adit/ingress"
+)
+
+// HTTPService is an origin that serves HTTP requests.
+type HTTPService interface {
+	// RoundTrip sends req to the origin and returns its response, whose Body the
+	// caller must close. Like http.RoundTripper, it closes req.Body, even on error
+	// (but see Upgrade below).
+	//
+	// req is a server-style request: URL holds Path and RawQuery (Scheme and Host
+	// may be empty), Host is the public hostname, Header the client's headers without
+	// hop-by-hop ones except for an Upgrade's "Connection: Upgrade" and "Upgrade".
+	// Body should be nil or http.NoBody when there is none, and ContentLength set
+	// when known (else it is taken from a Content-Length header). Trailer is shared,
+	// not copied: the caller may fill the keys it declared until Body returns io.EOF.
+	// For an Upgrade request without a ContentLength, req.Body is neither sent nor
+	// closed: the caller pipes the upgraded stream through the 101 response's Body,
+	// an io.ReadWriteCloser. req itself is not modified.
+	RoundTrip(req *http.Request) (*http.Response, error)
+	// Close releases idle connections and any server the service runs.
+	// Responses already returned stay readable.
+	Close() error
+	// String returns the service as written in the config.
+	String() string
+}
+
+// NewHTTP returns the service for rule's http, https, h2c, unix, unix+tls,
+// http_status or hello_world service, with a transport built from rule.Origin
+// (zero fields mean their defaults). A nil logger discards logs.
+func NewHTTP(rule *ingress.Rule, logger *slog.Logger) (HTTPService, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	svc := rule.Service
+	logger = logger.With("service", svc.String())
+	o := rule.Origin.WithDefaults()
+	switch svc.Kind {
+	case ingress.KindHTTPStatus:
+		return &statusService{code: svc.Status, name: svc.String()}, nil
+	case ingress.KindHelloWorld:
+		return newHelloWorld(o, logger)
+	case ingress.KindHTTP, ingress.KindHTTPS, ingress.KindH2C:
+		if svc.URL == nil {
+			return nil, fmt.Errorf("origin: service %q has no URL", svc.String())
+		}
+		port := svc.URL.Port()
+		if port == "" {
+			port = "80"
+			if svc.Kind == ingress.KindHTTPS {
+				port = "443"
+			}
+		}
+		scheme := "http"
+		if svc.Kind == ingress.KindHTTPS {
+			scheme = "https"
+		}
+		return newProxy(proxyTarget{
+			name: svc.String(), kind: svc.Kind, scheme: scheme, host: svc.URL.Host,
+			network: "tcp", addr: net.JoinHostPort(svc.URL.Hostname(), port),
+		}, o, logger)
+	case ingress.KindUnix, ingress.KindUnixTLS:
+		scheme := "http"
+		if svc.Kind == ingress.KindUnixTLS {
+			scheme = "https"
+		}
+		return newProxy(proxyTarget{
+			name: svc.String(), kind: svc.Kind, scheme: scheme, host: "localhost",
+			network: "unix", addr: svc.SocketPath,
+		}, o, logger)
+	}
+	return nil, fmt.Errorf("origin: service kind %s is not an HTTP service", svc.Kind)
+}
+
+// statusService answers every request with a fixed status and no body.
+type statusService struct {
+	code int
+	name string
+}
+
+func (s *statusService) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return &http.Response{
+		Status:        strconv.Itoa(s.code) + " " + http.StatusText(s.code),
+		StatusCode:    s.code,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Length": {"0"}},
+		Body:          http.NoBody,
+		ContentLength: 0,
+		Request:       req,
+	}, nil
+}
+
+func (s *statusService) Close() error   { return nil }
+func (s *statusService) String() string { return s.name }
+
+// proxyTarget says where a proxy sends requests.
+type proxyTarget struct {
+	name    string       // String()
+	kind    ingress.Kind // for the transport's protocols
+	scheme  string       // "http" or "https" in the outgoing URL
+	host    string       // the outgoing URL's host (sets the default SNI)
+	network string       // "tcp" or "unix"
+	addr    string       // what is dialed, whatever the URL says
+}
+
+// proxy sends requests to an HTTP origin.
+type proxy struct {
+	target         proxyTarget
+	transport      *http.Transport
+	upgrade        *http.Transport // HTTP/1.1 only, for Upgrade requests; may be transport
+	hostHeader     string
+	matchSNI       bool // URL host (so SNI) follows the Host header
+	disableChunked bool
+	logger         *slog.Logger
+
+	closeOnce sync.Once
+	onClose   func() error // extra cleanup (hello world's server), may be nil
+	closeErr  error
+}
+
+func newProxy(t proxyTarget, o ingress.OriginRequest, logger *slog.Logger) (*proxy, error) {
+	transport, err := newTransport(t, o)
+	if err != nil {
+		return nil, err
+	}
+	p := &proxy{
+		target:         t,
+		transport:      transport,
+		upgrade:        transport,
+		hostHeader:     o.HTTPHostHeader,
+		matchSNI:       o.MatchSNIToHost && o.OriginServerName == "" && t.scheme == "https",
+		disableChunked: o.DisableChunkedEncoding,
+		logger:         logger,
+	}
+	if transport.Protocols != nil && (transport.Protocols.HTTP2() || transport.Protocols.UnencryptedHTTP2()) {
+		// HTTP/2 has no Upgrade: WebSockets to an HTTP/2 origin go over HTTP/1.1.
+		p.upgrade = transport.Clone()
+		var h1 http.Protocols
+		h1.SetHTTP1(true)
+		p.upgrade.Protocols = &h1
+		p.upgrade.ForceAttemptHTTP2 = false
+	}
+	return p, nil
+}
+
+// newTransport builds the transport for t from the originRequest options.
+func newTransport(t proxyTarget, o ingress.OriginRequest) (*http.Transport, error) {
+	dialer := newDialer(o)
+	network, addr := t.network, t.addr
+	tr := &http.Transport{
+		Proxy: nil, // never the environment's proxy
+		// Always dial the origin, whatever host the URL names (see matchSNI).
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		},
+		TLSHandshakeTimeout: o.TLSTimeout,
+		MaxIdleConns:        o.KeepAliveConnections,
+		MaxIdleConnsPerHost: o.KeepAliveConnections,
+		IdleConnTimeout:     o.KeepAliveTimeout,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   o.HTTP2Origin,
+	}
+	var protocols http.Protocols
+	switch {
+	case t.kind == ingress.KindH2C:
+		protocols.SetUnencryptedHTTP2(true)
+	case o.HTTP2Origin && t.scheme == "https":
+		protocols.SetHTTP1(true)
+		protocols.SetHTTP2(true)
+	default:
+		protocols.SetHTTP1(true)
+	}
+	tr.Protocols = &protocols
+	if t.scheme == "https" {
+		tlsConf := &tls.Config{
+			// Origins are the user's own servers, often older than ours: TLS 1.2 is
+			// the floor here, as in Go's default client.
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         o.OriginServerName,
+			InsecureSkipVerify: o.NoTLSVerify, //nolint:gosec // the user's explicit noTLSVerify
+		}
+		if o.CAPool != "" {
+			pool, err := loadCAPool(o.CAPool)
+			if err != nil {
+				return nil, err
+			}
+			tlsConf.RootCAs = pool
+		}
+		tr.TLSClientConfig = tlsConf
+	}
+	return tr, nil
+}
+
+// newDialer returns the dialer for connectTimeout, tcpKeepAlive and noHappyEyeballs.
+func newDialer(o ingress.OriginRequest) *net.Dialer {
+	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: o.TCPKeepAlive}
+	if o.NoHappyEyeballs {
+		d.FallbackDelay = -1 // no RFC 6555 fallback
+	}
+	return d
+}
+
+// loadCAPool returns the system pool plus the PEM certificates in file.
+func loadCAPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("origin: caPool: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("origin: caPool %s: no PEM certificates found", file)
+	}
+	return pool, nil
+}
+
+func (p *proxy) String() string { return p.target.name }
+
+func (p *proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.transport.CloseIdleConnections()
+		p.upgrade.CloseIdleConnections()
+		if p.onClose != nil {
+			p.closeErr = p.onClose()
+		}
+	})
+	return p.closeErr
+}
+
+func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
+	out := req.WithContext(req.Context()) // a shallow copy; Trailer stays shared
+	out.RequestURI = ""
+	out.Header = req.Header.Clone()
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = nil // send none rather than Go's default
+	}
+
+	public := req.Host
+	if public == "" && req.URL != nil {
+		public = req.URL.Host
+	}
+	out.Host = public
+	if p.hostHeader != "" {
+		out.Host = p.hostHeader
+		if public != "" {
+			out.Header.Set("X-Forwarded-Host", public)
+		}
+	}
+
+	u := &url.URL{Scheme: p.target.scheme, Host: p.target.host}
+	if req.URL != nil {
+		u.Path, u.RawPath, u.RawQuery = req.URL.Path, req.URL.RawPath, req.URL.RawQuery
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	if p.matchSNI {
+		if h := hostOnly(out.Host); h != "" {
+			u.Host = h
+			if strings.Contains(h, ":") {
+				u.Host = "[" + h + "]"
+			}
+		}
+	}
+	out.URL = u
+
+	if out.ContentLength <= 0 && hasBody(out) {
+		if n, err := strconv.ParseInt(out.Header.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+			out.ContentLength = n
+			if n == 0 {
+				req.Body.Close()
+				out.Body = http.NoBody
+			}
+		}
+	}
+
+	transport := p.transport
+	if isUpgrade(out.Header) {
+		transport = p.upgrade
+		if out.ContentLength <= 0 {
+			// The handshake has no body. req.Body is left open: what follows the
+			// 101 is the caller's to pipe through the response's ReadWriteCloser.
+			out.Body, out.ContentLength = nil, 0
+		}
+	} else if p.disableChunked && out.ContentLength <= 0 && hasBody(out) && !lacksBody(out.Method) {
+		req.Body.Close()
+		p.logger.Info("origin: refused a request body of unknown length (disableChunkedEncoding)", "host", public, "path", u.Path)
+		return lengthRequired(req), nil
+	}
+
+	resp, err := transport.RoundTrip(out)
+	if err != nil {
+		p.logger.Debug("origin: request failed", "host", public, "path", u.Path, "err", err)
+		return nil, fmt.Errorf("origin: %s: %w", p.target.name, err)
+	}
+	return resp, nil
+}
+
+func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }
+
+// lacksBody reports methods whose requests rarely have a body; for these Go's
+// transport checks whether a body of unknown length is empty before sending it.
+func lacksBody(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// isUpgrade reports whether h asks for a protocol upgrade (Connection: Upgrade).
+func isUpgrade(h http.Header) bool {
+	if h.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hostOnly strips a port from a Host header value.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+}
+
+// lengthRequired answers a request the origin could not take: it wants a
+// Content-Length and the request's body length is unknown.
+func lengthRequired(req *http.Request) *http.Response {
+	const msg = "411 Length Required: this origin does not accept chunked request bodies (disableChunkedEncoding), and the request has no Content-Length\n"
+	return &http.Response{
+		Status:     "411 Length Required",
+		StatusCode: http.StatusLengthRequired,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header: http.Header{
+			"Content-Type":   {"text/plain; charset=utf-8"},
+			"Content-Length": {strconv.Itoa(len(msg))},
+		},
+		Body:          io.NopCloser(strings.NewReader(msg)),
+		ContentLength: int64(len(msg)),
+		Request:       req,
+	}
+}

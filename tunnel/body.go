@@ -1,0 +1,205 @@
+package tunnel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// maxDataFrame is the largest data frame a BodyWriter emits. Larger writes
+// are split.
+const maxDataFrame = 256 << 10
+
+// BodyWriter writes an HTTP body as data frames. Each Write becomes frames
+// at once, with no buffering, so streamed responses (SSE) arrive as sent.
+// Finish the body with Close or CloseWithTrailers.
+type BodyWriter struct {
+	w   io.Writer
+	hdr [1 + binary.MaxVarintLen32]byte
+}
+
+// NewBodyWriter returns a BodyWriter that writes frames to w.
+func NewBodyWriter(w io.Writer) *BodyWriter { return &BodyWriter{w: w} }
+
+// Write sends p as one or more data frames.
+func (bw *BodyWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p
+		if len(chunk) > maxDataFrame {
+			chunk = chunk[:maxDataFrame]
+		}
+		h := AppendFrameHeader(bw.hdr[:0], FrameData, len(chunk))
+		if _, err := bw.w.Write(h); err != nil {
+			return written, err
+		}
+		n, err := bw.w.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[len(chunk):]
+	}
+	return written, nil
+}
+
+// ReadFrom copies r into data frames using a pooled buffer, so io.Copy to a
+// BodyWriter neither allocates nor waits to fill a buffer before sending.
+func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := r.Read(buf[1+binary.MaxVarintLen32:])
+		if n > 0 {
+			// Build header and payload in one buffer: one write per frame.
+			h := AppendFrameHeader(bw.hdr[:0], FrameData, n)
+			start := 1 + binary.MaxVarintLen32 - len(h)
+			copy(buf[start:], h)
+			if _, werr := bw.w.Write(buf[start : 1+binary.MaxVarintLen32+n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Close ends the body without trailers.
+func (bw *BodyWriter) Close() error {
+	_, err := bw.w.Write([]byte{byte(FrameEnd), 0})
+	return err
+}
+
+// CloseWithTrailers ends the body with trailer fields. An empty trailer
+// ends it like Close.
+func (bw *BodyWriter) CloseWithTrailers(trailer http.Header) error {
+	if len(trailer) == 0 {
+		return bw.Close()
+	}
+	return WriteMessage(bw.w, &Trailers{Header: trailer})
+}
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}
+
+// ErrBodyTruncated reports a body whose stream ended before its end frame:
+// the peer or the path failed mid-body.
+var ErrBodyTruncated = errors.New("tunnel: body ended before its end frame")
+
+// BodyReader reads an HTTP body from data frames. It returns io.EOF after
+// an end or trailers frame; trailers are merged into Trailer, which may be the
+// Trailer map of an http.Request or http.Response.
+type BodyReader struct {
+	r       *bufio.Reader
+	left    int // payload bytes left in the current data frame
+	done    bool
+	err     error
+	Trailer http.Header
+	// OnClose, if set, is called once by Close.
+	OnClose func() error
+	closed  sync.Once
+}
+
+// NewBodyReader returns a BodyReader reading frames from r. Trailers are
+// stored in trailer (which may be nil: then a new map is made).
+func NewBodyReader(r *bufio.Reader, trailer http.Header) *BodyReader {
+	return &BodyReader{r: r, Trailer: trailer}
+}
+
+// Read reads body bytes.
+func (br *BodyReader) Read(p []byte) (int, error) {
+	if br.err != nil {
+		return 0, br.err
+	}
+	for br.left == 0 {
+		if err := br.next(); err != nil {
+			br.err = err
+			return 0, err
+		}
+	}
+	if len(p) > br.left {
+		p = p[:br.left]
+	}
+	n, err := br.r.Read(p)
+	br.left -= n
+	if err != nil {
+		if err == io.EOF {
+			err = ErrBodyTruncated
+		}
+		br.err = err
+	}
+	return n, err
+}
+
+func (br *BodyReader) next() error {
+	t, n, err := ReadFrameHeader(br.r)
+	if err != nil {
+		return truncated(err)
+	}
+	switch t {
+	case FrameData:
+		br.left = n
+		return nil
+	case FrameEnd:
+		if _, err := br.r.Discard(n); err != nil {
+			return truncated(err)
+		}
+		br.done = true
+		return io.EOF
+	case FrameTrailers:
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br.r, p); err != nil {
+			return truncated(err)
+		}
+		var tr Trailers
+		if err := tr.decode(p); err != nil {
+			return err
+		}
+		if br.Trailer == nil {
+			br.Trailer = make(http.Header, len(tr.Header))
+		}
+		for k, v := range tr.Header {
+			br.Trailer[k] = v
+		}
+		br.done = true
+		return io.EOF
+	}
+	return fmt.Errorf("tunnel: unexpected %s frame in a body", t)
+}
+
+// truncated turns the end of the stream inside a body, even in the middle of
+// a frame header, into ErrBodyTruncated; other errors (a reset stream, a
+// frame too large) pass through.
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return ErrBodyTruncated
+	}
+	return err
+}
+
+// Done reports whether the body was read to its end frame.
+func (br *BodyReader) Done() bool { return br.done }
+
+// Close calls OnClose once.
+func (br *BodyReader) Close() error {
+	var err error
+	br.closed.Do(func() {
+		if br.OnClose != nil {
+			err = br.OnClose()
+		}
+	})
+	return err
+}

@@ -1,0 +1,154 @@
+package tunnel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// FrameType says what a frame's payload is.
+type FrameType uint8
+
+// Frame types. Values are fixed by the protocol; never reuse a number.
+const (
+	FrameRegister   FrameType = 0x01 // RegisterRequest, connector → edge, first frame on the control stream
+	FrameRegistered FrameType = 0x02 // RegisterResponse, edge → connector
+	FrameUnregister FrameType = 0x03 // Unregister, connector → edge
+	FrameDisconnect FrameType = 0x04 // Disconnect, edge → connector
+
+	FrameRequest  FrameType = 0x10 // RequestHeader, edge → connector, first frame of a request stream
+	FrameResponse FrameType = 0x11 // ResponseHeader, connector → edge
+
+	FrameData     FrameType = 0x20 // raw body bytes
+	FrameTrailers FrameType = 0x21 // Headers: the body's trailers; ends the body
+	FrameEnd      FrameType = 0x22 // empty: ends the body without trailers
+)
+
+func (t FrameType) String() string {
+	switch t {
+	case FrameRegister:
+		return "register"
+	case FrameRegistered:
+		return "registered"
+	case FrameUnregister:
+		return "unregister"
+	case FrameDisconnect:
+		return "disconnect"
+	case FrameRequest:
+		return "request"
+	case FrameResponse:
+		return "response"
+	case FrameData:
+		return "data"
+	case FrameTrailers:
+		return "trailers"
+	case FrameEnd:
+		return "end"
+	}
+	return fmt.Sprintf("frame(0x%02x)", uint8(t))
+}
+
+// MaxFramePayload bounds a frame's payload. A peer that announces more is
+// broken or hostile, and the stream is closed.
+const MaxFramePayload = 1 << 20
+
+// ErrFrameTooLarge is returned for a frame whose length exceeds MaxFramePayload.
+var ErrFrameTooLarge = errors.New("tunnel: frame too large")
+
+// ReadFrameHeader reads a frame's type and payload length. The caller reads
+// exactly n payload bytes next.
+func ReadFrameHeader(r *bufio.Reader) (FrameType, int, error) {
+	b, err := r.ReadByte()
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, 0, fmt.Errorf("tunnel: reading %s frame length: %w", FrameType(b), err)
+	}
+	if n > MaxFramePayload {
+		return 0, 0, fmt.Errorf("%w: %s frame of %d bytes", ErrFrameTooLarge, FrameType(b), n)
+	}
+	return FrameType(b), int(n), nil
+}
+
+// ReadFrame reads one whole frame. The payload is freshly allocated.
+func ReadFrame(r *bufio.Reader) (FrameType, []byte, error) {
+	t, n, err := ReadFrameHeader(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("tunnel: reading %s frame: %w", t, err)
+	}
+	return t, p, nil
+}
+
+// AppendFrameHeader appends a frame header for a payload of n bytes.
+func AppendFrameHeader(b []byte, t FrameType, n int) []byte {
+	b = append(b, byte(t))
+	return binary.AppendUvarint(b, uint64(n))
+}
+
+// WriteFrame writes a frame in a single Write call.
+func WriteFrame(w io.Writer, t FrameType, payload []byte) error {
+	if len(payload) > MaxFramePayload {
+		return fmt.Errorf("%w: %s frame of %d bytes", ErrFrameTooLarge, t, len(payload))
+	}
+	b := make([]byte, 0, len(payload)+binary.MaxVarintLen32+1)
+	b = AppendFrameHeader(b, t, len(payload))
+	b = append(b, payload...)
+	_, err := w.Write(b)
+	return err
+}
+
+// Message is a frame payload with a protocol-buffers encoding.
+type Message interface {
+	frameType() FrameType
+	appendTo(b []byte) []byte
+	decode(b []byte) error
+}
+
+// WriteMessage encodes m and writes it as one frame.
+func WriteMessage(w io.Writer, m Message) error {
+	b := make([]byte, 0, 256)
+	b = append(b, byte(m.frameType()), 0, 0, 0) // room for a 3-byte uvarint length
+	b = m.appendTo(b)
+	n := len(b) - 4
+	if n > MaxFramePayload {
+		return fmt.Errorf("%w: %s frame of %d bytes", ErrFrameTooLarge, m.frameType(), n)
+	}
+	// Re-encode the length in place: shift the payload if it needs fewer bytes.
+	var lb [binary.MaxVarintLen32]byte
+	ln := binary.PutUvarint(lb[:], uint64(n))
+	start := 4 - ln
+	b[start-1] = byte(m.frameType())
+	copy(b[start:], lb[:ln])
+	_, err := w.Write(b[start-1:])
+	return err
+}
+
+// DecodeMessage decodes a frame payload read with ReadFrame into m.
+func DecodeMessage(payload []byte, m Message) error { return m.decode(payload) }
+
+// ReadMessage reads the next frame, checks it is of m's type and decodes it
+// into m.
+func ReadMessage(r *bufio.Reader, m Message) error {
+	t, p, err := ReadFrame(r)
+	if err != nil {
+		return err
+	}
+	if t != m.frameType() {
+		return fmt.Errorf("tunnel: got %s frame, want %s", t, m.frameType())
+	}
+	return m.decode(p)
+}

@@ -1,0 +1,466 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// RegisterRequest is the connector's first frame (FrameRegister).
+type RegisterRequest struct {
+	TunnelID    string   // 1: the tunnel's UUID
+	Secret      []byte   // 2: the tunnel secret; sent only inside TLS 1.3 to a verified edge
+	ConnIndex   uint32   // 3: HA slot, 0..N-1
+	ConnectorID string   // 4: UUID picked by the connector process at start
+	Version     string   // 5: connector software version
+	Features    []string // 6: optional features the connector supports
+	Protocol    uint32   // 7: ProtocolVersion of the connector
+}
+
+// RegisterResponse answers a RegisterRequest (FrameRegistered). Exactly one of
+// ConnectionID or Error is set.
+type RegisterResponse struct {
+	ConnectionID string // 1: edge-assigned UUID of this connection
+	EdgeNode     string // 2: name of the edge node
+	Error        string // 3: why the registration was refused
+	Permanent    bool   // 4: true if retrying cannot help (bad secret, unknown or deleted tunnel)
+}
+
+// Unregister asks the edge to send no new requests on this connection
+// (FrameUnregister). Streams in flight continue.
+type Unregister struct {
+	Reason string // 1
+}
+
+// Disconnect tells the connector the edge is ending this connection
+// (FrameDisconnect).
+type Disconnect struct {
+	Reason    string // 1
+	Permanent bool   // 2: the tunnel is gone; do not reconnect
+}
+
+// StreamType says how a request stream carries its payload.
+type StreamType uint32
+
+// Stream types.
+const (
+	StreamHTTP      StreamType = 1 // framed bodies, trailers
+	StreamWebSocket StreamType = 2 // HTTP upgrade; raw bytes after a 101
+	StreamTCP       StreamType = 3 // raw bytes after a 200
+)
+
+func (t StreamType) String() string {
+	switch t {
+	case StreamHTTP:
+		return "http"
+	case StreamWebSocket:
+		return "websocket"
+	case StreamTCP:
+		return "tcp"
+	}
+	return fmt.Sprintf("stream(%d)", uint32(t))
+}
+
+// RequestHeader opens a request stream (FrameRequest).
+type RequestHeader struct {
+	Type          StreamType  // 1
+	Method        string      // 2
+	Host          string      // 3: the public hostname the client asked for
+	Path          string      // 4: request URI: escaped path and query
+	Header        http.Header // 5: repeated Field{1 name, 2 value}; order of values kept
+	ClientAddr    string      // 6: the client's ip:port as the edge saw it
+	RequestID     string      // 7: shown on error pages and in both logs
+	ContentLength int64       // 8: zigzag; -1 if unknown
+	Trailer       []string    // 9: names of trailers the body will end with
+}
+
+// ResponseHeader answers a request (FrameResponse).
+type ResponseHeader struct {
+	Status        int         // 1
+	Header        http.Header // 2: repeated Field{1 name, 2 value}
+	Error         string      // 3: set when the connector could not reach the origin
+	Trailer       []string    // 4: names of trailers the body will end with
+	ContentLength int64       // 5: zigzag; -1 if unknown
+}
+
+// Trailers ends a body with trailer fields (FrameTrailers).
+type Trailers struct {
+	Header http.Header // 1: repeated Field{1 name, 2 value}
+}
+
+func (*RegisterRequest) frameType() FrameType  { return FrameRegister }
+func (*RegisterResponse) frameType() FrameType { return FrameRegistered }
+func (*Unregister) frameType() FrameType       { return FrameUnregister }
+func (*Disconnect) frameType() FrameType       { return FrameDisconnect }
+func (*RequestHeader) frameType() FrameType    { return FrameRequest }
+func (*ResponseHeader) frameType() FrameType   { return FrameResponse }
+func (*Trailers) frameType() FrameType         { return FrameTrailers }
+
+func (m *RegisterRequest) appendTo(b []byte) []byte {
+	b = appendString(b, 1, m.TunnelID)
+	b = appendBytes(b, 2, m.Secret)
+	b = appendUint(b, 3, uint64(m.ConnIndex))
+	b = appendString(b, 4, m.ConnectorID)
+	b = appendString(b, 5, m.Version)
+	for _, f := range m.Features {
+		b = appendStringAlways(b, 6, f)
+	}
+	b = appendUint(b, 7, uint64(m.Protocol))
+	return b
+}
+
+func (m *RegisterRequest) decode(b []byte) error {
+	*m = RegisterRequest{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		switch num {
+		case 1:
+			m.TunnelID, err = v.str()
+		case 2:
+			m.Secret, err = v.bytes()
+			m.Secret = append([]byte(nil), m.Secret...)
+		case 3:
+			var u uint64
+			u, err = v.uint()
+			m.ConnIndex = uint32(u)
+		case 4:
+			m.ConnectorID, err = v.str()
+		case 5:
+			m.Version, err = v.str()
+		case 6:
+			var s string
+			s, err = v.str()
+			m.Features = append(m.Features, s)
+		case 7:
+			var u uint64
+			u, err = v.uint()
+			m.Protocol = uint32(u)
+		}
+		return err
+	})
+}
+
+func (m *RegisterResponse) appendTo(b []byte) []byte {
+	b = appendString(b, 1, m.ConnectionID)
+	b = appendString(b, 2, m.EdgeNode)
+	b = appendString(b, 3, m.Error)
+	b = appendBool(b, 4, m.Permanent)
+	return b
+}
+
+func (m *RegisterResponse) decode(b []byte) error {
+	*m = RegisterResponse{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		switch num {
+		case 1:
+			m.ConnectionID, err = v.str()
+		case 2:
+			m.EdgeNode, err = v.str()
+		case 3:
+			m.Error, err = v.str()
+		case 4:
+			m.Permanent, err = v.bool()
+		}
+		return err
+	})
+}
+
+func (m *Unregister) appendTo(b []byte) []byte { return appendString(b, 1, m.Reason) }
+
+func (m *Unregister) decode(b []byte) error {
+	*m = Unregister{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		if num == 1 {
+			m.Reason, err = v.str()
+		}
+		return err
+	})
+}
+
+func (m *Disconnect) appendTo(b []byte) []byte {
+	b = appendString(b, 1, m.Reason)
+	return appendBool(b, 2, m.Permanent)
+}
+
+func (m *Disconnect) decode(b []byte) error {
+	*m = Disconnect{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		switch num {
+		case 1:
+			m.Reason, err = v.str()
+		case 2:
+			m.Permanent, err = v.bool()
+		}
+		return err
+	})
+}
+
+func (m *RequestHeader) appendTo(b []byte) []byte {
+	b = appendUint(b, 1, uint64(m.Type))
+	b = appendString(b, 2, m.Method)
+	b = appendString(b, 3, m.Host)
+	b = appendString(b, 4, m.Path)
+	b = appendHeader(b, 5, m.Header)
+	b = appendString(b, 6, m.ClientAddr)
+	b = appendString(b, 7, m.RequestID)
+	b = appendSint(b, 8, m.ContentLength)
+	for _, t := range m.Trailer {
+		b = appendStringAlways(b, 9, t)
+	}
+	return b
+}
+
+func (m *RequestHeader) decode(b []byte) error {
+	*m = RequestHeader{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		switch num {
+		case 1:
+			var u uint64
+			u, err = v.uint()
+			m.Type = StreamType(u)
+		case 2:
+			m.Method, err = v.str()
+		case 3:
+			m.Host, err = v.str()
+		case 4:
+			m.Path, err = v.str()
+		case 5:
+			m.Header, err = v.headerField(m.Header)
+		case 6:
+			m.ClientAddr, err = v.str()
+		case 7:
+			m.RequestID, err = v.str()
+		case 8:
+			m.ContentLength, err = v.sint()
+		case 9:
+			var s string
+			s, err = v.str()
+			m.Trailer = append(m.Trailer, s)
+		}
+		return err
+	})
+}
+
+func (m *ResponseHeader) appendTo(b []byte) []byte {
+	b = appendUint(b, 1, uint64(m.Status))
+	b = appendHeader(b, 2, m.Header)
+	b = appendString(b, 3, m.Error)
+	for _, t := range m.Trailer {
+		b = appendStringAlways(b, 4, t)
+	}
+	b = appendSint(b, 5, m.ContentLength)
+	return b
+}
+
+func (m *ResponseHeader) decode(b []byte) error {
+	*m = ResponseHeader{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		switch num {
+		case 1:
+			var u uint64
+			u, err = v.uint()
+			if err == nil && u > 999 {
+				err = fmt.Errorf("status %d out of range", u)
+			}
+			m.Status = int(u)
+		case 2:
+			m.Header, err = v.headerField(m.Header)
+		case 3:
+			m.Error, err = v.str()
+		case 4:
+			var s string
+			s, err = v.str()
+			m.Trailer = append(m.Trailer, s)
+		case 5:
+			m.ContentLength, err = v.sint()
+		}
+		return err
+	})
+}
+
+func (m *Trailers) appendTo(b []byte) []byte { return appendHeader(b, 1, m.Header) }
+
+func (m *Trailers) decode(b []byte) error {
+	*m = Trailers{}
+	return decodeFields(b, func(num protowire.Number, v field) error {
+		var err error
+		if num == 1 {
+			m.Header, err = v.headerField(m.Header)
+		}
+		return err
+	})
+}
+
+// Encoding helpers. Zero values are omitted, as in proto3.
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendStringAlways(b, num, s)
+}
+
+func appendStringAlways(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, num protowire.Number, p []byte) []byte {
+	if len(p) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, p)
+}
+
+func appendUint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendSint(b []byte, num protowire.Number, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, protowire.EncodeZigZag(v))
+}
+
+func appendBool(b []byte, num protowire.Number, v bool) []byte {
+	if !v {
+		return b
+	}
+	return appendUint(b, num, 1)
+}
+
+// appendHeader writes each (name, value) pair as an embedded message
+// {1: name, 2: value}.
+func appendHeader(b []byte, num protowire.Number, h http.Header) []byte {
+	for name, values := range h {
+		for _, v := range values {
+			size := protowire.SizeTag(1) + protowire.SizeBytes(len(name)) +
+				protowire.SizeTag(2) + protowire.SizeBytes(len(v))
+			b = protowire.AppendTag(b, num, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(size))
+			b = appendStringAlways(b, 1, name)
+			b = appendStringAlways(b, 2, v)
+		}
+	}
+	return b
+}
+
+// field is one decoded field value: a varint or a length-delimited payload.
+type field struct {
+	typ protowire.Type
+	u   uint64
+	b   []byte
+}
+
+var errWireType = errors.New("wrong wire type")
+
+func (f field) str() (string, error) {
+	if f.typ != protowire.BytesType {
+		return "", errWireType
+	}
+	return string(f.b), nil
+}
+
+func (f field) bytes() ([]byte, error) {
+	if f.typ != protowire.BytesType {
+		return nil, errWireType
+	}
+	return f.b, nil
+}
+
+func (f field) uint() (uint64, error) {
+	if f.typ != protowire.VarintType {
+		return 0, errWireType
+	}
+	return f.u, nil
+}
+
+func (f field) sint() (int64, error) {
+	u, err := f.uint()
+	return protowire.DecodeZigZag(u), err
+}
+
+func (f field) bool() (bool, error) {
+	u, err := f.uint()
+	return u != 0, err
+}
+
+// headerField decodes one {1: name, 2: value} pair into h.
+func (f field) headerField(h http.Header) (http.Header, error) {
+	if f.typ != protowire.BytesType {
+		return h, errWireType
+	}
+	var name, value string
+	err := decodeFields(f.b, func(num protowire.Number, v field) error {
+		var err error
+		switch num {
+		case 1:
+			name, err = v.str()
+		case 2:
+			value, err = v.str()
+		}
+		return err
+	})
+	if err != nil {
+		return h, err
+	}
+	if name == "" {
+		return h, errors.New("header field without a name")
+	}
+	if h == nil {
+		h = make(http.Header)
+	}
+	// Names arrive canonical from Go peers; keep them as sent so that
+	// non-canonical names (HTTP/2 pseudo-free, but some origins care) survive.
+	h[name] = append(h[name], value)
+	return h, nil
+}
+
+// decodeFields walks a protobuf-encoded message, calling fn for each varint or
+// length-delimited field and skipping other wire types.
+func decodeFields(b []byte, fn func(protowire.Number, field) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("tunnel: bad message: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		var f field
+		f.typ = typ
+		switch typ {
+		case protowire.VarintType:
+			f.u, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			f.b, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("tunnel: bad message: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		if n < 0 {
+			return fmt.Errorf("tunnel: bad message: field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if err := fn(num, f); err != nil {
+			return fmt.Errorf("tunnel: bad message: field %d: %w", num, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package tunnelquic is the QUIC transport for adit tunnels: TLS 1.3 over
+// UDP with quic-go, ALPN "adit/1", one QUIC stream per tunnel stream.
+package tunnelquic
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// Config tunes the QUIC transport. The zero value is ready to use.
+type Config struct {
+	// KeepAlivePeriod is how often an idle connection sends a keepalive.
+	// If zero, 2s.
+	KeepAlivePeriod time.Duration
+	// MaxIdleTimeout closes a connection that hears nothing for this long,
+	// so a dead peer is found in seconds. If zero, 10s.
+	MaxIdleTimeout time.Duration
+	// HandshakeTimeout bounds the QUIC+TLS handshake. If zero, 5s.
+	HandshakeTimeout time.Duration
+	// MaxIncomingStreams caps the streams the peer may have open at once on
+	// one connection. If zero, 10000.
+	MaxIncomingStreams int64
+	// MaxStreamReceiveWindow is the per-stream flow-control window.
+	// If zero, 6 MiB.
+	MaxStreamReceiveWindow uint64
+	// MaxConnectionReceiveWindow is the per-connection flow-control window.
+	// If zero, 30 MiB.
+	MaxConnectionReceiveWindow uint64
+}
+
+func (c Config) quicConfig() *quic.Config {
+	qc := &quic.Config{
+		KeepAlivePeriod:            orDuration(c.KeepAlivePeriod, 2*time.Second),
+		MaxIdleTimeout:             orDuration(c.MaxIdleTimeout, 10*time.Second),
+		HandshakeIdleTimeout:       orDuration(c.HandshakeTimeout, 5*time.Second),
+		MaxIncomingStreams:         c.MaxIncomingStreams,
+		MaxIncomingUniStreams:      -1,
+		MaxStreamReceiveWindow:     c.MaxStreamReceiveWindow,
+		MaxConnectionReceiveWindow: c.MaxConnectionReceiveWindow,
+	}
+	if qc.MaxIncomingStreams == 0 {
+		qc.MaxIncomingStreams = 10000
+	}
+	if qc.MaxStreamReceiveWindow == 0 {
+		qc.MaxStreamReceiveWindow = 6 << 20
+	}
+	if qc.MaxConnectionReceiveWindow == 0 {
+		qc.MaxConnectionReceiveWindow = 30 << 20
+	}
+	return qc
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Dial connects to an edge at addr (host:port). tlsConf must verify the edge;
+// its NextProtos is set to the adit ALPN.
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tunnel.Conn, error) {
+	tc := tlsConf.Clone()
+	tc.NextProtos = []string{tunnel.ALPN}
+	tc.MinVersion = tls.VersionTLS13
+	qc, err := quic.DialAddr(ctx, addr, tc, cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	return &conn{qc: qc}, nil
+}
+
+// Listen listens for tunnel connections on the UDP address addr.
+func Listen(addr string, tlsConf *tls.Config, cfg Config) (tunnel.Listener, error) {
+	tc := tlsConf.Clone()
+	tc.NextProtos = []string{tunnel.ALPN}
+	tc.MinVersion = tls.VersionTLS13
+	l, err := quic.ListenAddr(addr, tc, cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+	}
+	return &listener{l: l}, nil
+}
+
+type listener struct{ l *quic.Listener }
+
+func (l *listener) Accept(ctx context.Context) (tunnel.Conn, error) {
+	qc, err := l.l.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{qc: qc}, nil
+}
+
+func (l *listener) Addr() net.Addr { return l.l.Addr() }
+func (l *listener) Close() error   { return l.l.Close() }
+
+type conn struct{ qc *quic.Conn }
+
+func (c *conn) OpenStream(ctx context.Context) (tunnel.Stream, error) {
+	s, err := c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &stream{s: s}, nil
+}
+
+func (c *conn) AcceptStream(ctx context.Context) (tunnel.Stream, error) {
+	s, err := c.qc.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &stream{s: s}, nil
+}
+
+func (c *conn) Close(code tunnel.ErrorCode, reason string) error {
+	return c.qc.CloseWithError(quic.ApplicationErrorCode(code), reason)
+}
+
+func (c *conn) Done() <-chan struct{} { return c.qc.Context().Done() }
+
+func (c *conn) Err() error {
+	err := context.Cause(c.qc.Context())
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) {
+		return &tunnel.CloseError{Code: tunnel.ErrorCode(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+	}
+	return err
+}
+
+func (c *conn) LocalAddr() net.Addr  { return c.qc.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+func (c *conn) Protocol() string     { return "quic" }
+
+// streamAborted is the QUIC stream error code for an abandoned stream.
+const streamAborted quic.StreamErrorCode = 1
+
+// stream adapts a QUIC stream. Its methods follow quic-go's concurrency
+// rules: one reader and one writer at a time; Close may race with both.
+type stream struct {
+	s           *quic.Stream
+	writeClosed atomic.Bool
+}
+
+func (s *stream) Read(p []byte) (int, error)  { return s.s.Read(p) }
+func (s *stream) Write(p []byte) (int, error) { return s.s.Write(p) }
+
+func (s *stream) CloseWrite() error {
+	s.writeClosed.Store(true)
+	return s.s.Close()
+}
+
+func (s *stream) Close() error {
+	// After a FIN, data still in flight must be delivered: only an
+	// unfinished write side is reset, so the peer sees an error, not an end.
+	if !s.writeClosed.Load() {
+		s.s.CancelWrite(streamAborted)
+	}
+	s.s.CancelRead(streamAborted)
+	return nil
+}
