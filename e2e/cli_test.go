@@ -175,6 +175,7 @@ func TestEdgeRestart(t *testing.T) {
 
 	e.stop(t)
 	e2 := startEdgeProc(t, dataDir, tunnelAddr)
+	mustAdit(t, env, e2.login...) // the API port is new; the token is the same
 	waitFor(t, "the connector to come back", func() bool {
 		code, body := getVia(e2.httpAddr, "durable.test")
 		return code == 200 && body == "still here"

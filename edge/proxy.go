@@ -59,6 +59,9 @@ func newProxy(rt router, reg *registry, log *slog.Logger) *proxy {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
 			pr.Out.Host = pr.In.Host
+			// Share, not clone, the trailer map: the server fills in the
+			// values only once the body has been read.
+			pr.Out.Trailer = pr.In.Trailer
 		},
 		Transport:    &tunnelTransport{reg: reg},
 		ErrorHandler: p.proxyError,

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -92,7 +93,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	closed sync.Once
+	closed  sync.Once
+	closing atomic.Bool
 }
 
 // Start opens the store, the listeners and the servers, and returns once
@@ -249,7 +251,7 @@ func (s *Server) acceptTunnels() {
 	for {
 		c, err := s.tunnelLn.Accept(s.ctx)
 		if err != nil {
-			if s.ctx.Err() == nil {
+			if !s.closing.Load() {
 				s.log.Error("edge: tunnel listener stopped", "err", err)
 			}
 			return
@@ -328,6 +330,7 @@ func (s *Server) LoginCommand() string {
 // removes their records and stops the store.
 func (s *Server) Close() error {
 	s.closed.Do(func() {
+		s.closing.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if s.httpSrv != nil {

@@ -116,7 +116,7 @@ func (s *statusService) RoundTrip(req *http.Request) (*http.Response, error) {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        http.Header{"Content-Length": {"0"}},
+		Header:        http.Header{},
 		Body:          http.NoBody,
 		ContentLength: 0,
 		Request:       req,

@@ -474,7 +474,7 @@ func TestHTTPSOrigin(t *testing.T) {
 			host: "other.example.com", wantErr: "certificate is valid for origin.internal, not other.example.com"},
 		{name: "matchSNItoHost follows httpHostHeader", service: namedSrv.URL,
 			options: "matchSNItoHost: true, httpHostHeader: origin.internal, caPool: " + named.caFile,
-			host: "app.example.com", ch: namedCh, wantSNI: "origin.internal", wantProto: "HTTP/1.1"},
+			host:    "app.example.com", ch: namedCh, wantSNI: "origin.internal", wantProto: "HTTP/1.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
