@@ -90,9 +90,9 @@ type Server struct {
 	adminTokenFile string
 	createdToken   bool
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 	closed  sync.Once
 	closing atomic.Bool
 }
