@@ -25,7 +25,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/adit-dev/adit/ingress"
-	"github.com/adit-dev/adit/origin"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
 )
@@ -71,16 +70,15 @@ var ErrAuth = errors.New("authentication failed")
 
 // Connector is a running (or runnable) connector.
 type Connector struct {
-	cfg      Config
-	log      *slog.Logger
-	id       string
-	tlsConf  *tls.Config
-	services []origin.HTTPService
+	cfg     Config
+	log     *slog.Logger
+	id      string
+	tlsConf *tls.Config
+	router  atomic.Pointer[router]
 
 	ready     chan struct{}
 	readyOnce sync.Once
 	live      atomic.Int32
-	inflight  sync.WaitGroup
 }
 
 // New checks cfg and prepares the origins of its ingress rules.
@@ -133,17 +131,28 @@ func New(cfg Config) (*Connector, error) {
 		tlsConf: tlsConf,
 		ready:   make(chan struct{}),
 	}
-	rules := cfg.Ingress.Rules
-	c.services = make([]origin.HTTPService, len(rules))
-	for i := range rules {
-		svc, err := origin.NewHTTP(&rules[i], log)
-		if err != nil {
-			c.closeServices()
-			return nil, fmt.Errorf("connector: ingress rule %d: %w", i+1, err)
-		}
-		c.services[i] = svc
+	r, err := newRouter(cfg.Ingress, log)
+	if err != nil {
+		return nil, err
 	}
+	c.router.Store(r)
 	return c, nil
+}
+
+// SetIngress replaces the ingress rules. New requests use the new rules at
+// once; requests in flight finish with the rules they started with. The old
+// origins are released after grace (idle connections close; streams in
+// flight keep theirs).
+func (c *Connector) SetIngress(ing *ingress.Ingress) error {
+	r, err := newRouter(ing, c.log)
+	if err != nil {
+		return err
+	}
+	old := c.router.Swap(r)
+	if old != nil {
+		time.AfterFunc(c.cfg.GracePeriod, old.close)
+	}
+	return nil
 }
 
 // ID is this connector process's ID, as the edge records it.
@@ -160,7 +169,7 @@ func (c *Connector) Connections() int { return int(c.live.Load()) }
 // flight, and returns nil. It returns an error wrapping ErrAuth at once if
 // the edge refuses the tunnel for good.
 func (c *Connector) Run(ctx context.Context) error {
-	defer c.closeServices()
+	defer func() { c.router.Load().close() }()
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -178,14 +187,6 @@ func (c *Connector) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-func (c *Connector) closeServices() {
-	for _, s := range c.services {
-		if s != nil {
-			s.Close()
-		}
-	}
 }
 
 // superviseConn keeps HA connection index up: it reconnects with

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -54,8 +55,16 @@ func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reque
 		respondError(s, http.StatusBadRequest, "bad request: "+err.Error())
 		return
 	}
-	idx, rule := c.cfg.Ingress.Match(h.Host, req.URL.Path)
-	svc := c.services[idx]
+	rule, svc := c.router.Load().match(h.Host, req.URL.Path)
+	if svc == nil {
+		msg := "no ingress rule matches"
+		if rule != nil {
+			msg = fmt.Sprintf("ingress rule %d serves %s, not HTTP; reach it with `adit access`", rule.Index+1, rule.Service.Kind)
+		}
+		log.Warn("connector: "+msg, "path", req.URL.Path)
+		respondError(s, http.StatusBadGateway, msg)
+		return
+	}
 	upgrade := h.Type == tunnel.StreamWebSocket
 	if upgrade {
 		req.Body = http.NoBody

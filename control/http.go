@@ -66,19 +66,34 @@ func NewHandler(svc *Service, logger *slog.Logger) http.Handler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &apiHandler{svc: svc, log: logger, mux: http.NewServeMux()}
-	h.handle("GET /v1/tunnels", h.listTunnels)
-	h.handle("POST /v1/tunnels", h.createTunnel)
-	h.handle("GET /v1/tunnels/{id}", h.getTunnel)
-	h.handle("DELETE /v1/tunnels/{id}", h.deleteTunnel)
-	h.handle("DELETE /v1/tunnels/{id}/connections", h.cleanupTunnel)
-	h.handle("GET /v1/routes", h.listRoutes)
-	h.handle("PUT /v1/routes/{hostname}", h.routeDNS)
-	h.handle("DELETE /v1/routes/{hostname}", h.deleteRoute)
-	h.handle("GET /v1/edge", h.edgeInfo)
+	for _, r := range h.routes() {
+		h.handle(r.pattern, r.fn)
+	}
 	h.handle("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: "no such API endpoint: " + r.Method + " " + r.URL.Path}
 	})
 	return h
+}
+
+// apiRoute is one endpoint: a ServeMux pattern and its handler.
+type apiRoute struct {
+	pattern string
+	fn      func(http.ResponseWriter, *http.Request) error
+}
+
+// routes lists the API's endpoints; docs/openapi.yaml describes each of them.
+func (h *apiHandler) routes() []apiRoute {
+	return []apiRoute{
+		{"GET /v1/tunnels", h.listTunnels},
+		{"POST /v1/tunnels", h.createTunnel},
+		{"GET /v1/tunnels/{id}", h.getTunnel},
+		{"DELETE /v1/tunnels/{id}", h.deleteTunnel},
+		{"DELETE /v1/tunnels/{id}/connections", h.cleanupTunnel},
+		{"GET /v1/routes", h.listRoutes},
+		{"PUT /v1/routes/{hostname}", h.routeDNS},
+		{"DELETE /v1/routes/{hostname}", h.deleteRoute},
+		{"GET /v1/edge", h.edgeInfo},
+	}
 }
 
 func (h *apiHandler) handle(pattern string, f func(http.ResponseWriter, *http.Request) error) {

@@ -16,10 +16,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // testCA is a throwaway CA and a certificate it signed for 127.0.0.1.
@@ -286,5 +290,60 @@ func TestInternalErrors(t *testing.T) {
 	_, err = c.EdgeInfo(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "502") {
 		t.Errorf("non-JSON error = %v, want it to mention the status", err)
+	}
+}
+
+// TestOpenAPIDescribesEveryEndpoint keeps docs/openapi.yaml and the handler in step.
+func TestOpenAPIDescribesEveryEndpoint(t *testing.T) {
+	data, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI    string                               `yaml:"openapi"`
+		Paths      map[string]map[string]map[string]any `yaml:"paths"`
+		Components struct {
+			Schemas struct {
+				Error struct {
+					Properties struct {
+						Code struct {
+							Enum []string `yaml:"enum"`
+						} `yaml:"code"`
+					} `yaml:"properties"`
+				} `yaml:"Error"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("docs/openapi.yaml: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1") {
+		t.Errorf("openapi = %q, want 3.1.x", doc.OpenAPI)
+	}
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method != "parameters" {
+				documented[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	for _, r := range (&apiHandler{}).routes() {
+		if !documented[r.pattern] {
+			t.Errorf("endpoint %s is not in docs/openapi.yaml", r.pattern)
+		}
+		delete(documented, r.pattern)
+	}
+	for op := range documented {
+		t.Errorf("docs/openapi.yaml describes %s, which the handler does not serve", op)
+	}
+	codes := []string{"internal"}
+	for _, c := range errorCodes {
+		codes = append(codes, c.code)
+	}
+	slices.Sort(codes)
+	got := slices.Sorted(slices.Values(doc.Components.Schemas.Error.Properties.Code.Enum))
+	if !slices.Equal(got, codes) {
+		t.Errorf("documented error codes = %q, want %q", got, codes)
 	}
 }

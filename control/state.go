@@ -362,6 +362,13 @@ func (s *State) watch(ctx context.Context) error {
 		if err := wr.Err(); err != nil {
 			return err
 		}
+		if wr.IsProgressNotify() {
+			// Every event up to the header's revision has been delivered.
+			s.mu.Lock()
+			s.data.rev = max(s.data.rev, wr.Header.Revision)
+			s.mu.Unlock()
+			continue
+		}
 		if len(wr.Events) == 0 {
 			continue
 		}
