@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -88,6 +89,7 @@ func startAPI(t *testing.T, svc *Service) (*httptest.Server, testCA, string) {
 	}
 	srv := httptest.NewUnstartedServer(NewHandler(svc, nil))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf}, MinVersion: tls.VersionTLS13}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes a test fails on purpose
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 
@@ -111,7 +113,7 @@ func TestClient(t *testing.T) {
 
 func TestClientErrors(t *testing.T) {
 	t.Parallel()
-	svc, cli := newService(t)
+	svc, _ := newService(t)
 	srv, ca, token := startAPI(t, svc)
 	ctx := t.Context()
 
@@ -184,7 +186,6 @@ func TestClientErrors(t *testing.T) {
 		}
 	})
 
-	_ = cli
 }
 
 // TestHandlerErrors checks the status and body of each kind of error.
@@ -300,8 +301,8 @@ func TestOpenAPIDescribesEveryEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct {
-		OpenAPI    string                               `yaml:"openapi"`
-		Paths      map[string]map[string]map[string]any `yaml:"paths"`
+		OpenAPI    string                    `yaml:"openapi"`
+		Paths      map[string]map[string]any `yaml:"paths"`
 		Components struct {
 			Schemas struct {
 				Error struct {

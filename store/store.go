@@ -43,7 +43,7 @@ type Config struct {
 // Store is an open connection to etcd, and the embedded server if there is one.
 type Store struct {
 	cli       *clientv3.Client
-	etcd      *embed.Etcd         // nil with external endpoints
+	etcd      *embed.Etcd          // nil with external endpoints
 	lock      *fileutil.LockedFile // held on DataDir/etcd while the embedded server runs
 	endpoints []string
 

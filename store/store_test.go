@@ -125,7 +125,6 @@ func TestUnreachable(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	start := time.Now()
 	_, err = Open(t.Context(), Config{Endpoints: []string{"http://" + addr}, DialTimeout: 300 * time.Millisecond})
 	if err == nil {
 		t.Fatal("Open of a dead endpoint succeeded")
@@ -134,7 +133,6 @@ func TestUnreachable(t *testing.T) {
 	if !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error = %q, want prefix %q", err, want)
 	}
-	_ = start
 }
 
 func TestNoDataDir(t *testing.T) {

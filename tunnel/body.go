@@ -25,14 +25,26 @@ type BodyWriter struct {
 // NewBodyWriter returns a BodyWriter that writes frames to w.
 func NewBodyWriter(w io.Writer) *BodyWriter { return &BodyWriter{w: w} }
 
-// Write sends p as one or more data frames.
+// Write sends p as one or more data frames. A small write goes to the
+// stream as a single write (one packet or multiplexer frame, which matters
+// for SSE events); a large one is split into frames of maxDataFrame.
 func (bw *BodyWriter) Write(p []byte) (int, error) {
+	const room = 1 + binary.MaxVarintLen32
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(p) <= smallWrite {
+		var buf [room + smallWrite]byte
+		h := AppendFrameHeader(buf[:0], FrameData, len(p))
+		n := copy(buf[len(h):], p)
+		if _, err := bw.w.Write(buf[:len(h)+n]); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	written := 0
 	for len(p) > 0 {
-		chunk := p
-		if len(chunk) > maxDataFrame {
-			chunk = chunk[:maxDataFrame]
-		}
+		chunk := p[:min(len(p), maxDataFrame)]
 		h := AppendFrameHeader(bw.hdr[:0], FrameData, len(chunk))
 		if _, err := bw.w.Write(h); err != nil {
 			return written, err
@@ -46,6 +58,10 @@ func (bw *BodyWriter) Write(p []byte) (int, error) {
 	}
 	return written, nil
 }
+
+// smallWrite is the largest write that BodyWriter.Write copies to send
+// header and payload in one write.
+const smallWrite = 4 << 10
 
 // ReadFrom copies r into data frames using a pooled buffer, so io.Copy to a
 // BodyWriter neither allocates nor waits to fill a buffer before sending.

@@ -163,7 +163,7 @@ func TestBodyWriterErrors(t *testing.T) {
 		do   func(*BodyWriter) error
 	}{
 		{"Write header", 0, func(bw *BodyWriter) error { _, err := bw.Write([]byte("x")); return err }},
-		{"Write payload", 1, func(bw *BodyWriter) error { _, err := bw.Write([]byte("x")); return err }},
+		{"Write payload", 1, func(bw *BodyWriter) error { _, err := bw.Write(make([]byte, smallWrite+1)); return err }},
 		{"ReadFrom", 0, func(bw *BodyWriter) error { _, err := bw.ReadFrom(strings.NewReader("x")); return err }},
 		{"Close", 0, func(bw *BodyWriter) error { return bw.Close() }},
 		{"CloseWithTrailers", 0, func(bw *BodyWriter) error { return bw.CloseWithTrailers(http.Header{"A": {"b"}}) }},

@@ -377,3 +377,35 @@ func TestCloseErrorString(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeMessage reads frames of any type with ReadFrame and decodes them
+// by type, as a control-stream loop does.
+func TestDecodeMessage(t *testing.T) {
+	var buf bytes.Buffer
+	want := []Message{&Unregister{Reason: "draining"}, &Disconnect{Reason: "deleted", Permanent: true}}
+	for _, m := range want {
+		if err := WriteMessage(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := bufio.NewReader(&buf)
+	for i, w := range want {
+		typ, p, err := ReadFrame(r)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if typ != w.frameType() {
+			t.Fatalf("frame %d: got %s, want %s", i, typ, w.frameType())
+		}
+		got := newMessage(w)
+		if err := DecodeMessage(p, got); err != nil {
+			t.Fatalf("frame %d: DecodeMessage: %v", i, err)
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("frame %d: got %+v, want %+v", i, got, w)
+		}
+	}
+	if err := DecodeMessage([]byte{0x0a, 0x05}, &Unregister{}); err == nil {
+		t.Error("DecodeMessage of a truncated payload: got nil error")
+	}
+}
