@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
@@ -48,6 +49,7 @@ type Store struct {
 	endpoints []string
 
 	closeOnce sync.Once
+	closing   atomic.Bool // set by Close: etcd's shutdown noise is not an error
 	closeErr  error
 }
 
@@ -67,9 +69,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	zl := newZapLogger(logger)
-
 	s := &Store{endpoints: cfg.Endpoints}
+	zl := newZapLogger(logger, &s.closing)
 	tlsConf := cfg.TLS
 	if len(cfg.Endpoints) == 0 {
 		if err := s.startEmbedded(ctx, cfg.DataDir, logger); err != nil {
@@ -160,7 +161,7 @@ func (s *Store) startEmbedded(ctx context.Context, dataDir string, logger *slog.
 	ec.TickMs, ec.ElectionMs = 10, 100
 	ec.EnableGRPCGateway = false
 	ec.LogLevel = "error"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(logger))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(logger, &s.closing))
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = "1h"
 
@@ -197,6 +198,7 @@ func (s *Store) Embedded() bool { return s.etcd != nil }
 // Close closes the client and stops the embedded server, if any.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
 		var errs []error
 		if s.cli != nil {
 			if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {

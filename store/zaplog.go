@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -11,20 +12,23 @@ import (
 
 // newZapLogger returns a zap logger for etcd's server and client that passes
 // errors (and worse) to logger and drops everything else.
-func newZapLogger(logger *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{log: logger})
+// While *closing is true (the store is shutting down), etcd's complaints
+// about its own listeners closing are logged at debug level only.
+func newZapLogger(logger *slog.Logger, closing *atomic.Bool) *zap.Logger {
+	return zap.New(&slogCore{log: logger, closing: closing})
 }
 
 // slogCore is a zapcore.Core writing to a slog.Logger at error level.
 type slogCore struct {
-	log    *slog.Logger
-	fields []zapcore.Field
+	log     *slog.Logger
+	closing *atomic.Bool
+	fields  []zapcore.Field
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= zapcore.ErrorLevel }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{log: c.log, fields: append(slices.Clip(c.fields), fields...)}
+	return &slogCore{log: c.log, closing: c.closing, fields: append(slices.Clip(c.fields), fields...)}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -49,7 +53,11 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for k, v := range enc.Fields {
 		attrs = append(attrs, slog.Any(k, v))
 	}
-	c.log.LogAttrs(context.Background(), slog.LevelError, "etcd: "+e.Message, attrs...)
+	level := slog.LevelError
+	if c.closing != nil && c.closing.Load() {
+		level = slog.LevelDebug
+	}
+	c.log.LogAttrs(context.Background(), level, "etcd: "+e.Message, attrs...)
 	return nil
 }
 
