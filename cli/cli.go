@@ -108,6 +108,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newTunnelCmd(g),
 		newEdgeCmd(g),
 		newQuickstartCmd(g),
+		newAccessCmd(g), // access.go
 	)
 	return root
 }

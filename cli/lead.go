@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
 	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
 	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: host name and a random suffix)")
+	addEdgeOpsFlags(fl, &f.cfg) // ready.go: --metrics and limits
 	return cmd
 }
 
@@ -66,8 +68,11 @@ func runEdge(ctx context.Context, g *globals, f edgeFlags) error {
 	out := g.Stdout
 	fmt.Fprintf(out, "adit edge %s is serving\n", srv.Node())
 	fmt.Fprintf(out, "  public HTTP  %s\n", srv.HTTPAddr())
-	fmt.Fprintf(out, "  tunnels      %s (udp, quic)\n", srv.TunnelAddr())
+	fmt.Fprintf(out, "  tunnels      %s (udp, quic) and %s (tcp, websocket)\n", srv.TunnelAddr(), srv.TunnelTCPAddr())
 	fmt.Fprintf(out, "  API          %s\n", srv.APIURL())
+	if a := srv.MetricsAddr(); a != nil {
+		fmt.Fprintf(out, "  metrics      http://%s/metrics\n", a)
+	}
 	if srv.CreatedAdminToken() {
 		fmt.Fprintf(out, "An admin API token was written to %s (mode 0600).\n", srv.AdminTokenFile())
 	}
@@ -89,6 +94,7 @@ type runFlags struct {
 	edgeAddrs       []string
 	serverName      string
 	gracePeriod     time.Duration
+	metricsAddr     string
 }
 
 func newTunnelRunCmd(g *globals) *cobra.Command {
@@ -125,11 +131,12 @@ named by the argument or the config's 'tunnel' key.`,
 	fl.StringVar(&f.token, "token", "", "tunnel token (prefer --token-file or ADIT_TUNNEL_TOKEN: arguments are visible to other users)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the tunnel token")
 	fl.StringVar(&f.credentialsFile, "credentials-file", "", "tunnel credentials file")
-	fl.StringVar(&f.protocol, "protocol", "quic", "transport to the edge: quic")
+	fl.StringVar(&f.protocol, "protocol", "auto", "transport to the edge: auto (QUIC, falling back to WebSocket over TCP when UDP is blocked), quic or websocket")
 	fl.IntVar(&f.haConnections, "ha-connections", 4, "connections to hold open to the edge")
 	fl.StringSliceVar(&f.edgeAddrs, "edge", nil, "edge tunnel address(es) host:port, instead of those in the credentials")
 	fl.StringVar(&f.serverName, "edge-server-name", "", "TLS name to verify on the edge certificate (default: the edge address's host)")
 	fl.DurationVar(&f.gracePeriod, "grace-period", 30*time.Second, "how long requests in flight may finish after SIGINT/SIGTERM")
+	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready and /healthcheck on host:port (port 0 picks one; default: off)")
 	return cmd
 }
 
@@ -137,6 +144,9 @@ func runTunnel(ctx context.Context, g *globals, f runFlags, ref string) error {
 	log := g.Logger()
 	var cfg *ingress.Config
 	var err error
+	if f.config == "" && f.url == "" {
+		f.config = findConfig(g.Home) // cloudflared's search; "" if none
+	}
 	if f.config != "" {
 		if cfg, err = ingress.Load(f.config); err != nil {
 			return err
@@ -146,10 +156,10 @@ func runTunnel(ctx context.Context, g *globals, f runFlags, ref string) error {
 	switch {
 	case f.url != "":
 		ing, err = ingress.FromURL(f.url)
-	case cfg != nil && len(cfg.Ingress) > 0:
-		ing, err = ingress.New(cfg)
+	case cfg != nil:
+		ing, err = ingress.New(cfg) // ingress rules, or the legacy url/hello-world
 	default:
-		return errors.New("tunnel run: no origin: pass --url URL or --config with ingress rules")
+		return fmt.Errorf("tunnel run: no origin: pass --url URL or --config with ingress rules (no config file in %s)", strings.Join(configCandidates(g.Home), ", "))
 	}
 	if err != nil {
 		return err
@@ -178,10 +188,18 @@ func runTunnel(ctx context.Context, g *globals, f runFlags, ref string) error {
 		HAConnections: f.haConnections,
 		Protocol:      f.protocol,
 		GracePeriod:   f.gracePeriod,
+		MetricsAddr:   f.metricsAddr,
 		Logger:        log,
 	})
 	if err != nil {
 		return err
+	}
+	if f.url == "" {
+		stop, err := watchConfig(ctx, log, f.config, cfg, c) // live reload, SIGHUP
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
 	return c.Run(ctx)

@@ -39,6 +39,8 @@ func newTunnelCmd(g *globals) *cobra.Command {
 		newTunnelDeleteCmd(g),
 		newTunnelCleanupCmd(g),
 		newTunnelRunCmd(g),
+		newTunnelReadyCmd(g), // ready.go
+		newTunnelIngressCmd(g),
 	)
 	return cmd
 }
@@ -336,7 +338,7 @@ func newTunnelRouteCmd(g *globals) *cobra.Command {
 	}
 	api.register(dns)
 	dns.Flags().BoolVarP(&overwrite, "overwrite-dns", "f", false, "move the hostname if another tunnel has it")
-	cmd.AddCommand(dns)
+	cmd.AddCommand(dns, newTunnelRouteTCPCmd(g)) // route tcp: route_tcp.go
 	return cmd
 }
 

@@ -13,24 +13,35 @@ import (
 )
 
 // serveConn dials one connection, registers it and serves its streams until
-// it ends. When ctx is cancelled it drains: unregister, wait for requests in
-// flight (up to GracePeriod), close.
-func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *slog.Logger) error {
+// it ends, reporting its progress in at. When ctx is cancelled it drains:
+// unregister, wait until the edge closes the connection (it does once every
+// request it sent on it is finished) or GracePeriod is over, close.
+func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *slog.Logger, at *attempt) error {
 	conn, err := c.dial(ctx, addr)
 	if err != nil {
 		return err
 	}
+	at.setDialed()
 	defer conn.Close(tunnel.CodeNormal, "connector closing")
 
 	ctrl, err := c.registerConn(ctx, conn, index)
 	if err != nil {
-		return err
+		select {
+		case <-conn.Done():
+			return err // the connection died: a transport failure
+		default:
+			return &refusal{err} // reconnect.go: the edge said no, or nothing sensible
+		}
 	}
 	log = log.With("conn", ctrl.connID, "edge_node", ctrl.edgeNode)
 	log.Info("connector: connection registered", "protocol", conn.Protocol())
 	c.live.Add(1)
 	defer c.live.Add(-1)
 	c.readyOnce.Do(func() { close(c.ready) })
+	at.setRegistered()
+	link := c.links[addr] // reconnect.go
+	link.add(conn)
+	defer link.remove(conn)
 
 	// Streams of this connection; waited for when draining.
 	var streams countGroup
@@ -43,25 +54,31 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 			streams.add()
 			go func() {
 				defer streams.done()
-				c.serveStream(s, log)
+				c.serveStream(c.metrics.track(s), log)
 			}()
 		}
 	}()
 
 	select {
 	case <-conn.Done():
+		if isStatelessReset(conn.Err()) {
+			link.edgeRestarted(conn, log)
+		}
 		return connError(conn)
 	case <-ctx.Done():
 	}
 
-	// Drain: ask for no new requests, let the ones in flight finish.
+	// Drain: ask for no new requests, let the ones in flight finish. Only
+	// the edge knows when none is left: a request it sent just before it
+	// read the unregister may still be on its way, and a response may
+	// still be in our send buffer. It closes the connection then.
 	tunnel.WriteMessage(ctrl.s, &tunnel.Unregister{Reason: "connector shutting down"})
 	log.Info("connector: unregistered; draining", "in_flight", streams.count())
 	grace := time.NewTimer(c.cfg.GracePeriod)
 	defer grace.Stop()
 	select {
-	case <-streams.idle():
 	case <-conn.Done():
+		log.Info("connector: drained", "reason", conn.Err())
 	case <-grace.C:
 		log.Warn("connector: grace period over; closing with requests in flight", "in_flight", streams.count())
 	}

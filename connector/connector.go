@@ -6,7 +6,8 @@
 // Connector with ingress rules pointing at its own listener.
 //
 // A request arrives as a stream in conn.go (serveConn → AcceptStream) and is
-// served in stream.go (serveStream → ingress match → origin → response).
+// served in stream.go (serveStream → ingress match → origin → response);
+// TCP streams in tcp.go (and socks.go for SOCKS5 rules).
 package connector
 
 import (
@@ -16,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,8 +25,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/ratelog"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
+	"github.com/adit-dev/adit/tunnel/tunnelws"
 )
 
 // Version is the connector software version sent at registration.
@@ -50,13 +52,33 @@ type Config struct {
 	Ingress *ingress.Ingress
 	// HAConnections is how many connections to hold open. If zero, 4.
 	HAConnections int
-	// Protocol is the transport: "quic" (the default when empty).
+	// Protocol is the transport: "quic", "websocket", or "auto" (the default
+	// when empty): QUIC, falling back to WebSocket over TCP when UDP is
+	// blocked (see transport.go).
 	Protocol string
-	// QUIC tunes the QUIC transport; the zero value is the default.
+	// QUICRetryInterval is how long "auto" keeps to WebSocket after QUIC
+	// failed before it tries QUIC again. If zero, 5m.
+	QUICRetryInterval time.Duration
+	// WebSocket tunes the WebSocket transport (including its HTTPS_PROXY
+	// handling); the zero value is the default.
+	WebSocket tunnelws.Config
+	// QUIC tunes the QUIC transport; the zero value is the default, except
+	// that a zero HandshakeTimeout is 2s when dialing (see reconnect.go).
 	QUIC tunnelquic.Config
-	// RetryBase and RetryMax shape the reconnect backoff: RetryBase doubling
-	// per failed attempt, capped at RetryMax, with jitter. If zero, 1s and 30s.
+	// RetryBase and RetryMax shape the exponential reconnect backoff used
+	// after refusals, and by HA connections other than the first to each
+	// edge address while the edge is unreachable: RetryBase doubling per
+	// failed attempt, capped at RetryMax, with jitter. If zero, 1s and 30s.
 	RetryBase, RetryMax time.Duration
+	// ReconnectDelay is how often the first connection to each edge
+	// address retries while the edge is unreachable (jittered ±50%), and
+	// how soon any connection retries after losing a registered one. If
+	// zero, 500ms. See reconnect.go.
+	ReconnectDelay time.Duration
+	// MetricsAddr, if set, is the host:port of a plain-HTTP listener for
+	// /metrics, /ready and /healthcheck (package metrics), opened by Run;
+	// port 0 picks one (see Connector.MetricsAddr). If empty, there is none.
+	MetricsAddr string
 	// GracePeriod is how long requests in flight may take to finish after
 	// Run's context is cancelled. If zero, 30s.
 	GracePeriod time.Duration
@@ -79,6 +101,13 @@ type Connector struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	live      atomic.Int32
+
+	links       map[string]*edgeLink // reconnect.go: by edge address
+	transport   transportState       // transport.go: "auto" fallback
+	serveFn     func(ctx context.Context, index int, addr string, log *slog.Logger, at *attempt) error
+	metrics     *connMetrics // metrics.go
+	metricsAddr atomic.Pointer[net.Addr]
+	rl          *ratelog.Limiter // for what a broken edge can trigger at will
 }
 
 // New checks cfg and prepares the origins of its ingress rules.
@@ -95,10 +124,8 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Ingress == nil {
 		return nil, errors.New("connector: no ingress rules")
 	}
-	switch cfg.Protocol {
-	case "", "quic":
-	default:
-		return nil, fmt.Errorf("connector: protocol %q is not supported (use quic)", cfg.Protocol)
+	if err := validProtocol(cfg.Protocol); err != nil {
+		return nil, err
 	}
 	if cfg.HAConnections <= 0 {
 		cfg.HAConnections = 4
@@ -111,6 +138,9 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = 30 * time.Second
+	}
+	if cfg.ReconnectDelay <= 0 {
+		cfg.ReconnectDelay = 500 * time.Millisecond
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -130,7 +160,11 @@ func New(cfg Config) (*Connector, error) {
 		id:      uuid.NewString(),
 		tlsConf: tlsConf,
 		ready:   make(chan struct{}),
+		links:   newEdgeLinks(cfg.EdgeAddrs),
+		rl:      ratelog.NewLimiter(10 * time.Second),
 	}
+	c.serveFn = c.serveConn
+	c.metrics = newConnMetrics(func() float64 { return float64(c.live.Load()) })
 	r, err := newRouter(cfg.Ingress, log)
 	if err != nil {
 		return nil, err
@@ -170,6 +204,11 @@ func (c *Connector) Connections() int { return int(c.live.Load()) }
 // the edge refuses the tunnel for good.
 func (c *Connector) Run(ctx context.Context) error {
 	defer func() { c.router.Load().close() }()
+	closeMetrics, err := c.serveMetrics() // metrics.go
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -189,54 +228,6 @@ func (c *Connector) Run(ctx context.Context) error {
 	return nil
 }
 
-// superviseConn keeps HA connection index up: it reconnects with
-// exponential backoff and jitter until ctx ends. It returns a non-nil error
-// only for a permanent refusal.
-func (c *Connector) superviseConn(ctx context.Context, index int) error {
-	addr := c.cfg.EdgeAddrs[index%len(c.cfg.EdgeAddrs)]
-	log := c.log.With("conn_index", index, "edge", addr)
-	attempt := 0
-	for {
-		start := time.Now()
-		err := c.serveConn(ctx, index, addr, log)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, ErrAuth) {
-			log.Error("connector: edge refused the tunnel", "err", err)
-			return err
-		}
-		// A connection that was up for a while starts the backoff over.
-		if time.Since(start) > 2*c.cfg.RetryMax {
-			attempt = 0
-		}
-		delay := backoff(c.cfg.RetryBase, c.cfg.RetryMax, attempt)
-		attempt++
-		log.Warn("connector: connection lost; reconnecting", "err", err, "retry_in", delay.Round(time.Millisecond))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// backoff is base·2^attempt capped at limit, with the upper half jittered so
-// that many connectors restarting together spread out.
-func backoff(base, limit time.Duration, attempt int) time.Duration {
-	d := base
-	for range attempt {
-		d *= 2
-		if d >= limit {
-			d = limit
-			break
-		}
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
 func (c *Connector) dial(ctx context.Context, addr string) (tunnel.Conn, error) {
 	tc := c.tlsConf.Clone()
 	if tc.ServerName == "" {
@@ -248,5 +239,5 @@ func (c *Connector) dial(ctx context.Context, addr string) (tunnel.Conn, error) 
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return tunnelquic.Dial(dctx, addr, tc, c.cfg.QUIC)
+	return c.dialTransport(dctx, addr, tc)
 }

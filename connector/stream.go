@@ -34,15 +34,17 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 
 	var h tunnel.RequestHeader
 	if err := tunnel.ReadMessage(br, &h); err != nil {
-		log.Warn("connector: bad request stream", "err", err)
+		c.rl.Logger(log).Warn("connector: bad request stream", "err", err)
 		return
 	}
 	log = log.With("request_id", h.RequestID, "host", h.Host)
 	switch h.Type {
 	case tunnel.StreamHTTP, tunnel.StreamWebSocket:
 		c.serveHTTP(s, br, &h, log)
+	case tunnel.StreamTCP:
+		c.serveTCP(s, br, &h, log) // tcp.go
 	default:
-		log.Warn("connector: unsupported stream type", "type", h.Type)
+		c.rl.Logger(log).Warn("connector: unsupported stream type", "type", h.Type)
 		tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusBadGateway, Error: "connector does not serve " + h.Type.String() + " streams"})
 		s.CloseWrite()
 	}
@@ -51,7 +53,7 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.RequestHeader, log *slog.Logger) {
 	req, err := newOriginRequest(h)
 	if err != nil {
-		log.Warn("connector: bad request header", "err", err)
+		c.rl.Logger(log).Warn("connector: bad request header", "err", err)
 		respondError(s, http.StatusBadRequest, "bad request: "+err.Error())
 		return
 	}
@@ -79,10 +81,18 @@ func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reque
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
 	defer cancel()
+	if sc, ok := s.(interface{ Context() context.Context }); ok && !upgrade {
+		// The edge abandons the stream when its client goes away. While the
+		// origin sends nothing (a gRPC stream or a long poll waiting for an
+		// event) no write fails to tell us, so cancel the origin request
+		// when the transport says the edge stopped reading.
+		defer context.AfterFunc(sc.Context(), cancel)()
+	}
 	req = req.WithContext(ctx)
 
 	resp, err := svc.RoundTrip(req)
 	if err != nil {
+		c.metrics.originErrors.Inc()
 		log.Error("connector: origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
 		respondError(s, http.StatusBadGateway, err.Error())
 		return

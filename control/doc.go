@@ -19,4 +19,8 @@
 //     example.com itself); the most specific route wins;
 //   - deleting a tunnel is soft: it keeps its record with DeletedAt set, frees
 //     its name and removes its routes in the same transaction.
+//   - a public TCP port (1-65535) is routed to one live tunnel, with an
+//     optional hostname (never a wildcard) its connector's ingress rules
+//     see; deleting the tunnel removes its TCP routes right after
+//     (tcproute.go).
 package control

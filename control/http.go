@@ -92,6 +92,9 @@ func (h *apiHandler) routes() []apiRoute {
 		{"GET /v1/routes", h.listRoutes},
 		{"PUT /v1/routes/{hostname}", h.routeDNS},
 		{"DELETE /v1/routes/{hostname}", h.deleteRoute},
+		{"GET /v1/tcp-routes", h.listTCPRoutes},
+		{"PUT /v1/tcp-routes/{port}", h.routeTCP},
+		{"DELETE /v1/tcp-routes/{port}", h.deleteTCPRoute},
 		{"GET /v1/edge", h.edgeInfo},
 	}
 }

@@ -70,6 +70,12 @@ type API interface {
 	RouteDNS(ctx context.Context, tunnelID, hostname string, overwrite bool) (Route, error)
 	ListRoutes(ctx context.Context) ([]Route, error)
 	DeleteRoute(ctx context.Context, hostname string) error
+	// RouteTCP makes every edge listen on a public TCP port and carry its connections to a tunnel,
+	// with hostname as the host its connector matches ingress rules with (empty: the catch-all).
+	// ErrConflict if the port is routed differently and !overwrite.
+	RouteTCP(ctx context.Context, tunnelID string, port int, hostname string, overwrite bool) (TCPRoute, error)
+	ListTCPRoutes(ctx context.Context) ([]TCPRoute, error)
+	DeleteTCPRoute(ctx context.Context, port int) error
 	EdgeInfo(ctx context.Context) (EdgeInfo, error)
 }
 

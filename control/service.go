@@ -278,6 +278,7 @@ func (s *Service) DeleteTunnel(ctx context.Context, id string, force bool) error
 		}
 		if resp.Succeeded {
 			s.log.Info("control: tunnel deleted", "tunnel", rec.ID, "name", rec.Name, "force", force, "routes_removed", routes)
+			s.deleteTunnelTCPRoutes(ctx, rec.ID)
 			return nil
 		}
 	}

@@ -26,6 +26,9 @@ const (
 	// ConnectionRemoved: a connection record was deleted; the edge holding
 	// that connection should close it.
 	ConnectionRemoved
+	// TCPRoutesChanged: a public TCP port route was added, changed or
+	// removed (TunnelID is its tunnel when known); see State.TCPRoutes.
+	TCPRoutesChanged
 )
 
 func (k EventKind) String() string {
@@ -34,6 +37,8 @@ func (k EventKind) String() string {
 		return "tunnel-deleted"
 	case ConnectionRemoved:
 		return "connection-removed"
+	case TCPRoutesChanged:
+		return "tcp-routes-changed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -68,6 +73,7 @@ type stateData struct {
 	exact   map[string]string                // "app.example.com" → tunnel ID
 	wild    map[string]string                // "example.com" (for "*.example.com") → tunnel ID
 	conns   map[string]map[string]Connection // tunnel ID → connection ID → connection
+	tcp     map[int]TCPRoute                 // public TCP port → route
 }
 
 func newStateData() stateData {
@@ -76,6 +82,7 @@ func newStateData() stateData {
 		exact:   make(map[string]string),
 		wild:    make(map[string]string),
 		conns:   make(map[string]map[string]Connection),
+		tcp:     make(map[int]TCPRoute),
 	}
 }
 
@@ -204,6 +211,7 @@ func (s *State) load(ctx context.Context) (stateData, error) {
 		clientv3.OpGet(store.TunnelsPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(store.RoutesPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(store.ConnectionsPrefix, clientv3.WithPrefix()),
+		clientv3.OpGet(store.TCPRoutesPrefix, clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return stateData{}, fmt.Errorf("load: etcd: %w", err)
@@ -263,6 +271,8 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 			d.conns[tunnelID] = m
 		}
 		m[connID] = c
+	case isTCPRouteKey(key):
+		return s.putTCPRoute(d, key, val)
 	}
 	return Event{}, false
 }
@@ -296,6 +306,8 @@ func (s *State) del(d *stateData, key string) (Event, bool) {
 			}
 		}
 		return Event{Kind: ConnectionRemoved, TunnelID: tunnelID, ConnID: connID}, true
+	case isTCPRouteKey(key):
+		return s.delTCPRoute(d, key)
 	}
 	return Event{}, false
 }
@@ -434,6 +446,7 @@ func diffEvents(old, cur stateData) []Event {
 			}
 		}
 	}
+	events = append(events, tcpRoutesEvent(old, cur)...)
 	slices.SortFunc(events, func(a, b Event) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.TunnelID, b.TunnelID), cmp.Compare(a.ConnID, b.ConnID))
 	})

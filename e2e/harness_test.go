@@ -235,3 +235,18 @@ func withLogBuffer(buf *syncBuffer) func(*connector.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 }
+
+// protocols are the tunnel transports every HTTP behaviour is tested over.
+var protocols = []string{"quic", "websocket"}
+
+// forEachProtocol runs test once per transport, as subtests.
+func forEachProtocol(t *testing.T, test func(t *testing.T, proto string)) {
+	for _, p := range protocols {
+		t.Run(p, func(t *testing.T) { test(t, p) })
+	}
+}
+
+// withProtocol makes the connector use one transport.
+func withProtocol(p string) func(*connector.Config) {
+	return func(c *connector.Config) { c.Protocol = p }
+}

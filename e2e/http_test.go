@@ -18,7 +18,9 @@ import (
 
 // TestHTTPRoundTrip checks method, path, query, multi-valued headers,
 // status, trailers and forwarding headers end to end.
-func TestHTTPRoundTrip(t *testing.T) {
+func TestHTTPRoundTrip(t *testing.T) { forEachProtocol(t, testHTTPRoundTrip) }
+
+func testHTTPRoundTrip(t *testing.T, proto string) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Trailer", "X-Checksum")
@@ -40,7 +42,7 @@ func TestHTTPRoundTrip(t *testing.T) {
 
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "roundtrip", "app.test")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 	req, _ := http.NewRequest("POST", edgeURL(srv, "/a/b%20c?x=1&y=2&x=3"), strings.NewReader("hello"))
 	req.Host = "app.test"
@@ -77,7 +79,9 @@ func TestHTTPRoundTrip(t *testing.T) {
 }
 
 // TestRequestTrailers sends a chunked request with trailers.
-func TestRequestTrailers(t *testing.T) {
+func TestRequestTrailers(t *testing.T) { forEachProtocol(t, testRequestTrailers) }
+
+func testRequestTrailers(t *testing.T, proto string) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		fmt.Fprint(w, r.Trailer.Get("X-Req-Trailer"))
@@ -85,7 +89,7 @@ func TestRequestTrailers(t *testing.T) {
 	defer origin.Close()
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "reqtrailer", "trailer.test")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("PUT", edgeURL(srv, "/"), pr)
@@ -106,7 +110,9 @@ func TestRequestTrailers(t *testing.T) {
 }
 
 // TestLargeBodies moves 100 MiB each way and compares checksums.
-func TestLargeBodies(t *testing.T) {
+func TestLargeBodies(t *testing.T) { forEachProtocol(t, testLargeBodies) }
+
+func testLargeBodies(t *testing.T, proto string) {
 	const size = 100 << 20
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -126,7 +132,7 @@ func TestLargeBodies(t *testing.T) {
 	defer origin.Close()
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "large", "large.test")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 	t.Run("upload", func(t *testing.T) {
 		want := sha256.New()
@@ -180,7 +186,9 @@ func (r *patternReader) Read(p []byte) (int, error) {
 
 // TestServerSentEvents checks that an event arrives while the origin is
 // still holding the response open.
-func TestServerSentEvents(t *testing.T) {
+func TestServerSentEvents(t *testing.T) { forEachProtocol(t, testServerSentEvents) }
+
+func testServerSentEvents(t *testing.T, proto string) {
 	release := make(chan struct{})
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -193,7 +201,7 @@ func TestServerSentEvents(t *testing.T) {
 	defer close(release)
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "sse", "sse.test")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 	resp, err := edgeGet(srv, "sse.test", "/events")
 	if err != nil {
@@ -212,7 +220,9 @@ func TestServerSentEvents(t *testing.T) {
 }
 
 // TestWebSocketEcho upgrades through the edge and the tunnel.
-func TestWebSocketEcho(t *testing.T) {
+func TestWebSocketEcho(t *testing.T) { forEachProtocol(t, testWebSocketEcho) }
+
+func testWebSocketEcho(t *testing.T, proto string) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
@@ -232,7 +242,7 @@ func TestWebSocketEcho(t *testing.T) {
 	defer origin.Close()
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "ws", "ws.test")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -258,14 +268,16 @@ func TestWebSocketEcho(t *testing.T) {
 }
 
 // TestConcurrentRequests sends 200 requests at once.
-func TestConcurrentRequests(t *testing.T) {
+func TestConcurrentRequests(t *testing.T) { forEachProtocol(t, testConcurrentRequests) }
+
+func testConcurrentRequests(t *testing.T, proto string) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, r.URL.Query().Get("i"))
 	}))
 	defer origin.Close()
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "concurrent", "many.test")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 	const n = 200
 	var wg sync.WaitGroup

@@ -49,7 +49,7 @@ type reqInfo struct {
 	clientAddr string
 }
 
-func newProxy(rt router, reg *registry, log *slog.Logger) *proxy {
+func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger) *proxy {
 	p := &proxy{router: rt, reg: reg, log: log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -63,7 +63,7 @@ func newProxy(rt router, reg *registry, log *slog.Logger) *proxy {
 			// values only once the body has been read.
 			pr.Out.Trailer = pr.In.Trailer
 		},
-		Transport:    &tunnelTransport{reg: reg},
+		Transport:    &tunnelTransport{reg: reg, m: m},
 		ErrorHandler: p.proxyError,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -80,6 +80,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &reqInfo{tunnelID: tunnelID, requestID: id, clientAddr: r.RemoteAddr}
+	if isAccessRequest(r) {
+		p.serveAccess(w, r, info) // access.go: `adit access` over a WebSocket
+		return
+	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
 }
 
@@ -91,6 +95,8 @@ func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var oe *originError
 	switch {
+	case bodyTooLarge(r) > 0: // limits.go
+		tooLarge(w, r, bodyTooLarge(r), id)
 	case errors.Is(err, errTunnelOffline):
 		writeErrorPage(w, r, http.StatusBadGateway, "Tunnel offline",
 			fmt.Sprintf("The tunnel for %q has no connector online. Start it with `adit tunnel run`.", hostOnly(r.Host)), id)
@@ -118,61 +124,17 @@ func (e *originError) Error() string { return "origin unreachable: " + e.msg }
 // over one stream of a tunnel connection.
 type tunnelTransport struct {
 	reg *registry
+	m   *edgeMetrics // nil records nothing
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	info, _ := req.Context().Value(ctxKey{}).(*reqInfo)
-	if info == nil {
-		return nil, errors.New("edge: request without routing info")
-	}
-	tc, s, err := t.openStream(req.Context(), info.tunnelID)
-	if err != nil {
-		return nil, err
-	}
-	// From here on, the stream belongs to the response body (or is closed
-	// on error). A cancelled request aborts the stream.
-	done := func() {
-		s.Close()
-		tc.inflight.Add(-1)
-	}
-	stop := context.AfterFunc(req.Context(), func() { s.Close() })
-	release := func() {
-		stop()
-		done()
-	}
-	resp, err := t.exchange(req, info, s, release)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	return resp, nil
+	return t.roundTrip(req) // failover.go
 }
 
-// openStream picks a connection and opens a stream on it. A connection that
-// fails to open a stream costs no request: the next one is tried.
+// openStream picks a connection and opens a stream on it (see
+// openStreamSkip). The caller gives the connection's inflight slot back.
 func (t *tunnelTransport) openStream(ctx context.Context, tunnelID string) (*tunnelConn, tunnel.Stream, error) {
-	var tried []*tunnelConn
-	var lastErr error
-	for {
-		tc := t.reg.pick(tunnelID, tried)
-		if tc == nil {
-			if lastErr != nil {
-				return nil, nil, fmt.Errorf("%w (last error: %v)", errTunnelOffline, lastErr)
-			}
-			return nil, nil, errTunnelOffline
-		}
-		tc.inflight.Add(1)
-		s, err := tc.conn.OpenStream(ctx)
-		if err == nil {
-			return tc, s, nil
-		}
-		tc.inflight.Add(-1)
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		lastErr = err
-		tried = append(tried, tc)
-	}
+	return t.openStreamSkip(ctx, tunnelID, nil)
 }
 
 func isUpgrade(h http.Header) bool {
@@ -238,7 +200,8 @@ func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.St
 	if rh.Error != "" {
 		return nil, &originError{msg: rh.Error}
 	}
-	if rh.Status < 100 {
+	if rh.Status < 200 && !(typ == tunnel.StreamWebSocket && rh.Status == http.StatusSwitchingProtocols) {
+		// Interim answers are not relayed; a 101 only answers an upgrade.
 		return nil, fmt.Errorf("edge: connector sent status %d", rh.Status)
 	}
 	resp := &http.Response{

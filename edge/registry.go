@@ -15,6 +15,7 @@ type tunnelConn struct {
 	info     control.Connection
 	inflight atomic.Int64 // streams open on this connection
 	draining atomic.Bool  // the connector unregistered: no new requests
+	health   connHealth   // liveness, see health.go
 }
 
 // registry holds the live, registered tunnel connections of this edge, by
@@ -67,22 +68,39 @@ func (r *registry) remove(tc *tunnelConn) bool {
 }
 
 // pick returns the live connection of a tunnel with the fewest streams in
-// flight, skipping those in skip. It returns nil if there is none.
+// flight, skipping those in skip, and counts a stream in flight on it (the
+// caller gives it back). Connections that are not suspect (health.go) come
+// first. It returns nil if there is none.
+//
+// The count goes up before draining is checked again, and a drain sets
+// draining before it waits for the count to reach zero (closeWhenDrained),
+// so a connection never gets a stream after its drain has seen it idle.
 func (r *registry) pick(tunnelID string, skip []*tunnelConn) *tunnelConn {
 	r.mu.RLock()
 	conns := r.tunnels[tunnelID]
 	r.mu.RUnlock()
-	var best *tunnelConn
-	var bestN int64
-	for _, c := range conns {
-		if c.draining.Load() || contains(skip, c) {
-			continue
+	for {
+		var best *tunnelConn
+		var bestN int64
+		bestSuspect := false
+		for _, c := range conns {
+			if c.draining.Load() || contains(skip, c) {
+				continue
+			}
+			n, suspect := c.inflight.Load(), c.health.suspect.Load()
+			if best == nil || (bestSuspect && !suspect) || (suspect == bestSuspect && n < bestN) {
+				best, bestN, bestSuspect = c, n, suspect
+			}
 		}
-		if n := c.inflight.Load(); best == nil || n < bestN {
-			best, bestN = c, n
+		if best == nil {
+			return nil
 		}
+		best.inflight.Add(1)
+		if !best.draining.Load() {
+			return best
+		}
+		best.inflight.Add(-1) // lost a race with a drain: choose again
 	}
-	return best
 }
 
 func contains(list []*tunnelConn, c *tunnelConn) bool {

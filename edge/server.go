@@ -8,6 +8,8 @@
 // httputil.ReverseProxy → tunnelTransport.RoundTrip (proxy.go: least-loaded
 // connection from the registry, one stream per request) → the connector.
 // Connections arrive on the tunnel listener and register in tunnelconn.go.
+// TCP travels as TCP streams: `adit access` WebSocket upgrades (access.go)
+// and the connections of public TCP port routes (tcp.go).
 package edge
 
 import (
@@ -28,10 +30,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/metrics"
 	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/ratelog"
 	"github.com/adit-dev/adit/store"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
+	"github.com/adit-dev/adit/tunnel/tunnelws"
 )
 
 // Config configures an edge. The zero value (with a DataDir) is a working
@@ -65,8 +70,31 @@ type Config struct {
 	NodeName string
 	// Logger receives the edge's logs. If nil, logs are discarded.
 	Logger *slog.Logger
-	// QUIC tunes the tunnel transport; the zero value is the default.
+	// QUIC tunes the tunnel transport. Zero fields take the edge's
+	// defaults (limits.go): a keepalive every 1s and a 5s idle timeout, so a
+	// dead connector is found within seconds, and at most 16 streams opened
+	// by a connector; then tunnelquic's.
 	QUIC tunnelquic.Config
+	// WebSocket tunes the WebSocket transport, served on TCP at the same
+	// port number as QUIC's UDP; the zero value is the default.
+	WebSocket tunnelws.Config
+
+	// MetricsAddr, if set, is the host:port of a plain-HTTP listener for
+	// /metrics, /ready and /healthcheck (package metrics); port 0 picks one
+	// (see Server.MetricsAddr). If empty, there is none.
+	MetricsAddr string
+	// MaxHeaderBytes bounds a public request's header (431 past it). If
+	// zero, DefaultMaxHeaderBytes (1 MiB).
+	MaxHeaderBytes int
+	// MaxRequestBody bounds a public request's body (413 past it). If zero,
+	// there is no limit.
+	MaxRequestBody int64
+	// ReadHeaderTimeout bounds how long a public client may take to send a
+	// request header. If zero, DefaultReadHeaderTimeout (10s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a public keep-alive connection idle for this long.
+	// If zero, DefaultIdleTimeout (2m).
+	IdleTimeout time.Duration
 }
 
 // Server is a running edge.
@@ -80,8 +108,14 @@ type Server struct {
 	presence *control.Presence
 	reg      *registry
 	bundle   *pki.Bundle
+	tcp      *tcpPorts // tcp.go: listeners of the public TCP port routes
 
-	tunnelLn tunnel.Listener
+	metrics    *edgeMetrics     // metrics.go
+	metricsSrv *metrics.Server  // nil unless Config.MetricsAddr
+	rl         *ratelog.Limiter // for what peers can trigger at will
+
+	tunnelLn tunnel.Listener // QUIC, UDP
+	wsLn     tunnel.Listener // WebSocket+yamux, TCP, same port number
 	httpLn   net.Listener
 	apiLn    net.Listener
 	httpSrv  *http.Server
@@ -110,7 +144,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry()}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second)}
+	s.metrics = newEdgeMetrics(s.reg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -168,14 +203,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	// Listeners.
-	s.tunnelLn, err = tunnelquic.Listen(orDefault(cfg.TunnelAddr, ":7844"), tlsConf, cfg.QUIC)
+	qc, err := s.tunnelQUIC() // limits.go
 	if err != nil {
-		return nil, fmt.Errorf("edge: tunnel listener: %w", err)
+		return nil, err
+	}
+	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), tlsConf, qc, cfg.WebSocket, log)
+	if err != nil {
+		return nil, err
 	}
 	s.httpLn, err = net.Listen("tcp", orDefault(cfg.HTTPAddr, ":8080"))
 	if err != nil {
 		return nil, fmt.Errorf("edge: http listener: %w", err)
 	}
+	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, s.reg, log, s.rl.Logger(log))
 	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
 	if err != nil {
 		return nil, fmt.Errorf("edge: api listener: %w", err)
@@ -203,9 +243,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.httpSrv = &http.Server{
-		Handler:           newProxy(s.state, s.reg, log),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           s.metrics.instrument(s.limitBody(newProxy(s.state, s.reg, s.metrics, s.rl.Logger(log)))),
+		ReadHeaderTimeout: orDuration(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		Protocols:         protocols,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -216,13 +257,29 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.goServe("http", func() error { return s.httpSrv.Serve(s.httpLn) })
 	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
+	s.wg.Add(2)
+	go s.acceptTunnels(s.tunnelLn)
+	go s.acceptTunnels(s.wsLn)
 	s.wg.Add(1)
-	go s.acceptTunnels()
+	go s.watchHealth()
+	if cfg.MetricsAddr != "" {
+		s.metricsSrv, err = metrics.Listen(metrics.Config{
+			Addr:     cfg.MetricsAddr,
+			Gatherer: s.metrics.registry,
+			Ready:    s.readiness,
+			Logger:   log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck")
+	}
 
 	log.Info("edge: serving",
 		"node", s.node,
 		"http", s.httpLn.Addr().String(),
 		"tunnel", s.tunnelLn.Addr().String()+"/udp",
+		"tunnel_ws", s.wsLn.Addr().String()+"/tcp",
 		"api", "https://"+s.apiLn.Addr().String(),
 		"advertise", advertise,
 		"etcd", s.store.Endpoints())
@@ -246,10 +303,10 @@ func (s *Server) goServe(name string, serve func() error) {
 	}()
 }
 
-func (s *Server) acceptTunnels() {
+func (s *Server) acceptTunnels(ln tunnel.Listener) {
 	defer s.wg.Done()
 	for {
-		c, err := s.tunnelLn.Accept(s.ctx)
+		c, err := ln.Accept(s.ctx)
 		if err != nil {
 			if !s.closing.Load() {
 				s.log.Error("edge: tunnel listener stopped", "err", err)
@@ -339,13 +396,21 @@ func (s *Server) Close() error {
 		if s.apiSrv != nil {
 			s.apiSrv.Shutdown(ctx)
 		}
-		if s.tunnelLn != nil {
-			s.tunnelLn.Close()
-		}
+		// Tell connectors first, so they move on at once: closing the
+		// listener ends the connections without a word to the peer.
 		for _, tc := range s.reg.all() {
 			tc.conn.Close(tunnel.CodeShutdown, "edge shutting down")
 		}
+		if s.tunnelLn != nil {
+			s.tunnelLn.Close()
+		}
+		if s.wsLn != nil {
+			s.wsLn.Close()
+		}
 		s.cancel()
+		if s.tcp != nil {
+			s.tcp.close()
+		}
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
@@ -358,6 +423,9 @@ func (s *Server) Close() error {
 		}
 		if s.store != nil {
 			s.store.Close()
+		}
+		if s.metricsSrv != nil {
+			s.metricsSrv.Close()
 		}
 	})
 	return nil

@@ -24,10 +24,12 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	log := s.log.With("remote", c.RemoteAddr().String(), "protocol", c.Protocol())
 	tc, ctrl, err := s.register(ctx, c, log)
 	if err != nil {
-		log.Info("edge: registration failed", "err", err)
+		s.metrics.registration(registrationResult(err))
+		s.rl.Logger(log).Info("edge: registration failed", "err", err)
 		return
 	}
 	log = log.With("tunnel", tc.info.TunnelID, "conn", tc.info.ID, "index", tc.info.Index)
+	s.metrics.registration("ok")
 	log.Info("edge: connector registered", "connector", tc.info.ConnectorID, "version", tc.info.Version)
 
 	go s.readControl(tc, ctrl, log)
@@ -77,7 +79,7 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		case <-time.After(time.Second):
 		}
 		c.Close(tunnel.CodeUnauthorized, reason)
-		return errors.New(reason)
+		return &refusedError{reason}
 	}
 
 	t, err := s.lookupTunnel(rctx, req.TunnelID)
@@ -147,14 +149,15 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 		case tunnel.FrameUnregister:
 			var m tunnel.Unregister
 			if err := tunnel.DecodeMessage(p, &m); err != nil {
-				log.Warn("edge: bad control frame", "err", err)
+				s.rl.Logger(log).Warn("edge: bad control frame", "err", err)
 				tc.conn.Close(tunnel.CodeProtocol, "bad unregister frame")
 				return
 			}
 			tc.draining.Store(true)
 			log.Info("edge: connector unregistered; no new requests on this connection", "reason", m.Reason)
+			go s.closeWhenDrained(tc) // health.go
 		default:
-			log.Warn("edge: unexpected control frame", "type", t)
+			s.rl.Logger(log).Warn("edge: unexpected control frame", "type", t)
 			tc.conn.Close(tunnel.CodeProtocol, fmt.Sprintf("unexpected %s frame on the control stream", t))
 			return
 		}

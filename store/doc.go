@@ -18,6 +18,8 @@
 //	/adit/tokens/<sha256 hex of the token>  JSON {name, created_at}; API tokens are never stored in clear
 //	/adit/connections/<tunnelID>/<connID>   JSON live tunnel connection, attached to the lease of the edge
 //	                                        that holds it, so a dead edge's connections vanish with its lease
+//	/adit/tcp-routes/<port>                 JSON public TCP port route {port, tunnel_id, hostname, created_at}:
+//	                                        every edge listens on that port and carries its connections to the tunnel
 //
 // The functions below build these keys; package control gives them meaning.
 package store

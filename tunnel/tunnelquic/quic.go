@@ -35,6 +35,12 @@ type Config struct {
 	// MaxConnectionReceiveWindow is the per-connection flow-control window.
 	// If zero, 30 MiB.
 	MaxConnectionReceiveWindow uint64
+	// StatelessResetKey, if set, makes Listen answer packets of connections
+	// it does not know with a stateless reset (RFC 9000 §10.3). Keep it
+	// across restarts: a peer of a listener that crashed and came back then
+	// learns at its next packet that its connection is gone, instead of
+	// waiting for the idle timeout. If nil, no resets are sent.
+	StatelessResetKey *[32]byte
 }
 
 func (c Config) quicConfig() *quic.Config {
@@ -84,14 +90,36 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (tunnel.Listener, erro
 	tc := tlsConf.Clone()
 	tc.NextProtos = []string{tunnel.ALPN}
 	tc.MinVersion = tls.VersionTLS13
-	l, err := quic.ListenAddr(addr, tc, cfg.quicConfig())
+	if cfg.StatelessResetKey == nil {
+		l, err := quic.ListenAddr(addr, tc, cfg.quicConfig())
+		if err != nil {
+			return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+		}
+		return &listener{l: l}, nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
-	return &listener{l: l}, nil
+	pc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: (*quic.StatelessResetKey)(cfg.StatelessResetKey)}
+	l, err := tr.Listen(tc, cfg.quicConfig())
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+	}
+	return &listener{l: l, tr: tr}, nil
 }
 
-type listener struct{ l *quic.Listener }
+// listener is a QUIC listener; tr is set when Listen made its own
+// transport (for stateless resets) and closes with it.
+type listener struct {
+	l  *quic.Listener
+	tr *quic.Transport
+}
 
 func (l *listener) Accept(ctx context.Context) (tunnel.Conn, error) {
 	qc, err := l.l.Accept(ctx)
@@ -102,7 +130,14 @@ func (l *listener) Accept(ctx context.Context) (tunnel.Conn, error) {
 }
 
 func (l *listener) Addr() net.Addr { return l.l.Addr() }
-func (l *listener) Close() error   { return l.l.Close() }
+func (l *listener) Close() error {
+	err := l.l.Close()
+	if l.tr != nil {
+		l.tr.Close() // ends the connections, as closing a ListenAddr listener does
+		l.tr.Conn.Close()
+	}
+	return err
+}
 
 type conn struct{ qc *quic.Conn }
 
@@ -141,6 +176,13 @@ func (c *conn) LocalAddr() net.Addr  { return c.qc.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
 func (c *conn) Protocol() string     { return "quic" }
 
+// PacketsReceived is the number of packets received on the connection so
+// far. With keepalives on, a live peer moves it every keepalive period; a
+// count that stands still means the peer is gone or stopped (the edge's
+// health check uses it to route around a dead connector before the idle
+// timeout closes the connection).
+func (c *conn) PacketsReceived() uint64 { return c.qc.ConnectionStats().PacketsReceived }
+
 // streamAborted is the QUIC stream error code for an abandoned stream.
 const streamAborted quic.StreamErrorCode = 1
 
@@ -153,6 +195,11 @@ type stream struct {
 
 func (s *stream) Read(p []byte) (int, error)  { return s.s.Read(p) }
 func (s *stream) Write(p []byte) (int, error) { return s.s.Write(p) }
+
+// Context is done once this side has finished or reset its write direction,
+// or the peer has stopped reading (STOP_SENDING): for the connector, the
+// edge abandoned the request, for example because its client went away.
+func (s *stream) Context() context.Context { return s.s.Context() }
 
 func (s *stream) CloseWrite() error {
 	s.writeClosed.Store(true)

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// run sets up the rig, runs the selected scenarios and returns the results.
+// On an error after setup it returns the results so far with the error.
+func run(ctx context.Context, cfg *config) (*Results, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	res := &Results{
+		Started: time.Now(),
+		Machine: describeMachine(),
+		Settings: Settings{
+			Scenarios:    cfg.scenarios,
+			Duration:     cfg.duration.String(),
+			Warmup:       cfg.warmup.String(),
+			Concurrency:  cfg.concurrency,
+			BigSize:      cfg.bigSize,
+			IdleWS:       cfg.idleWS,
+			Rate:         cfg.rate,
+			RateDuration: cfg.rateDuration.String(),
+		},
+	}
+	if cfg.has("idle-ws") {
+		// Per WebSocket the harness holds two sockets (the client end and
+		// the origin end), the edge and the connector one each. If the
+		// limit cannot be raised enough, open fewer and say so.
+		const reserve = 1024
+		limit, err := raiseNoFile(uint64(2*cfg.idleWS + reserve))
+		if err != nil {
+			if n := (int(limit) - reserve) / 2; n < cfg.idleWS {
+				res.Settings.IdleWSNote = fmt.Sprintf("%d requested; RLIMIT_NOFILE is %d and cannot be raised, and the harness holds both ends of each", cfg.idleWS, limit)
+				cfg.logf("idle WebSockets: %s: opening %d", res.Settings.IdleWSNote, n)
+				cfg.idleWS = max(n, 1)
+				res.Settings.IdleWS = cfg.idleWS
+			}
+		}
+	}
+	r := &rig{cfg: cfg}
+	defer r.close()
+	err := r.setup(ctx, res)
+	if err == nil {
+		for _, s := range allScenarios {
+			if !cfg.has(s) {
+				continue
+			}
+			if err = runScenario(ctx, r, res, s); err != nil {
+				break
+			}
+		}
+	}
+	for _, p := range r.paths {
+		res.Paths = append(res.Paths, PathInfo{Name: p.name, URL: p.target.base, Host: p.target.host, Available: p.na == "", Reason: p.na})
+	}
+	res.sortFigures()
+	res.finish(r.paths)
+	res.Seconds = time.Since(res.Started).Seconds()
+	res.Machine.LoadEnd = loadAvg()
+	if err != nil {
+		if len(res.Paths) == 0 {
+			return nil, err
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
+	var err error
+	switch name {
+	case "rate":
+		err = runRate(ctx, r, res)
+	case "idle-ws":
+		err = runIdleWS(ctx, r, res)
+	case "small":
+		err = runSmall(ctx, r, res)
+	case "download", "upload":
+		err = runBig(ctx, r, res, name)
+	case "restart":
+		err = r.restartEdge(ctx, res)
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", name, err)
+	}
+	return nil
+}
+
+// runSmall measures 1 KiB GETs at each concurrency on every path.
+func runSmall(ctx context.Context, r *rig, res *Results) error {
+	profileAt := res.closestConcurrency(50)
+	for _, c := range r.cfg.concurrency {
+		for _, p := range r.available(kindDirect, kindAdit, kindCompare) {
+			var prof *perfRun
+			if r.cfg.cpuprofileDir != "" && c == profileAt && p.kind == kindAdit {
+				prof = startPerf(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.pid(), r.cfg.warmup+r.cfg.duration)
+			}
+			accepted := r.origin.accepted.Load()
+			s, err := closedLoop(ctx, p.target, "/1k", c, r.cfg.warmup, r.cfg.duration)
+			accepted = r.origin.accepted.Load() - accepted
+			prof.finish()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			f := func(m string) figName { return figGet(c, m) }
+			if err != nil {
+				res.note(f("req/s"), "req/s", p.name, "error: "+err.Error())
+				r.cfg.logf("GET 1KiB c=%d %s: %v", c, p.name, err)
+				continue
+			}
+			res.set(f("req/s"), "req/s", p.name, s.RequestsPerSecond)
+			res.set(f("p50"), "µs", p.name, us(s.P50))
+			res.set(f("p99"), "µs", p.name, us(s.P99))
+			res.set(f("p99.9"), "µs", p.name, us(s.P999))
+			if p.kind != kindCompare || r.cfg.originAddr != "127.0.0.1:0" {
+				res.set(f("origin conns opened"), "conns", p.name, float64(accepted))
+			}
+			if s.Errors > 0 {
+				res.note(f("req/s"), "req/s", p.name, fmt.Sprintf("%d errors; first: %v", s.Errors, s.firstErr))
+			}
+			r.cfg.logf("GET 1KiB c=%d %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, %d errors, %d origin connections opened", c, p.name,
+				s.RequestsPerSecond, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond), s.P999.Round(time.Microsecond), s.Errors, accepted)
+		}
+	}
+	return nil
+}
+
+// runBig measures one download or upload of --big-size on every path.
+func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
+	f := res.figDownload()
+	do := download
+	if dir == "upload" {
+		f, do = res.figUpload(), upload
+	}
+	for _, p := range r.available(kindDirect, kindAdit, kindCompare) {
+		var prof *perfRun
+		if r.cfg.cpuprofileDir != "" && p.kind == kindAdit {
+			// Profile the first few seconds: the steady state.
+			prof = startPerf(r.cfg, p, dir, r.edge.pid(), min(3*time.Second, r.cfg.bigTimeout))
+		}
+		x, err := do(ctx, p.target, r.cfg.bigSize, r.cfg.bigTimeout)
+		prof.finish()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			res.note(f, "MB/s", p.name, "error: "+err.Error())
+			r.cfg.logf("%s %s: %v", f.scenario, p.name, err)
+			continue
+		}
+		res.set(f, "MB/s", p.name, x.MBps())
+		partial := ""
+		if x.Partial {
+			partial = fmt.Sprintf(" (partial: %s of %s in the %s limit)", sizeString(x.Bytes), sizeString(r.cfg.bigSize), r.cfg.bigTimeout)
+			res.note(f, "MB/s", p.name, "partial")
+		}
+		r.cfg.logf("%s %s: %.0f MB/s%s", f.scenario, p.name, x.MBps(), partial)
+	}
+	return nil
+}
+
+// runRate sends a fixed request rate through each adit and compare path,
+// sampling the memory of the edge and the path's connector every 500ms and
+// their CPU time before and after. RSS (VmRSS) and RSS anon (RssAnon: the
+// heap and stacks, without the binary's file pages) are peak samples; CPU
+// is the percentage of one core over the run.
+func runRate(ctx context.Context, r *rig, res *Results) error {
+	f := res.figRate
+	for _, p := range r.available(kindAdit, kindCompare) {
+		sides := map[string]int{}
+		if p.kind == kindAdit {
+			sides = map[string]int{"edge": r.edge.pid(), "connector": p.conn.pid()}
+			settleRSS([]int{r.edge.pid(), p.conn.pid()}, 5*time.Second)
+		}
+		cpu0 := map[string]time.Duration{}
+		peak := map[string]memStat{}
+		for side, pid := range sides {
+			cpu0[side], _ = cpuTime(pid)
+		}
+		sample := func() {
+			for side, pid := range sides {
+				if m, err := memory(pid); err == nil {
+					pk := peak[side]
+					peak[side] = memStat{RSS: max(pk.RSS, m.RSS), Anon: max(pk.Anon, m.Anon)}
+				}
+			}
+		}
+		start := time.Now()
+		s, err := fixedRate(ctx, p.target, "/1k", r.cfg.rate, r.cfg.rateDuration, sample)
+		elapsed := time.Since(start)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			res.note(f("p50"), "µs", p.name, "error: "+err.Error())
+			r.cfg.logf("%s %s: %v", f("").scenario, p.name, err)
+			continue
+		}
+		sample()
+		res.set(f("p50"), "µs", p.name, us(s.P50))
+		res.set(f("p99"), "µs", p.name, us(s.P99))
+		res.set(f("p99.9"), "µs", p.name, us(s.P999))
+		if s.Errors > 0 {
+			res.note(f("p50"), "µs", p.name, fmt.Sprintf("%d errors; first: %v", s.Errors, s.firstErr))
+		}
+		msg := fmt.Sprintf("p50 %s, p99 %s", s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
+		for _, side := range []string{"edge", "connector"} {
+			pid, ok := sides[side]
+			if !ok {
+				continue
+			}
+			cpu1, err := cpuTime(pid)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", p.name, side, err)
+			}
+			cpuPct := 100 * (cpu1 - cpu0[side]).Seconds() / elapsed.Seconds()
+			res.set(f(side+" RSS"), "MB", p.name, float64(peak[side].RSS)/1e6)
+			res.set(f(side+" RSS anon"), "MB", p.name, float64(peak[side].Anon)/1e6)
+			res.set(f(side+" CPU"), "% of a core", p.name, cpuPct)
+			msg += fmt.Sprintf(", %s %.1f MB (%.1f MB anon) %.0f%% CPU", side, float64(peak[side].RSS)/1e6, float64(peak[side].Anon)/1e6, cpuPct)
+		}
+		r.cfg.logf("fixed %d req/s %s: %s", r.cfg.rate, p.name, msg)
+	}
+	return nil
+}
+
+// runIdleWS opens --idle-ws WebSockets through each adit path and charges
+// the growth of the edge's and the connector's RSS to them.
+func runIdleWS(ctx context.Context, r *rig, res *Results) error {
+	f := res.figIdle
+	for _, p := range r.available(kindAdit) {
+		pids := []int{r.edge.pid(), p.conn.pid()}
+		settleRSS(pids, 5*time.Second)
+		before := make([]int64, len(pids))
+		for i, pid := range pids {
+			before[i], _ = rssBytes(pid)
+		}
+		start := time.Now()
+		conns, err := openWebSockets(ctx, p.target, r.cfg.idleWS, 64)
+		opened := time.Since(start)
+		if ctx.Err() != nil {
+			closeAll(conns)
+			return ctx.Err()
+		}
+		if err != nil {
+			res.note(f("open"), "conns", p.name, err.Error())
+			r.cfg.logf("idle WebSockets %s: %v", p.name, err)
+		}
+		if len(conns) == 0 {
+			continue
+		}
+		settleRSS(pids, 3*time.Second)
+		res.set(f("open"), "conns", p.name, float64(len(conns)))
+		msg := fmt.Sprintf("%d open in %s", len(conns), opened.Round(time.Millisecond))
+		for i, side := range []string{"edge", "connector"} {
+			after, err := rssBytes(pids[i])
+			if err != nil {
+				closeAll(conns)
+				return fmt.Errorf("%s %s: %w", p.name, side, err)
+			}
+			per := float64(after-before[i]) / 1024 / float64(len(conns))
+			res.set(f(side+" per conn"), "KiB", p.name, per)
+			res.set(f(side+" RSS"), "MB", p.name, float64(after)/1e6)
+			msg += fmt.Sprintf(", %s %.1f KiB/conn (%.0f → %.0f MB)", side, per, float64(before[i])/1e6, float64(after)/1e6)
+		}
+		r.cfg.logf("idle WebSockets %s: %s", p.name, msg)
+		closeAll(conns)
+	}
+	return nil
+}
+
+// sortFigures orders the table: small GETs, transfers, fixed rate, idle
+// WebSockets, startup, restart; the order within a scenario is kept.
+func (r *Results) sortFigures() {
+	rank := func(f *Figure) int {
+		for i, prefix := range []string{"GET", "download", "upload", "fixed", "", "startup", "edge restart"} {
+			if prefix != "" && strings.HasPrefix(f.Scenario, prefix) {
+				return i
+			}
+		}
+		return 4 // idle WebSockets
+	}
+	slices.SortStableFunc(r.Figures, func(a, b *Figure) int { return rank(a) - rank(b) })
+}
+
+// perfRun is a `perf record` of the edge and one connector.
+type perfRun struct {
+	cfg   *config
+	cmds  []*exec.Cmd
+	files []string
+}
+
+// startPerf records CPU profiles of the edge and p's connector for d, if
+// perf is installed; otherwise it logs once and returns nil. The files are
+// named PATH-SCENARIO-SIDE.perf.data, with a flat report in .txt.
+func startPerf(cfg *config, p *path, scenario string, edgePID int, d time.Duration) *perfRun {
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		cfg.logf("no perf on PATH; not recording CPU profiles")
+		cfg.cpuprofileDir = ""
+		return nil
+	}
+	if err := os.MkdirAll(cfg.cpuprofileDir, 0o755); err != nil {
+		cfg.logf("cpuprofile-dir: %v", err)
+		return nil
+	}
+	run := &perfRun{cfg: cfg}
+	secs := strconv.FormatFloat(d.Seconds(), 'f', 1, 64)
+	for side, pid := range map[string]int{"edge": edgePID, "connector": p.conn.pid()} {
+		file := filepath.Join(cfg.cpuprofileDir, p.name+"-"+scenario+"-"+side+".perf.data")
+		cmd := exec.Command(perf, "record", "-q", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", file, "--", "sleep", secs)
+		if err := cmd.Start(); err != nil {
+			cfg.logf("perf: %v", err)
+			continue
+		}
+		run.cmds = append(run.cmds, cmd)
+		run.files = append(run.files, file)
+	}
+	return run
+}
+
+// finish waits for the recordings and writes a flat report next to each.
+func (p *perfRun) finish() {
+	if p == nil {
+		return
+	}
+	for i, cmd := range p.cmds {
+		if err := cmd.Wait(); err != nil {
+			p.cfg.logf("perf record: %v", err)
+			continue
+		}
+		out, err := exec.Command("perf", "report", "-i", p.files[i], "--stdio", "--no-children",
+			"-g", "none", "--percent-limit", "0.5", "--sort", "symbol").Output()
+		if err != nil {
+			p.cfg.logf("perf report: %v", err)
+			continue
+		}
+		// perf pads every line to the terminal width with empty columns.
+		var trimmed strings.Builder
+		for line := range strings.SplitSeq(string(out), "\n") {
+			trimmed.WriteString(strings.TrimRight(line, " -"))
+			trimmed.WriteByte('\n')
+		}
+		txt := strings.TrimSuffix(p.files[i], ".perf.data") + ".txt"
+		if err := os.WriteFile(txt, []byte(trimmed.String()), 0o644); err != nil {
+			p.cfg.logf("perf report: %v", err)
+			continue
+		}
+		p.cfg.logf("CPU profile: %s", txt)
+	}
+}

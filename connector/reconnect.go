@@ -1,0 +1,288 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunnelquic"
+)
+
+// Reconnecting.
+//
+// Two promises pull the retry schedule in opposite directions: after an
+// edge restart or crash, connectors serve again within 2s of the edge
+// being back; and an edge that is reachable but refuses us (its state
+// store is down, it is overloaded, it broke the protocol) must not be
+// hammered. A single exponential backoff capped at 30s breaks the first
+// (the edge comes back while we sleep 30s); a short fixed interval breaks
+// the second. So failures are told apart:
+//
+//   - Transport failures: the edge did not answer the handshake, or a
+//     registered connection was lost (edge shut down, crashed, network
+//     gone). Retrying is cheap (a few QUIC Initial packets) and is the
+//     only way to notice the edge is back, so the first connection to each
+//     edge address is a prober: it retries every ReconnectDelay (500ms,
+//     jittered ±50%) for as long as it takes, minutes or days. A dial gives
+//     up after 2s without an answer (the handshake idle timeout; any answer
+//     resets it, so slow links still connect), and during a dial quic-go
+//     resends its Initial at about 0.2, 0.6 and 1.4s. So an edge that comes
+//     back is seen by the prober within about 1.4s (the longest silence
+//     between two Initials), and registered a round trip later.
+//   - The other HA connections to the same address retry at once after a
+//     loss, then back off exponentially (RetryBase doubling to RetryMax),
+//     and wake up as soon as any connection to their address registers:
+//     the prober's success is their signal. A long outage costs one
+//     prober's packets per connector, not one per HA connection.
+//   - Refusals: the edge was reached but did not register us (or closed
+//     the connection saying we broke the protocol). Exponential backoff,
+//     RetryBase doubling to RetryMax with jitter, for every connection.
+//     It starts over once a connection has stayed registered for RetryMax.
+//   - Permanent refusals (wrong secret, unknown or deleted tunnel) end Run.
+
+// dialHandshakeTimeout is the connector's QUIC handshake idle timeout
+// unless Config.QUIC sets one (see above).
+const dialHandshakeTimeout = 2 * time.Second
+
+// attempt is what one call of serveConn reports back to its supervisor.
+type attempt struct {
+	dialed     bool      // the handshake completed
+	registered time.Time // when the edge registered the connection; zero if it did not
+	onRegister func()    // called once when it registers
+}
+
+func (a *attempt) setDialed() { a.dialed = true }
+
+func (a *attempt) setRegistered() {
+	a.registered = time.Now()
+	if a.onRegister != nil {
+		a.onRegister()
+	}
+}
+
+// refusal marks an error where the edge answered but did not register the
+// connection (or ended it for a protocol error).
+type refusal struct{ err error }
+
+func (e *refusal) Error() string { return e.err.Error() }
+func (e *refusal) Unwrap() error { return e.err }
+
+// edgeLink is shared by the HA connections that dial one edge address: a
+// registration on any of them wakes the others, and a stateless reset on
+// any of them has the others checked.
+type edgeLink struct {
+	mu    sync.Mutex
+	up    chan struct{}             // closed, and replaced, at each registration
+	conns map[tunnel.Conn]time.Time // registered connections, and when
+}
+
+func newEdgeLinks(addrs []string) map[string]*edgeLink {
+	m := make(map[string]*edgeLink, len(addrs))
+	for _, a := range addrs {
+		if m[a] == nil {
+			m[a] = &edgeLink{up: make(chan struct{}), conns: make(map[tunnel.Conn]time.Time)}
+		}
+	}
+	return m
+}
+
+func (l *edgeLink) wait() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.up
+}
+
+func (l *edgeLink) registered() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.up)
+	l.up = make(chan struct{})
+}
+
+func (l *edgeLink) add(c tunnel.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conns[c] = time.Now()
+}
+
+func (l *edgeLink) remove(c tunnel.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+}
+
+// An edge that crashed and came back answers a packet of a connection it
+// lost with a stateless reset (tunnelquic.Config.StatelessResetKey), but
+// only a packet too large to be a reset itself, which a keepalive often is
+// not. So when one connection gets a reset, the edge at its address has
+// restarted, and the others to that address are dead too unless they are
+// to another node behind the same address. They tell by listening: the
+// edge sends keepalives every second, so a connection that receives
+// nothing for quietProof is closed now rather than at its idle timeout.
+const quietProof = 1500 * time.Millisecond
+
+// edgeRestarted checks the connections to this address other than lost.
+func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
+	l.mu.Lock()
+	var others []tunnel.Conn
+	for c := range l.conns {
+		if c != lost {
+			others = append(others, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range others {
+		pc, ok := c.(interface{ PacketsReceived() uint64 })
+		if !ok {
+			continue
+		}
+		go func() {
+			n := pc.PacketsReceived()
+			t := time.NewTimer(quietProof)
+			defer t.Stop()
+			select {
+			case <-c.Done():
+				return
+			case <-t.C:
+			}
+			if pc.PacketsReceived() == n {
+				log.Info("connector: the edge restarted and this connection has gone quiet; reconnecting", "quiet_for", quietProof)
+				c.Close(tunnel.CodeNormal, "edge restarted")
+			}
+		}()
+	}
+}
+
+// isStatelessReset reports whether a connection ended with a stateless
+// reset from the edge.
+func isStatelessReset(err error) bool {
+	var sr *quic.StatelessResetError
+	return errors.As(err, &sr)
+}
+
+// failureKind sorts a failed attempt into the classes above.
+type failureKind int
+
+const (
+	failTransport failureKind = iota
+	failRefused
+)
+
+func classify(err error, at *attempt) failureKind {
+	var r *refusal
+	if errors.As(err, &r) {
+		return failRefused
+	}
+	var ce *tunnel.CloseError
+	if errors.As(err, &ce) && ce.Remote && (ce.Code == tunnel.CodeProtocol || ce.Code == tunnel.CodeUnauthorized) {
+		return failRefused
+	}
+	return failTransport
+}
+
+// superviseConn keeps HA connection index up until ctx ends. It returns a
+// non-nil error only for a permanent refusal.
+func (c *Connector) superviseConn(ctx context.Context, index int) error {
+	addr := c.cfg.EdgeAddrs[index%len(c.cfg.EdgeAddrs)]
+	link := c.links[addr]
+	prober := index < len(c.cfg.EdgeAddrs)
+	log := c.log.With("conn_index", index, "edge", addr)
+	noisy := c.rl.Logger(log)
+	refusals, losses := 0, 0
+	for {
+		woken := link.wait()
+		at := &attempt{onRegister: link.registered}
+		err := c.serveFn(ctx, index, addr, log, at)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrAuth) {
+			c.metrics.registrations.WithLabelValues("refused").Inc()
+			log.Error("connector: edge refused the tunnel", "err", err)
+			return err
+		}
+		kind := classify(err, at)
+		if at.registered.IsZero() {
+			result := "failed"
+			if kind == failRefused {
+				result = "refused"
+			}
+			c.metrics.registrations.WithLabelValues(result).Inc()
+		} else {
+			losses = 0
+			if time.Since(at.registered) >= c.cfg.RetryMax {
+				refusals = 0
+			}
+		}
+
+		var delay time.Duration
+		wake := woken
+		switch {
+		case kind == failRefused:
+			delay = backoff(c.cfg.RetryBase, c.cfg.RetryMax, refusals)
+			refusals++
+			wake = nil
+		case prober || losses == 0:
+			delay = jitter(c.cfg.ReconnectDelay)
+			losses++
+		default:
+			delay = backoff(c.cfg.RetryBase, c.cfg.RetryMax, losses-1)
+			losses++
+		}
+		c.metrics.reconnects.Inc()
+		lost := "connector: could not connect; retrying"
+		if !at.registered.IsZero() {
+			lost = "connector: connection lost; reconnecting"
+		} else if kind == failRefused {
+			lost = "connector: edge did not register the connection; backing off"
+		}
+		noisy.Warn(lost, "err", err, "retry_in", delay.Round(time.Millisecond))
+
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is base·2^attempt capped at limit, with the upper half jittered
+// so that many connectors restarting together spread out.
+func backoff(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for range attempt {
+		d *= 2
+		if d >= limit {
+			d = limit
+			break
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// jitter is d ±50%.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d+1)
+}
+
+// quicConfig is Config.QUIC with the connector's dial default.
+func (c *Connector) quicConfig() tunnelquic.Config {
+	q := c.cfg.QUIC
+	if q.HandshakeTimeout == 0 {
+		q.HandshakeTimeout = dialHandshakeTimeout
+	}
+	if q.KeepAlivePeriod == 0 {
+		q.KeepAlivePeriod = time.Second // the edge's period too (edge/limits.go)
+	}
+	return q
+}

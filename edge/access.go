@@ -1,0 +1,166 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/adit-dev/adit/carrier"
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// The `adit access` path: a WebSocket upgrade offering carrier.Subprotocol
+// for a routed hostname becomes a TCP stream to that tunnel. The edge writes
+// the request header, waits for the connector's answer (it dials the origin
+// first), and only on a 200 accepts the WebSocket and bridges it to the
+// stream; otherwise the client gets the usual error page.
+
+// tcpAnswerTimeout bounds the wait for the connector's answer to a TCP
+// stream; the connector's own connect timeout (30s by default) comes first.
+const tcpAnswerTimeout = 2 * time.Minute
+
+// isAccessRequest reports whether r is an `adit access` WebSocket upgrade.
+func isAccessRequest(r *http.Request) bool {
+	return isUpgrade(r.Header) &&
+		strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
+		headerHasToken(r.Header, http.CanonicalHeaderKey("Sec-WebSocket-Protocol"), carrier.Subprotocol)
+}
+
+// serveAccess carries one `adit access` connection to the tunnel.
+func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInfo) {
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
+	log := p.log.With("host", r.Host, "request_id", info.requestID, "client", info.clientAddr)
+	var dest http.Header
+	for _, name := range []string{carrier.DestinationHeader, carrier.JumpDestinationHeader} {
+		if v := r.Header.Get(name); v != "" {
+			if dest == nil {
+				dest = make(http.Header)
+			}
+			dest.Set(name, v)
+		}
+	}
+	ts, err := openTCPStream(r.Context(), p.reg, info.tunnelID, &tunnel.RequestHeader{
+		Type:       tunnel.StreamTCP,
+		Host:       hostOnly(r.Host),
+		Header:     dest,
+		ClientAddr: info.clientAddr,
+		RequestID:  info.requestID,
+	})
+	if err != nil {
+		p.proxyError(w, r, err)
+		return
+	}
+	defer ts.release()
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{carrier.Subprotocol}})
+	if err != nil {
+		// Accept has answered the client.
+		log.Info("edge: access upgrade failed", "err", err)
+		ts.stream.Close()
+		return
+	}
+	if ws.Subprotocol() != carrier.Subprotocol {
+		ws.Close(websocket.StatusProtocolError, "adit-access-tcp required")
+		ts.stream.Close()
+		return
+	}
+	remote, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+	var remoteAddr net.Addr
+	if remote != nil {
+		remoteAddr = remote
+	}
+	conn := carrier.NewConn(ws, nil, remoteAddr)
+	log.Debug("edge: access connection open")
+	if err := carrier.Pipe(conn, ts); err != nil {
+		log.Debug("edge: access connection broke off", "err", err)
+		return
+	}
+	log.Debug("edge: access connection closed")
+}
+
+// tcpStream is an open TCP stream whose connector answered 200: a byte pipe
+// to the origin, usable with carrier.Pipe.
+type tcpStream struct {
+	tc     *tunnelConn
+	stream tunnel.Stream
+	br     *bufio.Reader // holds bytes read past the response header
+}
+
+func (t *tcpStream) Read(p []byte) (int, error)  { return t.br.Read(p) }
+func (t *tcpStream) Write(p []byte) (int, error) { return t.stream.Write(p) }
+func (t *tcpStream) CloseWrite() error           { return t.stream.CloseWrite() }
+func (t *tcpStream) Close() error                { return t.stream.Close() }
+func (t *tcpStream) Abort() error                { return t.stream.Close() }
+
+// release closes the stream and gives its connection slot back.
+func (t *tcpStream) release() {
+	t.stream.Close()
+	t.tc.inflight.Add(-1)
+}
+
+// openTCPStream opens a stream on one of the tunnel's connections, sends h
+// and waits for the connector's answer. On a 200 it returns the stream; the
+// caller must release it. Otherwise the error is errTunnelOffline, an
+// *originError (the connector's reason, for the logs), or a stream failure.
+func openTCPStream(ctx context.Context, reg *registry, tunnelID string, h *tunnel.RequestHeader) (*tcpStream, error) {
+	tc, s, err := (&tunnelTransport{reg: reg}).openStream(ctx, tunnelID)
+	if err != nil {
+		return nil, err
+	}
+	ts := &tcpStream{tc: tc, stream: s, br: bufio.NewReaderSize(s, 16<<10)}
+	ctx, cancel := context.WithTimeout(ctx, tcpAnswerTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	rh, err := exchangeTCP(ts, h)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		ts.release()
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = fmt.Errorf("%w (%v)", ctxErr, err)
+		}
+		return nil, err
+	}
+	if rh.Error != "" {
+		ts.release()
+		return nil, &originError{msg: rh.Error}
+	}
+	if rh.Status != http.StatusOK {
+		ts.release()
+		return nil, fmt.Errorf("edge: connector answered a tcp stream with status %d", rh.Status)
+	}
+	return ts, nil
+}
+
+func exchangeTCP(ts *tcpStream, h *tunnel.RequestHeader) (tunnel.ResponseHeader, error) {
+	var rh tunnel.ResponseHeader
+	if err := tunnel.WriteMessage(ts.stream, h); err != nil {
+		return rh, fmt.Errorf("edge: writing request header: %w", err)
+	}
+	if err := tunnel.ReadMessage(ts.br, &rh); err != nil {
+		return rh, fmt.Errorf("edge: reading response header: %w", err)
+	}
+	return rh, nil
+}
+
+// logTCPRefusal logs why a TCP stream was not carried.
+func logTCPRefusal(log *slog.Logger, err error) {
+	var oe *originError
+	switch {
+	case errors.Is(err, errTunnelOffline):
+		log.Info("edge: tcp connection refused: tunnel offline")
+	case errors.As(err, &oe):
+		log.Info("edge: tcp connection refused: origin unreachable; the connector's log has the cause", "connector_error", oe.msg)
+	default:
+		log.Warn("edge: tcp stream failed", "err", err)
+	}
+}

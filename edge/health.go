@@ -1,0 +1,170 @@
+package edge
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// Connection health. A connector killed with SIGKILL, stopped with SIGSTOP
+// or cut off by the network says nothing: its connections only end when
+// the QUIC idle timeout fires (5s at the edge, see limits.go). Meanwhile
+// the edge would keep sending it requests. So the edge watches each
+// connection's received-packet count, which keepalives move every second
+// on a live connection: once it has stood still for suspectAfter (two
+// keepalive periods and a margin, 2.5s by default) the connection is
+// suspect:
+//
+//   - new requests go to the tunnel's other connections (if it has any
+//     that are not suspect; a suspect connection still beats none);
+//   - requests on it that are safe to send again (GET, HEAD, OPTIONS,
+//     TRACE without a body; see failover.go) and still wait for their
+//     response header are abandoned and sent again on another connection.
+//
+// Requests that are not safe to replay stay and fail with a 502 when the
+// idle timeout ends the connection. A connection heard from again (a
+// SIGCONT, a network blip) is healthy again at once.
+
+// packetCounter is implemented by transports that count the packets a
+// connection receives (tunnelquic).
+type packetCounter interface{ PacketsReceived() uint64 }
+
+// healthTick is how often the watchdog looks at every connection.
+const healthTick = 250 * time.Millisecond
+
+// connHealth is one connection's liveness.
+type connHealth struct {
+	suspect atomic.Bool
+
+	// Only the watchdog goroutine uses these two.
+	lastPackets uint64
+	lastHeard   time.Time
+
+	mu      sync.Mutex
+	waiters map[*watchedStream]struct{} // replayable requests waiting for their response header
+}
+
+// watch registers a replayable request waiting for its answer on this
+// connection; unwatch removes it.
+func (h *connHealth) watch(ws *watchedStream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.waiters == nil {
+		h.waiters = make(map[*watchedStream]struct{})
+	}
+	h.waiters[ws] = struct{}{}
+}
+
+func (h *connHealth) unwatch(ws *watchedStream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.waiters, ws)
+}
+
+// abandonWaiters abandons every waiting request that has not received a
+// byte yet, so that it is sent again elsewhere. It returns how many.
+func (h *connHealth) abandonWaiters() int {
+	h.mu.Lock()
+	waiters := make([]*watchedStream, 0, len(h.waiters))
+	for ws := range h.waiters {
+		waiters = append(waiters, ws)
+	}
+	h.mu.Unlock()
+	n := 0
+	for _, ws := range waiters {
+		if ws.abandon() {
+			n++
+		}
+	}
+	return n
+}
+
+// suspectAfter is how long a connection may go without a packet before it
+// is suspect.
+func (s *Server) suspectAfter() time.Duration {
+	return 2*edgeQUIC(s.cfg.QUIC).KeepAlivePeriod + 500*time.Millisecond
+}
+
+// watchHealth runs the watchdog until the server closes.
+func (s *Server) watchHealth() {
+	defer s.wg.Done()
+	t := time.NewTicker(healthTick)
+	defer t.Stop()
+	after := s.suspectAfter()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, tc := range s.reg.all() {
+				s.checkHealth(tc, now, after)
+			}
+		}
+	}
+}
+
+func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration) {
+	pc, ok := tc.conn.(packetCounter)
+	if !ok {
+		return
+	}
+	h := &tc.health
+	n := pc.PacketsReceived()
+	if h.lastHeard.IsZero() || n != h.lastPackets {
+		quiet := now.Sub(h.lastHeard)
+		h.lastPackets, h.lastHeard = n, now
+		if h.suspect.CompareAndSwap(true, false) {
+			s.log.Info("edge: connection heard from again", "tunnel", tc.info.TunnelID, "conn", tc.info.ID,
+				"quiet_for", quiet.Round(time.Millisecond))
+		}
+		return
+	}
+	if h.suspect.Load() || now.Sub(h.lastHeard) < after {
+		return
+	}
+	h.suspect.Store(true)
+	s.metrics.suspect()
+	moved := h.abandonWaiters()
+	s.log.Warn("edge: connection quiet; routing around it until it is heard from or times out",
+		"tunnel", tc.info.TunnelID, "conn", tc.info.ID, "connector", tc.info.ConnectorID,
+		"quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond), "requests_moved", moved)
+}
+
+// closeWhenDrained ends a connection whose connector unregistered, once no
+// request stream is left on it: the connector then knows every request the
+// edge sent it has been answered, and exits. (The connector cannot tell by
+// itself: a stream the edge opened just before it saw the unregister may
+// still be on its way.) Registry.pick never hands out a draining
+// connection, so inflight only goes down from here.
+func (s *Server) closeWhenDrained(tc *tunnelConn) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for tc.inflight.Load() > 0 {
+		select {
+		case <-tc.conn.Done():
+			return
+		case <-t.C:
+		}
+	}
+	s.metrics.drain()
+	tc.conn.Close(tunnel.CodeNormal, "drained: no request left on this connection")
+}
+
+// refusedError is a registration the edge answered with a refusal (unknown
+// tunnel, wrong secret, state unavailable), as opposed to one that broke
+// off (protocol error, timeout).
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return e.reason }
+
+// registrationResult is the result label of a failed registration.
+func registrationResult(err error) string {
+	var re *refusedError
+	if errors.As(err, &re) {
+		return "refused"
+	}
+	return "failed"
+}

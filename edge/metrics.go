@@ -1,0 +1,254 @@
+package edge
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/adit-dev/adit/metrics"
+	"github.com/adit-dev/adit/tunnel"
+)
+
+// edgeMetrics are the edge's Prometheus metrics, in a registry of its own
+// (several edges may run in one process). All methods accept a nil
+// receiver, which records nothing.
+//
+//	adit_edge_requests_total{code}           public requests answered, by status
+//	adit_edge_request_duration_seconds       arrival to response header
+//	adit_edge_streams_in_flight              request streams open to connectors
+//	adit_edge_tunnel_connections             registered connector connections
+//	adit_edge_registrations_total{result}    ok, refused (auth, unknown tunnel), failed (protocol, timeout)
+//	adit_edge_bytes_total{direction}         stream bytes to_connector / from_connector, framing included
+//	adit_edge_request_retries_total          requests sent again on another connection (failover)
+//	adit_edge_rejected_requests_total{reason} requests refused by a limit (body_too_large)
+//	adit_edge_connections_suspected_total    connections that went quiet and were avoided
+//	adit_edge_connections_drained_total      connections closed after their connector unregistered and finished
+type edgeMetrics struct {
+	registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	duration      prometheus.Histogram
+	registrations *prometheus.CounterVec
+	bytesOut      prometheus.Counter
+	bytesIn       prometheus.Counter
+	retries       prometheus.Counter
+	rejected      *prometheus.CounterVec
+	suspected     prometheus.Counter
+	drained       prometheus.Counter
+}
+
+func newEdgeMetrics(reg *registry) *edgeMetrics {
+	m := &edgeMetrics{
+		registry: metrics.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adit_edge_requests_total",
+			Help: "Public HTTP requests answered, by status code.",
+		}, []string{"code"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "adit_edge_request_duration_seconds",
+			Help:    "Time from a public request's arrival to its response header.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adit_edge_registrations_total",
+			Help: "Connector registrations, by result: ok, refused (unknown tunnel, wrong secret, state unavailable), failed (protocol error, timeout).",
+		}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adit_edge_request_retries_total",
+			Help: "Requests sent again on another tunnel connection after theirs failed before any answer.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adit_edge_rejected_requests_total",
+			Help: "Public requests refused by a limit, by reason.",
+		}, []string{"reason"}),
+		suspected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adit_edge_connections_suspected_total",
+			Help: "Tunnel connections that went quiet (no packet for a few keepalive periods) and were avoided.",
+		}),
+		drained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adit_edge_connections_drained_total",
+			Help: "Tunnel connections closed by the edge once their connector unregistered and their streams finished.",
+		}),
+	}
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adit_edge_bytes_total",
+		Help: "Bytes of request streams sent to and received from connectors, framing included.",
+	}, []string{"direction"})
+	m.bytesOut = bytes.WithLabelValues("to_connector")
+	m.bytesIn = bytes.WithLabelValues("from_connector")
+	for _, code := range []string{"200", "404", "502"} {
+		m.requests.WithLabelValues(code)
+	}
+	for _, r := range []string{"ok", "refused", "failed"} {
+		m.registrations.WithLabelValues(r)
+	}
+	m.rejected.WithLabelValues("body_too_large")
+	m.registry.MustRegister(m.requests, m.duration, m.registrations, bytes, m.retries, m.rejected, m.suspected, m.drained,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "adit_edge_streams_in_flight",
+			Help: "Request streams open to connectors.",
+		}, func() float64 {
+			var n int64
+			for _, tc := range reg.all() {
+				n += tc.inflight.Load()
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "adit_edge_tunnel_connections",
+			Help: "Registered connector connections.",
+		}, func() float64 { return float64(reg.count()) }),
+	)
+	return m
+}
+
+func (m *edgeMetrics) registration(result string) {
+	if m != nil {
+		m.registrations.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *edgeMetrics) retried() {
+	if m != nil {
+		m.retries.Inc()
+	}
+}
+
+func (m *edgeMetrics) reject(reason string) {
+	if m != nil {
+		m.rejected.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *edgeMetrics) suspect() {
+	if m != nil {
+		m.suspected.Inc()
+	}
+}
+
+func (m *edgeMetrics) drain() {
+	if m != nil {
+		m.drained.Inc()
+	}
+}
+
+// instrument counts every public request by status and times it to its
+// response header.
+func (m *edgeMetrics) instrument(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, start: time.Now(), m: m}
+		defer sw.finish()
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter records a response's status and when its header went out.
+// It unwraps for http.ResponseController, so flushing and hijacking reach
+// the server's writer.
+type statusWriter struct {
+	http.ResponseWriter
+	m     *edgeMetrics
+	start time.Time
+	code  int
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.header(code)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.header(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Flush() {
+	if w.code == 0 {
+		w.header(http.StatusOK)
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack is a protocol switch (the reverse proxy writes the 101 itself).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.code == 0 {
+		w.header(http.StatusSwitchingProtocols)
+	}
+	return c, rw, err
+}
+
+func (w *statusWriter) header(code int) {
+	w.code = code
+	w.m.duration.Observe(time.Since(w.start).Seconds())
+}
+
+func (w *statusWriter) finish() {
+	if w.code == 0 {
+		w.header(http.StatusOK)
+	}
+	w.m.requests.WithLabelValues(strconv.Itoa(w.code)).Inc()
+}
+
+// countBytes wraps a request stream so that its bytes are counted.
+func (m *edgeMetrics) countBytes(s tunnel.Stream) tunnel.Stream {
+	if m == nil {
+		return s
+	}
+	return &countedStream{Stream: s, m: m}
+}
+
+type countedStream struct {
+	tunnel.Stream
+	m *edgeMetrics
+}
+
+func (s *countedStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if n > 0 {
+		s.m.bytesIn.Add(float64(n))
+	}
+	return n, err
+}
+
+func (s *countedStream) Write(p []byte) (int, error) {
+	n, err := s.Stream.Write(p)
+	if n > 0 {
+		s.m.bytesOut.Add(float64(n))
+	}
+	return n, err
+}
+
+// readiness answers /ready: an edge is ready from Start until Close begins,
+// whether or not connectors are connected (a tunnel's absence is a 502 for
+// its hostnames, not a reason to take the whole edge out of a load
+// balancer).
+func (s *Server) readiness() metrics.Readiness {
+	rd := metrics.Readiness{Status: http.StatusOK, ReadyConnections: s.reg.count(), EdgeNode: s.node}
+	if s.closing.Load() {
+		rd.Status, rd.Reason = http.StatusServiceUnavailable, "edge shutting down"
+	}
+	return rd
+}
+
+// Metrics is the registry behind the edge's /metrics, for in-process
+// scraping and tests. It is never nil.
+func (s *Server) Metrics() prometheus.Gatherer { return s.metrics.registry }
+
+// MetricsAddr is the bound address of the metrics listener, or nil if
+// Config.MetricsAddr is empty.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsSrv == nil {
+		return nil
+	}
+	return s.metricsSrv.Addr()
+}
