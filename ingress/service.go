@@ -11,9 +11,10 @@ import (
 // Kind says what sort of origin a [Service] is.
 type Kind string
 
-// Service kinds. HTTP kinds are served by the origin package now; the TCP kinds
-// (tcp, ssh, rdp, smb, bastion, socks-proxy) are parsed so configs load and are served
-// by a later version.
+// Service kinds. HTTP kinds are served by the origin package as HTTP
+// requests; the TCP kinds (tcp, ssh, rdp, smb, bastion, socks-proxy) by the
+// connector as TCP streams (connector/tcp.go), reached with `adit access` or
+// a public TCP port route.
 const (
 	KindHTTP       Kind = "http"        // http://host[:port] (also ws://)
 	KindHTTPS      Kind = "https"       // https://host[:port] (also wss://)
