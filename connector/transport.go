@@ -89,4 +89,3 @@ func quicBlocked(err error) bool {
 	var ae *quic.ApplicationError
 	return !errors.As(err, &ae)
 }
-

@@ -92,4 +92,3 @@ func forwardTCP(ln net.Listener, target string) {
 		}()
 	}
 }
-
