@@ -11,8 +11,11 @@ import (
 // TestClientGoneCancelsOrigin: when the client of a request that the
 // origin has not answered yet goes away (a long poll, a silent stream), the
 // origin's request is cancelled too, instead of hanging in the connector
-// until the origin speaks.
-func TestClientGoneCancelsOrigin(t *testing.T) {
+// until the origin speaks. Both transports must report it: QUIC by
+// STOP_SENDING or a reset, WebSocket by adit's STOP or yamux RST.
+func TestClientGoneCancelsOrigin(t *testing.T) { forEachProtocol(t, testClientGoneCancelsOrigin) }
+
+func testClientGoneCancelsOrigin(t *testing.T, proto string) {
 	for _, tc := range []struct {
 		name    string
 		headers bool // the origin sends its response header first
@@ -37,8 +40,8 @@ func TestClientGoneCancelsOrigin(t *testing.T) {
 			defer origin.Close()
 			defer close(release)
 			srv := startEdge(t, "")
-			tun := createTunnel(t, srv, "cancel", "cancel.test")
-			startConnector(t, srv, tun, mustIngress(t, origin.URL))
+			tun := createTunnel(t, srv, "cancel-"+proto, "cancel.test")
+			startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

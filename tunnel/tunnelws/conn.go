@@ -37,6 +37,20 @@ type streamState struct {
 	rst  atomic.Bool // the peer sent RST
 	stop atomic.Bool // the peer sent STOP
 	ys   *yamux.Stream
+
+	// ctx is the stream's Context, made at its first call; cancel ends it
+	// with the reason the peer stopped reading. Both are guarded by the
+	// conn's mu.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// stopped ends the stream's Context, if it was made, with cause. The
+// caller holds the conn's mu.
+func (st *streamState) stopped(cause error) {
+	if st.cancel != nil {
+		st.cancel(cause)
+	}
 }
 
 // pastDeadline wakes blocked yamux reads or writes.
@@ -56,6 +70,11 @@ type conn struct {
 
 	done chan struct{}
 	err  error // set before done is closed
+
+	// ctx ends when the session does, with the connection's error: the
+	// parent of every stream's Context.
+	ctx       context.Context
+	cancelCtx context.CancelCauseFunc
 }
 
 func newConn(ws *websocket.Conn, raw net.Conn, client bool, cfg Config) *conn {
@@ -69,6 +88,7 @@ func newConn(ws *websocket.Conn, raw net.Conn, client bool, cfg Config) *conn {
 		sessReady:   make(chan struct{}),
 		done:        make(chan struct{}),
 	}
+	c.ctx, c.cancelCtx = context.WithCancelCause(context.Background())
 	c.wire = newWire(ws, raw, c)
 	var err error
 	if client {
@@ -108,6 +128,9 @@ loop:
 			t.Reset(c.keepAlive)
 		}
 	}
+	// Streams learn at once that the peer reads no more; the close
+	// handshake below may take a while.
+	c.cancelCtx(c.connErr())
 	c.sess.Close() // waits for a Close in progress elsewhere
 	c.wire.Close()
 	c.err = c.finalErr()
@@ -236,9 +259,11 @@ func (c *conn) frameIn(h hdr) {
 	}
 	if f&flagRST != 0 {
 		st.rst.Store(true)
+		st.stopped(errStreamReset)
 	}
 	if f&flagStop != 0 {
 		st.stop.Store(true)
+		st.stopped(errPeerStopped)
 		if st.ys != nil {
 			st.ys.SetWriteDeadline(pastDeadline)
 		}
@@ -424,6 +449,31 @@ func (s *stream) writeErr(err error) error {
 	return fmt.Errorf("tunnelws: stream write: %w", err)
 }
 
+// Context is done once the peer has stopped reading the stream: it sent
+// STOP (it closed the stream after its CloseWrite) or RST (it aborted the
+// stream), or the connection ended. For the connector, the edge abandoned
+// the request, for example because its client went away. Closing the
+// stream ends it too; CloseWrite does not (unlike tunnelquic's, whose
+// Context ends when this side finishes writing). context.Cause says why.
+func (s *stream) Context() context.Context {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := s.st
+	if st.ctx == nil {
+		st.ctx, st.cancel = context.WithCancelCause(c.ctx)
+		switch {
+		case s.closed.Load():
+			st.cancel(errStreamClosed)
+		case st.rst.Load():
+			st.cancel(errStreamReset)
+		case st.stop.Load():
+			st.cancel(errPeerStopped)
+		}
+	}
+	return st.ctx
+}
+
 // CloseWrite sends yamux FIN after everything written.
 func (s *stream) CloseWrite() error {
 	if s.closed.Load() {
@@ -448,6 +498,7 @@ func (s *stream) Close() error {
 	if c.states[id] == s.st {
 		delete(c.states, id)
 	}
+	s.st.stopped(errStreamClosed)
 	c.mu.Unlock()
 	// Wake this side's blocked Read and Write now: the local RST may wait
 	// behind frames already received.
