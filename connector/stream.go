@@ -107,6 +107,14 @@ func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reque
 	for k := range resp.Trailer {
 		rh.Trailer = append(rh.Trailer, k)
 	}
+	if !upgrade && h.Method != http.MethodHead && len(resp.Trailer) == 0 && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
+		// A small answer of known length goes out in one write: header,
+		// body and end together (one packet instead of three).
+		if writeSmallResponse(s, &rh, resp.Body, log) {
+			log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
+		}
+		return
+	}
 	if err := tunnel.WriteMessage(s, &rh); err != nil {
 		log.Debug("connector: edge went away", "err", err)
 		return
@@ -196,4 +204,50 @@ func pipe(s tunnel.Stream, br *bufio.Reader, origin io.ReadWriteCloser) {
 	s.CloseWrite()
 	<-done
 	origin.Close()
+}
+
+// smallBody is the largest response body of known length that is sent
+// with its header in a single write.
+const smallBody = 16 << 10
+
+var smallBufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, smallBody+4096)
+	return &b
+}}
+
+// writeSmallResponse reads a body of rh.ContentLength bytes and writes the
+// header, the body and the end frame in one write, then finishes the
+// stream. It reports whether the whole answer was sent.
+func writeSmallResponse(s tunnel.Stream, rh *tunnel.ResponseHeader, body io.Reader, log *slog.Logger) bool {
+	bp := smallBufPool.Get().(*[]byte)
+	defer smallBufPool.Put(bp)
+	b, err := tunnel.AppendMessage((*bp)[:0], rh)
+	if err != nil {
+		log.Warn("connector: response header too large", "err", err)
+		respondError(s, http.StatusBadGateway, "origin response header too large")
+		return false
+	}
+	n := int(rh.ContentLength)
+	hdrLen := len(b)
+	b = tunnel.AppendFrameHeader(b, tunnel.FrameData, n)
+	dataAt := len(b)
+	b = append(b, make([]byte, n)...)
+	if _, err := io.ReadFull(body, b[dataAt:]); err != nil {
+		// The origin sent less than it announced: send what we have as a
+		// broken body, so the edge sees an error, not a short answer.
+		log.Warn("connector: response body from origin broke off", "err", err)
+		s.Write(b[:hdrLen])
+		return false
+	}
+	if n == 0 {
+		b = b[:hdrLen]
+	}
+	b = tunnel.AppendEnd(b)
+	*bp = b[:0]
+	if _, err := s.Write(b); err != nil {
+		log.Debug("connector: edge went away", "err", err)
+		return false
+	}
+	s.CloseWrite()
+	return true
 }

@@ -370,3 +370,65 @@ func TestErrorPages(t *testing.T) {
 		}
 	})
 }
+
+// TestHeadAndSmallBodies covers the one-write path for small answers of
+// known length: HEAD keeps its Content-Length without a body, an empty body
+// stays empty, and a body that is shorter than announced is an error.
+func TestHeadAndSmallBodies(t *testing.T) { forEachProtocol(t, testHeadAndSmallBodies) }
+
+func testHeadAndSmallBodies(t *testing.T, proto string) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		case "/short":
+			w.Header().Set("Content-Length", "100")
+			w.Write([]byte("only ten.."))
+			panic(http.ErrAbortHandler)
+		default:
+			w.Header().Set("Content-Length", "5")
+			w.Write([]byte("hello"))
+		}
+	}))
+	defer origin.Close()
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "small-"+proto, "small.test")
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
+
+	req, _ := http.NewRequest("HEAD", edgeURL(srv, "/"), nil)
+	req.Host = "small.test"
+	resp, err := edgeClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != 5 {
+		t.Errorf("HEAD: status %d, Content-Length %d; want 200, 5", resp.StatusCode, resp.ContentLength)
+	}
+	resp, err = edgeGet(srv, "small.test", "/empty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 204 || body != "" {
+		t.Errorf("empty: %d %q", resp.StatusCode, body)
+	}
+	resp, err = edgeGet(srv, "small.test", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); body != "hello" {
+		t.Errorf("small: %q", body)
+	}
+	// A broken answer is either a 502 (the stream was reset before its
+	// header arrived) or a body that ends in an error; never a clean 200.
+	resp, err = edgeGet(srv, "small.test", "/short")
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil && status < 500 {
+		t.Errorf("a body shorter than its Content-Length arrived as a clean %d", status)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 
 	"github.com/adit-dev/adit/tunnel"
 )
@@ -52,6 +53,7 @@ type reqInfo struct {
 func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger) *proxy {
 	p := &proxy{router: rt, reg: reg, log: log}
 	p.rp = &httputil.ReverseProxy{
+		BufferPool: copyBuffers{},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Rewrite has already dropped hop-by-hop and client-sent
 			// Forwarded/X-Forwarded-* headers; set our own.
@@ -177,22 +179,27 @@ func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.St
 	for k := range req.Trailer {
 		h.Trailer = append(h.Trailer, k)
 	}
-	if err := tunnel.WriteMessage(s, &h); err != nil {
+	hb, err := tunnel.AppendMessage(make([]byte, 0, 512), &h)
+	if err != nil {
+		return nil, fmt.Errorf("edge: request header: %w", err)
+	}
+	if typ == tunnel.StreamHTTP && !hasBody {
+		// Header and end of body in one write: one packet.
+		hb = tunnel.AppendEnd(hb)
+	}
+	if _, err := s.Write(hb); err != nil {
 		return nil, fmt.Errorf("edge: writing request header: %w", err)
 	}
 	if typ == tunnel.StreamHTTP {
-		bw := tunnel.NewBodyWriter(s)
 		if !hasBody {
-			if err := bw.Close(); err != nil {
-				return nil, fmt.Errorf("edge: writing request end: %w", err)
-			}
 			s.CloseWrite()
 		} else {
-			go sendBody(req, bw, s)
+			go sendBody(req, tunnel.NewBodyWriter(s), s)
 		}
 	}
 
-	br := bufio.NewReaderSize(s, 16<<10)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(s)
 	var rh tunnel.ResponseHeader
 	if err := tunnel.ReadMessage(br, &rh); err != nil {
 		return nil, fmt.Errorf("edge: reading response header: %w", err)
@@ -228,7 +235,14 @@ func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.St
 		}
 	}
 	body := tunnel.NewBodyReader(br, resp.Trailer)
-	body.OnClose = func() error { release(); return nil }
+	body.OnClose = func() error {
+		release()
+		// The proxy reads the body and closes it on one goroutine, so
+		// nobody reads br after this.
+		br.Reset(nil)
+		readerPool.Put(br)
+		return nil
+	}
 	resp.Body = &trailerBody{BodyReader: body, resp: resp}
 	return resp, nil
 }
@@ -289,4 +303,26 @@ func hostOnly(host string) string {
 		return host[:i]
 	}
 	return host
+}
+
+// readerPool holds the readers of response streams; a request returns its
+// reader when its body is closed.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// copyBuffers lends the ReverseProxy its body copy buffers, which it would
+// otherwise allocate (32 KiB) per request.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}
+
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		b = b[:cap(b)]
+		copyBufferPool.Put(&b)
+	}
 }

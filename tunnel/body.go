@@ -93,7 +93,7 @@ func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // Close ends the body without trailers.
 func (bw *BodyWriter) Close() error {
-	_, err := bw.w.Write([]byte{byte(FrameEnd), 0})
+	_, err := bw.w.Write(AppendEnd(bw.hdr[:0]))
 	return err
 }
 

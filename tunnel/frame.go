@@ -120,22 +120,44 @@ type Message interface {
 
 // WriteMessage encodes m and writes it as one frame.
 func WriteMessage(w io.Writer, m Message) error {
-	b := make([]byte, 0, 256)
-	b = append(b, byte(m.frameType()), 0, 0, 0) // room for a 3-byte uvarint length
-	b = m.appendTo(b)
-	n := len(b) - 4
-	if n > MaxFramePayload {
-		return fmt.Errorf("%w: %s frame of %d bytes", ErrFrameTooLarge, m.frameType(), n)
+	b, err := AppendMessage(make([]byte, 0, 256), m)
+	if err != nil {
+		return err
 	}
-	// Re-encode the length in place: shift the payload if it needs fewer bytes.
-	var lb [binary.MaxVarintLen32]byte
-	ln := binary.PutUvarint(lb[:], uint64(n))
-	start := 4 - ln
-	b[start-1] = byte(m.frameType())
-	copy(b[start:], lb[:ln])
-	_, err := w.Write(b[start-1:])
+	_, err = w.Write(b)
 	return err
 }
+
+// AppendMessage appends m as one frame to b, so that a caller can send
+// several frames in a single write.
+func AppendMessage(b []byte, m Message) ([]byte, error) {
+	start := len(b)
+	b = append(b, byte(m.frameType()), 0, 0, 0) // room for a 3-byte uvarint length
+	b = m.appendTo(b)
+	n := len(b) - start - 4
+	if n > MaxFramePayload {
+		return b[:start], fmt.Errorf("%w: %s frame of %d bytes", ErrFrameTooLarge, m.frameType(), n)
+	}
+	// Write the length in place and close the gap if it took fewer than
+	// three bytes.
+	var lb [binary.MaxVarintLen32]byte
+	ln := binary.PutUvarint(lb[:], uint64(n))
+	copy(b[start+1:], lb[:ln])
+	if ln < 3 {
+		copy(b[start+1+ln:], b[start+4:])
+		b = b[:len(b)-(3-ln)]
+	}
+	return b, nil
+}
+
+// AppendData appends p as one data frame (len(p) <= MaxFramePayload).
+func AppendData(b, p []byte) []byte {
+	b = AppendFrameHeader(b, FrameData, len(p))
+	return append(b, p...)
+}
+
+// AppendEnd appends the frame that ends a body without trailers.
+func AppendEnd(b []byte) []byte { return append(b, byte(FrameEnd), 0) }
 
 // DecodeMessage decodes a frame payload read with ReadFrame into m.
 func DecodeMessage(payload []byte, m Message) error { return m.decode(payload) }
