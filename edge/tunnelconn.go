@@ -34,7 +34,14 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 
 	go s.readControl(tc, ctrl, log)
 
-	<-c.Done()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		// The edge is shutting down; a connection that registered while
+		// Close was closing the others must not be left open.
+		c.Close(tunnel.CodeShutdown, "edge shutting down")
+		<-c.Done()
+	}
 	s.unregister(tc)
 	log.Info("edge: connection closed", "after", tc.since().Round(time.Millisecond), "reason", c.Err())
 }
@@ -143,6 +150,10 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 	for {
 		t, p, err := tunnel.ReadFrame(ctrl.r)
 		if err != nil {
+			if controlBroken(err) { // health.go
+				s.rl.Logger(log).Warn("edge: bad control frame", "err", err)
+				tc.conn.Close(tunnel.CodeProtocol, "control stream: "+err.Error())
+			}
 			return
 		}
 		switch t {
