@@ -147,10 +147,10 @@ func (p *proc) waitMatch(ctx context.Context, re *regexp.Regexp, timeout time.Du
 	}
 }
 
-// runCmd runs bin to completion (at most a minute) and returns its output;
-// a non-zero exit is an error carrying the output.
-func runCmd(ctx context.Context, bin string, env []string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+// runCmd runs bin to completion (at most limit) and returns its output; a
+// non-zero exit is an error carrying the output.
+func runCmd(ctx context.Context, limit time.Duration, bin string, env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env

@@ -91,14 +91,14 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 		return err
 	}
 	env := r.env()
-	if _, err := runCmd(ctx, r.bin, env, r.edge.login...); err != nil {
+	if _, err := runCmd(ctx, time.Minute, r.bin, env, r.edge.login...); err != nil {
 		return err
 	}
 	for _, proto := range protocols {
 		p := &path{name: "adit-" + proto, kind: kindAdit, protocol: proto, hostname: proto + ".bench.test"}
 		p.target = target{base: "http://" + r.edge.httpAddr, host: p.hostname}
 		r.paths = append(r.paths, p)
-		out, err := runCmd(ctx, r.bin, env, "tunnel", "create", "bench-"+proto)
+		out, err := runCmd(ctx, time.Minute, r.bin, env, "tunnel", "create", "bench-"+proto)
 		if err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 			return fmt.Errorf("bench: tunnel create printed no tunnel id:\n%s", out)
 		}
 		p.credFile = filepath.Join(r.home, m[2]+".json")
-		if _, err := runCmd(ctx, r.bin, env, "tunnel", "route", "dns", "bench-"+proto, p.hostname); err != nil {
+		if _, err := runCmd(ctx, time.Minute, r.bin, env, "tunnel", "route", "dns", "bench-"+proto, p.hostname); err != nil {
 			return err
 		}
 	}
@@ -162,7 +162,8 @@ func (r *rig) buildAdit(ctx context.Context) (string, error) {
 		return "", errors.New("bench: no go command to build adit with; pass --adit PATH")
 	}
 	r.cfg.logf("building adit")
-	if _, err := runCmd(ctx, goBin, os.Environ(), "build", "-o", bin, "github.com/adit-dev/adit/cmd/adit"); err != nil {
+	// A cold build cache compiles etcd and friends: allow for it.
+	if _, err := runCmd(ctx, 10*time.Minute, goBin, os.Environ(), "build", "-o", bin, "github.com/adit-dev/adit/cmd/adit"); err != nil {
 		return "", err
 	}
 	return bin, nil
