@@ -21,7 +21,6 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	if err != nil {
 		return err
 	}
-	at.setDialed()
 	defer conn.Close(tunnel.CodeNormal, "connector closing")
 
 	ctrl, err := c.registerConn(ctx, conn, index)

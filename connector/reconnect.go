@@ -18,33 +18,40 @@ import (
 //
 // Two promises pull the retry schedule in opposite directions: after an
 // edge restart or crash, connectors serve again within 2s of the edge
-// being back; and an edge that is reachable but refuses us (its state
-// store is down, it is overloaded, it broke the protocol) must not be
-// hammered. A single exponential backoff capped at 30s breaks the first
-// (the edge comes back while we sleep 30s); a short fixed interval breaks
-// the second. So failures are told apart:
+// being back, and an outage of minutes heals without a restart; yet an
+// edge that is reachable but refuses us (its state store is down, it is
+// overloaded, it broke the protocol) must not be hammered. One exponential
+// backoff capped at 30s breaks the first promise (the edge comes back while
+// we sleep 30s); a short fixed interval breaks the second. So failures are
+// told apart (classify):
 //
-//   - Transport failures: the edge did not answer the handshake, or a
-//     registered connection was lost (edge shut down, crashed, network
-//     gone). Retrying is cheap (a few QUIC Initial packets) and is the
-//     only way to notice the edge is back, so the first connection to each
-//     edge address is a prober: it retries every ReconnectDelay (500ms,
-//     jittered ±50%) for as long as it takes, minutes or days. A dial gives
-//     up after 2s without an answer (the handshake idle timeout; any answer
-//     resets it, so slow links still connect), and during a dial quic-go
-//     resends its Initial at about 0.2, 0.6 and 1.4s. So an edge that comes
-//     back is seen by the prober within about 1.4s (the longest silence
-//     between two Initials), and registered a round trip later.
-//   - The other HA connections to the same address retry at once after a
-//     loss, then back off exponentially (RetryBase doubling to RetryMax),
-//     and wake up as soon as any connection to their address registers:
-//     the prober's success is their signal. A long outage costs one
-//     prober's packets per connector, not one per HA connection.
-//   - Refusals: the edge was reached but did not register us (or closed
-//     the connection saying we broke the protocol). Exponential backoff,
-//     RetryBase doubling to RetryMax with jitter, for every connection.
-//     It starts over once a connection has stayed registered for RetryMax.
+//   - Transport failures: the edge did not answer the handshake, the
+//     connection died while registering, or a registered connection was
+//     lost (edge shut down, crashed, network gone). Retrying is cheap (a few
+//     QUIC Initial packets) and is the only way to notice the edge is back.
+//     The first connection to each edge address is a prober: it retries
+//     every ReconnectDelay (500ms, jittered ±50%) for as long as it takes. A
+//     dial gives up after 2s without an answer (the handshake idle timeout;
+//     any answer resets it, so slow links still connect), and within a dial
+//     quic-go resends its Initial at about 0.2, 0.6 and 1.4s. So an edge
+//     that comes back is reached within about 1.4s (the longest silence
+//     between two Initials, across attempts), and serves a round trip later.
+//   - The other HA connections to that address retry at once after a loss,
+//     then back off exponentially (RetryBase doubling to RetryMax), and wake
+//     as soon as any connection to their address registers: the prober's
+//     success is their signal. A long outage costs one prober's packets per
+//     connector, not one per HA connection.
+//   - Refusals: exponential backoff, RetryBase doubling to RetryMax with
+//     jitter, for every connection; it starts over once a connection has
+//     stayed registered for RetryMax.
 //   - Permanent refusals (wrong secret, unknown or deleted tunnel) end Run.
+//
+// Noticing the loss is the other half. An edge that shuts down says so
+// (code 4). One that crashes and comes back answers our next packet with a
+// stateless reset, at least for packets large enough to carry one; the
+// siblings of a connection that got a reset are checked at once
+// (edgeRestarted). One that is just gone is found by the 5s idle timeout.
+// Keepalives go out every second so that all of this happens in seconds.
 
 // dialHandshakeTimeout is the connector's QUIC handshake idle timeout
 // unless Config.QUIC sets one (see above).
@@ -52,12 +59,9 @@ const dialHandshakeTimeout = 2 * time.Second
 
 // attempt is what one call of serveConn reports back to its supervisor.
 type attempt struct {
-	dialed     bool      // the handshake completed
 	registered time.Time // when the edge registered the connection; zero if it did not
 	onRegister func()    // called once when it registers
 }
-
-func (a *attempt) setDialed() { a.dialed = true }
 
 func (a *attempt) setRegistered() {
 	a.registered = time.Now()
@@ -174,7 +178,11 @@ const (
 	failRefused
 )
 
-func classify(err error, at *attempt) failureKind {
+// classify sorts a failed attempt: a refusal is marked by serveConn (the
+// edge answered the registration with an error or with nonsense), or is a
+// connection the edge closed for a protocol error; anything else is the
+// transport.
+func classify(err error) failureKind {
 	var r *refusal
 	if errors.As(err, &r) {
 		return failRefused
@@ -197,7 +205,10 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 	refusals, losses := 0, 0
 	for {
 		woken := link.wait()
-		at := &attempt{onRegister: link.registered}
+		at := &attempt{onRegister: func() {
+			c.metrics.registrations.WithLabelValues("ok").Inc()
+			link.registered()
+		}}
 		err := c.serveFn(ctx, index, addr, log, at)
 		if ctx.Err() != nil {
 			return nil
@@ -207,7 +218,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			log.Error("connector: edge refused the tunnel", "err", err)
 			return err
 		}
-		kind := classify(err, at)
+		kind := classify(err)
 		if at.registered.IsZero() {
 			result := "failed"
 			if kind == failRefused {
@@ -222,7 +233,10 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		}
 
 		var delay time.Duration
-		wake := woken
+		wake := woken // a sibling registering while we could not
+		if !at.registered.IsZero() {
+			wake = nil // we closed it ourselves
+		}
 		switch {
 		case kind == failRefused:
 			delay = backoff(c.cfg.RetryBase, c.cfg.RetryMax, refusals)

@@ -82,7 +82,6 @@ func (e *fakeEdge) serve(ctx context.Context, index int, addr string, log *slog.
 		return errors.New("quic: dial: timeout: no recent network activity")
 	}
 	time.Sleep(time.Millisecond) // a round trip
-	at.setDialed()
 	if state == "refuse" {
 		return &refusal{errors.New("edge refused the connection: edge cannot check the tunnel now")}
 	}
@@ -227,7 +226,6 @@ func TestAuthErrorEndsRun(t *testing.T) {
 		e := newFakeEdge("up")
 		c := newTestConnector(t, 2, e)
 		c.serveFn = func(ctx context.Context, index int, addr string, log *slog.Logger, at *attempt) error {
-			at.setDialed()
 			return fmt.Errorf("%w for tunnel x: wrong secret", ErrAuth)
 		}
 		err := c.Run(t.Context())
@@ -238,24 +236,22 @@ func TestAuthErrorEndsRun(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	now := time.Now()
 	cases := []struct {
 		name string
 		err  error
-		at   attempt
 		want failureKind
 	}{
-		{"dial timeout", errors.New("timeout"), attempt{}, failTransport},
-		{"registration refused", &refusal{errors.New("edge refused the connection")}, attempt{dialed: true}, failRefused},
-		{"died while registering", errors.New("timeout: no recent network activity"), attempt{dialed: true}, failTransport},
-		{"marked refusal", &refusal{errors.New("x")}, attempt{}, failRefused},
-		{"edge shut down", &tunnel.CloseError{Code: tunnel.CodeShutdown, Remote: true}, attempt{dialed: true, registered: now}, failTransport},
-		{"idle timeout", errors.New("timeout: no recent network activity"), attempt{dialed: true, registered: now}, failTransport},
-		{"cleanup", &tunnel.CloseError{Code: tunnel.CodeRemoved, Remote: true}, attempt{dialed: true, registered: now}, failTransport},
-		{"protocol error", &tunnel.CloseError{Code: tunnel.CodeProtocol, Remote: true}, attempt{dialed: true, registered: now}, failRefused},
+		{"dial timeout", errors.New("quic: dial: timeout: no recent network activity"), failTransport},
+		{"registration refused", &refusal{errors.New("edge refused the connection")}, failRefused},
+		{"registration answer garbled", &refusal{errors.New("reading the registration answer: tunnel: got data frame")}, failRefused},
+		{"died while registering", errors.New("reading the registration answer: timeout: no recent network activity"), failTransport},
+		{"edge shut down", &tunnel.CloseError{Code: tunnel.CodeShutdown, Remote: true}, failTransport},
+		{"cleanup", &tunnel.CloseError{Code: tunnel.CodeRemoved, Remote: true}, failTransport},
+		{"closed for a protocol error", &tunnel.CloseError{Code: tunnel.CodeProtocol, Remote: true}, failRefused},
+		{"we closed it", &tunnel.CloseError{Code: tunnel.CodeNormal, Reason: "edge restarted"}, failTransport},
 	}
 	for _, c := range cases {
-		if got := classify(c.err, &c.at); got != c.want {
+		if got := classify(c.err); got != c.want {
 			t.Errorf("%s: got %d, want %d", c.name, got, c.want)
 		}
 	}

@@ -3,11 +3,18 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/adit-dev/adit/metrics"
 )
@@ -121,7 +128,7 @@ func TestEdgeRestartReconnect(t *testing.T) {
 	dataDir := t.TempDir()
 	e := startRelEdge(t, dataDir, relFreeTCPAddr(t), freeUDPAddr(t))
 	tun := createRelTunnel(t, e, "restart", "restart.test")
-	startReplica(t, e, tun, relOrigin(t), 4)
+	r := startReplica(t, e, tun, relOrigin(t), 4)
 	waitFor(t, "the tunnel to serve", func() bool {
 		code, _ := getVia(e.httpAddr, tun.host)
 		return code == 200
@@ -146,6 +153,26 @@ func TestEdgeRestartReconnect(t *testing.T) {
 			t.Errorf("after %s: the tunnel served again only %v after the edge was back, want about 2s", how, took)
 		}
 		waitConnections(t, e, 4)
+	}
+
+	// The network goes away for longer than the idle timeout (the edge is
+	// frozen): the connector's connections die and it probes until the
+	// edge answers again.
+	e.signal(t, syscall.SIGSTOP)
+	waitFor(t, "the connector to lose its connections", func() bool {
+		rd, _ := metrics.Check(context.Background(), r.metricsAddr)
+		return rd.ReadyConnections == 0
+	})
+	e.signal(t, syscall.SIGCONT)
+	back := time.Now()
+	waitFor(t, "the tunnel to serve after the outage", func() bool {
+		code, _ := getVia(e.httpAddr, tun.host)
+		return code == 200
+	})
+	took := time.Since(back)
+	t.Logf("after an outage longer than the idle timeout: the tunnel served again %v after the edge was reachable", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("after an outage: the tunnel served again only %v after the edge was reachable, want about 2s", took)
 	}
 }
 
@@ -185,7 +212,7 @@ func TestMetricsAndReady(t *testing.T) {
 		{"edge bytes in", em[`adit_edge_bytes_total{direction="from_connector"}`], 1},
 		{"connector 200s", cm[`adit_connector_requests_total{code="200"}`], 5},
 		{"connector connections", cm[`adit_connector_tunnel_connections`], 2},
-		{"connector registrations", cm[`adit_connector_registrations_total{result="ok"}`], 0},
+		{"connector registrations", cm[`adit_connector_registrations_total{result="ok"}`], 2},
 		{"connector bytes in", cm[`adit_connector_bytes_total{direction="from_edge"}`], 1},
 		{"connector goroutines", cm[`go_goroutines`], 1},
 	}
@@ -221,5 +248,85 @@ func TestMetricsAndReady(t *testing.T) {
 	out, code = runAdit(t, nil, "tunnel", "ready", "--metrics", addr)
 	if code != 1 || !strings.Contains(out, "refused") {
 		t.Errorf("tunnel ready with nothing listening: exit %d, %q; want 1 and a reason", code, out)
+	}
+}
+
+// TestEdgeGracefulClose: Close lets requests in flight finish, refuses new
+// ones, does not wait on client connections that never sent a request,
+// and tells connectors it is shutting down so they move on at once.
+func TestEdgeGracefulClose(t *testing.T) {
+	started := make(chan struct{}, 10)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(300 * time.Millisecond) // a request in flight when Close starts
+		io.WriteString(w, "finished")
+	}))
+	defer origin.Close()
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "graceful", "graceful.test")
+	logs := &syncBuffer{}
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withLogBuffer(logs))
+
+	idle, err := net.Dial("tcp", srv.HTTPAddr().String()) // never sends a request
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+
+	const n = 5
+	results := make(chan string, n)
+	for range n {
+		go func() {
+			code, body := getVia(srv.HTTPAddr().String(), "graceful.test")
+			results <- fmt.Sprint(code, " ", body)
+		}()
+	}
+	for range n {
+		<-started
+	}
+	closed := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(closed)
+	}()
+	for range n {
+		if got := <-results; got != "200 finished" {
+			t.Errorf("request in flight during Close: got %q, want 200 finished", got)
+		}
+	}
+	select {
+	case <-closed:
+	case <-time.After(4 * time.Second):
+		t.Fatal("Close still waiting 4s after the requests finished")
+	}
+	if code, _ := getVia(srv.HTTPAddr().String(), "graceful.test"); code != -1 {
+		t.Errorf("request after Close: got %d, want a refused connection", code)
+	}
+	waitFor(t, "the connector to hear that the edge shut down", func() bool {
+		return strings.Contains(logs.String(), "edge shutting down")
+	})
+}
+
+// TestMetricNames: the edge's and the connector's own metrics follow the
+// Prometheus naming rules (promlint).
+func TestMetricNames(t *testing.T) {
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "lint", "lint.test")
+	c := startConnector(t, srv, tun, mustIngress(t, helloOrigin(t, "hi").URL))
+	getVia(srv.HTTPAddr().String(), "lint.test")
+	for name, g := range map[string]prometheus.Gatherer{"edge": srv.Metrics(), "connector": c.Metrics()} {
+		mfs, err := g.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			if strings.HasPrefix(p.Metric, "adit_") {
+				t.Errorf("%s metric %s: %s", name, p.Metric, p.Text)
+			}
+		}
 	}
 }

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,4 +169,29 @@ func registrationResult(err error) string {
 		return "refused"
 	}
 	return "failed"
+}
+
+// controlBroken reports whether a read error on the control stream is the
+// connector's fault (an oversized or cut-off frame, or a control stream it
+// ended, which must stay open for the life of the connection) rather than
+// the connection going away.
+func controlBroken(err error) bool {
+	return errors.Is(err, tunnel.ErrFrameTooLarge) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// replaceStale closes the connections that tc replaces. A connector holds
+// one connection per HA slot, so when it registers a slot again, whatever
+// this edge still holds for that slot is a connection the connector has
+// given up on: one that died silently (an outage longer than its idle
+// timeout, a NAT rebinding) while this edge, not yet timed out, would keep
+// sending it requests. Requests waiting on it move elsewhere if they can
+// (failover.go).
+func (s *Server) replaceStale(tc *tunnelConn, log *slog.Logger) {
+	for _, old := range s.reg.byTunnel(tc.info.TunnelID) {
+		if old == tc || old.info.ConnectorID != tc.info.ConnectorID || old.info.Index != tc.info.Index {
+			continue
+		}
+		log.Info("edge: connector registered this slot again; closing its previous connection", "previous", old.info.ID)
+		go s.disconnect(old, tunnel.CodeNormal, "replaced by a newer connection of the same connector")
+	}
 }

@@ -10,6 +10,12 @@
 // Connections arrive on the tunnel listener and register in tunnelconn.go.
 // TCP travels as TCP streams: `adit access` WebSocket upgrades (access.go)
 // and the connections of public TCP port routes (tcp.go).
+//
+// Keeping requests alive when things break: failover.go (a request moves
+// to another connection when that is safe), health.go (connections that go
+// quiet are routed around; a draining connection is closed once its last
+// request is done), limits.go (header, body and timeout limits; transport
+// defaults), shutdown.go (Close), metrics.go (/metrics, /ready).
 package edge
 
 import (
@@ -113,6 +119,7 @@ type Server struct {
 	metrics    *edgeMetrics     // metrics.go
 	metricsSrv *metrics.Server  // nil unless Config.MetricsAddr
 	rl         *ratelog.Limiter // for what peers can trigger at will
+	newConns   newConns         // shutdown.go
 
 	tunnelLn tunnel.Listener // QUIC, UDP
 	wsLn     tunnel.Listener // WebSocket+yamux, TCP, same port number
@@ -247,6 +254,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ReadHeaderTimeout: orDuration(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		IdleTimeout:       orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         s.newConns.track,
 		Protocols:         protocols,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -391,7 +399,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if s.httpSrv != nil {
-			s.httpSrv.Shutdown(ctx)
+			s.shutdownPublic(ctx) // shutdown.go
 		}
 		if s.apiSrv != nil {
 			s.apiSrv.Shutdown(ctx)

@@ -31,6 +31,7 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	log = log.With("tunnel", tc.info.TunnelID, "conn", tc.info.ID, "index", tc.info.Index)
 	s.metrics.registration("ok")
 	log.Info("edge: connector registered", "connector", tc.info.ConnectorID, "version", tc.info.Version)
+	s.replaceStale(tc, log) // health.go
 
 	go s.readControl(tc, ctrl, log)
 
