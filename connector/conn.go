@@ -58,6 +58,11 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 		}
 	}()
 
+	var quicBack <-chan struct{} // transport.go: closed when QUIC works again
+	if conn.Protocol() == "websocket" && c.cfg.Protocol != ProtocolWebSocket {
+		quicBack = c.transport.quicBackChan()
+	}
+	rotating := false
 	select {
 	case <-conn.Done():
 		if isStatelessReset(conn.Err()) {
@@ -65,6 +70,13 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 		}
 		return connError(conn)
 	case <-ctx.Done():
+	case <-quicBack:
+		// Move to QUIC one connection at a time, so capacity stays up.
+		if !c.transport.startRotation(ctx) {
+			return nil
+		}
+		defer c.transport.endRotation()
+		rotating = true
 	}
 
 	// Drain: ask for no new requests, let the ones in flight finish. Only
@@ -82,6 +94,9 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 		log.Warn("connector: grace period over; closing with requests in flight", "in_flight", streams.count())
 	}
 	conn.Close(tunnel.CodeNormal, "connector shutting down")
+	if rotating {
+		return errRotate
+	}
 	return nil
 }
 

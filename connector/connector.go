@@ -214,6 +214,13 @@ func (c *Connector) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	if c.cfg.Protocol == "" || c.cfg.Protocol == ProtocolAuto {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.probeQUIC(runCtx)
+		}()
+	}
 	for i := range c.cfg.HAConnections {
 		wg.Add(1)
 		go func() {
@@ -230,7 +237,8 @@ func (c *Connector) Run(ctx context.Context) error {
 	return nil
 }
 
-func (c *Connector) dial(ctx context.Context, addr string) (tunnel.Conn, error) {
+// edgeTLS is the TLS configuration for dialing the edge at addr.
+func (c *Connector) edgeTLS(addr string) (*tls.Config, error) {
 	tc := c.tlsConf.Clone()
 	if tc.ServerName == "" {
 		host, _, err := net.SplitHostPort(addr)
@@ -238,6 +246,14 @@ func (c *Connector) dial(ctx context.Context, addr string) (tunnel.Conn, error) 
 			return nil, fmt.Errorf("connector: edge address %q: %w", addr, err)
 		}
 		tc.ServerName = host
+	}
+	return tc, nil
+}
+
+func (c *Connector) dial(ctx context.Context, addr string) (tunnel.Conn, error) {
+	tc, err := c.edgeTLS(addr)
+	if err != nil {
+		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -238,6 +238,11 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			wake = nil // we closed it ourselves
 		}
 		switch {
+		case errors.Is(err, errRotate):
+			// transport.go: QUIC works again; redial at once.
+			log.Info("connector: moving the connection back to QUIC")
+			losses = 0
+			continue
 		case kind == failRefused:
 			delay = backoff(c.cfg.RetryBase, c.cfg.RetryMax, refusals)
 			refusals++

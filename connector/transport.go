@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,93 @@ func validProtocol(p string) error {
 // transportState is the "auto" fallback state shared by all connections.
 type transportState struct {
 	wsUntil atomic.Int64 // unix nanos until which "auto" dials WebSocket
+
+	mu       sync.Mutex
+	quicBack chan struct{} // closed (and replaced) when a probe finds QUIC working
+	rotate   chan struct{} // a one-slot semaphore: one connection moves at a time
+}
+
+// errRotate ends a WebSocket connection that drained to move to QUIC.
+var errRotate = errors.New("connector: moving to QUIC")
+
+func (t *transportState) quicBackChan() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.quicBack == nil {
+		t.quicBack = make(chan struct{})
+	}
+	return t.quicBack
+}
+
+// quicWorks tells every WebSocket connection that QUIC works again.
+func (t *transportState) quicWorks() {
+	t.wsUntil.Store(0)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.quicBack != nil {
+		close(t.quicBack)
+	}
+	t.quicBack = make(chan struct{})
+}
+
+func (t *transportState) startRotation(ctx context.Context) bool {
+	t.mu.Lock()
+	if t.rotate == nil {
+		t.rotate = make(chan struct{}, 1)
+	}
+	ch := t.rotate
+	t.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (t *transportState) endRotation() {
+	t.mu.Lock()
+	ch := t.rotate
+	t.mu.Unlock()
+	<-ch
+}
+
+// probeQUIC runs while the connector does, in "auto" mode: every
+// QUICRetryInterval during a fallback it tries a QUIC handshake with the
+// first edge; when one completes, the WebSocket connections drain and
+// redial (one at a time), and so move back to QUIC.
+func (c *Connector) probeQUIC(ctx context.Context) {
+	retry := c.cfg.QUICRetryInterval
+	if retry <= 0 {
+		retry = defaultQUICRetryInterval
+	}
+	t := time.NewTicker(retry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.transport.wsUntil.Load() == 0 {
+			continue // not in a fallback
+		}
+		addr := c.cfg.EdgeAddrs[0]
+		tc, err := c.edgeTLS(addr)
+		if err != nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := tunnelquic.Dial(pctx, addr, tc, c.quicConfig())
+		cancel()
+		if err != nil {
+			c.log.Debug("connector: QUIC still fails; staying on WebSocket", "edge", addr, "err", err)
+			continue
+		}
+		conn.Close(tunnel.CodeNormal, "probe")
+		c.log.Info("connector: QUIC works again; moving connections back from WebSocket", "edge", addr)
+		c.transport.quicWorks()
+	}
 }
 
 // dialTransport dials addr with the configured protocol.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,20 +26,14 @@ func TestAutoFallsBackToWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer blackhole.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := blackhole.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
+	t.Cleanup(func() { blackhole.Close() }) // after the connector has stopped
+	relay := &udpRelay{pc: blackhole, target: srv.TunnelAddr().String()}
+	go relay.run()
 	fwd, err := net.Listen("tcp", blackhole.LocalAddr().String())
 	if err != nil {
 		t.Skipf("cannot take the TCP port matching the UDP one: %v", err)
 	}
-	defer fwd.Close()
+	t.Cleanup(func() { fwd.Close() })
 	go forwardTCP(fwd, srv.TunnelTCPAddr().String())
 
 	logs := &syncBuffer{}
@@ -45,6 +41,7 @@ func TestAutoFallsBackToWebSocket(t *testing.T) {
 	startConnector(t, srv, tun, mustIngress(t, origin.URL), withLogBuffer(logs), func(c *connector.Config) {
 		c.EdgeAddrs = []string{blackhole.LocalAddr().String()}
 		c.Protocol = "auto"
+		c.QUICRetryInterval = 300 * time.Millisecond
 	})
 	t.Logf("connected %s after start", time.Since(start).Round(time.Millisecond))
 	resp, err := edgeGet(srv, "blocked.test", "/")
@@ -67,6 +64,82 @@ func TestAutoFallsBackToWebSocket(t *testing.T) {
 		if c.Protocol != "websocket" {
 			t.Errorf("connection %s has protocol %q, want websocket", c.ID, c.Protocol)
 		}
+	}
+
+	// The network lets UDP through again: the connector finds out by
+	// itself and moves its connections back to QUIC, one at a time,
+	// while requests keep being served.
+	relay.open.Store(true)
+	waitFor(t, "every connection back on QUIC", func() bool {
+		resp, err := edgeGet(srv, "blocked.test", "/")
+		if err != nil {
+			t.Errorf("request during the move: %v", err)
+			return false
+		}
+		if body := readAll(t, resp); resp.StatusCode != 200 || body != "over tcp" {
+			t.Errorf("request during the move: %d %q", resp.StatusCode, body)
+		}
+		conns, err := srv.Service().ListConnections(t.Context(), tun.ID)
+		if err != nil || len(conns) < 2 {
+			return false
+		}
+		for _, c := range conns {
+			if c.Protocol != "quic" {
+				return false
+			}
+		}
+		return true
+	})
+	if !bytes.Contains([]byte(logs.String()), []byte("QUIC works again")) {
+		t.Errorf("connector log does not say QUIC works again:\n%s", logs.String())
+	}
+}
+
+// udpRelay drops every datagram until open, then relays them to target
+// (one upstream socket per client address) and the answers back.
+type udpRelay struct {
+	pc     net.PacketConn
+	target string
+	open   atomic.Bool
+	mu     sync.Mutex
+	up     map[string]net.Conn
+}
+
+func (r *udpRelay) run() {
+	buf := make([]byte, 65536)
+	for {
+		n, src, err := r.pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if !r.open.Load() {
+			continue
+		}
+		r.mu.Lock()
+		if r.up == nil {
+			r.up = make(map[string]net.Conn)
+		}
+		up := r.up[src.String()]
+		if up == nil {
+			up, err = net.Dial("udp", r.target)
+			if err != nil {
+				r.mu.Unlock()
+				continue
+			}
+			r.up[src.String()] = up
+			go func() {
+				b := make([]byte, 65536)
+				for {
+					n, err := up.Read(b)
+					if err != nil {
+						return
+					}
+					r.pc.WriteTo(b[:n], src)
+				}
+			}()
+		}
+		r.mu.Unlock()
+		up.Write(buf[:n])
 	}
 }
 
