@@ -404,31 +404,69 @@ func (f field) headerField(h http.Header) (http.Header, error) {
 	if f.typ != protowire.BytesType {
 		return h, errWireType
 	}
-	var name, value string
-	err := decodeFields(f.b, func(num protowire.Number, v field) error {
-		var err error
+	var name, value []byte
+	b := f.b
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return h, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return h, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return h, protowire.ParseError(n)
+		}
+		b = b[n:]
 		switch num {
 		case 1:
-			name, err = v.str()
+			name = v
 		case 2:
-			value, err = v.str()
+			value = v
 		}
-		return err
-	})
-	if err != nil {
-		return h, err
 	}
-	if name == "" {
+	if len(name) == 0 {
 		return h, errors.New("header field without a name")
 	}
 	if h == nil {
 		h = make(http.Header)
 	}
 	// Names arrive canonical from Go peers; keep them as sent so that
-	// non-canonical names (HTTP/2 pseudo-free, but some origins care) survive.
-	h[name] = append(h[name], value)
+	// non-canonical names survive. Common names are not allocated again.
+	key, ok := commonHeaders[string(name)]
+	if !ok {
+		key = string(name)
+	}
+	h[key] = append(h[key], string(value))
 	return h, nil
 }
+
+// commonHeaders interns the header names most requests and responses carry.
+var commonHeaders = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Age",
+		"Authorization", "Cache-Control", "Connection", "Content-Encoding",
+		"Content-Length", "Content-Type", "Cookie", "Date", "Etag", "Expires",
+		"Grpc-Message", "Grpc-Status", "Grpc-Timeout", "Host", "If-Modified-Since",
+		"If-None-Match", "Last-Modified", "Location", "Origin", "Referer",
+		"Sec-Websocket-Accept", "Sec-Websocket-Extensions", "Sec-Websocket-Key",
+		"Sec-Websocket-Protocol", "Sec-Websocket-Version", "Server", "Set-Cookie",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Vary",
+		"Via", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+		"X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
 
 // decodeFields walks a protobuf-encoded message, calling fn for each varint or
 // length-delimited field and skipping other wire types.
