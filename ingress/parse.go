@@ -243,39 +243,29 @@ func list(n *yaml.Node) []*yaml.Node {
 }
 
 func (d *decoder) strList(where string, n *yaml.Node) ([]string, error) {
-	if err := d.visit(where, n, len(n.Content)); err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, item := range list(n) {
-		item = resolve(item)
-		if isNull(item) {
-			return nil, d.errf(where, n, "list has an empty item")
-		}
-		s, err := d.str(where, item)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
+	return decodeList(d, where, n, d.str)
 }
 
 func (d *decoder) intList(where string, n *yaml.Node) ([]int, error) {
+	return decodeList(d, where, n, d.integer)
+}
+
+// decodeList decodes a list (or a single scalar) with elem per item.
+func decodeList[T any](d *decoder, where string, n *yaml.Node, elem func(string, *yaml.Node) (T, error)) ([]T, error) {
 	if err := d.visit(where, n, len(n.Content)); err != nil {
 		return nil, err
 	}
-	var out []int
+	var out []T
 	for _, item := range list(n) {
 		item = resolve(item)
 		if isNull(item) {
 			return nil, d.errf(where, n, "list has an empty item")
 		}
-		i, err := d.integer(where, item)
+		v, err := elem(where, item)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, i)
+		out = append(out, v)
 	}
 	return out, nil
 }
