@@ -37,7 +37,7 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 		c.rl.Logger(log).Warn("connector: bad request stream", "err", err)
 		return
 	}
-	log = log.With("request_id", h.RequestID, "host", h.Host)
+	log = withLazy(log, slog.String("request_id", h.RequestID), slog.String("host", h.Host))
 	switch h.Type {
 	case tunnel.StreamHTTP, tunnel.StreamWebSocket:
 		c.serveHTTP(s, br, &h, log)
