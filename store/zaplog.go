@@ -54,7 +54,7 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		attrs = append(attrs, slog.Any(k, v))
 	}
 	level := slog.LevelError
-	if c.closing != nil && c.closing.Load() {
+	if c.closing != nil && c.closing.Load() || benign[e.Message] {
 		level = slog.LevelDebug
 	}
 	c.log.LogAttrs(context.Background(), level, "etcd: "+e.Message, attrs...)
@@ -62,3 +62,9 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *slogCore) Sync() error { return nil }
+
+// benign are etcd error messages that are not errors for adit: a fresh
+// single-node cluster logs this one once at its first start.
+var benign = map[string]bool{
+	"failed to update storage version": true,
+}
