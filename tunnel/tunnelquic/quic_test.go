@@ -1,558 +1,73 @@
 package tunnelquic
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
-	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"go.uber.org/goleak"
 
 	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
-// testTLS is a throwaway CA and an edge certificate for 127.0.0.1 signed
-// by it.
-type testTLS struct {
-	server *tls.Config // the edge: serves the leaf
-	client *tls.Config // the connector: trusts only the CA
+// transport is this package for the conformance suite, with default
+// configs.
+var transport = tunneltest.Transport{
+	Protocol: "quic",
+	Listen: func(addr string, server *tls.Config) (tunnel.Listener, error) {
+		return Listen(addr, server, Config{})
+	},
+	Dial: func(ctx context.Context, addr string, client *tls.Config) (tunnel.Conn, error) {
+		return Dial(ctx, addr, client, Config{})
+	},
+	IsReset:   isRemoteStreamError,
+	IsStopped: isRemoteStreamError,
 }
 
-func newTestTLS(t testing.TB) testTLS {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "adit test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "edge"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"edge.test"},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return testTLS{
-		server: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}},
-		client: &tls.Config{RootCAs: pool},
-	}
+func isRemoteStreamError(err error) bool {
+	var se *quic.StreamError
+	return errors.As(err, &se) && se.Remote
 }
 
-// checkLeaks verifies, after every other cleanup of the test, that no
-// goroutine is left. Call it first.
-func checkLeaks(t *testing.T) {
-	t.Cleanup(func() {
-		// quic-go keeps a closed connection's IDs for three PTOs before its
-		// socket goroutines exit: about a second after a failed handshake,
-		// longer than one goleak.Find retries. Give it a few.
-		for i := 0; i < 10 && goleak.Find() != nil; i++ {
-		}
-		goleak.VerifyNone(t)
-	})
-}
-
-// testCtx is the test's context, bounded so a hang fails instead of
-// stalling the suite.
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-type pair struct {
-	ln     tunnel.Listener
-	client tunnel.Conn // the connector's side, from Dial
-	server tunnel.Conn // the edge's side, from Accept
+// TestTransport runs the transport conformance suite.
+func TestTransport(t *testing.T) {
+	tunneltest.Run(t, transport)
 }
 
 // newPair listens on 127.0.0.1:0, dials it and accepts. Everything is
 // closed, and waited for, at cleanup.
-func newPair(t *testing.T, serverCfg, clientCfg Config) pair {
+func newPair(t *testing.T, serverCfg, clientCfg Config) tunneltest.Pair {
 	t.Helper()
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, serverCfg)
+	pki := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", pki.Server, serverCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	type accepted struct {
-		c   tunnel.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := ln.Accept(ctx)
-		ch <- accepted{c, err}
-	}()
-	client, err := Dial(ctx, ln.Addr().String(), tt.client, clientCfg)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	a := <-ch
-	if a.err != nil {
-		t.Fatalf("Accept: %v", a.err)
-	}
-	p := pair{ln: ln, client: client, server: a.c}
-	t.Cleanup(func() {
-		p.client.Close(tunnel.CodeNormal, "test done")
-		p.server.Close(tunnel.CodeNormal, "test done")
-		<-p.client.Done()
-		<-p.server.Done()
+	return tunneltest.Connect(t, ln, func(ctx context.Context) (tunnel.Conn, error) {
+		return Dial(ctx, ln.Addr().String(), pki.Client, clientCfg)
 	})
-	return p
-}
-
-// open opens a stream on from and accepts it on to. QUIC announces a
-// stream with its first bytes, so open writes hello first; accept reads it.
-func open(t *testing.T, from, to tunnel.Conn) (opened, accepted tunnel.Stream) {
-	t.Helper()
-	ctx := testCtx(t)
-	s, err := from.OpenStream(ctx)
-	if err != nil {
-		t.Fatalf("OpenStream: %v", err)
-	}
-	if _, err := s.Write([]byte("hello")); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
-	a, err := to.AcceptStream(ctx)
-	if err != nil {
-		t.Fatalf("AcceptStream: %v", err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("first bytes: got %q, %v; want %q", buf, err, "hello")
-	}
-	return s, a
-}
-
-// TestControlAndRequestStreams runs the protocol's two stream kinds over a
-// real connection: the connector's control stream and an edge-opened
-// request stream.
-func TestControlAndRequestStreams(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	p := newPair(t, Config{}, Config{})
-
-	// Connector → edge: register on the control stream.
-	ctrl, err := p.client.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctrl.Close()
-	reg := &tunnel.RegisterRequest{TunnelID: "t1", Secret: []byte("s3cret"), ConnIndex: 2, Protocol: tunnel.ProtocolVersion}
-	if err := tunnel.WriteMessage(ctrl, reg); err != nil {
-		t.Fatal(err)
-	}
-	edgeCtrl, err := p.server.AcceptStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer edgeCtrl.Close()
-	edgeCtrlR := bufio.NewReader(edgeCtrl)
-	var gotReg tunnel.RegisterRequest
-	if err := tunnel.ReadMessage(edgeCtrlR, &gotReg); err != nil {
-		t.Fatal(err)
-	}
-	if gotReg.TunnelID != "t1" || string(gotReg.Secret) != "s3cret" || gotReg.ConnIndex != 2 {
-		t.Errorf("edge got %+v, want %+v", gotReg, reg)
-	}
-	if err := tunnel.WriteMessage(edgeCtrl, &tunnel.RegisterResponse{ConnectionID: "c1", EdgeNode: "e1"}); err != nil {
-		t.Fatal(err)
-	}
-	var resp tunnel.RegisterResponse
-	if err := tunnel.ReadMessage(bufio.NewReader(ctrl), &resp); err != nil {
-		t.Fatal(err)
-	}
-	if resp.ConnectionID != "c1" {
-		t.Errorf("connector got connection ID %q, want %q", resp.ConnectionID, "c1")
-	}
-
-	// Edge → connector: one HTTP request with a body and trailers.
-	req, err := p.server.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer req.Close()
-	tunnel.WriteMessage(req, &tunnel.RequestHeader{Type: tunnel.StreamHTTP, Method: "POST", Host: "a.example", Path: "/"})
-	bw := tunnel.NewBodyWriter(req)
-	bw.Write([]byte("request body"))
-	bw.Close()
-	req.CloseWrite()
-
-	cs, err := p.client.AcceptStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	csr := bufio.NewReader(cs)
-	var rh tunnel.RequestHeader
-	if err := tunnel.ReadMessage(csr, &rh); err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(tunnel.NewBodyReader(csr, nil))
-	if err != nil || string(body) != "request body" || rh.Method != "POST" {
-		t.Fatalf("connector got %s %q, %v; want POST %q", rh.Method, body, err, "request body")
-	}
-	tunnel.WriteMessage(cs, &tunnel.ResponseHeader{Status: 200, ContentLength: -1, Trailer: []string{"Grpc-Status"}})
-	cbw := tunnel.NewBodyWriter(cs)
-	cbw.Write([]byte("response body"))
-	cbw.CloseWithTrailers(http.Header{"Grpc-Status": {"0"}})
-	cs.CloseWrite()
-
-	rr := bufio.NewReader(req)
-	var rsh tunnel.ResponseHeader
-	if err := tunnel.ReadMessage(rr, &rsh); err != nil {
-		t.Fatal(err)
-	}
-	trailer := http.Header{}
-	body, err = io.ReadAll(tunnel.NewBodyReader(rr, trailer))
-	if err != nil || string(body) != "response body" || rsh.Status != 200 || trailer.Get("Grpc-Status") != "0" {
-		t.Fatalf("edge got %d %q trailers %v, %v; want 200 %q with Grpc-Status 0", rsh.Status, body, trailer, err, "response body")
-	}
-	if _, err := rr.ReadByte(); err != io.EOF {
-		t.Errorf("after the response: got %v, want io.EOF", err)
-	}
-}
-
-// TestEcho8MiB sends 8 MiB each way on one stream, in both directions of
-// opening.
-func TestEcho8MiB(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	for _, dir := range []struct {
-		name     string
-		from, to func() tunnel.Conn
-	}{
-		{"connector opens", func() tunnel.Conn { return p.client }, func() tunnel.Conn { return p.server }},
-		{"edge opens", func() tunnel.Conn { return p.server }, func() tunnel.Conn { return p.client }},
-	} {
-		t.Run(dir.name, func(t *testing.T) {
-			s, echo := open(t, dir.from(), dir.to())
-			defer s.Close()
-			go func() {
-				defer echo.Close()
-				io.Copy(echo, echo)
-				echo.CloseWrite()
-			}()
-
-			const size = 8 << 20
-			data := make([]byte, size)
-			rand.Read(data)
-			want := sha256.Sum256(data)
-			werr := make(chan error, 1)
-			go func() {
-				_, err := s.Write(data)
-				if err == nil {
-					err = s.CloseWrite()
-				}
-				werr <- err
-			}()
-			h := sha256.New()
-			n, err := io.Copy(h, s)
-			if err != nil {
-				t.Fatalf("reading the echo: %v after %d bytes", err, n)
-			}
-			if err := <-werr; err != nil {
-				t.Fatalf("writing: %v", err)
-			}
-			if n != size {
-				t.Errorf("echo: got %d bytes, want %d", n, size)
-			}
-			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
-				t.Errorf("echo checksum: got %x, want %x", got, want)
-			}
-		})
-	}
-}
-
-// TestCloseWriteThenClose: everything written before CloseWrite arrives,
-// then io.EOF, even when the writer calls Close right after CloseWrite
-// with data still in flight.
-func TestCloseWriteThenClose(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	for _, tc := range []struct {
-		name string
-		size int
-		edge bool // the edge writes; else the connector
-	}{
-		{"connector 1B", 1, false},
-		{"connector 64KiB", 64 << 10, false},
-		{"connector 10MiB", 10 << 20, false}, // more than the 6 MiB stream window
-		{"edge 1B", 1, true},
-		{"edge 10MiB", 10 << 20, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			from, to := p.client, p.server
-			if tc.edge {
-				from, to = p.server, p.client
-			}
-			w, r := open(t, from, to)
-			defer r.Close()
-			data := make([]byte, tc.size)
-			rand.Read(data)
-
-			type result struct {
-				data []byte
-				err  error
-			}
-			got := make(chan result, 1)
-			go func() {
-				b, err := io.ReadAll(r)
-				got <- result{b, err}
-			}()
-			if _, err := w.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-			res := <-got
-			if res.err != nil {
-				t.Fatalf("reader: got %v after %d bytes, want io.EOF after %d", res.err, len(res.data), tc.size)
-			}
-			if !bytes.Equal(res.data, data) {
-				t.Errorf("reader: got %d bytes, want %d (equal: false)", len(res.data), tc.size)
-			}
-		})
-	}
-}
-
-// TestCloseWithoutCloseWrite: a stream closed without CloseWrite is an
-// error for the peer, never a clean end.
-func TestCloseWithoutCloseWrite(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	for _, tc := range []struct {
-		name     string
-		edge     bool
-		trailing []byte // written after the opening hello, before Close
-	}{
-		{"connector, nothing more", false, nil},
-		{"connector, partial body", false, []byte("partial")},
-		{"edge, 1MiB", true, make([]byte, 1<<20)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			from, to := p.client, p.server
-			if tc.edge {
-				from, to = p.server, p.client
-			}
-			w, r := open(t, from, to)
-			defer r.Close()
-			done := make(chan error, 1)
-			go func() {
-				_, err := io.ReadAll(r)
-				done <- err
-			}()
-			if len(tc.trailing) > 0 {
-				w.Write(tc.trailing)
-			}
-			w.Close()
-			err := <-done
-			if err == nil || errors.Is(err, io.EOF) {
-				t.Fatalf("reader: got %v, want a stream error", err)
-			}
-			var se *quic.StreamError
-			if !errors.As(err, &se) || !se.Remote {
-				t.Errorf("reader: got %T %v, want a remote *quic.StreamError", err, err)
-			}
-		})
-	}
-}
-
-// TestCloseStopsPeerWrites: Close also refuses the peer's data; the peer's
-// writes fail instead of blocking on flow control.
-func TestCloseStopsPeerWrites(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	w, r := open(t, p.client, p.server)
-	defer w.Close()
-	r.Close()
-	buf := make([]byte, 64<<10)
-	for i := 0; ; i++ {
-		if _, err := w.Write(buf); err != nil {
-			var se *quic.StreamError
-			if !errors.As(err, &se) || !se.Remote {
-				t.Errorf("write %d: got %T %v, want a remote *quic.StreamError", i, err, err)
-			}
-			break
-		}
-		if i > 10000 { // 640 MiB: far past every window
-			t.Fatal("writes to a closed stream keep succeeding")
-		}
-	}
-}
-
-func TestConnCloseError(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		edge   bool // the edge closes; else the connector
-		code   tunnel.ErrorCode
-		reason string
-	}{
-		{"edge deletes tunnel", true, tunnel.CodeTunnelDeleted, "tunnel deleted"},
-		{"edge refuses", true, tunnel.CodeUnauthorized, "bad tunnel secret"},
-		{"connector shuts down", false, tunnel.CodeShutdown, "connector stopping"},
-		{"normal, no reason", false, tunnel.CodeNormal, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			checkLeaks(t)
-			ctx := testCtx(t)
-			p := newPair(t, Config{}, Config{})
-			closer, peer := p.client, p.server
-			if tc.edge {
-				closer, peer = p.server, p.client
-			}
-			if err := peer.Err(); err != nil {
-				t.Errorf("Err before the close: got %v, want nil", err)
-			}
-			accepted := make(chan error, 1)
-			go func() {
-				_, err := peer.AcceptStream(ctx)
-				accepted <- err
-			}()
-			if err := closer.Close(tc.code, tc.reason); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			select {
-			case <-peer.Done():
-			case <-ctx.Done():
-				t.Fatal("peer's Done not closed")
-			}
-			for _, side := range []struct {
-				name   string
-				c      tunnel.Conn
-				remote bool
-			}{{"peer", peer, true}, {"closer", closer, false}} {
-				<-side.c.Done()
-				var ce *tunnel.CloseError
-				if err := side.c.Err(); !errors.As(err, &ce) {
-					t.Errorf("%s Err: got %T %v, want *tunnel.CloseError", side.name, err, err)
-					continue
-				}
-				want := tunnel.CloseError{Code: tc.code, Reason: tc.reason, Remote: side.remote}
-				if *ce != want {
-					t.Errorf("%s Err: got %+v, want %+v", side.name, *ce, want)
-				}
-			}
-			if err := <-accepted; err == nil {
-				t.Errorf("AcceptStream on a closed connection: got nil error")
-			}
-			if _, err := peer.OpenStream(ctx); err == nil {
-				t.Errorf("OpenStream on a closed connection: got nil error")
-			}
-		})
-	}
-}
-
-func TestDialWrongCA(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	edge := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", edge.server, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	other := newTestTLS(t) // a CA that did not sign the edge's certificate
-	c, err := Dial(ctx, ln.Addr().String(), other.client, Config{})
-	if err == nil {
-		c.Close(tunnel.CodeNormal, "")
-		t.Fatal("Dial with the wrong CA: got a connection, want an error")
-	}
-	var uae x509.UnknownAuthorityError
-	if !errors.As(err, &uae) {
-		t.Errorf("Dial with the wrong CA: got %v, want an x509.UnknownAuthorityError", err)
-	}
-}
-
-func TestDialWrongName(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	conf := tt.client.Clone()
-	conf.ServerName = "not-the-edge.test"
-	c, err := Dial(ctx, ln.Addr().String(), conf, Config{})
-	if err == nil {
-		c.Close(tunnel.CodeNormal, "")
-		t.Fatal("Dial with the wrong server name: got a connection, want an error")
-	}
-	var he x509.HostnameError
-	if !errors.As(err, &he) {
-		t.Errorf("got %v, want an x509.HostnameError", err)
-	}
 }
 
 // TestWrongALPN: a QUIC client speaking another protocol is refused in the
 // handshake with TLS's no_application_protocol alert.
 func TestWrongALPN(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{})
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
+	pki := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", pki.Server, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	for _, protos := range [][]string{{"h3"}, {"adit/2"}} {
 		t.Run(fmt.Sprint(protos), func(t *testing.T) {
-			conf := tt.client.Clone()
+			conf := pki.Client.Clone()
 			conf.NextProtos = protos
 			qc, err := quic.DialAddr(ctx, ln.Addr().String(), conf, &quic.Config{})
 			if err == nil {
@@ -568,97 +83,17 @@ func TestWrongALPN(t *testing.T) {
 	}
 }
 
-// TestManyConcurrentStreams runs 500 streams at once each way, each echoing
-// its own payload.
-func TestManyConcurrentStreams(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	for _, dir := range []struct {
-		name     string
-		from, to tunnel.Conn
-	}{
-		{"edge opens", p.server, p.client},
-		{"connector opens", p.client, p.server},
-	} {
-		t.Run(dir.name, func(t *testing.T) {
-			ctx := testCtx(t)
-			const streams = 500
-
-			var echoes sync.WaitGroup
-			acceptErr := make(chan error, 1)
-			go func() {
-				for range streams {
-					s, err := dir.to.AcceptStream(ctx)
-					if err != nil {
-						acceptErr <- err
-						return
-					}
-					echoes.Go(func() {
-						defer s.Close()
-						io.Copy(s, s)
-						s.CloseWrite()
-					})
-				}
-				acceptErr <- nil
-			}()
-
-			var wg sync.WaitGroup
-			errs := make(chan error, streams)
-			for i := range streams {
-				wg.Go(func() {
-					errs <- echoOnce(ctx, dir.from, i)
-				})
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Error(err)
-				}
-			}
-			if err := <-acceptErr; err != nil {
-				t.Fatalf("AcceptStream: %v", err)
-			}
-			echoes.Wait()
-		})
-	}
-}
-
-func echoOnce(ctx context.Context, c tunnel.Conn, i int) error {
-	s, err := c.OpenStream(ctx)
-	if err != nil {
-		return fmt.Errorf("stream %d: open: %w", i, err)
-	}
-	defer s.Close()
-	msg := binary.BigEndian.AppendUint32(nil, uint32(i))
-	msg = append(msg, bytes.Repeat([]byte{byte(i)}, 4096+i)...)
-	if _, err := s.Write(msg); err != nil {
-		return fmt.Errorf("stream %d: write: %w", i, err)
-	}
-	if err := s.CloseWrite(); err != nil {
-		return fmt.Errorf("stream %d: close write: %w", i, err)
-	}
-	got, err := io.ReadAll(s)
-	if err != nil {
-		return fmt.Errorf("stream %d: read: %w", i, err)
-	}
-	if !bytes.Equal(got, msg) {
-		return fmt.Errorf("stream %d: got %d bytes back, want %d (equal: false)", i, len(got), len(msg))
-	}
-	return nil
-}
-
 // TestOpenStreamWaitsForLimit: with the peer's stream limit reached,
 // OpenStream waits until a stream finishes (or its context ends).
 func TestOpenStreamWaitsForLimit(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
 	p := newPair(t, Config{MaxIncomingStreams: 1}, Config{})
-	w, r := open(t, p.client, p.server)
+	w, r := tunneltest.Open(t, p.Client, p.Server)
 
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	if s, err := p.client.OpenStream(short); !errors.Is(err, context.DeadlineExceeded) {
+	if s, err := p.Client.OpenStream(short); !errors.Is(err, context.DeadlineExceeded) {
 		if s != nil {
 			s.Close()
 		}
@@ -677,67 +112,9 @@ func TestOpenStreamWaitsForLimit(t *testing.T) {
 	}
 	w.Close()
 
-	w2, r2 := open(t, p.client, p.server)
+	w2, r2 := tunneltest.Open(t, p.Client, p.Server)
 	w2.Close()
 	r2.Close()
-}
-
-// TestListenerCloseKeepsConns: closing the listener stops new connections
-// but leaves established ones working, so an edge can drain.
-func TestListenerCloseKeepsConns(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	p := newPair(t, Config{}, Config{})
-	if err := p.ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.ln.Accept(ctx); err == nil {
-		t.Error("Accept on a closed listener: got nil error")
-	}
-	w, r := open(t, p.server, p.client)
-	w.CloseWrite()
-	if b, err := io.ReadAll(r); err != nil || len(b) != 0 {
-		t.Errorf("after the listener closed: got %q, %v; want EOF", b, err)
-	}
-	w.Close()
-	r.Close()
-}
-
-func TestAcceptCanceled(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := p.ln.Accept(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Listener.Accept: got %v, want context.Canceled", err)
-	}
-	if _, err := p.client.AcceptStream(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("AcceptStream: got %v, want context.Canceled", err)
-	}
-}
-
-func TestAddrsAndProtocol(t *testing.T) {
-	checkLeaks(t)
-	p := newPair(t, Config{}, Config{})
-	for _, c := range []tunnel.Conn{p.client, p.server} {
-		if got := c.Protocol(); got != "quic" {
-			t.Errorf("Protocol: got %q, want %q", got, "quic")
-		}
-	}
-	if got, want := p.client.RemoteAddr().String(), p.ln.Addr().String(); got != want {
-		t.Errorf("client RemoteAddr: got %s, want the listener's %s", got, want)
-	}
-	if got, want := p.server.RemoteAddr().(*net.UDPAddr).Port, p.client.LocalAddr().(*net.UDPAddr).Port; got != want {
-		t.Errorf("server RemoteAddr port: got %d, want the client's local port %d", got, want)
-	}
-}
-
-func TestListenBadAddr(t *testing.T) {
-	tt := newTestTLS(t)
-	if ln, err := Listen("127.0.0.1:notaport", tt.server, Config{}); err == nil {
-		ln.Close()
-		t.Error("Listen on a bad address: got nil error")
-	}
 }
 
 func TestConfigDefaults(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"testing"
+
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
 // BenchmarkStreamThroughput writes size bytes per op on one stream over
@@ -12,8 +14,8 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	for _, size := range []int{4 << 10, 64 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			p := newPair(b, Config{}, Config{})
-			ctx := testCtx(b)
-			w, err := p.client.OpenStream(ctx)
+			ctx := tunneltest.Context(b)
+			w, err := p.Client.OpenStream(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -21,7 +23,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			if _, err := w.Write([]byte{0}); err != nil {
 				b.Fatal(err)
 			}
-			r, err := p.server.AcceptStream(ctx)
+			r, err := p.Server.AcceptStream(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}

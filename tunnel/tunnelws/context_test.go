@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
 // streamContext is the method the connector looks for on a stream.
@@ -20,7 +21,7 @@ func waitDone(t *testing.T, ctx context.Context, wantCause error) {
 	t.Helper()
 	select {
 	case <-ctx.Done():
-	case <-testCtx(t).Done():
+	case <-tunneltest.Context(t).Done():
 		t.Fatal("stream Context: still not done, want done")
 	}
 	if got := context.Cause(ctx); !errors.Is(got, wantCause) {
@@ -33,7 +34,7 @@ func waitDone(t *testing.T, ctx context.Context, wantCause error) {
 // (late). The edge opens the stream, as for a request; the connector's side
 // is the one watched.
 func TestStreamContextPeerStops(t *testing.T) {
-	checkLeaks(t)
+	tunneltest.CheckLeaks(t)
 	p := newPair(t, Config{}, Config{})
 	for _, tc := range []struct {
 		name       string
@@ -49,7 +50,7 @@ func TestStreamContextPeerStops(t *testing.T) {
 				name = tc.name + ", early"
 			}
 			t.Run(name, func(t *testing.T) {
-				edge, s := open(t, p.server, p.client)
+				edge, s := tunneltest.Open(t, p.Server, p.Client)
 				defer s.Close()
 				var ctx context.Context
 				if early {
@@ -86,26 +87,26 @@ func TestStreamContextPeerStops(t *testing.T) {
 // TestStreamContextConnClose: a stream's Context ends with the connection,
 // asked before it ended or after.
 func TestStreamContextConnClose(t *testing.T) {
-	checkLeaks(t)
+	tunneltest.CheckLeaks(t)
 	p := newPair(t, Config{}, Config{})
-	edge, s := open(t, p.server, p.client)
+	edge, s := tunneltest.Open(t, p.Server, p.Client)
 	defer edge.Close()
 	defer s.Close()
-	edge2, s2 := open(t, p.server, p.client)
+	edge2, s2 := tunneltest.Open(t, p.Server, p.Client)
 	defer edge2.Close()
 	defer s2.Close()
 	ctx := s.(streamContext).Context()
-	p.server.Close(tunnel.CodeShutdown, "edge stopping")
+	p.Server.Close(tunnel.CodeShutdown, "edge stopping")
 	select {
 	case <-ctx.Done():
-	case <-testCtx(t).Done():
+	case <-tunneltest.Context(t).Done():
 		t.Fatal("stream Context: still not done after the connection closed")
 	}
 	var ce *tunnel.CloseError
 	if err := context.Cause(ctx); !errors.As(err, &ce) || ce.Code != tunnel.CodeShutdown {
 		t.Errorf("cause: got %v, want the edge's close error", err)
 	}
-	<-p.client.Done()
+	<-p.Client.Done()
 	if err := s2.(streamContext).Context().Err(); err == nil {
 		t.Error("Context asked after the connection ended: got nil Err, want done")
 	}
@@ -115,9 +116,9 @@ func TestStreamContextConnClose(t *testing.T) {
 // finished with CloseWrite, leave the Context alone until the stream is
 // closed locally.
 func TestStreamContextNormalExchange(t *testing.T) {
-	checkLeaks(t)
+	tunneltest.CheckLeaks(t)
 	p := newPair(t, Config{}, Config{})
-	edge, s := open(t, p.server, p.client)
+	edge, s := tunneltest.Open(t, p.Server, p.Client)
 	ctx := s.(streamContext).Context()
 	req, resp := bytes.Repeat([]byte("q"), 100<<10), bytes.Repeat([]byte("r"), 1<<20)
 
@@ -159,7 +160,7 @@ func TestStreamContextNormalExchange(t *testing.T) {
 	// Both sides finished: the edge's Close sends nothing. A later stream's
 	// first bytes come after anything it could have sent.
 	edge.Close()
-	e2, s2 := open(t, p.server, p.client)
+	e2, s2 := tunneltest.Open(t, p.Server, p.Client)
 	e2.Close()
 	s2.Close()
 	if err := ctx.Err(); err != nil {

@@ -15,23 +15,24 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
 // TestListenerSurvivesGarbage throws junk at the tunnel port while a
 // tunnel connection is up; every junk connection is refused or timed out,
 // and the tunnel, and new tunnels, keep working.
 func TestListenerSurvivesGarbage(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
+	tt := tunneltest.NewTestPKI(t)
 	const hs = 300 * time.Millisecond
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{HandshakeTimeout: hs})
+	ln, err := Listen("127.0.0.1:0", tt.Server, Config{HandshakeTimeout: hs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	addr := ln.Addr().String()
-	p := dialPair(t, ln, tt.client, Config{}, addr)
+	p := dialPair(t, ln, tt.Client, Config{}, addr)
 
 	tlsDial := func(t *testing.T, conf *tls.Config) *tls.Conn {
 		t.Helper()
@@ -42,7 +43,7 @@ func TestListenerSurvivesGarbage(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	httpTLS := tt.client.Clone()
+	httpTLS := tt.Client.Clone()
 	httpTLS.NextProtos = []string{"http/1.1"}
 	// request sends raw HTTP over TLS and returns the status line.
 	request := func(t *testing.T, req string) string {
@@ -147,7 +148,7 @@ func TestListenerSurvivesGarbage(t *testing.T) {
 			}
 		}},
 		{"ALPN h2 only", func(t *testing.T) {
-			conf := tt.client.Clone()
+			conf := tt.Client.Clone()
 			conf.NextProtos = []string{"h2"}
 			c, err := tls.Dial("tcp", addr, conf)
 			if err == nil {
@@ -206,15 +207,15 @@ func TestListenerSurvivesGarbage(t *testing.T) {
 
 	// The tunnel that was up all along still works, and a new one can be
 	// made.
-	w, r := open(t, p.client, p.server)
+	w, r := tunneltest.Open(t, p.Client, p.Server)
 	w.CloseWrite()
 	if b, err := io.ReadAll(r); err != nil || len(b) != 0 {
 		t.Errorf("old tunnel after the junk: got %q, %v; want EOF", b, err)
 	}
 	w.Close()
 	r.Close()
-	p2 := dialPair(t, ln, tt.client, Config{}, addr)
-	w, r = open(t, p2.server, p2.client)
+	p2 := dialPair(t, ln, tt.Client, Config{}, addr)
+	w, r = tunneltest.Open(t, p2.Server, p2.Client)
 	w.Close()
 	r.Close()
 }
@@ -223,15 +224,15 @@ func TestListenerSurvivesGarbage(t *testing.T) {
 // something other than yamux loses its connection with a protocol error;
 // the edge's side reports why.
 func TestUpgradedGarbage(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{})
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
+	tt := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", tt.Server, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	conf := tt.client.Clone()
+	conf := tt.Client.Clone()
 	conf.NextProtos = []string{"http/1.1"}
 	for _, tc := range []struct {
 		name    string
@@ -278,15 +279,15 @@ func TestUpgradedGarbage(t *testing.T) {
 // TestEdgeBusy: a connection the edge does not accept in time is closed
 // with code shutdown, and the connector learns why.
 func TestEdgeBusy(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{HandshakeTimeout: 100 * time.Millisecond})
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
+	tt := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", tt.Server, Config{HandshakeTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := Dial(ctx, ln.Addr().String(), tt.client, Config{})
+	c, err := Dial(ctx, ln.Addr().String(), tt.Client, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
 // tinyproxy is Debian's tinyproxy running in the foreground with a config
@@ -153,9 +154,9 @@ func fixedProxy(u *url.URL) func(*url.URL) (*url.URL, error) {
 // TestDialThroughTinyproxy dials the edge through a real HTTP CONNECT
 // proxy and runs streams over it.
 func TestDialThroughTinyproxy(t *testing.T) {
-	checkLeaks(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{})
+	tunneltest.CheckLeaks(t)
+	tt := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", tt.Server, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,19 +164,19 @@ func TestDialThroughTinyproxy(t *testing.T) {
 	tp := startTinyproxy(t, listenerPort(ln))
 	addr := ln.Addr().String()
 
-	p := dialPair(t, ln, tt.client, Config{Proxy: fixedProxy(tp.url)}, addr)
+	p := dialPair(t, ln, tt.Client, Config{Proxy: fixedProxy(tp.url)}, addr)
 	if !tp.sawConnect(addr) {
 		t.Errorf("tinyproxy did not log CONNECT %s; its log:\n%s", addr, tp.log())
 	}
-	if got, want := p.client.RemoteAddr().String(), tp.url.Host; got != want {
+	if got, want := p.Client.RemoteAddr().String(), tp.url.Host; got != want {
 		t.Errorf("client RemoteAddr: got %s, want the proxy's %s", got, want)
 	}
 	for _, dir := range []struct {
 		name     string
 		from, to tunnel.Conn
-	}{{"connector opens", p.client, p.server}, {"edge opens", p.server, p.client}} {
+	}{{"connector opens", p.Client, p.Server}, {"edge opens", p.Server, p.Client}} {
 		t.Run(dir.name, func(t *testing.T) {
-			if err := echoOnceAccepting(testCtx(t), dir.from, dir.to, 1<<20); err != nil {
+			if err := echoOnceAccepting(tunneltest.Context(t), dir.from, dir.to, 1<<20); err != nil {
 				t.Error(err)
 			}
 		})
@@ -222,10 +223,10 @@ func echoOnceAccepting(ctx context.Context, from, to tunnel.Conn, size int) erro
 // TestTinyproxyRefusals: the proxy's refusals come back as dial errors
 // naming the status, and credentials in the proxy URL are sent.
 func TestTinyproxyRefusals(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{})
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
+	tt := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", tt.Server, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestTinyproxyRefusals(t *testing.T) {
 
 	t.Run("port not allowed", func(t *testing.T) {
 		tp := startTinyproxy(t, port+1)
-		c, err := Dial(ctx, addr, tt.client, Config{Proxy: fixedProxy(tp.url)})
+		c, err := Dial(ctx, addr, tt.Client, Config{Proxy: fixedProxy(tp.url)})
 		if err == nil {
 			c.Close(tunnel.CodeNormal, "")
 			t.Fatal("Dial through a proxy refusing the port: got a connection")
@@ -259,13 +260,13 @@ func TestTinyproxyRefusals(t *testing.T) {
 			u := *tp.url
 			u.User = tc.user
 			if tc.wantFail == "" {
-				p := dialPair(t, ln, tt.client, Config{Proxy: fixedProxy(&u)}, addr)
-				w, r := open(t, p.client, p.server)
+				p := dialPair(t, ln, tt.Client, Config{Proxy: fixedProxy(&u)}, addr)
+				w, r := tunneltest.Open(t, p.Client, p.Server)
 				w.Close()
 				r.Close()
 				return
 			}
-			c, err := Dial(ctx, addr, tt.client, Config{Proxy: fixedProxy(&u)})
+			c, err := Dial(ctx, addr, tt.Client, Config{Proxy: fixedProxy(&u)})
 			if err == nil {
 				c.Close(tunnel.CodeNormal, "")
 				t.Fatal("got a connection, want the proxy's refusal")
@@ -287,16 +288,16 @@ func TestTinyproxyRefusals(t *testing.T) {
 // inet_aton (and so tinyproxy) accepts but net/http's proxy rules do not
 // see as loopback, which is never proxied.
 func TestDialProxyFromEnvironment(t *testing.T) {
-	checkLeaks(t)
-	tt := newTestTLS(t)
-	ln, err := Listen("127.0.0.1:0", tt.server, Config{})
+	tunneltest.CheckLeaks(t)
+	tt := tunneltest.NewTestPKI(t)
+	ln, err := Listen("127.0.0.1:0", tt.Server, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	tp := startTinyproxy(t, listenerPort(ln))
 	addr := fmt.Sprintf("127.1:%d", listenerPort(ln))
-	conf := tt.client.Clone()
+	conf := tt.Client.Clone()
 	conf.ServerName = "edge.test"
 
 	t.Run("HTTPS_PROXY", func(t *testing.T) {
@@ -306,7 +307,7 @@ func TestDialProxyFromEnvironment(t *testing.T) {
 		if !tp.sawConnect(addr) {
 			t.Errorf("tinyproxy did not log CONNECT %s; its log:\n%s", addr, tp.log())
 		}
-		w, r := open(t, p.client, p.server)
+		w, r := tunneltest.Open(t, p.Client, p.Server)
 		w.Close()
 		r.Close()
 	})
@@ -314,7 +315,7 @@ func TestDialProxyFromEnvironment(t *testing.T) {
 		before := strings.Count(tp.log(), "CONNECT "+addr+" ")
 		t.Setenv("HTTPS_PROXY", tp.url.String())
 		t.Setenv("NO_PROXY", "other.test,127.1")
-		ctx := testCtx(t)
+		ctx := tunneltest.Context(t)
 		c, err := Dial(ctx, addr, conf, Config{})
 		// Direct: Go's own resolver does not read "127.1" as an address
 		// (a DNS error); the cgo resolver does (a connection, which the
@@ -449,11 +450,11 @@ func TestConnectRequest(t *testing.T) {
 		{"not HTTP", nil, "SSH-2.0-OpenSSH\r\n", "", "malformed HTTP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkLeaks(t)
-			ctx := testCtx(t)
+			tunneltest.CheckLeaks(t)
+			ctx := tunneltest.Context(t)
 			u, got := fakeProxy(t, tc.answer)
 			u.User = tc.user
-			c, err := Dial(ctx, "edge.test:7844", newTestTLS(t).client, Config{Proxy: fixedProxy(u)})
+			c, err := Dial(ctx, "edge.test:7844", tunneltest.NewTestPKI(t).Client, Config{Proxy: fixedProxy(u)})
 			if err == nil {
 				c.Close(tunnel.CodeNormal, "")
 				t.Fatal("got a connection, want an error")
@@ -474,8 +475,8 @@ func TestConnectRequest(t *testing.T) {
 
 // TestConnectTimeout: a proxy that never answers costs HandshakeTimeout.
 func TestConnectTimeout(t *testing.T) {
-	checkLeaks(t)
-	ctx := testCtx(t)
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -489,7 +490,7 @@ func TestConnectTimeout(t *testing.T) {
 		}
 	}()
 	u := &url.URL{Scheme: "http", Host: l.Addr().String()}
-	c, err := Dial(ctx, "edge.test:7844", newTestTLS(t).client, Config{Proxy: fixedProxy(u), HandshakeTimeout: 100 * time.Millisecond})
+	c, err := Dial(ctx, "edge.test:7844", tunneltest.NewTestPKI(t).Client, Config{Proxy: fixedProxy(u), HandshakeTimeout: 100 * time.Millisecond})
 	if err == nil {
 		c.Close(tunnel.CodeNormal, "")
 		t.Fatal("got a connection, want a timeout")
