@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+
+	"github.com/adit-dev/adit/tunnel"
 )
 
 // Pipe copies a to b and b to a until both directions have ended, then
@@ -34,7 +36,7 @@ func Pipe(a, b io.ReadWriteCloser) error {
 
 // copyHalf copies src to dst, then half-closes dst.
 func copyHalf(dst io.Writer, src io.Reader) error {
-	if _, err := io.Copy(dst, src); err != nil {
+	if _, err := tunnel.Copy(dst, src); err != nil { // a small pooled buffer per direction
 		return err
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {

@@ -200,7 +200,7 @@ func pipe(s tunnel.Stream, br *bufio.Reader, origin io.ReadWriteCloser) {
 			origin.Close()
 		}
 	}()
-	io.Copy(s, origin)
+	tunnel.Copy(s, origin) // a small buffer: idle WebSockets hold it
 	s.CloseWrite()
 	<-done
 	origin.Close()

@@ -285,8 +285,42 @@ type rawBody struct {
 	release func()
 }
 
-func (b *rawBody) Read(p []byte) (int, error)  { return b.r.Read(p) }
+func (b *rawBody) Read(p []byte) (int, error) {
+	if b.r != nil {
+		return b.r.Read(p)
+	}
+	return b.s.Read(p)
+}
+
 func (b *rawBody) Write(p []byte) (int, error) { return b.s.Write(p) }
+
+// WriteTo and ReadFrom are what the ReverseProxy's io.Copy calls for the
+// two directions of an upgraded connection: with them, each direction holds
+// a small pooled buffer instead of a 32 KiB one (and the 16 KiB header
+// reader is returned once drained), which is most of what an idle
+// WebSocket costs the edge.
+func (b *rawBody) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if b.r != nil {
+		if k := b.r.Buffered(); k > 0 {
+			p, _ := b.r.Peek(k)
+			m, err := w.Write(p)
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
+			b.r.Discard(k)
+		}
+		b.r.Reset(nil)
+		readerPool.Put(b.r)
+		b.r = nil
+	}
+	m, err := tunnel.Copy(w, b.s)
+	return n + m, err
+}
+
+func (b *rawBody) ReadFrom(r io.Reader) (int64, error) { return tunnel.Copy(b.s, r) }
+
 func (b *rawBody) Close() error {
 	b.release()
 	return nil
