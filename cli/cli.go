@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/spf13/cobra"
 )
@@ -61,6 +62,7 @@ func parseLevel(s string) (slog.Level, error) {
 // the process exit code: 0 on success, 1 on any error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{Stdout: stdout, Stderr: stderr}
+	connector.Version = version() // what connectors report at registration
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -108,6 +110,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newTunnelCmd(g),
 		newEdgeCmd(g),
 		newQuickstartCmd(g),
+		newVersionCmd(g),
 		newAccessCmd(g), // access.go
 	)
 	return root

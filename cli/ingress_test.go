@@ -226,3 +226,13 @@ func FuzzParseRuleURL(f *testing.F) {
 		}
 	})
 }
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main(t.Context(), []string{"version"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if got := out.String(); !strings.HasPrefix(got, "adit ") || !strings.Contains(got, "adit/1") {
+		t.Errorf("version printed %q", got)
+	}
+}
