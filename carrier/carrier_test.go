@@ -229,7 +229,7 @@ func TestDialOptionErrors(t *testing.T) {
 	}{
 		{"no hostname", Options{}, "no hostname"},
 		{"hostname is a URL", Options{Hostname: "https://h.example"}, "not a URL"},
-		{"edge without scheme", Options{Hostname: "h", EdgeURL: "127.0.0.1:8080"}, "want http://"},
+		{"edge without scheme", Options{Hostname: "h", EdgeURL: "edge.example.test:8080"}, "want http://"},
 		{"edge with other scheme", Options{Hostname: "h", EdgeURL: "ftp://h"}, "want http://"},
 		{"edge without host", Options{Hostname: "h", EdgeURL: "http://"}, "no host"},
 		{"destination without port", Options{Hostname: "h", EdgeURL: "http://e", Destination: "10.0.0.1"}, "host:port"},

@@ -72,9 +72,9 @@ func TestAccessUsageErrors(t *testing.T) {
 	}{
 		{"no hostname", []string{"access", "tcp", "--url", "127.0.0.1:0"}, "--hostname is required"},
 		{"bad header", []string{"access", "ssh", "--hostname", "h.example", "-H", "nocolon"}, `--header "nocolon"`},
-		{"bad edge", []string{"access", "ssh", "--hostname", "h.example", "--edge", "127.0.0.1:8080"}, "want http://"},
+		{"bad edge", []string{"access", "ssh", "--hostname", "h.example", "--edge", "edge.example.test:8080"}, "want http://"},
 		{"bad destination", []string{"access", "ssh", "--hostname", "h.example", "--edge", "http://127.0.0.1:1", "--destination", "nope"}, "want host:port"},
-		{"bad listener", []string{"access", "tcp", "-T", "h.example", "-L", "127.0.0.1:99999"}, "--url"},
+		{"bad listener", []string{"access", "tcp", "-T", "h.example", "-L", "127.0.0.1:999999"}, "--url"},
 		{"arguments", []string{"access", "tcp", "h.example"}, "no arguments"},
 	}
 	for _, tt := range tests {
