@@ -106,11 +106,12 @@ type replica struct {
 
 // startReplica runs a connector for tun to origin with haConns connections
 // and waits until one is registered.
-func startReplica(t testing.TB, e *relEdge, tun relTunnel, origin string, haConns int) *replica {
+func startReplica(t testing.TB, e *relEdge, tun relTunnel, origin string, haConns int, extra ...string) *replica {
 	t.Helper()
-	p := startAdit(t, tun.env, "tunnel", "run", "--credentials-file", tun.credFile, "--url", origin,
+	args := append([]string{"tunnel", "run", "--credentials-file", tun.credFile, "--url", origin,
 		"--edge", e.tunnelAddr, "--edge-server-name", "localhost",
-		"--ha-connections", strconv.Itoa(haConns), "--grace-period", "10s", "--metrics", "127.0.0.1:0")
+		"--ha-connections", strconv.Itoa(haConns), "--grace-period", "10s", "--metrics", "127.0.0.1:0"}, extra...)
+	p := startAdit(t, tun.env, args...)
 	r := &replica{proc: p}
 	r.metricsAddr = p.waitMatch(t, reConnectorMetrics)[1]
 	p.waitMatch(t, reRegistered)

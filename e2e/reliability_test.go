@@ -71,12 +71,14 @@ func TestRollingRestart(t *testing.T) {
 // load. Requests in flight on it may fail, but only with a 502 and never by
 // hanging; once the edge has noticed (its health check, within a few
 // seconds) every new request succeeds on the other replica.
-func TestKillReplicaUnderLoad(t *testing.T) {
+func TestKillReplicaUnderLoad(t *testing.T) { forEachProtocol(t, testKillReplicaUnderLoad) }
+
+func testKillReplicaUnderLoad(t *testing.T, proto string) {
 	e := startRelEdge(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
 	tun := createRelTunnel(t, e, "kill", "kill.test")
 	origin := relOrigin(t)
-	victim := startReplica(t, e, tun, origin, 2)
-	startReplica(t, e, tun, origin, 2)
+	victim := startReplica(t, e, tun, origin, 2, "--protocol", proto)
+	startReplica(t, e, tun, origin, 2, "--protocol", proto)
 	waitConnections(t, e, 4)
 
 	// Requests take up to 300ms at the origin, so that several are in
@@ -87,10 +89,18 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	victim.signal(t, syscall.SIGKILL)
 	victim.wait(t, 10*time.Second)
 
-	e.waitMatch(t, regexp.MustCompile(`connection quiet`))
+	if proto == "quic" {
+		// No packet will ever say so: the watchdog must notice the silence.
+		e.waitMatch(t, regexp.MustCompile(`connection quiet`))
+	}
+	// Over TCP the kernel of the dead process resets its connections, so
+	// the edge learns at once and closes them.
 	noticed := time.Now()
 	waitConnections(t, e, 2)
 	closed := time.Now()
+	if proto != "quic" {
+		noticed = closed
+	}
 	l.waitRequests(t, 200)
 	rs := l.finish()
 
@@ -329,4 +339,29 @@ func TestMetricNames(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFrozenReplicaWebSocket: a connector that stops answering over the
+// WebSocket transport (SIGSTOP: its TCP connections stay open) is routed
+// around by the edge's watchdog within seconds, as over QUIC, and is used
+// again once it is heard from.
+func TestFrozenReplicaWebSocket(t *testing.T) {
+	e := startRelEdge(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
+	tun := createRelTunnel(t, e, "frozen", "frozen.test")
+	origin := relOrigin(t)
+	frozen := startReplica(t, e, tun, origin, 1, "--protocol", "websocket")
+	startReplica(t, e, tun, origin, 1, "--protocol", "websocket")
+	waitConnections(t, e, 2)
+
+	stopped := time.Now()
+	frozen.signal(t, syscall.SIGSTOP)
+	e.waitMatch(t, regexp.MustCompile(`connection quiet`))
+	t.Logf("the edge routed around the frozen replica after %v", time.Since(stopped).Round(time.Millisecond))
+	for i := range 20 {
+		if code, body := getVia(e.httpAddr, tun.host); code != 200 {
+			t.Errorf("request %d while one replica is frozen: %d %q", i, code, body)
+		}
+	}
+	frozen.signal(t, syscall.SIGCONT)
+	e.waitMatch(t, regexp.MustCompile(`connection heard from again`))
 }

@@ -377,6 +377,12 @@ func (c *conn) LocalAddr() net.Addr  { return c.local }
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 func (c *conn) Protocol() string     { return "websocket" }
 
+// PacketsReceived counts the pieces of WebSocket messages read from the
+// peer so far: with keepalive pings on both sides it grows at least once per
+// KeepAliveInterval on a live connection. The edge's health watchdog and
+// the connector's reset check read it as they read QUIC's packet count.
+func (c *conn) PacketsReceived() uint64 { return c.wire.received.Load() }
+
 // stream adapts a yamux stream: one reader and one writer at a time; Close
 // may race with both.
 type stream struct {

@@ -32,7 +32,7 @@
 //     gives both sides a *tunnel.CloseError. A peer's status 1000 reads as
 //     code 0; any other status is a plain error. A peer breaking the
 //     protocol (text message, bad yamux frame) gets code 1 (protocol).
-//   - Keepalive: a yamux ping every KeepAliveInterval; a ping unanswered for
+//   - Keepalive: a yamux ping every KeepAliveInterval (1s); a ping unanswered for
 //     ConnectionWriteTimeout, with nothing else heard meanwhile, ends the
 //     connection.
 //
@@ -75,7 +75,8 @@ const tlsALPN = "http/1.1"
 // Config tunes the WebSocket transport. The zero value is ready to use.
 // Both sides should use the same AcceptBacklog and MaxStreamWindow.
 type Config struct {
-	// KeepAliveInterval is how often a yamux ping is sent. If zero, 2s.
+	// KeepAliveInterval is how often a yamux ping is sent. If zero, 1s (as
+	// QUIC's keepalive: the edge suspects a connection silent for 2.5s).
 	KeepAliveInterval time.Duration
 	// ConnectionWriteTimeout bounds queueing a frame for the connection and
 	// waiting for a ping's answer: past it the connection is considered
@@ -122,7 +123,7 @@ func (c Config) validate() error {
 	return nil
 }
 
-func (c Config) keepAlive() time.Duration { return orDuration(c.KeepAliveInterval, 2*time.Second) }
+func (c Config) keepAlive() time.Duration { return orDuration(c.KeepAliveInterval, time.Second) }
 func (c Config) writeTimeout() time.Duration {
 	return orDuration(c.ConnectionWriteTimeout, 10*time.Second)
 }

@@ -370,11 +370,11 @@ func TestConfigDefaults(t *testing.T) {
 		keepAlive, write, handshake   time.Duration
 		wantStreamOpen, wantStreamClo time.Duration
 	}{
-		{"zero", Config{}, 10000, 6 << 20, 2 * time.Second, 10 * time.Second, 10 * time.Second, 0, 0},
+		{"zero", Config{}, 10000, 6 << 20, time.Second, 10 * time.Second, 10 * time.Second, 0, 0},
 		{"set", Config{
-			KeepAliveInterval: time.Second, ConnectionWriteTimeout: 3 * time.Second, MaxStreamWindow: 1 << 20,
+			KeepAliveInterval: 3 * time.Second, ConnectionWriteTimeout: 3 * time.Second, MaxStreamWindow: 1 << 20,
 			AcceptBacklog: 5, HandshakeTimeout: 4 * time.Second,
-		}, 5, 1 << 20, time.Second, 3 * time.Second, 4 * time.Second, 0, 0},
+		}, 5, 1 << 20, 3 * time.Second, 3 * time.Second, 4 * time.Second, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			yc := tc.cfg.yamuxConfig()
