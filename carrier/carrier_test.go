@@ -18,43 +18,12 @@ import (
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// echoServer is a TCP server on 127.0.0.1 that echoes until the client
-// half-closes, then half-closes too.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // fakeEdge is the edge side of the subprotocol: it accepts the WebSocket
@@ -124,7 +93,7 @@ func dialEdge(t *testing.T, e *fakeEdge, mods ...func(*Options)) net.Conn {
 }
 
 func TestDialEchoHalfClose(t *testing.T) {
-	e := newFakeEdge(t, echoServer(t))
+	e := newFakeEdge(t, tunneltest.EchoServer(t, ""))
 	c := dialEdge(t, e, func(o *Options) { o.Destination = "10.0.0.1:22" })
 
 	msg := []byte("hello through the carrier")
@@ -162,7 +131,7 @@ func TestDialEchoHalfClose(t *testing.T) {
 
 // TestDialLarge sends a few MiB both ways at once and compares checksums.
 func TestDialLarge(t *testing.T) {
-	e := newFakeEdge(t, echoServer(t))
+	e := newFakeEdge(t, tunneltest.EchoServer(t, ""))
 	c := dialEdge(t, e)
 	data := make([]byte, 4<<20)
 	rand.Read(data)
@@ -282,7 +251,7 @@ func TestAbortIsNotEOF(t *testing.T) {
 }
 
 func TestReadDeadline(t *testing.T) {
-	e := newFakeEdge(t, echoServer(t))
+	e := newFakeEdge(t, tunneltest.EchoServer(t, ""))
 	c := dialEdge(t, e)
 	c.SetReadDeadline(time.Now().Add(-time.Second))
 	_, err := c.Read(make([]byte, 10))
@@ -312,7 +281,7 @@ func TestReadDeadline(t *testing.T) {
 
 // TestDialContextEndsWithDial checks that the context bounds only the dial.
 func TestDialContextEndsWithDial(t *testing.T) {
-	e := newFakeEdge(t, echoServer(t))
+	e := newFakeEdge(t, tunneltest.EchoServer(t, ""))
 	ctx, cancel := context.WithCancel(t.Context())
 	c, err := Dial(ctx, Options{Hostname: "h.example.test", EdgeURL: e.URL})
 	if err != nil {
@@ -330,7 +299,7 @@ func TestDialContextEndsWithDial(t *testing.T) {
 }
 
 func TestServeListener(t *testing.T) {
-	e := newFakeEdge(t, echoServer(t))
+	e := newFakeEdge(t, tunneltest.EchoServer(t, ""))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

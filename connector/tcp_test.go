@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/net/proxy"
@@ -18,6 +17,7 @@ import (
 	"github.com/adit-dev/adit/carrier"
 	"github.com/adit-dev/adit/ingress"
 	"github.com/adit-dev/adit/tunnel"
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
 
 // tcpTestPair returns both ends of a loopback TCP connection.
@@ -38,35 +38,6 @@ func tcpTestPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	}
 	t.Cleanup(func() { c1.Close(); c2.Close() })
 	return c1.(*net.TCPConn), c2.(*net.TCPConn)
-}
-
-// echoOrigin is a TCP origin that echoes until the client half-closes.
-func echoOrigin(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // closedAddr is a loopback address nothing listens on.
@@ -138,7 +109,7 @@ func roundTrip(t *testing.T, w *net.TCPConn, r io.Reader, msg string) string {
 
 func TestServeTCP(t *testing.T) {
 	t.Parallel()
-	origin := echoOrigin(t)
+	origin := tunneltest.EchoServer(t, "")
 	dead := closedAddr(t)
 	c := testConnector(t, `
 ingress:
@@ -211,7 +182,7 @@ ingress:
 
 func TestServeTCPSOCKS(t *testing.T) {
 	t.Parallel()
-	origin := echoOrigin(t)
+	origin := tunneltest.EchoServer(t, "")
 	c := testConnector(t, `
 ingress:
   - hostname: socks.example.test

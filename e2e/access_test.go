@@ -24,38 +24,8 @@ import (
 	"github.com/adit-dev/adit/carrier"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/tunnel/tunneltest"
 )
-
-// tcpEchoServer is a TCP origin on 127.0.0.1 that writes prefix, then
-// echoes until the client half-closes, then half-closes too.
-func tcpEchoServer(t testing.TB, prefix string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.WriteString(c, prefix)
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // freeTCPPort finds a port nothing listens on now, for a process or route
 // that must be given a concrete port.
@@ -107,7 +77,7 @@ var reListening = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 // half-close, several connections at once, and a bastion destination.
 func TestAccessTCP(t *testing.T) {
 	srv := startEdge(t, "")
-	echo := tcpEchoServer(t, "")
+	echo := tunneltest.EchoServer(t, "")
 	tun := createTunnel(t, srv, "access", "echo.example.test", "bastion.example.test")
 	startConnector(t, srv, tun, ingressYAML(t, `
 ingress:
@@ -280,8 +250,8 @@ func closedAddr(t testing.TB) string {
 // tunnel, closes the port.
 func TestTCPPortRoute(t *testing.T) {
 	srv := startEdge(t, "")
-	byName := tcpEchoServer(t, "named:")
-	catchAll := tcpEchoServer(t, "catch-all:")
+	byName := tunneltest.EchoServer(t, "named:")
+	catchAll := tunneltest.EchoServer(t, "catch-all:")
 	tun := createTunnel(t, srv, "ports")
 	startConnector(t, srv, tun, ingressYAML(t, `
 ingress:
@@ -351,7 +321,7 @@ func TestCLIRouteTCP(t *testing.T) {
 	home := t.TempDir()
 	env := []string{"ADIT_HOME=" + home}
 	e := startEdgeProc(t, t.TempDir(), "127.0.0.1:0")
-	echo := tcpEchoServer(t, "")
+	echo := tunneltest.EchoServer(t, "")
 	mustAdit(t, env, e.login...)
 	mustAdit(t, env, "tunnel", "create", "tcpweb")
 	port := freeTCPPort(t)

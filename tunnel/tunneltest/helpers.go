@@ -3,6 +3,8 @@ package tunneltest
 import (
 	"context"
 	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,4 +102,36 @@ func Open(t *testing.T, from, to tunnel.Conn) (opened, accepted tunnel.Stream) {
 		t.Fatalf("first bytes: got %q, %v; want %q", buf, err, "hello")
 	}
 	return s, a
+}
+
+// EchoServer is a TCP server on 127.0.0.1 that writes prefix to each
+// connection, then echoes what it reads until the client half-closes, and
+// half-closes too. It stops when the test ends. It returns its address.
+func EchoServer(t testing.TB, prefix string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.WriteString(c, prefix)
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
