@@ -202,8 +202,20 @@ func (w *Watcher) notifications() (<-chan struct{}, func()) {
 		}
 		w.log.Info("configwatch: cannot watch for file changes; polling instead", "err", err, "interval", w.cfg.PollInterval)
 	}
-	go w.poll(notify, done)
+	// The baseline is taken here, before Run compares the file with
+	// Config.Current, not when the goroutine first runs: a change made in
+	// between would otherwise become the baseline and never be seen.
+	go w.poll(w.stat(), notify, done)
 	return out, func() { close(done) }
+}
+
+// stat is the file's info, following links; nil if it cannot be read.
+func (w *Watcher) stat() os.FileInfo {
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return nil
+	}
+	return fi
 }
 
 // fsnotify watches the file's directory and calls notify for the events
@@ -262,21 +274,13 @@ func (w *Watcher) relevant(ev fsnotify.Event) bool {
 // "racily clean" check, a file modified within the last two intervals is
 // also re-read on every tick: a same-size write within the file system's
 // timestamp granularity leaves the stamp unchanged.
-func (w *Watcher) poll(notify func(), done <-chan struct{}) {
-	stat := func() os.FileInfo {
-		fi, err := os.Stat(w.path)
-		if err != nil {
-			return nil
-		}
-		return fi
-	}
+func (w *Watcher) poll(last os.FileInfo, notify func(), done <-chan struct{}) {
 	same := func(a, b os.FileInfo) bool {
 		if a == nil || b == nil {
 			return a == nil && b == nil
 		}
 		return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 	}
-	last := stat()
 	t := time.NewTicker(w.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -284,7 +288,7 @@ func (w *Watcher) poll(notify func(), done <-chan struct{}) {
 		case <-done:
 			return
 		case <-t.C:
-			fi := stat()
+			fi := w.stat()
 			racy := fi != nil && time.Since(fi.ModTime()) < 2*w.cfg.PollInterval
 			if !same(fi, last) || racy {
 				notify()
