@@ -179,7 +179,7 @@ func TestDefaults(t *testing.T) {
 		ConnectTimeout:       30 * time.Second,
 		TLSTimeout:           10 * time.Second,
 		TCPKeepAlive:         30 * time.Second,
-		KeepAliveConnections: 100,
+		KeepAliveConnections: 1024,
 		KeepAliveTimeout:     90 * time.Second,
 		ProxyAddress:         "127.0.0.1",
 	}
