@@ -64,9 +64,9 @@ type OriginRequest struct {
 // Defaults of the originRequest options, as in cloudflared except
 // DefaultKeepAliveConnections.
 const (
-	DefaultConnectTimeout       = 30 * time.Second
-	DefaultTLSTimeout           = 10 * time.Second
-	DefaultTCPKeepAlive         = 30 * time.Second
+	DefaultConnectTimeout = 30 * time.Second
+	DefaultTLSTimeout     = 10 * time.Second
+	DefaultTCPKeepAlive   = 30 * time.Second
 	// DefaultKeepAliveConnections is 1024, not cloudflared's 100: with more
 	// requests in flight than idle slots, every answer past the 100th closes its
 	// origin connection and the next request dials a new one (at 500 concurrent
