@@ -41,7 +41,7 @@ func TestTransport(t *testing.T) {
 
 // newPair listens on 127.0.0.1:0, dials it and accepts. Everything is
 // closed, and waited for, at cleanup.
-func newPair(t *testing.T, serverCfg, clientCfg Config) tunneltest.Pair {
+func newPair(t testing.TB, serverCfg, clientCfg Config) tunneltest.Pair {
 	t.Helper()
 	pki := tunneltest.NewTestPKI(t)
 	ln, err := Listen("127.0.0.1:0", pki.Server, serverCfg)

@@ -199,7 +199,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	if tc.ServerName == "" {
 		tc.ServerName = host
 	}
-	tlsConn := tls.Client(raw, tc)
+	tlsConn := tls.Client(&batchConn{Conn: raw}, tc)
 	if err := tlsConn.HandshakeContext(hctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("tunnelws: dial %s: tls: %w", addr, err)
@@ -292,7 +292,7 @@ func Serve(ln net.Listener, tlsConf *tls.Config, cfg Config) (tunnel.Listener, e
 	}
 	go func() {
 		defer close(l.served)
-		l.srv.Serve(tls.NewListener(ln, tc))
+		l.srv.Serve(tls.NewListener(batchListener{ln}, tc))
 	}()
 	return l, nil
 }

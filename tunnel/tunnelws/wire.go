@@ -183,8 +183,9 @@ type wireHooks interface {
 // when yamux is idle.
 type wire struct {
 	ws    *websocket.Conn
-	out   messages // ws, but for tests
-	raw   net.Conn // under ws; closed to cut a stuck close handshake
+	out   messages   // ws, but for tests
+	raw   net.Conn   // under ws; closed to cut a stuck close handshake
+	batch *batchConn // under raw's TLS: gathers one Write's records, or nil
 	hooks wireHooks
 
 	// Reading: a goroutine splits frames off the WebSocket into pieces.
@@ -226,6 +227,7 @@ func newWire(ws *websocket.Conn, raw net.Conn, hooks wireHooks) *wire {
 		ws:        ws,
 		out:       ws,
 		raw:       raw,
+		batch:     batchOf(raw),
 		hooks:     hooks,
 		pieces:    make(chan piece, 4),
 		stop:      make(chan struct{}),
@@ -327,13 +329,26 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// Write takes yamux's frames and sends each as one binary message.
-func (w *wire) Write(p []byte) (int, error) {
+// Write takes yamux's frames and sends each as one binary message. What
+// one call sends reaches the socket in one write where it can.
+func (w *wire) Write(p []byte) (n int, err error) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if w.werr != nil {
 		return 0, w.werr
 	}
+	if w.batch != nil {
+		w.batch.hold()
+		defer func() {
+			if rerr := w.batch.release(); rerr != nil && err == nil {
+				n, err = 0, w.failWrite(rerr)
+			}
+		}()
+	}
+	return w.write(p)
+}
+
+func (w *wire) write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.bodyLeft == 0 {
