@@ -303,5 +303,8 @@ func (c *Connector) quicConfig() tunnelquic.Config {
 	if q.KeepAlivePeriod == 0 {
 		q.KeepAlivePeriod = time.Second // the edge's period too (edge/limits.go)
 	}
+	if q.Logger == nil {
+		q.Logger = c.log
+	}
 	return q
 }

@@ -26,6 +26,9 @@ func listenTunnel(addr string, tlsConf *tls.Config, qc tunnelquic.Config, wc tun
 	if wc.Logger == nil {
 		wc.Logger = log
 	}
+	if qc.Logger == nil {
+		qc.Logger = log
+	}
 	tries := 1
 	if port == "0" {
 		tries = 10

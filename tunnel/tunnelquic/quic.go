@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +43,16 @@ type Config struct {
 	// learns at its next packet that its connection is gone, instead of
 	// waiting for the idle timeout. If nil, no resets are sent.
 	StatelessResetKey *[32]byte
+	// Logger receives the warning when the kernel caps UDP buffers. If
+	// nil, nothing is logged.
+	Logger *slog.Logger
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
 }
 
 func (c Config) quicConfig() *quic.Config {
@@ -78,10 +90,25 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	tc := tlsConf.Clone()
 	tc.NextProtos = []string{tunnel.ALPN}
 	tc.MinVersion = tls.VersionTLS13
-	qc, err := quic.DialAddr(ctx, addr, tc, cfg.quicConfig())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}
+	pc, err := listenUDP(nil, cfg.logger())
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: pc}
+	qc, err := tr.Dial(ctx, ua, tc, cfg.quicConfig())
+	if err != nil {
+		tr.Close()
+		pc.Close()
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	context.AfterFunc(qc.Context(), func() {
+		tr.Close()
+		pc.Close()
+	})
 	return &conn{qc: qc}, nil
 }
 
@@ -90,18 +117,11 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (tunnel.Listener, erro
 	tc := tlsConf.Clone()
 	tc.NextProtos = []string{tunnel.ALPN}
 	tc.MinVersion = tls.VersionTLS13
-	if cfg.StatelessResetKey == nil {
-		l, err := quic.ListenAddr(addr, tc, cfg.quicConfig())
-		if err != nil {
-			return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
-		}
-		return &listener{l: l}, nil
-	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
-	pc, err := net.ListenUDP("udp", ua)
+	pc, err := listenUDP(ua, cfg.logger())
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
@@ -114,11 +134,17 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (tunnel.Listener, erro
 	return &listener{l: l, tr: tr}, nil
 }
 
-// listener is a QUIC listener; tr is set when Listen made its own
-// transport (for stateless resets) and closes with it.
+// listener is a QUIC listener on its own transport and socket. Closing
+// it stops accepting; connections already accepted stay up, and the
+// transport and socket close when the last of them ends.
 type listener struct {
 	l  *quic.Listener
 	tr *quic.Transport
+
+	mu     sync.Mutex
+	live   int  // accepted connections not yet ended
+	closed bool // Close was called
+	once   sync.Once
 }
 
 func (l *listener) Accept(ctx context.Context) (tunnel.Conn, error) {
@@ -126,17 +152,40 @@ func (l *listener) Accept(ctx context.Context) (tunnel.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.mu.Lock()
+	l.live++
+	l.mu.Unlock()
+	context.AfterFunc(qc.Context(), func() {
+		l.mu.Lock()
+		l.live--
+		last := l.closed && l.live == 0
+		l.mu.Unlock()
+		if last {
+			l.closeTransport()
+		}
+	})
 	return &conn{qc: qc}, nil
 }
 
 func (l *listener) Addr() net.Addr { return l.l.Addr() }
+
 func (l *listener) Close() error {
 	err := l.l.Close()
-	if l.tr != nil {
-		l.tr.Close() // ends the connections, as closing a ListenAddr listener does
-		l.tr.Conn.Close()
+	l.mu.Lock()
+	l.closed = true
+	last := l.live == 0
+	l.mu.Unlock()
+	if last {
+		l.closeTransport()
 	}
 	return err
+}
+
+func (l *listener) closeTransport() {
+	l.once.Do(func() {
+		l.tr.Close()
+		l.tr.Conn.Close()
+	})
 }
 
 type conn struct{ qc *quic.Conn }

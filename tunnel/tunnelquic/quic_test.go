@@ -1,11 +1,15 @@
 package tunnelquic
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +152,47 @@ func TestConfigDefaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestBufferWarning(t *testing.T) {
+	const want = 7 << 20
+	for _, tc := range []struct {
+		name     string
+		rcv, snd int
+		warn     bool
+	}{
+		{"both granted", want, want, false},
+		{"more than asked", 2 * want, want, false},
+		{"receive capped", 208 << 10, want, true},
+		{"send capped", want, 208 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := bufferWarning(tc.rcv, tc.snd, want)
+			if got := msg != ""; got != tc.warn {
+				t.Fatalf("warning: got %q, want one: %v", msg, tc.warn)
+			}
+			if tc.warn && !strings.Contains(msg, "sysctl -w net.core.rmem_max=7340032 net.core.wmem_max=7340032") {
+				t.Errorf("warning %q does not give the fix", msg)
+			}
+		})
+	}
+}
+
+// TestUDPBuffersGrown: the sockets Dial and Listen open have the buffers
+// asked for, or a warning was logged saying why not.
+func TestUDPBuffersGrown(t *testing.T) {
+	var logged bytes.Buffer
+	pc, err := listenUDP(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	rcv, snd, err := growBuffers(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (rcv < udpBufferSize || snd < udpBufferSize) && !strings.Contains(logged.String(), "sysctl") {
+		t.Errorf("buffers %d/%d KiB below %d KiB and no warning logged (log: %q)", rcv>>10, snd>>10, udpBufferSize>>10, logged.String())
+	}
+	t.Logf("granted receive %d KiB, send %d KiB", rcv>>10, snd>>10)
 }
