@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,11 @@ func TestTinyRun(t *testing.T) {
 
 	var table bytes.Buffer
 	res.writeTable(&table)
-	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets"} {
+	if res.Settings.Connector != "adit-connector" || res.Settings.ConnectorBinaryBytes <= 0 || res.Settings.EdgeBinaryBytes <= res.Settings.ConnectorBinaryBytes {
+		t.Errorf("settings: got connector %q of %d bytes, edge %d bytes; want adit-connector, smaller than adit",
+			res.Settings.Connector, res.Settings.ConnectorBinaryBytes, res.Settings.EdgeBinaryBytes)
+	}
+	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`"} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
@@ -110,6 +115,33 @@ func TestTinyRun(t *testing.T) {
 	}
 	if len(back.Figures) != len(res.Figures) || back.Machine.CPUs == 0 {
 		t.Errorf("JSON round trip: got %d figures and %d CPUs, want %d figures and > 0 CPUs", len(back.Figures), back.Machine.CPUs, len(res.Figures))
+	}
+}
+
+func TestParseFlagsConnector(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    string // cfg.connector; "" for an error
+		wantBin string // cfg.connectorBin
+	}{
+		{"default", nil, "adit-connector", ""},
+		{"full adit", []string{"--connector", "adit"}, "adit", ""},
+		{"prebuilt slim", []string{"--adit-connector", "/x/adit-connector"}, "adit-connector", "/x/adit-connector"},
+		{"unknown", []string{"--connector", "cloudflared"}, "", ""},
+		{"prebuilt slim unused", []string{"--connector", "adit", "--adit-connector", "/x/adit-connector"}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseFlags(tc.args, io.Discard)
+			switch {
+			case tc.want == "" && err == nil:
+				t.Errorf("parseFlags(%q): got connector %q, want an error", tc.args, cfg.connector)
+			case tc.want != "" && err != nil:
+				t.Errorf("parseFlags(%q): got error %v, want connector %q", tc.args, err, tc.want)
+			case tc.want != "" && (cfg.connector != tc.want || cfg.connectorBin != tc.wantBin):
+				t.Errorf("parseFlags(%q): got %q, %q; want %q, %q", tc.args, cfg.connector, cfg.connectorBin, tc.want, tc.wantBin)
+			}
+		})
 	}
 }
 

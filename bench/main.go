@@ -1,7 +1,8 @@
-// Command bench is adit's benchmark harness. It builds the adit binary,
-// starts an origin (an HTTP server in this process), an `adit edge` and one
-// `adit tunnel run` per transport as separate processes, all on 127.0.0.1,
-// and measures in the same run:
+// Command bench is adit's benchmark harness. It builds the adit and
+// adit-connector binaries, starts an origin (an HTTP server in this
+// process), an `adit edge` and one `adit-connector tunnel run` per transport
+// (`adit tunnel run` with --connector adit) as separate processes, all on
+// 127.0.0.1, and measures in the same run:
 //
 //   - direct:         client → origin
 //   - adit-quic:      client → edge → QUIC → connector → origin
@@ -28,6 +29,7 @@
 //	go run ./bench --scenarios small --concurrency 1,50 --duration 5s
 //	go run ./bench --big-size 256MiB --idle-ws 1000 --rate-duration 10s
 //	go run ./bench --compare frp=http://127.0.0.1:7000 --compare-host frp=app.test
+//	go run ./bench --scenarios rate --connector adit   # connectors in the full binary
 //
 // docs/performance.md has results and the method.
 package main
@@ -66,6 +68,8 @@ type config struct {
 	compares      []compare
 	originAddr    string   // where the origin listens
 	aditBin       string   // a prebuilt adit; empty: go build
+	connector     string   // the binary connectors run: "adit-connector" or "adit"
+	connectorBin  string   // a prebuilt adit-connector; empty: go build
 	out           string   // JSON results file; empty: none
 	cpuprofileDir string   // perf profiles of edge and connector; empty: none
 	childEnv      []string // extra KEY=VALUE for the edge and connectors (GOGC=400, ...)
@@ -168,6 +172,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	})
 	fs.StringVar(&cfg.originAddr, "origin-addr", "127.0.0.1:0", "where the origin listens (fix it to point a --compare tunnel at it)")
 	fs.StringVar(&cfg.aditBin, "adit", "", "use this adit binary instead of building one")
+	fs.StringVar(&cfg.connector, "connector", "adit-connector", "binary the connectors run: adit-connector (the slim one, without the edge) or adit")
+	fs.StringVar(&cfg.connectorBin, "adit-connector", "", "use this adit-connector binary instead of building one")
 	fs.StringVar(&cfg.out, "out", "bench-results.json", "write the results as JSON here (empty: do not)")
 	fs.StringVar(&cfg.cpuprofileDir, "cpuprofile-dir", "", "record perf profiles of the edge and connectors during the small-GET run nearest c=50 and the big transfers into this directory (needs perf)")
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long a connector (or restarted edge) may take to serve")
@@ -216,6 +222,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("bench: --rate must be at least 1")
 	case cfg.idleWS < 1:
 		return nil, errors.New("bench: --idle-ws must be at least 1")
+	case cfg.connector != "adit-connector" && cfg.connector != "adit":
+		return nil, fmt.Errorf("bench: --connector %q: want adit-connector or adit", cfg.connector)
+	case cfg.connector == "adit" && cfg.connectorBin != "":
+		return nil, errors.New("bench: --adit-connector is for --connector adit-connector")
 	}
 	return cfg, nil
 }

@@ -51,6 +51,11 @@ type Settings struct {
 	IdleWSNote   string   `json:"idle_websockets_note,omitempty"` // why fewer than asked
 	Rate         int      `json:"rate"`
 	RateDuration string   `json:"rate_duration"`
+	// Connector is the binary the connectors ran: "adit-connector" (the
+	// default) or "adit" (--connector adit). The edge always runs adit.
+	Connector            string `json:"connector"`
+	ConnectorBinaryBytes int64  `json:"connector_binary_bytes,omitempty"` // size of the connectors' binary
+	EdgeBinaryBytes      int64  `json:"edge_binary_bytes,omitempty"`      // size of adit
 }
 
 // PathInfo names a path and says whether it could be measured.
@@ -242,8 +247,13 @@ func sizeString(n int64) string {
 // writeTable prints the results as one table: a row per figure, a column
 // per path, each value with its ratio to direct; then the targets.
 func (r *Results) writeTable(w io.Writer) {
-	fmt.Fprintf(w, "adit benchmark, %s, %d CPUs (%s), %s, load average %s before and %s after\n\n",
+	fmt.Fprintf(w, "adit benchmark, %s, %d CPUs (%s), %s, load average %s before and %s after\n",
 		r.Started.Format(time.DateTime), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadStart, r.Machine.LoadEnd)
+	if r.Settings.Connector != "" {
+		fmt.Fprintf(w, "connectors: `%s tunnel run` (binary %.1f MB); edge: `adit edge` (binary %.1f MB)\n",
+			r.Settings.Connector, float64(r.Settings.ConnectorBinaryBytes)/1e6, float64(r.Settings.EdgeBinaryBytes)/1e6)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "scenario\tmetric\tunit")
 	for _, p := range r.Paths {

@@ -42,12 +42,13 @@ type edgeProc struct {
 	login    []string // the printed `adit login ...` arguments, after "adit"
 }
 
-// rig is everything the harness started: the adit binary, the origin, an
+// rig is everything the harness started: the binaries, the origin, an
 // edge, and a connector per adit path, all on 127.0.0.1.
 type rig struct {
 	cfg        *config
 	tmp        string
-	bin        string
+	bin        string // adit: the edge and the CLI
+	connBin    string // what the connectors run: adit-connector, or adit (--connector adit)
 	home       string // ADIT_HOME for the CLI and connectors
 	dataDir    string // the edge's --data-dir
 	tunnelAddr string // the edge's --tunnel-addr, kept across a restart
@@ -77,7 +78,7 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 	}
 	r.home = filepath.Join(r.tmp, "home")
 	r.dataDir = filepath.Join(r.tmp, "edge-data")
-	if r.bin, err = r.buildAdit(ctx); err != nil {
+	if err = r.buildBinaries(ctx, res); err != nil {
 		return err
 	}
 	if r.origin, err = startOrigin(r.cfg.originAddr); err != nil {
@@ -151,22 +152,53 @@ func (r *rig) env() []string {
 	return childEnv(append([]string{"ADIT_HOME=" + r.home}, r.cfg.childEnv...)...)
 }
 
-// buildAdit returns --adit, or builds the binary into the temp dir.
-func (r *rig) buildAdit(ctx context.Context) (string, error) {
-	if r.cfg.aditBin != "" {
-		return r.cfg.aditBin, nil
+// buildBinaries sets r.bin to --adit or a fresh build of cmd/adit, and
+// r.connBin to the binary the connectors run (--connector): adit itself, or
+// --adit-connector or a fresh build of cmd/adit-connector. It records which
+// in res.
+func (r *rig) buildBinaries(ctx context.Context, res *Results) error {
+	var err error
+	if r.bin, err = r.build(ctx, "adit", r.cfg.aditBin); err != nil {
+		return err
 	}
-	bin := filepath.Join(r.tmp, "adit")
+	r.connBin = r.bin
+	if r.cfg.connector == "adit-connector" {
+		if r.connBin, err = r.build(ctx, "adit-connector", r.cfg.connectorBin); err != nil {
+			return err
+		}
+	}
+	res.Settings.Connector = filepath.Base(r.connBin)
+	res.Settings.EdgeBinaryBytes = fileSize(r.bin)
+	res.Settings.ConnectorBinaryBytes = fileSize(r.connBin)
+	return nil
+}
+
+// build returns prebuilt, or builds github.com/adit-dev/adit/cmd/<name> into
+// the temp dir.
+func (r *rig) build(ctx context.Context, name, prebuilt string) (string, error) {
+	if prebuilt != "" {
+		return prebuilt, nil
+	}
+	bin := filepath.Join(r.tmp, name)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", errors.New("bench: no go command to build adit with; pass --adit PATH")
+		return "", fmt.Errorf("bench: no go command to build %s with; pass --%s PATH", name, name)
 	}
-	r.cfg.logf("building adit")
+	r.cfg.logf("building %s", name)
 	// A cold build cache compiles etcd and friends: allow for it.
-	if _, err := runCmd(ctx, 10*time.Minute, goBin, os.Environ(), "build", "-o", bin, "github.com/adit-dev/adit/cmd/adit"); err != nil {
+	if _, err := runCmd(ctx, 10*time.Minute, goBin, os.Environ(), "build", "-o", bin, "github.com/adit-dev/adit/cmd/"+name); err != nil {
 		return "", err
 	}
 	return bin, nil
+}
+
+// fileSize is the size of the file at path, or 0 if it cannot be read.
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
@@ -191,11 +223,11 @@ func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
 	return e, nil
 }
 
-// startConnector starts p's `adit tunnel run` and returns the time from
-// starting it to the first 200 through the edge.
+// startConnector starts p's `tunnel run` (in r.connBin) and returns the
+// time from starting it to the first 200 through the edge.
 func (r *rig) startConnector(ctx context.Context, p *path) (time.Duration, error) {
 	start := time.Now()
-	c, err := startProc(p.name+" connector", r.bin, r.env(), "tunnel", "run",
+	c, err := startProc(p.name+" connector", r.connBin, r.env(), "tunnel", "run",
 		"--url", r.origin.URL(), "--credentials-file", p.credFile,
 		"--edge", r.tunnelAddr, "--edge-server-name", "localhost", "--protocol", p.protocol)
 	if err != nil {

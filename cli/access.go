@@ -27,7 +27,7 @@ type accessFlags struct {
 	edgeCA      string
 }
 
-func newAccessCmd(g *globals) *cobra.Command {
+func newAccessCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "access",
 		Short: "Reach a tunnel's TCP services (SSH, RDP, databases) through the edge",
@@ -40,7 +40,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newAccessTCPCmd(g *globals) *cobra.Command {
+func newAccessTCPCmd(g *Env) *cobra.Command {
 	var f accessFlags
 	cmd := &cobra.Command{
 		Use:     "tcp --hostname HOSTNAME [--url 127.0.0.1:PORT]",
@@ -60,7 +60,7 @@ Without --url, carry standard input and output, for OpenSSH's ProxyCommand:
 'ssh', 'rdp' and 'smb' are other names for this command. The edge is
 https://HOSTNAME unless --edge names it (http://127.0.0.1:8080 for a local
 edge). For a bastion rule, --destination names the host:port to reach.`,
-		Args: exactArgs(0, "no arguments (the hostname goes in --hostname)"),
+		Args: ExactArgs(0, "no arguments (the hostname goes in --hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAccess(cmd, g, f)
 		},
@@ -84,7 +84,7 @@ edge). For a bastion rule, --destination names the host:port to reach.`,
 	return cmd
 }
 
-func (f accessFlags) options(g *globals) (carrier.Options, error) {
+func (f accessFlags) options(g *Env) (carrier.Options, error) {
 	if f.hostname == "" {
 		return carrier.Options{}, errors.New("access: --hostname is required")
 	}
@@ -119,7 +119,7 @@ func (f accessFlags) options(g *globals) (carrier.Options, error) {
 	return opts, nil
 }
 
-func runAccess(cmd *cobra.Command, g *globals, f accessFlags) error {
+func runAccess(cmd *cobra.Command, g *Env, f accessFlags) error {
 	opts, err := f.options(g)
 	if err != nil {
 		return err

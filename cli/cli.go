@@ -2,8 +2,14 @@
 // the config structs of adit's packages, call them, and print the result.
 // Nothing here is needed to use adit as a library.
 //
-// Main runs a command line and returns its exit code; errors print as a single
-// line "adit: <reason>" on stderr, never a usage dump or a stack trace.
+// It holds every command a connector host needs (login, tunnel, access,
+// version) and none that links the edge: package edgecmd adds `edge` and
+// `quickstart`. [Main] runs one binary's command line: cmd/adit passes the
+// edge's commands, cmd/adit-connector none, so adit-connector links neither
+// the edge nor an etcd server.
+//
+// Main returns the exit code; errors print as a single line
+// "<program>: <reason>" on stderr, never a usage dump or a stack trace.
 package cli
 
 import (
@@ -11,16 +17,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/spf13/cobra"
 )
 
-// globals holds what every command shares: the persistent flags and where to
+// Env is what every command shares: the persistent flags and where to
 // print.
-type globals struct {
+type Env struct {
 	// Home is --home: where cert.json and tunnel credentials files live.
 	Home string
 	// LogLevel is --loglevel: debug, info, warn or error.
@@ -33,7 +42,7 @@ type globals struct {
 }
 
 // Logger returns a text logger on Stderr at --loglevel.
-func (g *globals) Logger() *slog.Logger {
+func (g *Env) Logger() *slog.Logger {
 	if g.logger == nil {
 		lvl, err := parseLevel(g.LogLevel)
 		if err != nil {
@@ -58,17 +67,45 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("--loglevel %q: want debug, info, warn or error", s)
 }
 
-// Main runs the adit command line args (without the program name) and returns
-// the process exit code: 0 on success, 1 on any error.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{Stdout: stdout, Stderr: stderr}
+// Program is one adit binary's command line.
+type Program struct {
+	// Name is the program name in usage and in error messages. If empty,
+	// "adit".
+	Name string
+	// Short is the root command's one-line description. If empty, adit's.
+	Short string
+	// Commands are added to the root beside the shared ones (login,
+	// tunnel, access, version). If nil, only the shared ones.
+	Commands []Command
+}
+
+// Command makes a top-level command; it gets the Env every command shares.
+type Command func(*Env) *cobra.Command
+
+// Run is a binary's main: it runs prog with the process's arguments and
+// standard streams and exits with Main's code. The first SIGINT or SIGTERM
+// cancels the command's context so it shuts down gracefully; once it has,
+// a second signal kills the process at once.
+func Run(prog Program) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(Main(ctx, prog, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main runs the command line args (without the program name) of prog and
+// returns the process exit code: 0 on success, 1 on any error.
+func Main(ctx context.Context, prog Program, args []string, stdout, stderr io.Writer) int {
+	g := &Env{Stdout: stdout, Stderr: stderr}
 	connector.Version = version() // what connectors report at registration
-	root := newRootCmd(g)
+	root := newRootCmd(g, prog)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "adit: %s\n", oneLine(err))
+		fmt.Fprintf(stderr, "%s: %s\n", root.Name(), oneLine(err))
 		return 1
 	}
 	return 0
@@ -84,10 +121,16 @@ func oneLine(err error) string {
 	return s
 }
 
-func newRootCmd(g *globals) *cobra.Command {
+func newRootCmd(g *Env, prog Program) *cobra.Command {
+	if prog.Name == "" {
+		prog.Name = "adit"
+	}
+	if prog.Short == "" {
+		prog.Short = "adit exposes private services through a self-hosted edge"
+	}
 	root := &cobra.Command{
-		Use:           "adit",
-		Short:         "adit exposes private services through a self-hosted edge",
+		Use:           prog.Name,
+		Short:         prog.Short,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// No completion command: it is noise for an operator tool.
@@ -108,16 +151,18 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(
 		newLoginCmd(g),
 		newTunnelCmd(g),
-		newEdgeCmd(g),
-		newQuickstartCmd(g),
 		newVersionCmd(g),
 		newAccessCmd(g), // access.go
 	)
+	for _, c := range prog.Commands {
+		root.AddCommand(c(g))
+	}
 	return root
 }
 
-// exactArgs is cobra.ExactArgs with a message naming what is expected.
-func exactArgs(n int, what string) cobra.PositionalArgs {
+// ExactArgs is cobra.ExactArgs with a message naming what is expected:
+// "tunnel run: want NAME, got 2 argument(s)".
+func ExactArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
 			return fmt.Errorf("%s: want %s, got %d argument(s)", cmdPath(cmd), what, len(args))

@@ -17,18 +17,19 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/pki"
 	"github.com/adit-dev/adit/store"
 )
 
-// testEdge is a real control API: an embedded etcd, control.Service and
-// control.NewHandler behind an httptest TLS server whose certificate is
+// testEdge is a real control API: an embedded etcd, controlserver.Service and
+// controlserver.NewHandler behind an httptest TLS server whose certificate is
 // signed by a pki CA.
 type testEdge struct {
 	t         *testing.T
 	st        *store.Store
-	svc       *control.Service
+	svc       *controlserver.Service
 	api       string // https://127.0.0.1:port
 	caFile    string // the CA PEM, as --ca takes it
 	caPEM     string
@@ -54,12 +55,12 @@ func newTestEdge(t *testing.T) *testEdge {
 		t.Fatal(err)
 	}
 	info := control.EdgeInfo{Node: "edge-a", TunnelAddrs: []string{"edge-a.test:7844"}, CAPEM: string(bundle.CACertPEM)}
-	svc := control.NewService(st.Client(), info, nil)
+	svc := controlserver.NewService(st.Client(), info, nil)
 	tokenFile := filepath.Join(dir, "admin-token")
 	if _, err := svc.EnsureAdminToken(ctx, tokenFile); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(control.NewHandler(svc, nil))
+	srv := httptest.NewUnstartedServer(controlserver.NewHandler(svc, nil))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are expected
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 	srv.StartTLS()
@@ -79,7 +80,7 @@ func newTestEdge(t *testing.T) *testEdge {
 func (e *testEdge) run(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
 	var out, errOut bytes.Buffer
-	code = Main(context.Background(), append([]string{"--home", e.home}, args...), &out, &errOut)
+	code = Main(context.Background(), Program{}, append([]string{"--home", e.home}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 
@@ -119,7 +120,7 @@ func checkOneLine(t *testing.T, stderr, want string) {
 func (e *testEdge) connect(tunnelID string, n int) {
 	e.t.Helper()
 	ctx := context.Background()
-	p, err := control.NewPresence(ctx, e.st.Client(), 0, nil)
+	p, err := controlserver.NewPresence(ctx, e.st.Client(), 0, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestLogin(t *testing.T) {
 func TestNotLoggedIn(t *testing.T) {
 	var out, errOut bytes.Buffer
 	home := t.TempDir()
-	code := Main(context.Background(), []string{"--home", home, "tunnel", "list"}, &out, &errOut)
+	code := Main(context.Background(), Program{}, []string{"--home", home, "tunnel", "list"}, &out, &errOut)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -229,7 +230,7 @@ func TestUnreachableAPI(t *testing.T) {
 	} {
 		t.Run(strings.Join(args[:2], " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code := Main(context.Background(), append([]string{"--home", t.TempDir()}, args...), &out, &errOut)
+			code := Main(context.Background(), Program{}, append([]string{"--home", t.TempDir()}, args...), &out, &errOut)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1", code)
 			}
@@ -256,7 +257,7 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code := Main(context.Background(), append([]string{"--home", t.TempDir()}, tc.args...), &out, &errOut)
+			code := Main(context.Background(), Program{}, append([]string{"--home", t.TempDir()}, tc.args...), &out, &errOut)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1", code)
 			}
@@ -265,7 +266,7 @@ func TestUsageErrors(t *testing.T) {
 	}
 	t.Run("help exits 0", func(t *testing.T) {
 		var out, errOut bytes.Buffer
-		if code := Main(context.Background(), []string{"tunnel", "--help"}, &out, &errOut); code != 0 {
+		if code := Main(context.Background(), Program{}, []string{"tunnel", "--help"}, &out, &errOut); code != 0 {
 			t.Fatalf("exit %d, want 0", code)
 		}
 		if !strings.Contains(out.String(), "create") {
@@ -450,7 +451,7 @@ func TestTunnelCommands(t *testing.T) {
 	t.Run("flags override cert.json", func(t *testing.T) {
 		other := filepath.Join(t.TempDir(), "empty-home")
 		var out, errOut bytes.Buffer
-		code := Main(ctx, []string{"--home", other, "tunnel", "list", "--api", e.api, "--token-file", e.tokenFile, "--ca", e.caFile}, &out, &errOut)
+		code := Main(ctx, Program{}, []string{"--home", other, "tunnel", "list", "--api", e.api, "--token-file", e.tokenFile, "--ca", e.caFile}, &out, &errOut)
 		if code != 0 || !strings.Contains(out.String(), apiID) {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 0 and the api tunnel", code, out.String(), errOut.String())
 		}

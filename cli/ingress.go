@@ -51,7 +51,7 @@ func noConfigError(what string, home string) error {
 	return fmt.Errorf("%s: no config file: pass --config FILE, or create one of %s", what, strings.Join(configCandidates(home), ", "))
 }
 
-func newTunnelIngressCmd(g *globals) *cobra.Command {
+func newTunnelIngressCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ingress",
 		Short: "Check a config file's ingress rules",
@@ -77,7 +77,7 @@ func (c *ingressConfig) register(cmd *cobra.Command) {
 }
 
 // file returns --config, or else the file findConfig finds.
-func (c *ingressConfig) file(g *globals, what string) (string, error) {
+func (c *ingressConfig) file(g *Env, what string) (string, error) {
 	if c.path != "" {
 		return c.path, nil
 	}
@@ -89,7 +89,7 @@ func (c *ingressConfig) file(g *globals, what string) (string, error) {
 
 // loadRules prints which file is used (as cloudflared does, with its
 // message), then loads and validates it.
-func loadRules(g *globals, path, verb string) (*ingress.Ingress, error) {
+func loadRules(g *Env, path, verb string) (*ingress.Ingress, error) {
 	fmt.Fprintf(g.Stdout, "%s rules from %s\n", verb, path)
 	cfg, err := ingress.Load(path)
 	if err != nil {
@@ -98,14 +98,14 @@ func loadRules(g *globals, path, verb string) (*ingress.Ingress, error) {
 	return ingress.New(cfg)
 }
 
-func newIngressValidateCmd(g *globals) *cobra.Command {
+func newIngressValidateCmd(g *Env) *cobra.Command {
 	var c ingressConfig
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check that a config file's ingress rules are valid",
 		Long: `Parse and validate a config file's ingress rules and originRequest options.
 Prints OK, or the first problem (which rule, which key, and why) and exits 1.`,
-		Args: exactArgs(0, "no arguments"),
+		Args: ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := c.file(g, "ingress validate")
 			if err != nil {
@@ -122,7 +122,7 @@ Prints OK, or the first problem (which rule, which key, and why) and exits 1.`,
 	return cmd
 }
 
-func newIngressRuleCmd(g *globals) *cobra.Command {
+func newIngressRuleCmd(g *Env) *cobra.Command {
 	var c ingressConfig
 	cmd := &cobra.Command{
 		Use:   "rule URL",
@@ -130,7 +130,7 @@ func newIngressRuleCmd(g *globals) *cobra.Command {
 		Long: `Show which ingress rule a request for URL would match: its number, hostname,
 path and service, why it matches, and why each rule before it does not.
 URL may omit its scheme: app.example.com/path.`,
-		Args: exactArgs(1, "a URL"),
+		Args: ExactArgs(1, "a URL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			host, urlPath, err := parseRuleURL(args[0])
 			if err != nil {

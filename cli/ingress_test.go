@@ -15,7 +15,7 @@ import (
 func runMain(t *testing.T, home string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = Main(context.Background(), append([]string{"--home", home}, args...), &out, &errOut)
+	code = Main(context.Background(), Program{}, append([]string{"--home", home}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 
@@ -229,7 +229,7 @@ func FuzzParseRuleURL(f *testing.F) {
 
 func TestVersion(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := Main(t.Context(), []string{"version"}, &out, &errOut); code != 0 {
+	if code := Main(t.Context(), Program{}, []string{"version"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	if got := out.String(); !strings.HasPrefix(got, "adit ") || !strings.Contains(got, "adit/1") {

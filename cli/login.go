@@ -124,7 +124,7 @@ func apiError(err error) error {
 	return err
 }
 
-func newLoginCmd(g *globals) *cobra.Command {
+func newLoginCmd(g *Env) *cobra.Command {
 	var f apiFlags
 	cmd := &cobra.Command{
 		Use:   "login --api URL --token-file FILE [--ca FILE]",
@@ -133,7 +133,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 saves the API URL, token and CA to cert.json in the adit home directory, mode 0600.
 The token comes from --token-file, else $` + apiTokenEnv + `. Without --ca the API's
 certificate must be trusted by the system roots.`,
-		Args: exactArgs(0, "no arguments"),
+		Args: ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.API == "" {
 				return errors.New("login: --api is required")

@@ -6,23 +6,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/metrics"
 )
 
-// addEdgeOpsFlags registers `adit edge`'s operator flags: the metrics
-// listener and the limits on public clients.
-func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
-	fl.StringVar(&cfg.MetricsAddr, "metrics", "", "serve /metrics, /ready and /healthcheck on host:port (port 0 picks one; default: off)")
-	fl.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", edge.DefaultMaxHeaderBytes, "largest public request header accepted (431 past it)")
-	fl.Int64Var(&cfg.MaxRequestBody, "max-request-body", 0, "largest public request body accepted, in bytes (413 past it; 0: no limit)")
-	fl.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", edge.DefaultReadHeaderTimeout, "how long a public client may take to send a request header")
-	fl.DurationVar(&cfg.IdleTimeout, "idle-timeout", edge.DefaultIdleTimeout, "close public keep-alive connections idle this long")
-}
-
-func newTunnelReadyCmd(g *globals) *cobra.Command {
+func newTunnelReadyCmd(g *Env) *cobra.Command {
 	var (
 		addr    string
 		timeout time.Duration
@@ -36,7 +24,7 @@ edge is registered, else 1 with a one-line reason. Use it as a container
 health check:
 
   HEALTHCHECK CMD adit tunnel ready --metrics 127.0.0.1:20241`,
-		Args: exactArgs(0, "no arguments"),
+		Args: ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if addr == "" {
 				return fmt.Errorf("tunnel ready: pass --metrics HOST:PORT, the address given to 'tunnel run --metrics'")

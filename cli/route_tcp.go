@@ -11,7 +11,7 @@ import (
 	"github.com/adit-dev/adit/control"
 )
 
-func newTunnelRouteTCPCmd(g *globals) *cobra.Command {
+func newTunnelRouteTCPCmd(g *Env) *cobra.Command {
 	var (
 		api       apiFlags
 		overwrite bool

@@ -21,7 +21,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newTunnelCmd(g *globals) *cobra.Command {
+func newTunnelCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tunnel",
 		Short: "Create, run and manage tunnels",
@@ -70,7 +70,7 @@ func accountTag(caPEM string) string {
 	return hex.EncodeToString(sum[:])[:32]
 }
 
-func newTunnelCreateCmd(g *globals) *cobra.Command {
+func newTunnelCreateCmd(g *Env) *cobra.Command {
 	var (
 		api      apiFlags
 		credPath string
@@ -79,7 +79,7 @@ func newTunnelCreateCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a tunnel and write its credentials file",
-		Args:  exactArgs(1, "a tunnel NAME"),
+		Args:  ExactArgs(1, "a tunnel NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
@@ -170,7 +170,7 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func newTunnelListCmd(g *globals) *cobra.Command {
+func newTunnelListCmd(g *Env) *cobra.Command {
 	var (
 		api         apiFlags
 		output      string
@@ -181,7 +181,7 @@ func newTunnelListCmd(g *globals) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List tunnels",
-		Args:    exactArgs(0, "no arguments"),
+		Args:    ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
@@ -243,7 +243,7 @@ func getTunnel(ctx context.Context, c control.API, ref string) (control.Tunnel, 
 	return t, nil
 }
 
-func newTunnelInfoCmd(g *globals) *cobra.Command {
+func newTunnelInfoCmd(g *Env) *cobra.Command {
 	var (
 		api    apiFlags
 		output string
@@ -251,7 +251,7 @@ func newTunnelInfoCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info NAME|UUID",
 		Short: "Show a tunnel and its live connections",
-		Args:  exactArgs(1, "a tunnel NAME or UUID"),
+		Args:  ExactArgs(1, "a tunnel NAME or UUID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
@@ -296,7 +296,7 @@ func newTunnelInfoCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newTunnelRouteCmd(g *globals) *cobra.Command {
+func newTunnelRouteCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "route",
 		Short: "Route traffic to a tunnel",
@@ -312,7 +312,7 @@ func newTunnelRouteCmd(g *globals) *cobra.Command {
 	dns := &cobra.Command{
 		Use:   "dns NAME|UUID HOSTNAME",
 		Short: "Route a hostname (or *.domain) to a tunnel",
-		Args:  exactArgs(2, "a tunnel NAME or UUID and a HOSTNAME"),
+		Args:  ExactArgs(2, "a tunnel NAME or UUID and a HOSTNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := api.client(g.Home)
 			if err != nil {
@@ -342,7 +342,7 @@ func newTunnelRouteCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newTunnelTokenCmd(g *globals) *cobra.Command {
+func newTunnelTokenCmd(g *Env) *cobra.Command {
 	var (
 		api      apiFlags
 		credFile string
@@ -353,7 +353,7 @@ func newTunnelTokenCmd(g *globals) *cobra.Command {
 		Long: `Token prints the tunnel's token, built from its credentials file
 (--cred-file, else <home>/<UUID>.json). A NAME is resolved through the API; a
 UUID is not, so this works offline. Treat the token like the credentials file.`,
-		Args: exactArgs(1, "a tunnel NAME or UUID"),
+		Args: ExactArgs(1, "a tunnel NAME or UUID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
 			id := ""
@@ -406,7 +406,7 @@ func isUUID(s string) bool {
 	return err == nil && len(s) == 36
 }
 
-func newTunnelDeleteCmd(g *globals) *cobra.Command {
+func newTunnelDeleteCmd(g *Env) *cobra.Command {
 	var (
 		api   apiFlags
 		force bool
@@ -457,7 +457,7 @@ removed with its tunnel.`,
 	return cmd
 }
 
-func newTunnelCleanupCmd(g *globals) *cobra.Command {
+func newTunnelCleanupCmd(g *Env) *cobra.Command {
 	var api apiFlags
 	cmd := &cobra.Command{
 		Use:   "cleanup NAME|UUID...",

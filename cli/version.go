@@ -28,11 +28,11 @@ func version() string {
 	return v
 }
 
-func newVersionCmd(g *globals) *cobra.Command {
+func newVersionCmd(g *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the adit version, protocol and Go version",
-		Args:  exactArgs(0, "no arguments"),
+		Args:  ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := fmt.Fprintf(g.Stdout, "adit %s (protocol %s.%d, %s %s/%s)\n",
 				version(), tunnel.ALPN, tunnel.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Client implements API against an edge's /v1 HTTP API (NewHandler).
+// Client implements API against an edge's /v1 HTTP API (controlserver.NewHandler).
 type Client struct {
 	BaseURL    string       // "https://edge.example.com:8443"; /v1/... is appended
 	Token      string       // API token, sent as "Authorization: Bearer <token>"
@@ -109,9 +109,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 // (or, failing a JSON body, of its status) with the server's message.
 func responseError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var eb errorBody
+	var eb ErrorBody
 	if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-		eb = errorBody{Error: fmt.Sprintf("%s %s: unexpected answer %s", resp.Request.Method, resp.Request.URL.Path, resp.Status)}
+		eb = ErrorBody{Error: fmt.Sprintf("%s %s: unexpected answer %s", resp.Request.Method, resp.Request.URL.Path, resp.Status)}
 		if s := strings.TrimSpace(string(data)); s != "" && len(s) < 200 {
 			eb.Error += ": " + s
 		}
@@ -129,9 +129,9 @@ func responseError(resp *http.Response) error {
 func pathSegment(what, s string) (string, error) {
 	switch s {
 	case "":
-		return "", errorf(ErrInvalid, "no %s given", what)
+		return "", Errorf(ErrInvalid, "no %s given", what)
 	case ".", "..":
-		return "", errorf(ErrInvalid, "%q is not a valid %s", s, what)
+		return "", Errorf(ErrInvalid, "%q is not a valid %s", s, what)
 	}
 	return url.PathEscape(s), nil
 }
@@ -139,7 +139,7 @@ func pathSegment(what, s string) (string, error) {
 // CreateTunnel implements API.
 func (c *Client) CreateTunnel(ctx context.Context, name string, secret []byte) (Tunnel, error) {
 	var t Tunnel
-	err := c.do(ctx, http.MethodPost, "/v1/tunnels", nil, createTunnelRequest{Name: name, TunnelSecret: secret}, &t)
+	err := c.do(ctx, http.MethodPost, "/v1/tunnels", nil, CreateTunnelRequest{Name: name, TunnelSecret: secret}, &t)
 	return t, err
 }
 
@@ -197,7 +197,7 @@ func (c *Client) RouteDNS(ctx context.Context, tunnelID, hostname string, overwr
 		return Route{}, err
 	}
 	var r Route
-	err = c.do(ctx, http.MethodPut, "/v1/routes/"+seg, nil, routeRequest{TunnelID: tunnelID, Overwrite: overwrite}, &r)
+	err = c.do(ctx, http.MethodPut, "/v1/routes/"+seg, nil, RouteRequest{TunnelID: tunnelID, Overwrite: overwrite}, &r)
 	return r, err
 }
 

@@ -1,16 +1,15 @@
-// Package control is adit's control plane: the model (tunnels, routes,
-// connections, API tokens), the [Service] that keeps it in etcd, the /v1 HTTP
-// API over that service ([NewHandler]) and its typed [Client], both behind the
-// [API] interface.
+// Package control is the contract of adit's control plane: the model
+// (tunnels, routes, TCP routes, connections, edge info), the [API] interface
+// over it, its errors, the JSON bodies of the /v1 HTTP API
+// (docs/openapi.yaml) and [Client], the typed HTTPS client that implements
+// API. It imports nothing of etcd, so the connector and the admin commands
+// can use it without linking an etcd server.
 //
-// It also feeds the edge's request path, which must never wait on etcd:
-// [State] holds tunnels, routes and connections in memory and keeps them
-// current with a watch, and [Presence] publishes the connections an edge
-// holds under one lease, so they vanish if the edge dies.
+// Package controlserver implements API over etcd ([controlserver.Service]),
+// serves it over HTTP and feeds the edge's request path.
 //
-// The etcd keys are described in package store.
-//
-// Rules the service enforces:
+// Rules of the model (the Validate functions here; the service enforces
+// them):
 //   - tunnel names are 1-64 characters of [A-Za-z0-9._-], not "." or "..",
 //     not shaped like a UUID, and unique among live tunnels;
 //   - tunnel secrets are at least 32 bytes and only their sha256 is stored;
@@ -21,6 +20,5 @@
 //     its name and removes its routes in the same transaction.
 //   - a public TCP port (1-65535) is routed to one live tunnel, with an
 //     optional hostname (never a wildcard) its connector's ingress rules
-//     see; deleting the tunnel removes its TCP routes right after
-//     (tcproute.go).
+//     see; deleting the tunnel removes its TCP routes right after.
 package control

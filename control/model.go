@@ -55,7 +55,7 @@ type ListOptions struct {
 	IncludeDeleted bool   // if set, deleted tunnels too
 }
 
-// API is implemented by *Service (in-process, over etcd) and by *Client (HTTPS to the edge's /v1 API).
+// API is implemented by *controlserver.Service (in-process, over etcd) and by *Client (HTTPS to the edge's /v1 API).
 type API interface {
 	// CreateTunnel creates a tunnel; secret (>= 32 bytes) is stored as its sha256.
 	CreateTunnel(ctx context.Context, name string, secret []byte) (Tunnel, error)
@@ -111,8 +111,10 @@ type kindError struct {
 func (e *kindError) Error() string { return e.msg }
 func (e *kindError) Unwrap() error { return e.kind }
 
-// errorf makes a kindError; the message gets the "control: " prefix.
-func errorf(kind error, format string, args ...any) error {
+// Errorf returns an error of kind, one of the sentinel errors above
+// (errors.Is(err, kind) holds), whose message is "control: " and the
+// formatted text: what API implementations fail with.
+func Errorf(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, msg: "control: " + fmt.Sprintf(format, args...)}
 }
 
@@ -140,29 +142,29 @@ const maxNameLen = 64
 // "." or "..", and not shaped like a UUID (GetTunnel would read it as an ID).
 func ValidateName(name string) error {
 	if name == "" {
-		return errorf(ErrInvalid, "tunnel name is empty")
+		return Errorf(ErrInvalid, "tunnel name is empty")
 	}
 	if len(name) > maxNameLen {
-		return errorf(ErrInvalid, "tunnel name is %d characters, the limit is %d", len(name), maxNameLen)
+		return Errorf(ErrInvalid, "tunnel name is %d characters, the limit is %d", len(name), maxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return errorf(ErrInvalid, "tunnel name %q: character %q is not allowed (use letters, digits, '.', '_' and '-')", name, c)
+			return Errorf(ErrInvalid, "tunnel name %q: character %q is not allowed (use letters, digits, '.', '_' and '-')", name, c)
 		}
 	}
 	if name == "." || name == ".." {
-		return errorf(ErrInvalid, "tunnel name %q is not allowed", name)
+		return Errorf(ErrInvalid, "tunnel name %q is not allowed", name)
 	}
-	if _, ok := parseID(name); ok {
-		return errorf(ErrInvalid, "tunnel name %q looks like a tunnel ID; pick a name that is not a UUID", name)
+	if _, ok := ParseID(name); ok {
+		return Errorf(ErrInvalid, "tunnel name %q looks like a tunnel ID; pick a name that is not a UUID", name)
 	}
 	return nil
 }
 
-// parseID returns the canonical (lower-case) form of s if s is a UUID in its
-// 36-character form.
-func parseID(s string) (string, bool) {
+// ParseID returns the canonical (lower-case) form of s if s is a UUID in its
+// 36-character form: how GetTunnel tells a tunnel ID from a name.
+func ParseID(s string) (string, bool) {
 	if len(s) != 36 {
 		return "", false
 	}
@@ -173,8 +175,8 @@ func parseID(s string) (string, bool) {
 	return u.String(), true
 }
 
-// maxHostnameLen is the longest DNS name, without a trailing dot.
-const maxHostnameLen = 253
+// MaxHostnameLen is the longest DNS name, without a trailing dot.
+const MaxHostnameLen = 253
 
 // ValidateHostname checks a route hostname and returns its canonical form:
 // lower-case, without a trailing dot. A hostname is a DNS name of labels of
@@ -185,10 +187,10 @@ const maxHostnameLen = 253
 func ValidateHostname(hostname string) (string, error) {
 	h := strings.TrimSuffix(hostname, ".")
 	if h == "" {
-		return "", errorf(ErrInvalid, "hostname is empty")
+		return "", Errorf(ErrInvalid, "hostname is empty")
 	}
-	if len(h) > maxHostnameLen {
-		return "", errorf(ErrInvalid, "hostname is %d characters, the limit is %d", len(h), maxHostnameLen)
+	if len(h) > MaxHostnameLen {
+		return "", Errorf(ErrInvalid, "hostname is %d characters, the limit is %d", len(h), MaxHostnameLen)
 	}
 	rest := h
 	if strings.HasPrefix(rest, "*.") {
@@ -200,7 +202,7 @@ func ValidateHostname(hostname string) (string, error) {
 		}
 	}
 	if last := rest[strings.LastIndexByte(rest, '.')+1:]; strings.Trim(last, "0123456789") == "" {
-		return "", errorf(ErrInvalid, "hostname %q: the last label is a number; IP addresses cannot be routed", hostname)
+		return "", Errorf(ErrInvalid, "hostname %q: the last label is a number; IP addresses cannot be routed", hostname)
 	}
 	return lowerASCII(h), nil
 }
@@ -208,22 +210,22 @@ func ValidateHostname(hostname string) (string, error) {
 func checkLabel(hostname, label string) error {
 	switch {
 	case label == "":
-		return errorf(ErrInvalid, "hostname %q has an empty label", hostname)
+		return Errorf(ErrInvalid, "hostname %q has an empty label", hostname)
 	case len(label) > 63:
-		return errorf(ErrInvalid, "hostname %q: label %q is longer than 63 characters", hostname, label)
+		return Errorf(ErrInvalid, "hostname %q: label %q is longer than 63 characters", hostname, label)
 	case label[0] == '-' || label[len(label)-1] == '-':
-		return errorf(ErrInvalid, "hostname %q: label %q starts or ends with '-'", hostname, label)
+		return Errorf(ErrInvalid, "hostname %q: label %q starts or ends with '-'", hostname, label)
 	}
 	for i := 0; i < len(label); i++ {
 		c := label[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-':
 		case c == '*':
-			return errorf(ErrInvalid, "hostname %q: '*' is only allowed as the whole first label (\"*.example.com\")", hostname)
+			return Errorf(ErrInvalid, "hostname %q: '*' is only allowed as the whole first label (\"*.example.com\")", hostname)
 		case c >= 0x80:
-			return errorf(ErrInvalid, "hostname %q is not ASCII; give internationalized names in punycode (xn--...)", hostname)
+			return Errorf(ErrInvalid, "hostname %q is not ASCII; give internationalized names in punycode (xn--...)", hostname)
 		default:
-			return errorf(ErrInvalid, "hostname %q: character %q is not allowed", hostname, c)
+			return Errorf(ErrInvalid, "hostname %q: character %q is not allowed", hostname, c)
 		}
 	}
 	return nil

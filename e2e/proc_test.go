@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -49,16 +51,44 @@ func (b *watchBuffer) String() string {
 	return s
 }
 
+// connectorBinOnce builds adit-connector for connectorBin.
+var connectorBinOnce = sync.OnceValues(func() (string, error) {
+	// Next to aditBin, so TestMain removes it with its directory.
+	bin := filepath.Join(filepath.Dir(aditBin), "adit-connector")
+	build := exec.Command("go", "build", "-o", bin, "github.com/adit-dev/adit/cmd/adit-connector")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building adit-connector: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// connectorBin returns the adit-connector binary, built on first use.
+func connectorBin(t testing.TB) string {
+	t.Helper()
+	bin, err := connectorBinOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // startAdit starts the adit binary with args; env entries are added to the
 // environment. The process is stopped at the end of the test.
 func startAdit(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(aditBin, args...), out: newWatchBuffer(), done: make(chan struct{})}
+	return startBin(t, aditBin, env, args...)
+}
+
+// startBin is startAdit for the binary bin (adit or adit-connector).
+func startBin(t testing.TB, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	name := filepath.Base(bin)
+	p := &proc{cmd: exec.Command(bin, args...), out: newWatchBuffer(), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting adit %v: %v", args, err)
+		t.Fatalf("starting %s %v: %v", name, args, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
@@ -67,7 +97,7 @@ func startAdit(t testing.TB, env []string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.stop(t)
 		if t.Failed() {
-			t.Logf("output of adit %s:\n%s", strings.Join(args, " "), p.out.String())
+			t.Logf("output of %s %s:\n%s", name, strings.Join(args, " "), p.out.String())
 		}
 	})
 	return p
@@ -127,7 +157,13 @@ func (p *proc) waitMatch(t testing.TB, re *regexp.Regexp) []string {
 // runAdit runs the adit binary to completion.
 func runAdit(t testing.TB, env []string, args ...string) (out string, code int) {
 	t.Helper()
-	cmd := exec.Command(aditBin, args...)
+	return runBin(t, aditBin, env, args...)
+}
+
+// runBin is runAdit for the binary bin (adit or adit-connector).
+func runBin(t testing.TB, bin string, env []string, args ...string) (out string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var buf bytes.Buffer
 	cmd.Stdout = &buf
@@ -142,7 +178,7 @@ func runAdit(t testing.TB, env []string, args ...string) (out string, code int) 
 	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("adit %v did not finish within 60s:\n%s", args, buf.String())
+		t.Fatalf("%s %v did not finish within 60s:\n%s", filepath.Base(bin), args, buf.String())
 	}
 	return buf.String(), cmd.ProcessState.ExitCode()
 }
@@ -150,9 +186,15 @@ func runAdit(t testing.TB, env []string, args ...string) (out string, code int) 
 // mustAdit runs adit and fails the test on a non-zero exit.
 func mustAdit(t testing.TB, env []string, args ...string) string {
 	t.Helper()
-	out, code := runAdit(t, env, args...)
+	return mustBin(t, aditBin, env, args...)
+}
+
+// mustBin is mustAdit for the binary bin (adit or adit-connector).
+func mustBin(t testing.TB, bin string, env []string, args ...string) string {
+	t.Helper()
+	out, code := runBin(t, bin, env, args...)
 	if code != 0 {
-		t.Fatalf("adit %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+		t.Fatalf("%s %s: exit %d:\n%s", filepath.Base(bin), strings.Join(args, " "), code, out)
 	}
 	return out
 }

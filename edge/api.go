@@ -8,14 +8,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/store"
 )
 
 // readYourWrites wraps the control API so that a change made through it is
 // in this edge's in-memory state before the answer goes out: a route created
 // by `adit tunnel route dns` serves the very next public request.
-func readYourWrites(h http.Handler, cli *clientv3.Client, state *control.State) http.Handler {
+func readYourWrites(h http.Handler, cli *clientv3.Client, state *controlserver.State) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			h.ServeHTTP(w, r)
@@ -33,7 +33,7 @@ func readYourWrites(h http.Handler, cli *clientv3.Client, state *control.State) 
 
 // waitForState waits, briefly, until state has caught up with etcd's
 // current revision.
-func waitForState(ctx context.Context, cli *clientv3.Client, state *control.State) {
+func waitForState(ctx context.Context, cli *clientv3.Client, state *controlserver.State) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, store.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())

@@ -4,7 +4,7 @@
 // streams, and the control API.
 //
 // A public request travels: http.Server (Config.HTTPAddr) → proxy.ServeHTTP
-// (proxy.go: Host → tunnel via control.State, in memory) →
+// (proxy.go: Host → tunnel via controlserver.State, in memory) →
 // httputil.ReverseProxy → tunnelTransport.RoundTrip (proxy.go: least-loaded
 // connection from the registry, one stream per request) → the connector.
 // Connections arrive on the tunnel listener and register in tunnelconn.go.
@@ -36,6 +36,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/metrics"
 	"github.com/adit-dev/adit/pki"
 	"github.com/adit-dev/adit/ratelog"
@@ -109,9 +110,9 @@ type Server struct {
 	log      *slog.Logger
 	node     string
 	store    *store.Store
-	svc      *control.Service
-	state    *control.State
-	presence *control.Presence
+	svc      *controlserver.Service
+	state    *controlserver.State
+	presence *controlserver.Presence
 	reg      *registry
 	bundle   *pki.Bundle
 	tcp      *tcpPorts // tcp.go: listeners of the public TCP port routes
@@ -199,12 +200,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	cli := s.store.Client()
-	s.state, err = control.NewState(s.ctx, cli, log)
+	s.state, err = controlserver.NewState(s.ctx, cli, log)
 	if err != nil {
 		return nil, fmt.Errorf("edge: loading state: %w", err)
 	}
 	s.state.OnEvent(s.onEvent)
-	s.presence, err = control.NewPresence(s.ctx, cli, 0, log)
+	s.presence, err = controlserver.NewPresence(s.ctx, cli, 0, log)
 	if err != nil {
 		return nil, fmt.Errorf("edge: connection records: %w", err)
 	}
@@ -234,7 +235,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		_, port, _ := net.SplitHostPort(s.tunnelLn.Addr().String())
 		advertise = net.JoinHostPort(names[0], port)
 	}
-	s.svc = control.NewService(cli, control.EdgeInfo{
+	s.svc = controlserver.NewService(cli, control.EdgeInfo{
 		Node:        s.node,
 		TunnelAddrs: []string{advertise},
 		CAPEM:       string(bundle.CACertPEM),
@@ -259,7 +260,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s.apiSrv = &http.Server{
-		Handler:           readYourWrites(control.NewHandler(s.svc, log), cli, s.state),
+		Handler:           readYourWrites(controlserver.NewHandler(s.svc, log), cli, s.state),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -331,14 +332,14 @@ func (s *Server) acceptTunnels(ln tunnel.Listener) {
 
 // onEvent reacts to changes made elsewhere: a deleted tunnel or a removed
 // connection record disconnects the matching connections.
-func (s *Server) onEvent(ev control.Event) {
+func (s *Server) onEvent(ev controlserver.Event) {
 	switch ev.Kind {
-	case control.TunnelDeleted:
+	case controlserver.TunnelDeleted:
 		for _, tc := range s.reg.byTunnel(ev.TunnelID) {
 			s.log.Info("edge: tunnel deleted; disconnecting", "tunnel", ev.TunnelID, "conn", tc.info.ID)
 			go s.disconnect(tc, tunnel.CodeTunnelDeleted, "tunnel "+ev.TunnelID+" was deleted")
 		}
-	case control.ConnectionRemoved:
+	case controlserver.ConnectionRemoved:
 		if tc := s.reg.get(ev.ConnID); tc != nil {
 			s.log.Info("edge: connection record removed; disconnecting", "tunnel", ev.TunnelID, "conn", ev.ConnID)
 			go s.disconnect(tc, tunnel.CodeRemoved, "connection removed by an operator")
@@ -366,7 +367,7 @@ func (s *Server) APIURL() string {
 }
 
 // Service is the control service, for in-process administration.
-func (s *Server) Service() *control.Service { return s.svc }
+func (s *Server) Service() *controlserver.Service { return s.svc }
 
 // CAFile is the path of the edge CA certificate (PEM).
 func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, "tls", pki.CACertFile) }

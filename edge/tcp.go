@@ -10,17 +10,18 @@ import (
 
 	"github.com/adit-dev/adit/carrier"
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/tunnel"
 )
 
 // tcpPorts keeps one listener open for each public TCP port route (see
 // control.TCPRoute) whose tunnel is live, on the host of the public HTTP
 // address, and carries each connection to the route's tunnel as a TCP
-// stream. It follows the routes through control.State events.
+// stream. It follows the routes through controlserver.State events.
 type tcpPorts struct {
 	ctx   context.Context
 	host  string // listen host; "" for every interface
-	state *control.State
+	state *controlserver.State
 	reg   *registry
 	log   *slog.Logger
 	noisy *slog.Logger // rate-limited, for what any client can trigger
@@ -36,7 +37,7 @@ type tcpPorts struct {
 // startTCPPorts opens the listeners of the current routes and follows the
 // routes from then on. httpAddr is the public HTTP address as configured;
 // noisy logs per-connection refusals (nil: log).
-func startTCPPorts(ctx context.Context, httpAddr string, state *control.State, reg *registry, log, noisy *slog.Logger) *tcpPorts {
+func startTCPPorts(ctx context.Context, httpAddr string, state *controlserver.State, reg *registry, log, noisy *slog.Logger) *tcpPorts {
 	host, _, err := net.SplitHostPort(httpAddr)
 	if err != nil {
 		host = ""
@@ -60,9 +61,9 @@ func startTCPPorts(ctx context.Context, httpAddr string, state *control.State, r
 	return t
 }
 
-func (t *tcpPorts) onEvent(ev control.Event) {
+func (t *tcpPorts) onEvent(ev controlserver.Event) {
 	switch ev.Kind {
-	case control.TCPRoutesChanged, control.TunnelDeleted:
+	case controlserver.TCPRoutesChanged, controlserver.TunnelDeleted:
 		t.reconcile()
 	}
 }

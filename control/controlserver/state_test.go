@@ -1,14 +1,16 @@
-package control
+package controlserver
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -76,7 +78,7 @@ func TestStateLoadsAndWatches(t *testing.T) {
 	}
 	waitFor(t, "the wildcard route", func() bool { id, _ := s.Route("new.example.com"); return id == tun.ID })
 	got, ok := s.Tunnel(tun.ID)
-	if !ok || got.Name != "web" || !VerifySecret(got, secret(2)) {
+	if !ok || got.Name != "web" || !control.VerifySecret(got, secret(2)) {
 		t.Errorf("Tunnel(%s) = %+v, %v; want web with its secret hash", tun.ID, got, ok)
 	}
 	if _, ok := s.Tunnel("nope"); ok {
@@ -89,7 +91,7 @@ func TestStateLoadsAndWatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	conn := Connection{ID: "c1", TunnelID: tun.ID, Index: 2, Protocol: "quic", Since: now()}
+	conn := control.Connection{ID: "c1", TunnelID: tun.ID, Index: 2, Protocol: "quic", Since: now()}
 	if err := p.Add(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
@@ -270,15 +272,15 @@ func TestRouteZeroAllocs(t *testing.T) {
 func TestDiffEvents(t *testing.T) {
 	del := time.Now()
 	old := newStateData()
-	old.tunnels["live"] = Tunnel{ID: "live"}
-	old.tunnels["gone"] = Tunnel{ID: "gone"}
-	old.tunnels["deleting"] = Tunnel{ID: "deleting"}
-	old.tunnels["was-deleted"] = Tunnel{ID: "was-deleted", DeletedAt: &del}
-	old.conns["live"] = map[string]Connection{"c1": {}, "c2": {}}
+	old.tunnels["live"] = control.Tunnel{ID: "live"}
+	old.tunnels["gone"] = control.Tunnel{ID: "gone"}
+	old.tunnels["deleting"] = control.Tunnel{ID: "deleting"}
+	old.tunnels["was-deleted"] = control.Tunnel{ID: "was-deleted", DeletedAt: &del}
+	old.conns["live"] = map[string]control.Connection{"c1": {}, "c2": {}}
 	cur := newStateData()
-	cur.tunnels["live"] = Tunnel{ID: "live"}
-	cur.tunnels["deleting"] = Tunnel{ID: "deleting", DeletedAt: &del}
-	cur.conns["live"] = map[string]Connection{"c2": {}}
+	cur.tunnels["live"] = control.Tunnel{ID: "live"}
+	cur.tunnels["deleting"] = control.Tunnel{ID: "deleting", DeletedAt: &del}
+	cur.conns["live"] = map[string]control.Connection{"c2": {}}
 
 	got := diffEvents(old, cur)
 	want := []Event{
@@ -314,6 +316,41 @@ func BenchmarkStateRoute(b *testing.B) {
 					s.Route(c.host)
 				}
 			})
+		}
+	}
+}
+
+// FuzzStateRoute: every hostname control.ValidateHostname accepts is found
+// by Route, exactly or through its wildcard, whatever the case of the query.
+func FuzzStateRoute(f *testing.F) {
+	for _, s := range []string{
+		"app.example.com", "*.example.com", "App.Example.COM.", "a..b", "-a.com", "10.0.0.1",
+		"xn--bcher-kva.example", "*.*.com", "\u212a.com", strings.Repeat("a.", 130), "a.com:443", "*",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := control.ValidateHostname(in)
+		if err != nil {
+			return
+		}
+		s := stateWith(map[string]string{got: "t"})
+		probe := got
+		if base, ok := strings.CutPrefix(got, "*."); ok {
+			probe = "x." + base
+		}
+		if len(probe) <= control.MaxHostnameLen {
+			if id, ok := s.Route(strings.ToUpper(probe)); !ok || id != "t" {
+				t.Errorf("route %q: Route(%q) = %q, %v; want t", got, strings.ToUpper(probe), id, ok)
+			}
+		}
+	})
+}
+
+func TestEventKindString(t *testing.T) {
+	for k, want := range map[EventKind]string{TunnelDeleted: "tunnel-deleted", ConnectionRemoved: "connection-removed", 9: "EventKind(9)"} {
+		if got := k.String(); got != want {
+			t.Errorf("EventKind(%d).String() = %q, want %q", int(k), got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/adit-dev/adit/control"
 )
 
 // maxBodyBytes bounds API request bodies.
@@ -30,12 +32,6 @@ func (e *httpError) Error() string {
 	return e.Msg
 }
 
-// errorBody is the JSON body of every API error.
-type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
 // asHTTPError turns any error into an httpError: sentinel kinds get their code
 // and status and keep their message; anything else is an internal error whose
 // details stay in the log.
@@ -44,10 +40,8 @@ func asHTTPError(err error) *httpError {
 	if errors.As(err, &he) {
 		return he
 	}
-	for _, c := range errorCodes {
-		if errors.Is(err, c.err) {
-			return &httpError{Status: c.status, Code: c.code, Msg: strings.TrimPrefix(err.Error(), "control: ")}
-		}
+	if code, status, ok := control.ErrorCode(err); ok {
+		return &httpError{Status: status, Code: code, Msg: strings.TrimPrefix(err.Error(), "control: ")}
 	}
 	return &httpError{Status: http.StatusInternalServerError, Code: "internal", Msg: "internal error; the edge's log has the details", Err: err}
 }
@@ -130,7 +124,7 @@ func (h *apiHandler) writeError(w http.ResponseWriter, r *http.Request, err erro
 	if he.Err != nil && !errors.Is(he.Err, context.Canceled) {
 		h.log.Error("control: api request failed", "method", r.Method, "path", r.URL.Path, "err", he.Err)
 	}
-	writeJSON(w, he.Status, errorBody{Error: he.Msg, Code: he.Code})
+	writeJSON(w, he.Status, control.ErrorBody{Error: he.Msg, Code: he.Code})
 }
 
 // writeJSON sends v. An error writing it means the caller went away: there is
@@ -172,24 +166,12 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	return b, nil
 }
 
-// createTunnelRequest is the body of POST /v1/tunnels.
-type createTunnelRequest struct {
-	Name         string `json:"name"`
-	TunnelSecret []byte `json:"tunnel_secret"` // base64 (standard encoding)
-}
-
-// routeRequest is the body of PUT /v1/routes/{hostname}.
-type routeRequest struct {
-	TunnelID  string `json:"tunnel_id"`
-	Overwrite bool   `json:"overwrite"`
-}
-
 func (h *apiHandler) listTunnels(w http.ResponseWriter, r *http.Request) error {
 	all, err := boolParam(r, "include_deleted")
 	if err != nil {
 		return err
 	}
-	tunnels, err := h.svc.ListTunnels(r.Context(), ListOptions{Name: r.URL.Query().Get("name"), IncludeDeleted: all})
+	tunnels, err := h.svc.ListTunnels(r.Context(), control.ListOptions{Name: r.URL.Query().Get("name"), IncludeDeleted: all})
 	if err != nil {
 		return err
 	}
@@ -198,7 +180,7 @@ func (h *apiHandler) listTunnels(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *apiHandler) createTunnel(w http.ResponseWriter, r *http.Request) error {
-	var req createTunnelRequest
+	var req control.CreateTunnelRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
@@ -250,7 +232,7 @@ func (h *apiHandler) listRoutes(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *apiHandler) routeDNS(w http.ResponseWriter, r *http.Request) error {
-	var req routeRequest
+	var req control.RouteRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -148,7 +149,7 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 }
 
 // Add publishes a connection (c.TunnelID and c.ID name its key).
-func (p *Presence) Add(ctx context.Context, c Connection) error {
+func (p *Presence) Add(ctx context.Context, c control.Connection) error {
 	key, err := presenceKey(c.TunnelID, c.ID)
 	if err != nil {
 		return err
@@ -190,7 +191,7 @@ func (p *Presence) Remove(ctx context.Context, tunnelID, connID string) error {
 
 func presenceKey(tunnelID, connID string) (string, error) {
 	if tunnelID == "" || connID == "" || strings.Contains(tunnelID, "/") || strings.Contains(connID, "/") {
-		return "", errorf(ErrInvalid, "presence: bad connection key %q/%q", tunnelID, connID)
+		return "", control.Errorf(control.ErrInvalid, "presence: bad connection key %q/%q", tunnelID, connID)
 	}
 	return store.ConnectionKey(tunnelID, connID), nil
 }

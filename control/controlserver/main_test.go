@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
@@ -35,7 +36,7 @@ func newEtcd(t testing.TB) *clientv3.Client {
 
 func newService(t testing.TB) (*Service, *clientv3.Client) {
 	cli := newEtcd(t)
-	return NewService(cli, EdgeInfo{Node: "edge-1", TunnelAddrs: []string{"127.0.0.1:7844"}, CAPEM: "-----CA-----"}, nil), cli
+	return NewService(cli, control.EdgeInfo{Node: "edge-1", TunnelAddrs: []string{"127.0.0.1:7844"}, CAPEM: "-----CA-----"}, nil), cli
 }
 
 // secret returns a valid tunnel secret.

@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"cmp"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -68,21 +69,21 @@ type State struct {
 
 // stateData is what State holds, as loaded or updated.
 type stateData struct {
-	rev     int64                            // etcd revision it reflects
-	tunnels map[string]Tunnel                // by ID; deleted ones keep DeletedAt
-	exact   map[string]string                // "app.example.com" → tunnel ID
-	wild    map[string]string                // "example.com" (for "*.example.com") → tunnel ID
-	conns   map[string]map[string]Connection // tunnel ID → connection ID → connection
-	tcp     map[int]TCPRoute                 // public TCP port → route
+	rev     int64                                    // etcd revision it reflects
+	tunnels map[string]control.Tunnel                // by ID; deleted ones keep DeletedAt
+	exact   map[string]string                        // "app.example.com" → tunnel ID
+	wild    map[string]string                        // "example.com" (for "*.example.com") → tunnel ID
+	conns   map[string]map[string]control.Connection // tunnel ID → connection ID → connection
+	tcp     map[int]control.TCPRoute                 // public TCP port → route
 }
 
 func newStateData() stateData {
 	return stateData{
-		tunnels: make(map[string]Tunnel),
+		tunnels: make(map[string]control.Tunnel),
 		exact:   make(map[string]string),
 		wild:    make(map[string]string),
-		conns:   make(map[string]map[string]Connection),
-		tcp:     make(map[int]TCPRoute),
+		conns:   make(map[string]map[string]control.Connection),
+		tcp:     make(map[int]control.TCPRoute),
 	}
 }
 
@@ -134,7 +135,7 @@ func (s *State) emit(events []Event) {
 // else the most specific wildcard ("*.b.example.com" before "*.example.com"
 // for "a.b.example.com"). A wildcard does not match its bare apex.
 func (s *State) Route(host string) (tunnelID string, ok bool) {
-	var buf [maxHostnameLen]byte
+	var buf [control.MaxHostnameLen]byte
 	key, ok := hostKey(&buf, host)
 	if !ok {
 		return "", false
@@ -156,7 +157,7 @@ func (s *State) Route(host string) (tunnelID string, ok bool) {
 
 // hostKey writes the lookup form of a Host header into buf: without port or
 // trailing dot, lower-case. ok is false for what no route can match.
-func hostKey(buf *[maxHostnameLen]byte, host string) (key []byte, ok bool) {
+func hostKey(buf *[control.MaxHostnameLen]byte, host string) (key []byte, ok bool) {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 {
 		if strings.IndexByte(host[:i], ':') >= 0 || strings.IndexByte(host, '[') >= 0 {
 			return nil, false // an IPv6 literal
@@ -178,7 +179,7 @@ func hostKey(buf *[maxHostnameLen]byte, host string) (key []byte, ok bool) {
 
 // Tunnel returns the tunnel with that ID, with its SecretHash; a deleted one
 // has DeletedAt set (or is not found, if its record is gone).
-func (s *State) Tunnel(id string) (Tunnel, bool) {
+func (s *State) Tunnel(id string) (control.Tunnel, bool) {
 	s.mu.RLock()
 	t, ok := s.data.tunnels[id]
 	s.mu.RUnlock()
@@ -187,10 +188,10 @@ func (s *State) Tunnel(id string) (Tunnel, bool) {
 }
 
 // Connections returns the live connections of a tunnel, on any edge, by index.
-func (s *State) Connections(tunnelID string) []Connection {
+func (s *State) Connections(tunnelID string) []control.Connection {
 	s.mu.RLock()
 	m := s.data.conns[tunnelID]
-	cs := make([]Connection, 0, len(m))
+	cs := make([]control.Connection, 0, len(m))
 	for _, c := range m {
 		cs = append(cs, c)
 	}
@@ -243,7 +244,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 			return Event{Kind: TunnelDeleted, TunnelID: id}, true
 		}
 	case strings.HasPrefix(key, store.RoutesPrefix):
-		var r Route
+		var r control.Route
 		if err := json.Unmarshal(val, &r); err != nil {
 			s.log.Warn("control: state: skipping an unreadable route record", "key", key, "err", err)
 			return Event{}, false
@@ -255,7 +256,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 			d.exact[host] = r.TunnelID
 		}
 	case strings.HasPrefix(key, store.ConnectionsPrefix):
-		var c Connection
+		var c control.Connection
 		if err := json.Unmarshal(val, &c); err != nil {
 			s.log.Warn("control: state: skipping an unreadable connection record", "key", key, "err", err)
 			return Event{}, false
@@ -267,7 +268,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 		c.TunnelID, c.ID = tunnelID, connID // the key is what deletes will name
 		m := d.conns[tunnelID]
 		if m == nil {
-			m = make(map[string]Connection)
+			m = make(map[string]control.Connection)
 			d.conns[tunnelID] = m
 		}
 		m[connID] = c

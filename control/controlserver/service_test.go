@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"errors"
@@ -9,31 +9,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // testAPI runs the API behaviour shared by Service and Client.
-func testAPI(t *testing.T, api API, cli *clientv3.Client) {
+func testAPI(t *testing.T, api control.API, cli *clientv3.Client) {
 	ctx := t.Context()
 
 	web, err := api.CreateTunnel(ctx, "web", secret(1))
 	if err != nil {
 		t.Fatalf("CreateTunnel: %v", err)
 	}
-	if _, ok := parseID(web.ID); !ok || web.Name != "web" || web.CreatedAt.IsZero() || web.DeletedAt != nil {
+	if _, ok := control.ParseID(web.ID); !ok || web.Name != "web" || web.CreatedAt.IsZero() || web.DeletedAt != nil {
 		t.Errorf("CreateTunnel returned %+v, want a fresh tunnel named web with a UUID", web)
 	}
 
 	t.Run("create errors", func(t *testing.T) {
 		_, err := api.CreateTunnel(ctx, "web", secret(2))
-		wantErr(t, "duplicate name", err, ErrConflict)
+		wantErr(t, "duplicate name", err, control.ErrConflict)
 		_, err = api.CreateTunnel(ctx, "bad name", secret(2))
-		wantErr(t, "name with a space", err, ErrInvalid)
+		wantErr(t, "name with a space", err, control.ErrInvalid)
 		_, err = api.CreateTunnel(ctx, "short", make([]byte, 31))
-		wantErr(t, "31-byte secret", err, ErrInvalid)
+		wantErr(t, "31-byte secret", err, control.ErrInvalid)
 		_, err = api.CreateTunnel(ctx, web.ID, secret(2))
-		wantErr(t, "name shaped like a UUID", err, ErrInvalid)
+		wantErr(t, "name shaped like a UUID", err, control.ErrInvalid)
 	})
 
 	t.Run("get", func(t *testing.T) {
@@ -47,11 +48,11 @@ func testAPI(t *testing.T, api API, cli *clientv3.Client) {
 			}
 		}
 		_, err := api.GetTunnel(ctx, "nope")
-		wantErr(t, "unknown name", err, ErrNotFound)
+		wantErr(t, "unknown name", err, control.ErrNotFound)
 		_, err = api.GetTunnel(ctx, "00000000-0000-4000-8000-000000000000")
-		wantErr(t, "unknown ID", err, ErrNotFound)
+		wantErr(t, "unknown ID", err, control.ErrNotFound)
 		_, err = api.GetTunnel(ctx, "")
-		wantErr(t, "empty", err, ErrInvalid)
+		wantErr(t, "empty", err, control.ErrInvalid)
 	})
 
 	t.Run("routes", func(t *testing.T) {
@@ -70,16 +71,16 @@ func testAPI(t *testing.T, api API, cli *clientv3.Client) {
 			t.Errorf("RouteDNS wildcard: %v", err)
 		}
 		_, err = api.RouteDNS(ctx, web.ID, "bad_host.example.com", false)
-		wantErr(t, "invalid hostname", err, ErrInvalid)
+		wantErr(t, "invalid hostname", err, control.ErrInvalid)
 		_, err = api.RouteDNS(ctx, "nope", "x.example.com", false)
-		wantErr(t, "unknown tunnel", err, ErrNotFound)
+		wantErr(t, "unknown tunnel", err, control.ErrNotFound)
 
 		api2, err := api.CreateTunnel(ctx, "api", secret(3))
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = api.RouteDNS(ctx, api2.ID, "app.example.com", false)
-		wantErr(t, "route taken by another tunnel", err, ErrConflict)
+		wantErr(t, "route taken by another tunnel", err, control.ErrConflict)
 		if err != nil && !strings.Contains(err.Error(), "already routed to tunnel "+web.ID) {
 			t.Errorf("conflict message = %q, want it to name tunnel %s", err, web.ID)
 		}
@@ -102,8 +103,8 @@ func testAPI(t *testing.T, api API, cli *clientv3.Client) {
 		}
 
 		wantErr(t, "DeleteRoute", api.DeleteRoute(ctx, "APP.example.com"), nil)
-		wantErr(t, "DeleteRoute again", api.DeleteRoute(ctx, "app.example.com"), ErrNotFound)
-		wantErr(t, "DeleteRoute invalid", api.DeleteRoute(ctx, "-x.example.com"), ErrInvalid)
+		wantErr(t, "DeleteRoute again", api.DeleteRoute(ctx, "app.example.com"), control.ErrNotFound)
+		wantErr(t, "DeleteRoute invalid", api.DeleteRoute(ctx, "-x.example.com"), control.ErrInvalid)
 	})
 
 	t.Run("delete", func(t *testing.T) {
@@ -116,31 +117,31 @@ func testAPI(t *testing.T, api API, cli *clientv3.Client) {
 		if err != nil || len(got.Connections) != 1 || got.Connections[0].ID != "c1" {
 			t.Errorf("GetTunnel with a connection: got %+v, %v; want connection c1", got.Connections, err)
 		}
-		list, err := api.ListTunnels(ctx, ListOptions{Name: "web"})
+		list, err := api.ListTunnels(ctx, control.ListOptions{Name: "web"})
 		if err != nil || len(list) != 1 || len(list[0].Connections) != 1 {
 			t.Errorf("ListTunnels(name=web) = %+v, %v; want web with one connection", list, err)
 		}
 		err = api.DeleteTunnel(ctx, "web", false)
-		wantErr(t, "delete a connected tunnel", err, ErrTunnelConnected)
+		wantErr(t, "delete a connected tunnel", err, control.ErrTunnelConnected)
 
 		wantErr(t, "cleanup", api.CleanupTunnel(ctx, web.ID), nil)
 		if resp, _ := cli.Get(ctx, connKey); resp == nil || len(resp.Kvs) != 0 {
 			t.Errorf("connection record still there after CleanupTunnel")
 		}
-		wantErr(t, "cleanup unknown", api.CleanupTunnel(ctx, "nope"), ErrNotFound)
+		wantErr(t, "cleanup unknown", api.CleanupTunnel(ctx, "nope"), control.ErrNotFound)
 
 		wantErr(t, "delete", api.DeleteTunnel(ctx, web.ID, false), nil)
-		wantErr(t, "delete again", api.DeleteTunnel(ctx, web.ID, false), ErrNotFound)
-		wantErr(t, "delete unknown", api.DeleteTunnel(ctx, "nope", true), ErrNotFound)
+		wantErr(t, "delete again", api.DeleteTunnel(ctx, web.ID, false), control.ErrNotFound)
+		wantErr(t, "delete unknown", api.DeleteTunnel(ctx, "nope", true), control.ErrNotFound)
 
 		_, err = api.GetTunnel(ctx, "web")
-		wantErr(t, "get a deleted tunnel by name", err, ErrNotFound)
+		wantErr(t, "get a deleted tunnel by name", err, control.ErrNotFound)
 		gone, err := api.GetTunnel(ctx, web.ID)
 		if err != nil || gone.DeletedAt == nil {
 			t.Errorf("get a deleted tunnel by ID: got %+v, %v; want it with DeletedAt", gone, err)
 		}
 		_, err = api.RouteDNS(ctx, web.ID, "late.example.com", false)
-		wantErr(t, "route to a deleted tunnel", err, ErrNotFound)
+		wantErr(t, "route to a deleted tunnel", err, control.ErrNotFound)
 
 		// Its routes went with it; the other tunnel's stayed.
 		routes, err := api.ListRoutes(ctx)
@@ -148,11 +149,11 @@ func testAPI(t *testing.T, api API, cli *clientv3.Client) {
 			t.Errorf("routes after delete = %+v, %v; want none (the wildcard pointed to web)", routes, err)
 		}
 
-		live, err := api.ListTunnels(ctx, ListOptions{})
+		live, err := api.ListTunnels(ctx, control.ListOptions{})
 		if err != nil || len(live) != 1 || live[0].Name != "api" {
 			t.Errorf("ListTunnels = %+v, %v; want only api", live, err)
 		}
-		all, err := api.ListTunnels(ctx, ListOptions{IncludeDeleted: true})
+		all, err := api.ListTunnels(ctx, control.ListOptions{IncludeDeleted: true})
 		if err != nil || len(all) != 2 || all[0].ID != web.ID || all[0].DeletedAt == nil {
 			t.Errorf("ListTunnels(include deleted) = %+v, %v; want web (deleted) then api", all, err)
 		}
@@ -189,13 +190,13 @@ func TestServiceSecretHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !VerifySecret(got, secret(7)) {
+	if !control.VerifySecret(got, secret(7)) {
 		t.Error("VerifySecret(stored tunnel, its secret) = false, want true")
 	}
-	if VerifySecret(got, secret(8)) {
+	if control.VerifySecret(got, secret(8)) {
 		t.Error("VerifySecret(stored tunnel, another secret) = true, want false")
 	}
-	if VerifySecret(Tunnel{}, secret(7)) {
+	if control.VerifySecret(control.Tunnel{}, secret(7)) {
 		t.Error("VerifySecret(tunnel without hash) = true, want false")
 	}
 }
@@ -221,7 +222,7 @@ func TestForceDelete(t *testing.T) {
 		t.Fatalf("ListConnections = %v, %v; want 2", conns, err)
 	}
 	err = svc.DeleteTunnel(ctx, "web", false)
-	wantErr(t, "delete without force", err, ErrTunnelConnected)
+	wantErr(t, "delete without force", err, control.ErrTunnelConnected)
 	if err != nil && !strings.Contains(err.Error(), "2 live connection") {
 		t.Errorf("message = %q, want it to count 2 live connections", err)
 	}
@@ -251,14 +252,14 @@ func TestConcurrentCreateOneWins(t *testing.T) {
 		switch {
 		case err == nil:
 			wins++
-		case !errors.Is(err, ErrConflict):
+		case !errors.Is(err, control.ErrConflict):
 			t.Errorf("a losing create failed with %v, want ErrConflict", err)
 		}
 	}
 	if wins != 1 {
 		t.Errorf("%d of %d concurrent creates of one name won, want exactly 1", wins, n)
 	}
-	all, err := svc.ListTunnels(t.Context(), ListOptions{IncludeDeleted: true})
+	all, err := svc.ListTunnels(t.Context(), control.ListOptions{IncludeDeleted: true})
 	if err != nil || len(all) != 1 {
 		t.Errorf("tunnels stored = %d (%v), want 1", len(all), err)
 	}
@@ -289,7 +290,7 @@ func TestConcurrentRouteOneWins(t *testing.T) {
 		switch {
 		case err == nil:
 			wins++
-		case !errors.Is(err, ErrConflict):
+		case !errors.Is(err, control.ErrConflict):
 			t.Errorf("a losing route failed with %v, want ErrConflict", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -29,7 +30,7 @@ func TestPresence(t *testing.T) {
 	}
 	defer p.Close()
 
-	conns := []Connection{
+	conns := []control.Connection{
 		{ID: "c1", TunnelID: "t1", Index: 0, EdgeNode: "edge-1", Protocol: "quic", Since: now()},
 		{ID: "c2", TunnelID: "t1", Index: 1, EdgeNode: "edge-1", Protocol: "websocket", Since: now()},
 		{ID: "c3", TunnelID: "t2", Index: 0, EdgeNode: "edge-1", Protocol: "quic", Since: now()},
@@ -43,7 +44,7 @@ func TestPresence(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("Get c2 = %v, %v; want one key", resp, err)
 	}
-	var got Connection
+	var got control.Connection
 	if err := json.Unmarshal(resp.Kvs[0].Value, &got); err != nil || got != conns[1] {
 		t.Errorf("stored c2 = %+v (%v), want %+v", got, err, conns[1])
 	}
@@ -57,7 +58,7 @@ func TestPresence(t *testing.T) {
 	if n := countKeys(t, cli, store.ConnectionsPrefix); n != 2 {
 		t.Errorf("%d connection keys after Remove, want 2", n)
 	}
-	if err := p.Add(ctx, Connection{ID: "a/b", TunnelID: "t1"}); err == nil {
+	if err := p.Add(ctx, control.Connection{ID: "a/b", TunnelID: "t1"}); err == nil {
 		t.Error("Add with a '/' in the ID succeeded, want an error")
 	}
 
@@ -88,7 +89,7 @@ func TestPresenceNewLease(t *testing.T) {
 	}
 	defer p.Close()
 	for _, id := range []string{"c1", "c2"} {
-		if err := p.Add(ctx, Connection{ID: id, TunnelID: "t1"}); err != nil {
+		if err := p.Add(ctx, control.Connection{ID: id, TunnelID: "t1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,15 +1,16 @@
-package control
+package controlserver
 
 import (
 	"maps"
 	"slices"
 	"strings"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 )
 
 // TCPRoutes returns every public TCP port route, by port.
-func (s *State) TCPRoutes() []TCPRoute {
+func (s *State) TCPRoutes() []control.TCPRoute {
 	s.mu.RLock()
 	routes := slices.Collect(maps.Values(s.data.tcp))
 	s.mu.RUnlock()
@@ -18,7 +19,7 @@ func (s *State) TCPRoutes() []TCPRoute {
 }
 
 // TCPRoute returns the route of a public TCP port.
-func (s *State) TCPRoute(port int) (TCPRoute, bool) {
+func (s *State) TCPRoute(port int) (control.TCPRoute, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r, ok := s.data.tcp[port]
@@ -54,7 +55,7 @@ func (s *State) delTCPRoute(d *stateData, key string) (Event, bool) {
 // tcpRoutesEvent reports a TCPRoutesChanged event if the TCP routes differ
 // between old and cur.
 func tcpRoutesEvent(old, cur stateData) []Event {
-	if maps.EqualFunc(old.tcp, cur.tcp, func(a, b TCPRoute) bool {
+	if maps.EqualFunc(old.tcp, cur.tcp, func(a, b control.TCPRoute) bool {
 		return a.TunnelID == b.TunnelID && a.Hostname == b.Hostname && a.CreatedAt.Equal(b.CreatedAt)
 	}) {
 		return nil

@@ -1,4 +1,4 @@
-package control
+package controlserver
 
 import (
 	"cmp"
@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/store"
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,15 +19,15 @@ import (
 // enforced with transactions, so two concurrent writers cannot both win.
 type Service struct {
 	cli  *clientv3.Client
-	info EdgeInfo
+	info control.EdgeInfo
 	log  *slog.Logger
 }
 
-var _ API = (*Service)(nil)
+var _ control.API = (*Service)(nil)
 
 // NewService returns a Service storing its records through cli. info is what
 // EdgeInfo reports. A nil logger discards.
-func NewService(cli *clientv3.Client, info EdgeInfo, logger *slog.Logger) *Service {
+func NewService(cli *clientv3.Client, info control.EdgeInfo, logger *slog.Logger) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -46,8 +47,8 @@ type tunnelRecord struct {
 	DeletedAt  *time.Time `json:"deleted_at,omitempty"`
 }
 
-func (r tunnelRecord) tunnel() Tunnel {
-	return Tunnel{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, CreatedAt: r.CreatedAt, DeletedAt: r.DeletedAt}
+func (r tunnelRecord) tunnel() control.Tunnel {
+	return control.Tunnel{ID: r.ID, Name: r.Name, SecretHash: r.SecretHash, CreatedAt: r.CreatedAt, DeletedAt: r.DeletedAt}
 }
 
 // now is the time records are stamped with: UTC, without a monotonic reading,
@@ -61,17 +62,17 @@ func etcdError(op string, err error) error {
 
 // CreateTunnel creates a tunnel named name with the given secret (>= 32 bytes).
 // ErrConflict if a live tunnel has that name.
-func (s *Service) CreateTunnel(ctx context.Context, name string, secret []byte) (Tunnel, error) {
-	if err := ValidateName(name); err != nil {
-		return Tunnel{}, err
+func (s *Service) CreateTunnel(ctx context.Context, name string, secret []byte) (control.Tunnel, error) {
+	if err := control.ValidateName(name); err != nil {
+		return control.Tunnel{}, err
 	}
-	if len(secret) < MinSecretLen {
-		return Tunnel{}, errorf(ErrInvalid, "tunnel secret is %d bytes, it must be at least %d", len(secret), MinSecretLen)
+	if len(secret) < control.MinSecretLen {
+		return control.Tunnel{}, control.Errorf(control.ErrInvalid, "tunnel secret is %d bytes, it must be at least %d", len(secret), control.MinSecretLen)
 	}
-	rec := tunnelRecord{ID: uuid.NewString(), Name: name, SecretHash: HashSecret(secret), CreatedAt: now()}
+	rec := tunnelRecord{ID: uuid.NewString(), Name: name, SecretHash: control.HashSecret(secret), CreatedAt: now()}
 	val, err := json.Marshal(rec)
 	if err != nil {
-		return Tunnel{}, fmt.Errorf("control: create tunnel: %w", err)
+		return control.Tunnel{}, fmt.Errorf("control: create tunnel: %w", err)
 	}
 	nameKey := store.TunnelNameKey(name)
 	resp, err := s.cli.Txn(ctx).
@@ -80,21 +81,21 @@ func (s *Service) CreateTunnel(ctx context.Context, name string, secret []byte) 
 		Else(clientv3.OpGet(nameKey)).
 		Commit()
 	if err != nil {
-		return Tunnel{}, etcdError("create tunnel", err)
+		return control.Tunnel{}, etcdError("create tunnel", err)
 	}
 	if !resp.Succeeded {
 		other := ""
 		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
 			other = " (" + string(kvs[0].Value) + ")"
 		}
-		return Tunnel{}, errorf(ErrConflict, "a tunnel named %q already exists%s", name, other)
+		return control.Tunnel{}, control.Errorf(control.ErrConflict, "a tunnel named %q already exists%s", name, other)
 	}
 	s.log.Info("control: tunnel created", "tunnel", rec.ID, "name", name)
 	return rec.tunnel(), nil
 }
 
 // ListTunnels lists tunnels, oldest first, with their live connections.
-func (s *Service) ListTunnels(ctx context.Context, opts ListOptions) ([]Tunnel, error) {
+func (s *Service) ListTunnels(ctx context.Context, opts control.ListOptions) ([]control.Tunnel, error) {
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(store.TunnelsPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(store.ConnectionsPrefix, clientv3.WithPrefix()),
@@ -102,16 +103,16 @@ func (s *Service) ListTunnels(ctx context.Context, opts ListOptions) ([]Tunnel, 
 	if err != nil {
 		return nil, etcdError("list tunnels", err)
 	}
-	conns := make(map[string][]Connection)
+	conns := make(map[string][]control.Connection)
 	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
-		var c Connection
+		var c control.Connection
 		if err := json.Unmarshal(kv.Value, &c); err != nil {
 			s.log.Warn("control: skipping an unreadable connection record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		conns[c.TunnelID] = append(conns[c.TunnelID], c)
 	}
-	tunnels := []Tunnel{}
+	tunnels := []control.Tunnel{}
 	for _, kv := range resp.Responses[0].GetResponseRange().GetKvs() {
 		var rec tunnelRecord
 		if err := json.Unmarshal(kv.Value, &rec); err != nil {
@@ -125,14 +126,14 @@ func (s *Service) ListTunnels(ctx context.Context, opts ListOptions) ([]Tunnel, 
 		t.Connections = sortConnections(conns[t.ID])
 		tunnels = append(tunnels, t)
 	}
-	slices.SortFunc(tunnels, func(a, b Tunnel) int {
+	slices.SortFunc(tunnels, func(a, b control.Tunnel) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return tunnels, nil
 }
 
-func sortConnections(cs []Connection) []Connection {
-	slices.SortFunc(cs, func(a, b Connection) int {
+func sortConnections(cs []control.Connection) []control.Connection {
+	slices.SortFunc(cs, func(a, b control.Connection) int {
 		return cmp.Or(cmp.Compare(a.Index, b.Index), a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
 	})
 	return cs
@@ -140,14 +141,14 @@ func sortConnections(cs []Connection) []Connection {
 
 // GetTunnel finds a tunnel by ID (deleted ones too), or else a live tunnel by
 // name, with its live connections.
-func (s *Service) GetTunnel(ctx context.Context, idOrName string) (Tunnel, error) {
+func (s *Service) GetTunnel(ctx context.Context, idOrName string) (control.Tunnel, error) {
 	rec, _, err := s.resolve(ctx, idOrName)
 	if err != nil {
-		return Tunnel{}, err
+		return control.Tunnel{}, err
 	}
 	conns, err := s.connections(ctx, rec.ID)
 	if err != nil {
-		return Tunnel{}, err
+		return control.Tunnel{}, err
 	}
 	t := rec.tunnel()
 	t.Connections = conns
@@ -157,16 +158,16 @@ func (s *Service) GetTunnel(ctx context.Context, idOrName string) (Tunnel, error
 // resolve finds a tunnel record by ID or live name, and its ModRevision.
 func (s *Service) resolve(ctx context.Context, idOrName string) (tunnelRecord, int64, error) {
 	if idOrName == "" {
-		return tunnelRecord{}, 0, errorf(ErrInvalid, "no tunnel ID or name given")
+		return tunnelRecord{}, 0, control.Errorf(control.ErrInvalid, "no tunnel ID or name given")
 	}
-	id, isID := parseID(idOrName)
+	id, isID := control.ParseID(idOrName)
 	if !isID {
 		resp, err := s.cli.Get(ctx, store.TunnelNameKey(idOrName))
 		if err != nil {
 			return tunnelRecord{}, 0, etcdError("find tunnel", err)
 		}
 		if len(resp.Kvs) == 0 {
-			return tunnelRecord{}, 0, errorf(ErrNotFound, "no tunnel named %q", idOrName)
+			return tunnelRecord{}, 0, control.Errorf(control.ErrNotFound, "no tunnel named %q", idOrName)
 		}
 		id = string(resp.Kvs[0].Value)
 	}
@@ -176,10 +177,10 @@ func (s *Service) resolve(ctx context.Context, idOrName string) (tunnelRecord, i
 	}
 	if len(resp.Kvs) == 0 {
 		if isID {
-			return tunnelRecord{}, 0, errorf(ErrNotFound, "no tunnel with ID %s", id)
+			return tunnelRecord{}, 0, control.Errorf(control.ErrNotFound, "no tunnel with ID %s", id)
 		}
 		// The name was freed between the two reads.
-		return tunnelRecord{}, 0, errorf(ErrNotFound, "no tunnel named %q", idOrName)
+		return tunnelRecord{}, 0, control.Errorf(control.ErrNotFound, "no tunnel named %q", idOrName)
 	}
 	var rec tunnelRecord
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
@@ -189,14 +190,14 @@ func (s *Service) resolve(ctx context.Context, idOrName string) (tunnelRecord, i
 }
 
 // connections returns the live connections of a tunnel.
-func (s *Service) connections(ctx context.Context, tunnelID string) ([]Connection, error) {
+func (s *Service) connections(ctx context.Context, tunnelID string) ([]control.Connection, error) {
 	resp, err := s.cli.Get(ctx, store.TunnelConnectionsPrefix(tunnelID), clientv3.WithPrefix())
 	if err != nil {
 		return nil, etcdError("list connections", err)
 	}
-	conns := make([]Connection, 0, len(resp.Kvs))
+	conns := make([]control.Connection, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var c Connection
+		var c control.Connection
 		if err := json.Unmarshal(kv.Value, &c); err != nil {
 			s.log.Warn("control: skipping an unreadable connection record", "key", string(kv.Key), "err", err)
 			continue
@@ -207,7 +208,7 @@ func (s *Service) connections(ctx context.Context, tunnelID string) ([]Connectio
 }
 
 // ListConnections returns the live connections of a tunnel (by ID or live name).
-func (s *Service) ListConnections(ctx context.Context, tunnelID string) ([]Connection, error) {
+func (s *Service) ListConnections(ctx context.Context, tunnelID string) ([]control.Connection, error) {
 	rec, _, err := s.resolve(ctx, tunnelID)
 	if err != nil {
 		return nil, err
@@ -226,7 +227,7 @@ func (s *Service) DeleteTunnel(ctx context.Context, id string, force bool) error
 			return err
 		}
 		if rec.DeletedAt != nil {
-			return errorf(ErrNotFound, "tunnel %s (%s) is already deleted", rec.ID, rec.Name)
+			return control.Errorf(control.ErrNotFound, "tunnel %s (%s) is already deleted", rec.ID, rec.Name)
 		}
 		tunnelKey, nameKey, connPrefix := store.TunnelKey(rec.ID), store.TunnelNameKey(rec.Name), store.TunnelConnectionsPrefix(rec.ID)
 		read, err := s.cli.Txn(ctx).Then(
@@ -239,7 +240,7 @@ func (s *Service) DeleteTunnel(ctx context.Context, id string, force bool) error
 		}
 		readRev := read.Header.Revision
 		if n := read.Responses[0].GetResponseRange().GetCount(); n > 0 && !force {
-			return errorf(ErrTunnelConnected, "tunnel %s (%s) has %d live connection(s); stop its connectors, or force the delete", rec.ID, rec.Name, n)
+			return control.Errorf(control.ErrTunnelConnected, "tunnel %s (%s) has %d live connection(s); stop its connectors, or force the delete", rec.ID, rec.Name, n)
 		}
 
 		deleted := now()
@@ -266,7 +267,7 @@ func (s *Service) DeleteTunnel(ctx context.Context, id string, force bool) error
 		}
 		var routes []string
 		for _, kv := range read.Responses[1].GetResponseRange().GetKvs() {
-			var r Route
+			var r control.Route
 			if err := json.Unmarshal(kv.Value, &r); err == nil && r.TunnelID == rec.ID {
 				routes = append(routes, r.Hostname)
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
@@ -303,41 +304,41 @@ func (s *Service) CleanupTunnel(ctx context.Context, id string) error {
 // RouteDNS routes hostname to a live tunnel (by ID or name). Routing a hostname
 // to the tunnel it already goes to returns the existing route. If it goes to
 // another tunnel: ErrConflict, unless overwrite.
-func (s *Service) RouteDNS(ctx context.Context, tunnelID, hostname string, overwrite bool) (Route, error) {
-	host, err := ValidateHostname(hostname)
+func (s *Service) RouteDNS(ctx context.Context, tunnelID, hostname string, overwrite bool) (control.Route, error) {
+	host, err := control.ValidateHostname(hostname)
 	if err != nil {
-		return Route{}, err
+		return control.Route{}, err
 	}
 	key := store.RouteKey(host)
 	for range maxTxnAttempts {
 		rec, rev, err := s.resolve(ctx, tunnelID)
 		if err != nil {
-			return Route{}, err
+			return control.Route{}, err
 		}
 		if rec.DeletedAt != nil {
-			return Route{}, errorf(ErrNotFound, "tunnel %s (%s) is deleted", rec.ID, rec.Name)
+			return control.Route{}, control.Errorf(control.ErrNotFound, "tunnel %s (%s) is deleted", rec.ID, rec.Name)
 		}
 		resp, err := s.cli.Get(ctx, key)
 		if err != nil {
-			return Route{}, etcdError("route", err)
+			return control.Route{}, etcdError("route", err)
 		}
 		var routeRev int64
 		if len(resp.Kvs) > 0 {
-			var old Route
+			var old control.Route
 			if err := json.Unmarshal(resp.Kvs[0].Value, &old); err == nil {
 				if old.TunnelID == rec.ID {
 					return old, nil
 				}
 				if !overwrite {
-					return Route{}, errorf(ErrConflict, "%s is already routed to tunnel %s; overwrite to move it", host, old.TunnelID)
+					return control.Route{}, control.Errorf(control.ErrConflict, "%s is already routed to tunnel %s; overwrite to move it", host, old.TunnelID)
 				}
 			}
 			routeRev = resp.Kvs[0].ModRevision
 		}
-		r := Route{Hostname: host, TunnelID: rec.ID, CreatedAt: now()}
+		r := control.Route{Hostname: host, TunnelID: rec.ID, CreatedAt: now()}
 		val, err := json.Marshal(r)
 		if err != nil {
-			return Route{}, fmt.Errorf("control: route: %w", err)
+			return control.Route{}, fmt.Errorf("control: route: %w", err)
 		}
 		// The tunnel was not deleted and nobody else routed host meanwhile.
 		txn, err := s.cli.Txn(ctx).If(
@@ -345,38 +346,38 @@ func (s *Service) RouteDNS(ctx context.Context, tunnelID, hostname string, overw
 			clientv3.Compare(clientv3.ModRevision(key), "=", routeRev),
 		).Then(clientv3.OpPut(key, string(val))).Commit()
 		if err != nil {
-			return Route{}, etcdError("route", err)
+			return control.Route{}, etcdError("route", err)
 		}
 		if txn.Succeeded {
 			s.log.Info("control: route set", "hostname", host, "tunnel", rec.ID)
 			return r, nil
 		}
 	}
-	return Route{}, fmt.Errorf("control: route %s: it kept changing under %d attempts; try again", host, maxTxnAttempts)
+	return control.Route{}, fmt.Errorf("control: route %s: it kept changing under %d attempts; try again", host, maxTxnAttempts)
 }
 
 // ListRoutes lists every route, by hostname.
-func (s *Service) ListRoutes(ctx context.Context) ([]Route, error) {
+func (s *Service) ListRoutes(ctx context.Context) ([]control.Route, error) {
 	resp, err := s.cli.Get(ctx, store.RoutesPrefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, etcdError("list routes", err)
 	}
-	routes := make([]Route, 0, len(resp.Kvs))
+	routes := make([]control.Route, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var r Route
+		var r control.Route
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			s.log.Warn("control: skipping an unreadable route record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		routes = append(routes, r)
 	}
-	slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Hostname, b.Hostname) })
+	slices.SortFunc(routes, func(a, b control.Route) int { return cmp.Compare(a.Hostname, b.Hostname) })
 	return routes, nil
 }
 
 // DeleteRoute removes the route for hostname; ErrNotFound if there is none.
 func (s *Service) DeleteRoute(ctx context.Context, hostname string) error {
-	host, err := ValidateHostname(hostname)
+	host, err := control.ValidateHostname(hostname)
 	if err != nil {
 		return err
 	}
@@ -385,14 +386,14 @@ func (s *Service) DeleteRoute(ctx context.Context, hostname string) error {
 		return etcdError("delete route", err)
 	}
 	if resp.Deleted == 0 {
-		return errorf(ErrNotFound, "no route for %s", host)
+		return control.Errorf(control.ErrNotFound, "no route for %s", host)
 	}
 	s.log.Info("control: route deleted", "hostname", host)
 	return nil
 }
 
 // EdgeInfo returns the info NewService was given.
-func (s *Service) EdgeInfo(ctx context.Context) (EdgeInfo, error) {
+func (s *Service) EdgeInfo(ctx context.Context) (control.EdgeInfo, error) {
 	info := s.info
 	info.TunnelAddrs = append([]string{}, info.TunnelAddrs...)
 	return info, nil

@@ -1,0 +1,95 @@
+// Package edgecmd is the edge's part of the adit command line: `adit edge`
+// and `adit quickstart`, which start an edge (and with it an embedded etcd
+// server) in the process. It is kept apart from package cli so that a binary
+// for private machines (cmd/adit-connector) can have every other command
+// without linking the edge.
+package edgecmd
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/adit-dev/adit/cli"
+	"github.com/adit-dev/adit/credentials"
+	"github.com/adit-dev/adit/edge"
+)
+
+// Commands returns `edge` and `quickstart`, for cli.Program's Commands.
+func Commands() []cli.Command {
+	return []cli.Command{newEdgeCmd, newQuickstartCmd}
+}
+
+// edgeFlags are `adit edge`'s flags.
+type edgeFlags struct {
+	cfg           edge.Config
+	etcdEndpoints []string
+}
+
+func newEdgeCmd(g *cli.Env) *cobra.Command {
+	var f edgeFlags
+	cmd := &cobra.Command{
+		Use:   "edge",
+		Short: "Run an edge: the public listener, the tunnel listener and the control API",
+		Long: `Run an adit edge. Connectors dial its tunnel address; the public HTTP listener
+routes each request by hostname to a tunnel. State lives in an etcd server
+embedded in the edge (data in --data-dir), or in --etcd-endpoints.
+
+On first start the edge creates its CA and certificate and an admin API token
+in --data-dir, and prints the exact 'adit login' command to use.`,
+		Args: cli.ExactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runEdge(cmd.Context(), g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.cfg.DataDir, "data-dir", filepath.Join(credentials.Home(), "edge"), "directory for etcd data, certificates and the admin token")
+	fl.StringVar(&f.cfg.HTTPAddr, "http-addr", ":8080", "public HTTP listen address (port 0 picks a free port)")
+	fl.StringVar(&f.cfg.TunnelAddr, "tunnel-addr", ":7844", "UDP address connectors dial (QUIC)")
+	fl.StringVar(&f.cfg.APIAddr, "api-addr", "127.0.0.1:7845", "control API listen address (HTTPS)")
+	fl.StringSliceVar(&f.cfg.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma-separated); default: an embedded etcd")
+	fl.StringVar(&f.cfg.TLSCertFile, "tls-cert", "", "certificate (PEM) for the tunnel and API listeners, instead of the edge's own CA")
+	fl.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "key (PEM) for --tls-cert")
+	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
+	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
+	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: host name and a random suffix)")
+	addEdgeOpsFlags(fl, &f.cfg) // --metrics and limits
+	return cmd
+}
+
+func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
+	f.cfg.Logger = g.Logger()
+	srv, err := edge.Start(ctx, f.cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	out := g.Stdout
+	fmt.Fprintf(out, "adit edge %s is serving\n", srv.Node())
+	fmt.Fprintf(out, "  public HTTP  %s\n", srv.HTTPAddr())
+	fmt.Fprintf(out, "  tunnels      %s (udp, quic) and %s (tcp, websocket)\n", srv.TunnelAddr(), srv.TunnelTCPAddr())
+	fmt.Fprintf(out, "  API          %s\n", srv.APIURL())
+	if a := srv.MetricsAddr(); a != nil {
+		fmt.Fprintf(out, "  metrics      http://%s/metrics\n", a)
+	}
+	if srv.CreatedAdminToken() {
+		fmt.Fprintf(out, "An admin API token was written to %s (mode 0600).\n", srv.AdminTokenFile())
+	}
+	fmt.Fprintf(out, "Log in with:\n  %s\n", srv.LoginCommand())
+	<-ctx.Done()
+	fmt.Fprintln(out, "adit edge: shutting down")
+	return nil
+}
+
+// addEdgeOpsFlags registers `adit edge`'s operator flags: the metrics
+// listener and the limits on public clients.
+func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
+	fl.StringVar(&cfg.MetricsAddr, "metrics", "", "serve /metrics, /ready and /healthcheck on host:port (port 0 picks one; default: off)")
+	fl.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", edge.DefaultMaxHeaderBytes, "largest public request header accepted (431 past it)")
+	fl.Int64Var(&cfg.MaxRequestBody, "max-request-body", 0, "largest public request body accepted, in bytes (413 past it; 0: no limit)")
+	fl.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", edge.DefaultReadHeaderTimeout, "how long a public client may take to send a request header")
+	fl.DurationVar(&cfg.IdleTimeout, "idle-timeout", edge.DefaultIdleTimeout, "close public keep-alive connections idle this long")
+}

@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/credentials"
+	"github.com/adit-dev/adit/ingress"
+)
+
+// runFlags are `adit tunnel run`'s flags.
+type runFlags struct {
+	config          string
+	url             string
+	token           string
+	tokenFile       string
+	credentialsFile string
+	protocol        string
+	haConnections   int
+	edgeAddrs       []string
+	serverName      string
+	gracePeriod     time.Duration
+	metricsAddr     string
+}
+
+func newTunnelRunCmd(g *Env) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [NAME|UUID]",
+		Short: "Run a connector for a tunnel: dial the edge and serve its requests",
+		Long: `Run a connector. It dials out to the edge (nothing listens on this machine),
+holds --ha-connections connections, and hands each request to the origin the
+ingress rules choose: --url for a single origin, or the ingress rules of
+--config (cloudflared's config.yml format).
+
+The tunnel's credentials come from --token (or --token-file, or the
+ADIT_TUNNEL_TOKEN environment variable), from --credentials-file, from the
+config's credentials-file, or from $ADIT_HOME/<UUID>.json for the tunnel
+named by the argument or the config's 'tunnel' key.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("%s: want at most one tunnel NAME or UUID", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := ""
+			if len(args) == 1 {
+				ref = args[0]
+			}
+			return runTunnel(cmd.Context(), g, f, ref)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "config.yml with ingress rules (cloudflared format)")
+	fl.StringVar(&f.url, "url", "", "serve every request from this origin (e.g. http://localhost:8000)")
+	fl.StringVar(&f.token, "token", "", "tunnel token (prefer --token-file or ADIT_TUNNEL_TOKEN: arguments are visible to other users)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the tunnel token")
+	fl.StringVar(&f.credentialsFile, "credentials-file", "", "tunnel credentials file")
+	fl.StringVar(&f.protocol, "protocol", "auto", "transport to the edge: auto (QUIC, falling back to WebSocket over TCP when UDP is blocked), quic or websocket")
+	fl.IntVar(&f.haConnections, "ha-connections", 4, "connections to hold open to the edge")
+	fl.StringSliceVar(&f.edgeAddrs, "edge", nil, "edge tunnel address(es) host:port, instead of those in the credentials")
+	fl.StringVar(&f.serverName, "edge-server-name", "", "TLS name to verify on the edge certificate (default: the edge address's host)")
+	fl.DurationVar(&f.gracePeriod, "grace-period", 30*time.Second, "how long requests in flight may finish after SIGINT/SIGTERM")
+	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready and /healthcheck on host:port (port 0 picks one; default: off)")
+	return cmd
+}
+
+func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
+	log := g.Logger()
+	var cfg *ingress.Config
+	var err error
+	if f.config == "" && f.url == "" {
+		f.config = findConfig(g.Home) // cloudflared's search; "" if none
+	}
+	if f.config != "" {
+		if cfg, err = ingress.Load(f.config); err != nil {
+			return err
+		}
+	}
+	var ing *ingress.Ingress
+	switch {
+	case f.url != "":
+		ing, err = ingress.FromURL(f.url)
+	case cfg != nil:
+		ing, err = ingress.New(cfg) // ingress rules, or the legacy url/hello-world
+	default:
+		return fmt.Errorf("tunnel run: no origin: pass --url URL or --config with ingress rules (no config file in %s)", strings.Join(configCandidates(g.Home), ", "))
+	}
+	if err != nil {
+		return err
+	}
+	if ref == "" && cfg != nil {
+		ref = cfg.Tunnel
+	}
+	creds, err := loadRunCredentials(ctx, g, f, cfg, ref)
+	if err != nil {
+		return err
+	}
+	edges := f.edgeAddrs
+	if len(edges) == 0 {
+		edges = creds.EdgeAddrs
+	}
+	if len(edges) == 0 {
+		return fmt.Errorf("tunnel run: the credentials for tunnel %s name no edge address; pass --edge HOST:PORT", creds.TunnelID)
+	}
+	c, err := connector.New(connector.Config{
+		TunnelID:      creds.TunnelID,
+		Secret:        creds.TunnelSecret,
+		EdgeAddrs:     edges,
+		EdgeCA:        []byte(creds.EdgeCA),
+		ServerName:    f.serverName,
+		Ingress:       ing,
+		HAConnections: f.haConnections,
+		Protocol:      f.protocol,
+		GracePeriod:   f.gracePeriod,
+		MetricsAddr:   f.metricsAddr,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	if f.url == "" {
+		stop, err := watchConfig(ctx, log, f.config, cfg, c) // live reload, SIGHUP
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
+	return c.Run(ctx)
+}
+
+// loadRunCredentials finds the tunnel's credentials: a token, a credentials
+// file, or $ADIT_HOME/<UUID>.json for the tunnel named by ref.
+func loadRunCredentials(ctx context.Context, g *Env, f runFlags, cfg *ingress.Config, ref string) (*credentials.File, error) {
+	tok, err := credentials.TokenFromSources(f.token, f.tokenFile, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		return credentials.ParseToken(tok)
+	}
+	path := f.credentialsFile
+	if path == "" && cfg != nil {
+		path = cfg.CredentialsFile
+	}
+	if path == "" {
+		if ref == "" {
+			return nil, errors.New("tunnel run: which tunnel? pass NAME|UUID, --token-file, --credentials-file, or a config with 'tunnel'")
+		}
+		id := ref
+		if _, err := uuid.Parse(ref); err != nil {
+			api, err := (&apiFlags{}).client(g.Home)
+			if err != nil {
+				return nil, fmt.Errorf("tunnel run: %q is not a UUID, and resolving the name needs the API: %w", ref, err)
+			}
+			t, err := api.GetTunnel(ctx, ref)
+			if err != nil {
+				return nil, fmt.Errorf("tunnel run: tunnel %q: %w", ref, err)
+			}
+			id = t.ID
+		}
+		path = credentials.CredentialsPath(g.Home, id)
+	}
+	return credentials.Load(path)
+}
