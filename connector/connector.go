@@ -7,7 +7,7 @@
 //
 // A request arrives as a stream in conn.go (serveConn → AcceptStream) and is
 // served in stream.go (serveStream → ingress match → origin → response);
-// TCP streams in tcp.go (and socks.go for SOCKS5 rules). reconnect.go
+// an upgrade answered 101 is piped to the origin in upgrade.go; TCP streams in tcp.go (and socks.go for SOCKS5 rules). reconnect.go
 // keeps the connections up (backoff, probing, noticing an edge restart);
 // metrics.go serves /metrics and /ready.
 package connector

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/origin"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -25,24 +27,22 @@ type requestIDKey struct{}
 // stream the answer back.
 func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 	defer s.Close()
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(s)
-	defer func() {
-		br.Reset(nil)
-		readerPool.Put(br)
-	}()
+	rd := newStreamReader(s)
+	defer rd.release()
 
 	var h tunnel.RequestHeader
-	if err := tunnel.ReadMessage(br, &h); err != nil {
+	if err := tunnel.ReadMessage(rd.Reader, &h); err != nil {
 		c.rl.Logger(log).Warn("connector: bad request stream", "err", err)
 		return
 	}
 	log = withLazy(log, slog.String("request_id", h.RequestID), slog.String("host", h.Host))
 	switch h.Type {
-	case tunnel.StreamHTTP, tunnel.StreamWebSocket:
-		c.serveHTTP(s, br, &h, log)
+	case tunnel.StreamHTTP:
+		c.serveHTTP(s, rd, &h, log)
+	case tunnel.StreamWebSocket:
+		c.serveUpgrade(s, rd, &h, log) // upgrade.go
 	case tunnel.StreamTCP:
-		c.serveTCP(s, br, &h, log) // tcp.go
+		c.serveTCP(s, rd.Reader, &h, log) // tcp.go
 	default:
 		c.rl.Logger(log).Warn("connector: unsupported stream type", "type", h.Type)
 		tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusBadGateway, Error: "connector does not serve " + h.Type.String() + " streams"})
@@ -50,14 +50,48 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 	}
 }
 
-func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.RequestHeader, log *slog.Logger) {
+// streamReader is a stream's pooled reader, which holds the request header
+// and what follows it. A long-lived stream (an upgraded connection) gives it
+// back early; release is safe to call again.
+type streamReader struct {
+	*bufio.Reader // nil once released
+}
+
+func newStreamReader(s tunnel.Stream) *streamReader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(s)
+	return &streamReader{br}
+}
+
+func (r *streamReader) release() {
+	if r.Reader != nil {
+		r.Reader.Reset(nil)
+		readerPool.Put(r.Reader)
+		r.Reader = nil
+	}
+}
+
+// take releases the reader and returns a copy of the bytes it held.
+func (r *streamReader) take() []byte {
+	var p []byte
+	if n := r.Buffered(); n > 0 {
+		b, _ := r.Peek(n)
+		p = append([]byte(nil), b...)
+	}
+	r.release()
+	return p
+}
+
+// route rebuilds the request of an HTTP or WebSocket stream and finds its
+// origin; if it cannot, it answers the stream and returns ok false.
+func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Logger) (req *http.Request, rule *ingress.Rule, svc origin.HTTPService, ok bool) {
 	req, err := newOriginRequest(h)
 	if err != nil {
 		c.rl.Logger(log).Warn("connector: bad request header", "err", err)
 		respondError(s, http.StatusBadRequest, "bad request: "+err.Error())
-		return
+		return nil, nil, nil, false
 	}
-	rule, svc := c.router.Load().match(h.Host, req.URL.Path)
+	rule, svc = c.router.Load().match(h.Host, req.URL.Path)
 	if svc == nil {
 		msg := "no ingress rule matches"
 		if rule != nil {
@@ -65,23 +99,27 @@ func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reque
 		}
 		log.Warn("connector: "+msg, "path", req.URL.Path)
 		respondError(s, http.StatusBadGateway, msg)
+		return nil, nil, nil, false
+	}
+	return req, rule, svc, true
+}
+
+func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.RequestHeader, log *slog.Logger) {
+	req, rule, svc, ok := c.route(s, h, log)
+	if !ok {
 		return
 	}
-	upgrade := h.Type == tunnel.StreamWebSocket
-	if upgrade {
+	br := rd.Reader
+	body := tunnel.NewBodyReader(br, req.Trailer)
+	req.Body = body
+	if h.ContentLength == 0 {
+		// Nothing to send, but the end frame must still be consumed.
+		io.Copy(io.Discard, body)
 		req.Body = http.NoBody
-	} else {
-		body := tunnel.NewBodyReader(br, req.Trailer)
-		req.Body = body
-		if h.ContentLength == 0 {
-			// Nothing to send, but the end frame must still be consumed.
-			io.Copy(io.Discard, body)
-			req.Body = http.NoBody
-		}
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
 	defer cancel()
-	if sc, ok := s.(interface{ Context() context.Context }); ok && !upgrade {
+	if sc, ok := s.(interface{ Context() context.Context }); ok {
 		// The edge abandons the stream when its client goes away. While the
 		// origin sends nothing (a gRPC stream or a long poll waiting for an
 		// event) no write fails to tell us, so cancel the origin request
@@ -92,22 +130,13 @@ func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reque
 
 	resp, err := svc.RoundTrip(req)
 	if err != nil {
-		c.metrics.originErrors.Inc()
-		log.Error("connector: origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
-		respondError(s, http.StatusBadGateway, err.Error())
+		c.originUnreachable(s, rule, svc, err, log)
 		return
 	}
 	defer resp.Body.Close()
 
-	rh := tunnel.ResponseHeader{
-		Status:        resp.StatusCode,
-		Header:        resp.Header,
-		ContentLength: resp.ContentLength,
-	}
-	for k := range resp.Trailer {
-		rh.Trailer = append(rh.Trailer, k)
-	}
-	if !upgrade && h.Method != http.MethodHead && len(resp.Trailer) == 0 && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
+	rh := responseHeader(resp)
+	if h.Method != http.MethodHead && len(resp.Trailer) == 0 && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
 		// A small answer of known length goes out in one write: header,
 		// body and end together (one packet instead of three).
 		if writeSmallResponse(s, &rh, resp.Body, log) {
@@ -119,28 +148,45 @@ func (c *Connector) serveHTTP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reque
 		log.Debug("connector: edge went away", "err", err)
 		return
 	}
-
-	if upgrade && resp.StatusCode == http.StatusSwitchingProtocols {
-		rwc, ok := resp.Body.(io.ReadWriteCloser)
-		if !ok {
-			log.Error("connector: origin switched protocols without a writable body")
-			return
-		}
-		pipe(s, br, rwc)
-		return
+	if sendBody(s, resp, log) {
+		log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
 	}
+}
 
+// originUnreachable answers a request whose origin could not be reached.
+func (c *Connector) originUnreachable(s tunnel.Stream, rule *ingress.Rule, svc origin.HTTPService, err error, log *slog.Logger) {
+	c.metrics.originErrors.Inc()
+	log.Error("connector: origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
+	respondError(s, http.StatusBadGateway, err.Error())
+}
+
+// responseHeader is the stream's answer header for resp.
+func responseHeader(resp *http.Response) tunnel.ResponseHeader {
+	rh := tunnel.ResponseHeader{
+		Status:        resp.StatusCode,
+		Header:        resp.Header,
+		ContentLength: resp.ContentLength,
+	}
+	for k := range resp.Trailer {
+		rh.Trailer = append(rh.Trailer, k)
+	}
+	return rh
+}
+
+// sendBody streams resp's body and trailers to the edge after the answer
+// header, and reports whether all of it went.
+func sendBody(s tunnel.Stream, resp *http.Response, log *slog.Logger) bool {
 	bw := tunnel.NewBodyWriter(s)
 	if _, err := io.Copy(bw, resp.Body); err != nil {
 		// Abort: the edge must see a broken body, not a short one.
 		log.Warn("connector: response body from origin broke off", "err", err)
-		return
+		return false
 	}
 	if err := bw.CloseWithTrailers(resp.Trailer); err != nil {
-		return
+		return false
 	}
 	s.CloseWrite()
-	log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
+	return true
 }
 
 // newOriginRequest rebuilds a server-style request from the header.
@@ -183,27 +229,6 @@ func newOriginRequest(h *tunnel.RequestHeader) (*http.Request, error) {
 func respondError(s tunnel.Stream, status int, msg string) {
 	tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: status, Error: msg})
 	s.CloseWrite()
-}
-
-// pipe copies bytes both ways between the edge stream and the origin's
-// upgraded connection until both directions are finished.
-func pipe(s tunnel.Stream, br *bufio.Reader, origin io.ReadWriteCloser) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := io.Copy(origin, br)
-		if cw, ok := origin.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			// An aborted edge side, or no half-close: end the origin
-			// connection so the other direction ends too.
-			origin.Close()
-		}
-	}()
-	tunnel.Copy(s, origin) // a small buffer: idle WebSockets hold it
-	s.CloseWrite()
-	<-done
-	origin.Close()
 }
 
 // smallBody is the largest response body of known length that is sent

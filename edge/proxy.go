@@ -21,7 +21,7 @@ import (
 // and on error pages; the connector logs the same ID.
 const RequestIDHeader = "Adit-Request-Id"
 
-// router maps a public hostname to a tunnel ID. control.State implements it.
+// router maps a public hostname to a tunnel ID. controlserver.State implements it.
 type router interface {
 	Route(host string) (tunnelID string, ok bool)
 }
@@ -30,10 +30,11 @@ type router interface {
 // tunnel and sends it down one of that tunnel's connections as a stream.
 //
 // The path of a request: ServeHTTP (route by Host) → httputil.ReverseProxy
-// (hop-by-hop headers, X-Forwarded-*, upgrades, trailers, flushing) →
+// (hop-by-hop headers, X-Forwarded-*, trailers, flushing) →
 // tunnelTransport.RoundTrip (pick a connection, open a stream, write the
 // request header and body frames, read the response header) → the
-// connector (connector/stream.go) → the origin.
+// connector (connector/stream.go) → the origin. A 101 answer to an upgrade
+// is piped by upgrade.go, not by the ReverseProxy.
 type proxy struct {
 	router router
 	reg    *registry
@@ -48,6 +49,7 @@ type reqInfo struct {
 	tunnelID   string
 	requestID  string
 	clientAddr string
+	upgrade    *upgradeState // upgrade.go; nil unless the request asks for one
 }
 
 func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger) *proxy {
@@ -86,6 +88,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveAccess(w, r, info) // access.go: `adit access` over a WebSocket
 		return
 	}
+	if isUpgrade(r.Header) {
+		p.serveUpgrade(w, r, info) // upgrade.go
+		return
+	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
 }
 
@@ -97,6 +103,8 @@ func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var oe *originError
 	switch {
+	case errors.Is(err, errUpgraded):
+		// The connection was hijacked and is piped (upgrade.go).
 	case bodyTooLarge(r) > 0: // limits.go
 		tooLarge(w, r, bodyTooLarge(r), id)
 	case errors.Is(err, errTunnelOffline):
@@ -130,7 +138,19 @@ type tunnelTransport struct {
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.roundTrip(req) // failover.go
+	if info, _ := req.Context().Value(ctxKey{}).(*reqInfo); info != nil && info.upgrade != nil {
+		// The stream of an upgrade may live for hours: give it the
+		// context serveUpgrade made, without what the ReverseProxy added
+		// (a trace hook holding the ResponseWriter, and with it the HTTP
+		// server's buffers for the connection).
+		req = req.WithContext(info.upgrade.ctx)
+	}
+	resp, err := t.roundTrip(req) // failover.go
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		// Not for the ReverseProxy: the pipe is ours (upgrade.go).
+		return nil, takeUpgrade(req, resp)
+	}
+	return resp, err
 }
 
 // openStream picks a connection and opens a stream on it (see
@@ -277,10 +297,10 @@ func sendBody(req *http.Request, bw *tunnel.BodyWriter, s tunnel.Stream) {
 	s.CloseWrite()
 }
 
-// rawBody is the body of a 101 response: a ReadWriteCloser the
-// ReverseProxy pipes to the client's upgraded connection.
+// rawBody is the body of a 101 response: the stream, and the reader that
+// holds what came after the response header. takeUpgrade pipes it.
 type rawBody struct {
-	r       *bufio.Reader
+	r       *bufio.Reader // nil once taken
 	s       tunnel.Stream
 	release func()
 }
@@ -292,34 +312,22 @@ func (b *rawBody) Read(p []byte) (int, error) {
 	return b.s.Read(p)
 }
 
-func (b *rawBody) Write(p []byte) (int, error) { return b.s.Write(p) }
-
-// WriteTo and ReadFrom are what the ReverseProxy's io.Copy calls for the
-// two directions of an upgraded connection: with them, each direction holds
-// a small pooled buffer instead of a 32 KiB one (and the 16 KiB header
-// reader is returned once drained), which is most of what an idle
-// WebSocket costs the edge.
-func (b *rawBody) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	if b.r != nil {
-		if k := b.r.Buffered(); k > 0 {
-			p, _ := b.r.Peek(k)
-			m, err := w.Write(p)
-			n += int64(m)
-			if err != nil {
-				return n, err
-			}
-			b.r.Discard(k)
-		}
-		b.r.Reset(nil)
-		readerPool.Put(b.r)
-		b.r = nil
+// takeBuffered returns a copy of the bytes the reader holds and gives the
+// reader back to its pool: from then on the stream is read directly.
+func (b *rawBody) takeBuffered() []byte {
+	if b.r == nil {
+		return nil
 	}
-	m, err := tunnel.Copy(w, b.s)
-	return n + m, err
+	var p []byte
+	if n := b.r.Buffered(); n > 0 {
+		buf, _ := b.r.Peek(n)
+		p = append([]byte(nil), buf...)
+	}
+	b.r.Reset(nil)
+	readerPool.Put(b.r)
+	b.r = nil
+	return p
 }
-
-func (b *rawBody) ReadFrom(r io.Reader) (int64, error) { return tunnel.Copy(b.s, r) }
 
 func (b *rawBody) Close() error {
 	b.release()

@@ -9,16 +9,21 @@
 //
 // Each service's *http.Transport follows the rule's originRequest options
 // (cloudflared's, see [ingress.OriginRequest]); the environment's HTTP proxy is never
-// used for origins.
+// used for origins. Upgrade requests do not use the transport: each dials a
+// connection of its own with the same dialer and TLS settings (see
+// roundTripUpgrade for why).
 package origin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/adit-dev/adit/ingress"
 )
@@ -44,7 +50,8 @@ type HTTPService interface {
 	// not copied: the caller may fill the keys it declared until Body returns io.EOF.
 	// For an Upgrade request without a ContentLength, req.Body is neither sent nor
 	// closed: the caller pipes the upgraded stream through the 101 response's Body,
-	// an io.ReadWriteCloser. req itself is not modified.
+	// an io.ReadWriteCloser that also has CloseWrite (a half-close of the
+	// connection). req itself is not modified.
 	RoundTrip(req *http.Request) (*http.Response, error)
 	// Close releases idle connections and any server the service runs.
 	// Responses already returned stay readable.
@@ -140,7 +147,8 @@ type proxyTarget struct {
 type proxy struct {
 	target         proxyTarget
 	transport      *http.Transport
-	upgrade        *http.Transport // HTTP/1.1 only, for Upgrade requests; may be transport
+	tlsConf        *tls.Config   // for upgrades; nil unless the scheme is https
+	tlsTimeout     time.Duration // for upgrades: tlsTimeout
 	hostHeader     string
 	matchSNI       bool // URL host (so SNI) follows the Host header
 	disableChunked bool
@@ -159,19 +167,16 @@ func newProxy(t proxyTarget, o ingress.OriginRequest, logger *slog.Logger) (*pro
 	p := &proxy{
 		target:         t,
 		transport:      transport,
-		upgrade:        transport,
+		tlsTimeout:     o.TLSTimeout,
 		hostHeader:     o.HTTPHostHeader,
 		matchSNI:       o.MatchSNIToHost && o.OriginServerName == "" && t.scheme == "https",
 		disableChunked: o.DisableChunkedEncoding,
 		logger:         logger,
 	}
-	if transport.Protocols != nil && (transport.Protocols.HTTP2() || transport.Protocols.UnencryptedHTTP2()) {
-		// HTTP/2 has no Upgrade: WebSockets to an HTTP/2 origin go over HTTP/1.1.
-		p.upgrade = transport.Clone()
-		var h1 http.Protocols
-		h1.SetHTTP1(true)
-		p.upgrade.Protocols = &h1
-		p.upgrade.ForceAttemptHTTP2 = false
+	if transport.TLSClientConfig != nil {
+		// A copy taken before the transport adds its ALPN protocols (h2):
+		// HTTP/2 has no Upgrade, so upgrades always speak HTTP/1.1.
+		p.tlsConf = transport.TLSClientConfig.Clone()
 	}
 	return p, nil
 }
@@ -254,7 +259,6 @@ func (p *proxy) String() string { return p.target.name }
 func (p *proxy) Close() error {
 	p.closeOnce.Do(func() {
 		p.transport.CloseIdleConnections()
-		p.upgrade.CloseIdleConnections()
 		if p.onClose != nil {
 			p.closeErr = p.onClose()
 		}
@@ -312,26 +316,186 @@ func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 
-	transport := p.transport
+	var resp *http.Response
+	var err error
 	if isUpgrade(out.Header) {
-		transport = p.upgrade
 		if out.ContentLength <= 0 {
 			// The handshake has no body. req.Body is left open: what follows the
 			// 101 is the caller's to pipe through the response's ReadWriteCloser.
 			out.Body, out.ContentLength = nil, 0
 		}
+		resp, err = p.roundTripUpgrade(out)
 	} else if p.disableChunked && out.ContentLength <= 0 && hasBody(out) && !lacksBody(out.Method) {
 		req.Body.Close()
 		p.logger.Info("origin: refused a request body of unknown length (disableChunkedEncoding)", "host", public, "path", u.Path)
 		return lengthRequired(req), nil
+	} else {
+		resp, err = p.transport.RoundTrip(out)
 	}
-
-	resp, err := transport.RoundTrip(out)
 	if err != nil {
 		p.logger.Debug("origin: request failed", "host", public, "path", u.Path, "err", err)
 		return nil, fmt.Errorf("origin: %s: %w", p.target.name, err)
 	}
 	return resp, nil
+}
+
+// Upgrades. An upgraded connection (a WebSocket) may stay open, idle, for
+// hours, and a connector may hold tens of thousands, so it should cost no
+// more than its socket. http.Transport would dial it through its pool
+// machinery (a dial goroutine, a read and a write loop, 4 KiB buffers each
+// way) only to hand it over at the 101; here the request dials its own
+// connection with the transport's dialer and TLS settings (connectTimeout,
+// tcpKeepAlive, noHappyEyeballs, a unix socket; tlsTimeout,
+// originServerName or the URL's host as SNI, noTLSVerify, caPool), writes
+// the request, and reads the answer through a small reader. After a 101
+// the response's Body is the connection itself; any other answer is read
+// and the connection closed with its Body.
+
+// upgradeReaderSize is the reader of an upgrade's answer: a 101 header
+// is a few hundred bytes, and the reader is let go once it is parsed.
+const upgradeReaderSize = 1 << 10
+
+// maxUpgradeHeaderBytes bounds an upgrade answer's header, as
+// http.Transport's default MaxResponseHeaderBytes bounds the others.
+const maxUpgradeHeaderBytes = 10 << 20
+
+// maxInterim bounds the informational (1xx) answers skipped before the
+// real one, as http.Transport does.
+const maxInterim = 5
+
+// roundTripUpgrade sends an upgrade request out over a connection of its
+// own. The request's context bounds the dial, the handshake and the wait
+// for the answer, not the upgraded connection.
+func (p *proxy) roundTripUpgrade(out *http.Request) (*http.Response, error) {
+	ctx := out.Context()
+	conn, err := p.transport.DialContext(ctx, p.target.network, p.target.addr)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	resp, err := p.upgradeExchange(ctx, conn, out)
+	if !stop() && err == nil {
+		// Cancelled just as the answer came: the connection is closed.
+		resp.Body.Close()
+		resp, err = nil, ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (p *proxy) upgradeExchange(ctx context.Context, conn net.Conn, out *http.Request) (*http.Response, error) {
+	if p.tlsConf != nil {
+		cfg := p.tlsConf
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = out.URL.Hostname()
+		}
+		tc := tls.Client(conn, cfg)
+		hctx := ctx
+		if p.tlsTimeout > 0 {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, p.tlsTimeout)
+			defer cancel()
+		}
+		if err := tc.HandshakeContext(hctx); err != nil {
+			return nil, err
+		}
+		conn = tc
+	}
+	// One write for the whole request: a bytes.Buffer is an io.ByteWriter,
+	// so Request.Write does not wrap it in a 4 KiB bufio.Writer.
+	var req bytes.Buffer
+	if err := out.Write(&req); err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write(req.Bytes()); err != nil {
+		return nil, err
+	}
+	lr := &io.LimitedReader{R: conn, N: maxUpgradeHeaderBytes}
+	br := bufio.NewReaderSize(lr, upgradeReaderSize)
+	var resp *http.Response
+	for interim := 0; ; interim++ {
+		var err error
+		resp, err = http.ReadResponse(br, out)
+		if err != nil {
+			if lr.N <= 0 {
+				err = fmt.Errorf("answer header larger than %d bytes", maxUpgradeHeaderBytes)
+			}
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if interim == maxInterim {
+			return nil, fmt.Errorf("more than %d informational answers", maxInterim)
+		}
+	}
+	lr.N = math.MaxInt64 // the header is in; the body is not bounded
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		_, halfCloses := conn.(interface{ CloseWrite() error })
+		if n := br.Buffered(); n > 0 || !halfCloses {
+			uc := &upgradedConn{Conn: conn}
+			if n > 0 {
+				b, _ := br.Peek(n)
+				uc.pending = append([]byte(nil), b...)
+			}
+			resp.Body = uc
+		} else {
+			// The connection itself (usually a *net.TCPConn, which the
+			// caller's pipe reads without a heap buffer; see tunnel.Copy).
+			resp.Body = conn
+		}
+		return resp, nil
+	}
+	resp.Body = &closeConnBody{ReadCloser: resp.Body, conn: conn}
+	return resp, nil
+}
+
+// upgradedConn is the 101 response's Body when the connection alone will
+// not do: the origin connection, with the bytes read past the response
+// header first.
+type upgradedConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *upgradedConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection (a TLS close_notify over TLS); a
+// connection that cannot is closed.
+func (c *upgradedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// closeConnBody is the body of a non-101 answer to an upgrade: closing it
+// closes the connection, which is never reused.
+type closeConnBody struct {
+	io.ReadCloser
+	conn net.Conn
+}
+
+func (b *closeConnBody) Close() error {
+	b.ReadCloser.Close()
+	return b.conn.Close()
 }
 
 func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }

@@ -380,7 +380,9 @@ func TestTransportOptions(t *testing.T) {
 		{"server name", tr.TLSClientConfig.ServerName, "origin.internal"},
 		{"skip verify", tr.TLSClientConfig.InsecureSkipVerify, true},
 		{"http2", tr.Protocols.HTTP2(), true},
-		{"upgrades over HTTP/1.1", p.upgrade.Protocols.String(), "{HTTP1}"},
+		{"upgrades: server name", p.tlsConf.ServerName, "origin.internal"},
+		{"upgrades: skip verify", p.tlsConf.InsecureSkipVerify, true},
+		{"upgrades: TLS handshake timeout", p.tlsTimeout, 4 * time.Second},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -777,5 +779,263 @@ func TestHelloWorldCloseEndsOpenWebSocket(t *testing.T) {
 	}
 	if err := <-closed; err != nil && !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// upgradeRequest is a server-style upgrade request to a made-up protocol.
+func upgradeRequest(host, target string) *http.Request {
+	req := serverRequest("GET", host, target, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	return req
+}
+
+// upgradeEcho is an origin handler that records the request, switches
+// protocols and echoes bytes until the client half-closes.
+func upgradeEcho(ch chan<- seen) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := seen{method: r.Method, host: r.Host, uri: r.RequestURI, proto: r.Proto, header: r.Header.Clone()}
+		if r.TLS != nil {
+			s.sni = r.TLS.ServerName
+		}
+		ch <- s
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		io.Copy(conn, brw)
+	}
+}
+
+// checkEcho sends msg over an upgraded connection, half-closes it, and
+// expects msg back and a clean end.
+func checkEcho(t *testing.T, resp *http.Response, msg string) {
+	t.Helper()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("101 body is %T, want an io.ReadWriteCloser", resp.Body)
+	}
+	cw, ok := resp.Body.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("101 body is %T, want a CloseWrite method", resp.Body)
+	}
+	if _, err := io.WriteString(rwc, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	got, err := io.ReadAll(rwc)
+	if err != nil || string(got) != msg {
+		t.Errorf("echo: got %q, %v; want %q and a clean end", got, err, msg)
+	}
+}
+
+// TestUpgradeOriginOptions: upgrades dial their own connection, with the
+// rule's TLS and socket settings, and always speak HTTP/1.1.
+func TestUpgradeOriginOptions(t *testing.T) {
+	pki := newPKI(t, []string{"origin.internal"}, net.IPv4(127, 0, 0, 1))
+	ch := make(chan seen, 1)
+	srv := newTLSServer(t, pki, upgradeEcho(ch))
+	named := newPKI(t, []string{"origin.internal"})
+	namedSrv := newTLSServer(t, named, upgradeEcho(ch))
+	plain := httptest.NewServer(upgradeEcho(ch))
+	t.Cleanup(plain.Close)
+	sock := listenUnix(t, upgradeEcho(ch), nil)
+	tlsSock := listenUnix(t, upgradeEcho(ch), &tls.Config{Certificates: []tls.Certificate{named.leaf}})
+
+	tests := []struct {
+		name, service, options, host string
+		wantErr, wantSNI, wantHost   string
+	}{
+		{name: "http", service: plain.URL},
+		{name: "httpHostHeader", service: plain.URL, options: "httpHostHeader: internal.example", wantHost: "internal.example"},
+		{name: "unix", service: "unix:" + sock},
+		{name: "unix+tls checks the name", service: "unix+tls:" + tlsSock, options: "caPool: " + named.caFile,
+			wantErr: "certificate is valid for origin.internal, not localhost"},
+		{name: "unix+tls originServerName", service: "unix+tls:" + tlsSock, options: "originServerName: origin.internal, caPool: " + named.caFile,
+			wantSNI: "origin.internal"},
+		{name: "caPool", service: srv.URL, options: "caPool: " + pki.caFile},
+		{name: "unknown CA", service: srv.URL, wantErr: "certificate signed by unknown authority"},
+		{name: "noTLSVerify", service: srv.URL, options: "noTLSVerify: true"},
+		{name: "http2Origin still upgrades over HTTP/1.1", service: srv.URL, options: "http2Origin: true, caPool: " + pki.caFile},
+		{name: "originServerName", service: namedSrv.URL, options: "originServerName: origin.internal, caPool: " + named.caFile,
+			wantSNI: "origin.internal"},
+		{name: "matchSNItoHost", service: namedSrv.URL, options: "matchSNItoHost: true, caPool: " + named.caFile,
+			host: "origin.internal:443", wantSNI: "origin.internal"},
+		{name: "connect refused", service: "http://" + closedAddr(t), options: "connectTimeout: 2s", wantErr: "refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := newService(t, tt.service, tt.options)
+			host := tt.host
+			if host == "" {
+				host = "app.example.com"
+			}
+			resp, err := svc.RoundTrip(upgradeRequest(host, "/chat?room=1"))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "origin: ") {
+					t.Fatalf("got %v, want an origin error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RoundTrip: %v", err)
+			}
+			checkEcho(t, resp, "hello over "+tt.name)
+			got := <-ch
+			wantHost := tt.wantHost
+			if wantHost == "" {
+				wantHost = host
+			}
+			if got.sni != tt.wantSNI || got.proto != "HTTP/1.1" || got.host != wantHost || got.uri != "/chat?room=1" {
+				t.Errorf("origin saw SNI %q, %s, Host %q, %s; want SNI %q, HTTP/1.1, Host %q, /chat?room=1",
+					got.sni, got.proto, got.host, got.uri, tt.wantSNI, wantHost)
+			}
+			if got.header.Get("Upgrade") != "echo" || got.header.Get("Connection") != "Upgrade" || got.header.Get("User-Agent") != "" {
+				t.Errorf("origin saw Upgrade %q, Connection %q, User-Agent %q; want echo, Upgrade and none",
+					got.header.Get("Upgrade"), got.header.Get("Connection"), got.header.Get("User-Agent"))
+			}
+			if tt.wantHost != "" && got.header.Get("X-Forwarded-Host") != host {
+				t.Errorf("origin saw X-Forwarded-Host %q, want %q", got.header.Get("X-Forwarded-Host"), host)
+			}
+		})
+	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scriptedOrigin answers each connection with answer once it has read the
+// request, then runs after (if any) on the connection.
+func scriptedOrigin(t *testing.T, answer string, after func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, answer)
+		if after != nil {
+			after(c, br)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// TestUpgradeAnswers covers what an origin can answer an upgrade with.
+func TestUpgradeAnswers(t *testing.T) {
+	const switched = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+	echo := func(c net.Conn, br *bufio.Reader) { io.Copy(c, br) }
+	t.Run("bytes right after the 101", func(t *testing.T) {
+		svc := newService(t, "http://"+scriptedOrigin(t, switched+"early bird ", echo), "")
+		resp, err := svc.RoundTrip(upgradeRequest("app.example.com", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rwc := resp.Body.(io.ReadWriteCloser)
+		io.WriteString(rwc, "then the echo")
+		resp.Body.(interface{ CloseWrite() error }).CloseWrite()
+		if got, err := io.ReadAll(rwc); err != nil || string(got) != "early bird then the echo" {
+			t.Errorf("got %q, %v; want the origin's early bytes, then the echo", got, err)
+		}
+	})
+	t.Run("interim answers are skipped", func(t *testing.T) {
+		svc := newService(t, "http://"+scriptedOrigin(t, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"+switched, echo), "")
+		resp, err := svc.RoundTrip(upgradeRequest("app.example.com", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEcho(t, resp, "after the hints")
+	})
+	t.Run("refused", func(t *testing.T) {
+		closed := make(chan error, 1)
+		svc := newService(t, "http://"+scriptedOrigin(t, "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nX-Reason: rules\r\n\r\nno",
+			func(c net.Conn, br *bufio.Reader) {
+				_, err := br.ReadByte()
+				closed <- err
+			}), "")
+		resp, err := svc.RoundTrip(upgradeRequest("app.example.com", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Reason") != "rules" || string(body) != "no" || err != nil {
+			t.Errorf("got %d, X-Reason %q, body %q, %v; want 403, rules, no", resp.StatusCode, resp.Header.Get("X-Reason"), body, err)
+		}
+		resp.Body.Close()
+		if err := <-closed; err != io.EOF {
+			t.Errorf("origin: after Close got %v, want io.EOF (the connection is not kept)", err)
+		}
+	})
+	t.Run("origin closes", func(t *testing.T) {
+		svc := newService(t, "http://"+scriptedOrigin(t, switched+"bye", nil), "")
+		resp, err := svc.RoundTrip(upgradeRequest("app.example.com", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if got, err := io.ReadAll(resp.Body); err != nil || string(got) != "bye" {
+			t.Errorf("got %q, %v; want bye and a clean end", got, err)
+		}
+	})
+	t.Run("not HTTP", func(t *testing.T) {
+		svc := newService(t, "http://"+scriptedOrigin(t, "SSH-2.0-OpenSSH_9.6\r\n", nil), "")
+		if _, err := svc.RoundTrip(upgradeRequest("app.example.com", "/")); err == nil || !strings.HasPrefix(err.Error(), "origin: ") {
+			t.Errorf("got %v, want an origin error", err)
+		}
+	})
+}
+
+// TestUpgradeCancelled: the request's context bounds the wait for the
+// origin's answer.
+func TestUpgradeCancelled(t *testing.T) {
+	closed := make(chan error, 1)
+	asked := make(chan struct{})
+	addr := scriptedOrigin(t, "", func(c net.Conn, br *bufio.Reader) {
+		close(asked)
+		_, err := br.ReadByte()
+		closed <- err
+	})
+	svc := newService(t, "http://"+addr, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-asked
+		cancel()
+	}()
+	_, err := svc.RoundTrip(upgradeRequest("app.example.com", "/").WithContext(ctx))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if err := <-closed; err != io.EOF {
+		t.Errorf("origin: got %v, want io.EOF (the connection closed)", err)
 	}
 }
