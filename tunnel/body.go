@@ -63,21 +63,26 @@ func (bw *BodyWriter) Write(p []byte) (int, error) {
 // header and payload in one write.
 const smallWrite = 4 << 10
 
-// ReadFrom copies r into data frames using a pooled buffer, so io.Copy to a
+// ReadFrom copies r into data frames from pooled buffers, so io.Copy to a
 // BodyWriter neither allocates nor waits to fill a buffer before sending.
+// Like Copy, it waits for r with a small buffer (a streamed body such as
+// SSE may sit idle for hours) and moves to a large one while reads keep
+// filling the buffer they get, so a bulk body goes out in large frames.
 func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	const room = 1 + binary.MaxVarintLen32
+	bp := smallBodyBufs.Get().(*[]byte)
+	large := false
+	defer func() { bodyBufPool(large).Put(bp) }()
 	var total int64
 	for {
-		n, err := r.Read(buf[1+binary.MaxVarintLen32:])
+		buf := *bp
+		n, err := r.Read(buf[room:])
 		if n > 0 {
 			// Build header and payload in one buffer: one write per frame.
 			h := AppendFrameHeader(bw.hdr[:0], FrameData, n)
-			start := 1 + binary.MaxVarintLen32 - len(h)
+			start := room - len(h)
 			copy(buf[start:], h)
-			if _, werr := bw.w.Write(buf[start : 1+binary.MaxVarintLen32+n]); werr != nil {
+			if _, werr := bw.w.Write(buf[start : room+n]); werr != nil {
 				return total, werr
 			}
 			total += int64(n)
@@ -88,7 +93,26 @@ func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return total, err
 		}
+		if full := n == len(buf)-room; full != large {
+			bodyBufPool(large).Put(bp)
+			large = full
+			bp = bodyBufPool(large).Get().(*[]byte)
+		}
 	}
+}
+
+// The buffers of ReadFrom, with room for a frame header before the
+// payload: a small one to wait with, a large one for bulk.
+var (
+	smallBodyBufs = sync.Pool{New: func() any { b := make([]byte, 1+binary.MaxVarintLen32+4<<10); return &b }}
+	largeBodyBufs = sync.Pool{New: func() any { b := make([]byte, 1+binary.MaxVarintLen32+128<<10); return &b }}
+)
+
+func bodyBufPool(large bool) *sync.Pool {
+	if large {
+		return &largeBodyBufs
+	}
+	return &smallBodyBufs
 }
 
 // Close ends the body without trailers.
@@ -105,11 +129,6 @@ func (bw *BodyWriter) CloseWithTrailers(trailer http.Header) error {
 	}
 	return WriteMessage(bw.w, &Trailers{Header: trailer})
 }
-
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, 32<<10)
-	return &b
-}}
 
 // ErrBodyTruncated reports a body whose stream ended before its end frame:
 // the peer or the path failed mid-body.

@@ -54,7 +54,7 @@ func TestBodyRoundTrip(t *testing.T) {
 		}, maxDataFrame},
 		{"ReadFrom", func(bw *BodyWriter, p []byte) (int64, error) {
 			return io.Copy(bw, readerOnly{bytes.NewReader(p)})
-		}, 32<<10 - 5},
+		}, 128 << 10},
 		{"ReadFrom one byte reads", func(bw *BodyWriter, p []byte) (int64, error) {
 			return bw.ReadFrom(iotest.OneByteReader(bytes.NewReader(p)))
 		}, 1},
@@ -336,5 +336,42 @@ func TestBodyReaderClose(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("OnClose calls: got %d, want 1", calls)
+	}
+}
+
+// scriptReader gives, for each Read, at most the next of sizes bytes (all
+// it may when sizes runs out), and records the buffer size of each call.
+type scriptReader struct {
+	r     io.Reader
+	sizes []int
+	bufs  []int
+}
+
+func (s *scriptReader) Read(p []byte) (int, error) {
+	s.bufs = append(s.bufs, len(p))
+	if len(s.sizes) > 0 {
+		p = p[:min(len(p), s.sizes[0])]
+		s.sizes = s.sizes[1:]
+	}
+	return s.r.Read(p)
+}
+
+// TestReadFromBuffers: ReadFrom waits with the small buffer, moves to the
+// large one after a read fills the small one, and back after a read that
+// does not fill the large one.
+func TestReadFromBuffers(t *testing.T) {
+	const small, large = 4 << 10, 128 << 10
+	sr := &scriptReader{
+		r:     bytes.NewReader(make([]byte, 1<<20)),
+		sizes: []int{100, small, large, large, 10, 100},
+	}
+	if _, err := NewBodyWriter(io.Discard).ReadFrom(sr); err != nil {
+		t.Fatal(err)
+	}
+	want := []int{small, small, large, large, large, small, small}
+	for i, w := range want {
+		if i >= len(sr.bufs) || sr.bufs[i] != w {
+			t.Fatalf("buffer sizes of the reads: got %v, want %v first", sr.bufs, want)
+		}
 	}
 }
