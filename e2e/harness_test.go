@@ -199,16 +199,28 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// freeAddr is used only to pass a concrete address to a process that must
-// keep the same one across a restart.
+// freeUDPAddr returns a loopback address whose port was free a moment ago,
+// for an edge that must keep its tunnel address across a restart.
 func freeUDPAddr(t testing.TB) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The edge listens on TCP with the same port number (WebSocket
+	// transport): take a port free on both, or a TCP connection that
+	// happens to use the number locally makes the edge fail to start.
+	for range 50 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := c.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		c.Close()
+		if err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().String()
+	t.Fatal("no loopback port free on both UDP and TCP in 50 tries")
+	return ""
 }
 
 // syncBuffer is a log sink tests can read while it is written.
