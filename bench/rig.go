@@ -295,31 +295,25 @@ func lastLine(s string) string {
 // from the SIGTERM, and from the new edge's start.
 func (r *rig) restartEdge(ctx context.Context, res *Results) error {
 	sigterm := time.Now()
-	if killed := r.edge.stop(20 * time.Second); killed {
-		r.cfg.logf("edge restart: the edge did not exit within 20s of SIGTERM and was killed; its last lines:\n%s", r.edge.out.tail(15))
+	stopped, listening, started, err := r.replaceEdge(ctx)
+	if err != nil {
+		return err
+	}
+	if stopped < 0 {
 		for _, p := range r.available(kindAdit) {
 			res.note(figRestart, "ms", p.name, "edge killed after 20s")
 		}
 	}
-	stopped := time.Since(sigterm)
-	started := time.Now()
-	e, err := r.startEdge(ctx)
-	if err != nil {
-		return err
+	var live []*path
+	for _, p := range r.paths {
+		if p.kind == kindAdit && p.na == "" {
+			live = append(live, p)
+		}
 	}
-	listening := time.Since(started)
-	r.edge = e
 	type result struct {
 		p   *path
 		err error
 		at  time.Time
-	}
-	var live []*path
-	for _, p := range r.paths {
-		if p.kind == kindAdit && p.na == "" {
-			p.target.base = "http://" + e.httpAddr
-			live = append(live, p)
-		}
 	}
 	done := make(chan result, len(live))
 	for _, p := range live {
@@ -337,11 +331,41 @@ func (r *rig) restartEdge(ctx context.Context, res *Results) error {
 		res.set(figRestart, "ms", x.p.name, ms(x.at.Sub(sigterm)))
 		res.set(figRestartStart, "ms", x.p.name, ms(x.at.Sub(started)))
 		res.set(figRestartListen, "ms", x.p.name, ms(listening))
-		res.set(figRestartStop, "ms", x.p.name, ms(stopped))
+		if stopped >= 0 {
+			res.set(figRestartStop, "ms", x.p.name, ms(stopped))
+		}
 		r.cfg.logf("%s: edge restart → 200 in %s (%s after the new edge started)", x.p.name,
 			x.at.Sub(sigterm).Round(time.Millisecond), x.at.Sub(started).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// replaceEdge stops the edge (SIGTERM; SIGKILL after 20s, reported as a
+// negative stopped) and starts a new one with the same data dir and tunnel
+// port; the adit paths' targets point at it. The connectors reconnect by
+// themselves. It returns how long the old edge took to exit, how long the
+// new one took to listen, and when it was started.
+func (r *rig) replaceEdge(ctx context.Context) (stopped, listening time.Duration, started time.Time, err error) {
+	sigterm := time.Now()
+	if killed := r.edge.stop(20 * time.Second); killed {
+		r.cfg.logf("edge restart: the edge did not exit within 20s of SIGTERM and was killed; its last lines:\n%s", r.edge.out.tail(15))
+		stopped = -1
+	} else {
+		stopped = time.Since(sigterm)
+	}
+	started = time.Now()
+	e, err := r.startEdge(ctx)
+	if err != nil {
+		return stopped, 0, started, err
+	}
+	listening = time.Since(started)
+	r.edge = e
+	for _, p := range r.paths {
+		if p.kind == kindAdit && p.na == "" {
+			p.target.base = "http://" + e.httpAddr
+		}
+	}
+	return stopped, listening, started, nil
 }
 
 // close stops every child (SIGTERM, then SIGKILL after a grace period) and

@@ -237,10 +237,21 @@ func runRate(ctx context.Context, r *rig, res *Results) error {
 }
 
 // runIdleWS opens --idle-ws WebSockets through each adit path and charges
-// the growth of the edge's and the connector's RSS to them.
+// the growth of the edge's and the connector's RSS to them. Each path after
+// the first gets a new edge process: the old one would hand the memory it
+// kept from the previous path's WebSockets to the new ones, and show
+// almost no growth.
 func runIdleWS(ctx context.Context, r *rig, res *Results) error {
 	f := res.figIdle
-	for _, p := range r.available(kindAdit) {
+	for i, p := range r.available(kindAdit) {
+		if i > 0 {
+			if _, _, _, err := r.replaceEdge(ctx); err != nil {
+				return fmt.Errorf("idle WebSockets %s: a fresh edge: %w", p.name, err)
+			}
+			if err := waitServing(ctx, p.target, p.conn, r.cfg.startTimeout); err != nil {
+				return fmt.Errorf("idle WebSockets %s: after a fresh edge: %w", p.name, err)
+			}
+		}
 		pids := []int{r.edge.pid(), p.conn.pid()}
 		settleRSS(pids, 5*time.Second)
 		before := make([]int64, len(pids))
