@@ -70,7 +70,7 @@ named by the argument or the config's 'tunnel' key.`,
 	fl.StringSliceVar(&f.edgeAddrs, "edge", nil, "edge tunnel address(es) host:port, instead of those in the credentials")
 	fl.StringVar(&f.serverName, "edge-server-name", "", "TLS name to verify on the edge certificate (default: the edge address's host)")
 	fl.DurationVar(&f.gracePeriod, "grace-period", 30*time.Second, "how long requests in flight may finish after SIGINT/SIGTERM")
-	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready and /healthcheck on host:port (port 0 picks one; default: off)")
+	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready, /healthcheck and /debug/pprof/ on host:port (port 0 picks one; default: off)")
 	return cmd
 }
 

@@ -283,7 +283,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
-		log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck")
+		log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
 	}
 
 	log.Info("edge: serving",

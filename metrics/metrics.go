@@ -5,6 +5,8 @@
 //	/ready        200 with {"status":200,"readyConnections":N,...} when the
 //	              process can serve, else 503 with the same body
 //	/healthcheck  200 "OK" while the process is up
+//	/debug/pprof/ Go's profiles (CPU, heap, allocations, goroutines, ...),
+//	              as cloudflared serves them on its metrics address
 //
 // /ready answers like cloudflared's, so container and load-balancer checks
 // written for it keep working; `adit tunnel ready` is its client (Check).
@@ -22,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strings"
 	"time"
@@ -96,6 +99,13 @@ func Handler(cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "OK\n")
 	})
+	// pprof.Index serves the named profiles (heap, allocs, goroutine, ...)
+	// under /debug/pprof/NAME; these four are not named profiles.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

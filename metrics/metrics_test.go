@@ -85,6 +85,15 @@ func TestServer(t *testing.T) {
 	if code, _ := get(t, base+"/nope"); code != 404 {
 		t.Errorf("unknown path: got %d, want 404", code)
 	}
+	for _, tc := range []struct{ path, want string }{
+		{"/debug/pprof/", "goroutine"},
+		{"/debug/pprof/goroutine?debug=1", "goroutine profile:"},
+		{"/debug/pprof/cmdline", ""},
+	} {
+		if code, body := get(t, base+tc.path); code != 200 || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: got %d, want 200 with %q in:\n%.200s", tc.path, code, tc.want, body)
+		}
+	}
 }
 
 func TestCheckErrors(t *testing.T) {

@@ -87,7 +87,7 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 // addEdgeOpsFlags registers `adit edge`'s operator flags: the metrics
 // listener and the limits on public clients.
 func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
-	fl.StringVar(&cfg.MetricsAddr, "metrics", "", "serve /metrics, /ready and /healthcheck on host:port (port 0 picks one; default: off)")
+	fl.StringVar(&cfg.MetricsAddr, "metrics", "", "serve /metrics, /ready, /healthcheck and /debug/pprof/ on host:port (port 0 picks one; default: off)")
 	fl.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", edge.DefaultMaxHeaderBytes, "largest public request header accepted (431 past it)")
 	fl.Int64Var(&cfg.MaxRequestBody, "max-request-body", 0, "largest public request body accepted, in bytes (413 past it; 0: no limit)")
 	fl.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", edge.DefaultReadHeaderTimeout, "how long a public client may take to send a request header")
