@@ -18,7 +18,9 @@ import (
 // fast anything was.
 func TestTinyRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "results.json")
+	profiles := filepath.Join(t.TempDir(), "pprof")
 	cfg, err := parseFlags([]string{
+		"--pprof-dir", profiles, "--big-timeout", "1s",
 		"--scenarios", "rate,idle-ws,small,download,upload",
 		"--duration", "200ms", "--warmup", "50ms", "--concurrency", "1,4",
 		"--big-size", "1MiB", "--idle-ws", "20", "--rate", "100", "--rate-duration", "500ms",
@@ -50,6 +52,11 @@ func TestTinyRun(t *testing.T) {
 	}
 	if !paths["adit-quic"].Available {
 		t.Fatalf("adit-quic unavailable: %s", paths["adit-quic"].Reason)
+	}
+	for _, f := range []string{"adit-quic-get-c4-edge.cpu.txt", "adit-quic-get-c4-connector.allocs.txt", "adit-quic-download-connector.cpu.pprof"} {
+		if _, err := os.Stat(filepath.Join(profiles, f)); err != nil {
+			t.Errorf("--pprof-dir: %v", err)
+		}
 	}
 	if ws := paths["adit-websocket"]; !ws.Available && ws.Reason == "" {
 		t.Errorf("adit-websocket is unavailable without a reason")

@@ -32,6 +32,7 @@ type path struct {
 	hostname string // kindAdit: the routed name
 	credFile string // kindAdit: the tunnel's credentials file
 	conn     *proc  // kindAdit: the connector process
+	metrics  string // kindAdit: the connector's metrics address, with --pprof-dir
 	na       string // why the path is unavailable; "" if it is available
 }
 
@@ -39,6 +40,7 @@ type path struct {
 type edgeProc struct {
 	*proc
 	httpAddr string
+	metrics  string   // metrics address, with --pprof-dir
 	login    []string // the printed `adit login ...` arguments, after "adit"
 }
 
@@ -202,8 +204,9 @@ func fileSize(path string) int64 {
 }
 
 func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
-	p, err := startProc("edge", r.bin, r.env(), "edge", "--data-dir", r.dataDir,
-		"--http-addr", "127.0.0.1:0", "--tunnel-addr", r.tunnelAddr, "--api-addr", "127.0.0.1:0")
+	args := append([]string{"edge", "--data-dir", r.dataDir,
+		"--http-addr", "127.0.0.1:0", "--tunnel-addr", r.tunnelAddr, "--api-addr", "127.0.0.1:0"}, r.cfg.metricsArgs()...)
+	p, err := startProc("edge", r.bin, r.env(), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +217,9 @@ func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
 		return nil, err
 	}
 	e.httpAddr = m[1]
+	if e.metrics, err = r.cfg.waitMetrics(ctx, p); err != nil {
+		return nil, err
+	}
 	if m, err = p.waitMatch(ctx, reLogin, time.Minute); err != nil {
 		return nil, err
 	}
@@ -227,9 +233,10 @@ func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
 // time from starting it to the first 200 through the edge.
 func (r *rig) startConnector(ctx context.Context, p *path) (time.Duration, error) {
 	start := time.Now()
-	c, err := startProc(p.name+" connector", r.connBin, r.env(), "tunnel", "run",
+	args := append([]string{"tunnel", "run",
 		"--url", r.origin.URL(), "--credentials-file", p.credFile,
-		"--edge", r.tunnelAddr, "--edge-server-name", "localhost", "--protocol", p.protocol)
+		"--edge", r.tunnelAddr, "--edge-server-name", "localhost", "--protocol", p.protocol}, r.cfg.metricsArgs()...)
+	c, err := startProc(p.name+" connector", r.connBin, r.env(), args...)
 	if err != nil {
 		return 0, err
 	}
@@ -240,6 +247,10 @@ func (r *rig) startConnector(ctx context.Context, p *path) (time.Duration, error
 		return 0, err
 	}
 	d := time.Since(start)
+	if p.metrics, err = r.cfg.waitMetrics(ctx, c); err != nil {
+		c.stop(5 * time.Second)
+		return 0, err
+	}
 	// A connector that quietly fell back to another transport would
 	// measure the wrong thing.
 	out := c.out.String()

@@ -107,10 +107,15 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 			if r.cfg.cpuprofileDir != "" && c == profileAt && p.kind == kindAdit {
 				prof = startPerf(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.pid(), r.cfg.warmup+r.cfg.duration)
 			}
+			var gprof *pprofRun
+			if c == profileAt && p.kind == kindAdit {
+				gprof = startPprof(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.metrics, r.cfg.warmup+r.cfg.duration)
+			}
 			accepted := r.origin.accepted.Load()
 			s, err := closedLoop(ctx, p.target, "/1k", c, r.cfg.warmup, r.cfg.duration)
 			accepted = r.origin.accepted.Load() - accepted
 			prof.finish()
+			gprof.finish()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -150,8 +155,13 @@ func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
 			// Profile the first few seconds: the steady state.
 			prof = startPerf(r.cfg, p, dir, r.edge.pid(), min(3*time.Second, r.cfg.bigTimeout))
 		}
+		var gprof *pprofRun
+		if p.kind == kindAdit {
+			gprof = startPprof(r.cfg, p, dir, r.edge.metrics, min(3*time.Second, r.cfg.bigTimeout))
+		}
 		x, err := do(ctx, p.target, r.cfg.bigSize, r.cfg.bigTimeout)
 		prof.finish()
+		gprof.finish()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -199,15 +199,22 @@ func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.St
 	for k := range req.Trailer {
 		h.Trailer = append(h.Trailer, k)
 	}
-	hb, err := tunnel.AppendMessage(make([]byte, 0, 512), &h)
+	hp := headerBufPool.Get().(*[]byte)
+	hb, err := tunnel.AppendMessage((*hp)[:0], &h)
 	if err != nil {
+		headerBufPool.Put(hp)
 		return nil, fmt.Errorf("edge: request header: %w", err)
 	}
 	if typ == tunnel.StreamHTTP && !hasBody {
 		// Header and end of body in one write: one packet.
 		hb = tunnel.AppendEnd(hb)
 	}
-	if _, err := s.Write(hb); err != nil {
+	_, err = s.Write(hb)
+	if cap(hb) <= maxPooledHeader {
+		*hp = hb
+		headerBufPool.Put(hp)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("edge: writing request header: %w", err)
 	}
 	if typ == tunnel.StreamHTTP {
@@ -346,6 +353,13 @@ func hostOnly(host string) string {
 	}
 	return host
 }
+
+// headerBufPool holds the buffers request headers are encoded into (a
+// Write does not keep its argument); one that grew past maxPooledHeader
+// for a huge header is left to the GC.
+var headerBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledHeader = 16 << 10
 
 // readerPool holds the readers of response streams; a request returns its
 // reader when its body is closed.
