@@ -68,6 +68,8 @@ func TestTinyRun(t *testing.T) {
 	}{
 		{figGet(1, "req/s"), []string{"direct", "adit-quic"}},
 		{figGet(4, "p99"), []string{"direct", "adit-quic"}},
+		{figGet(4, "edge alloc/req"), []string{"adit-quic"}},
+		{figGet(4, "connector allocs/req"), []string{"adit-quic"}},
 		{res.figDownload(), []string{"direct", "adit-quic"}},
 		{res.figUpload(), []string{"direct", "adit-quic"}},
 		{res.figRate("p50"), []string{"adit-quic"}},

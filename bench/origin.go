@@ -29,6 +29,9 @@ type origin struct {
 	// accepted counts the connections the origin has accepted: a path that
 	// keeps its connections to the origin alive adds few per run.
 	accepted atomic.Int64
+	// served1k counts the answers to /1k: the requests a small-GET run sent,
+	// warm-up included, to divide a process's allocations by.
+	served1k atomic.Int64
 }
 
 var (
@@ -57,6 +60,7 @@ func startOrigin(addr string) (*origin, error) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", "1024")
 		w.Write(body1k)
+		o.served1k.Add(1)
 	})
 	mux.HandleFunc("GET /download", o.download)
 	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {

@@ -9,31 +9,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
 // reMetricsAddr finds the metrics address an edge or connector logs when
-// started with --metrics 127.0.0.1:0 (the harness passes it with
-// --pprof-dir).
+// started with --metrics 127.0.0.1:0.
 var reMetricsAddr = regexp.MustCompile(`metrics listening\b.*? addr=(\S+)`)
 
 // metricsArgs are the extra flags for an edge or connector: a metrics
-// listener to fetch profiles from, when --pprof-dir asks for them.
+// listener, to read its allocation counters from and fetch profiles.
 func (cfg *config) metricsArgs() []string {
-	if cfg.pprofDir == "" {
-		return nil
-	}
 	return []string{"--metrics", "127.0.0.1:0"}
 }
 
-// waitMetrics returns the metrics address p logged, or "" when profiles
-// are off.
+// waitMetrics returns the metrics address p logged.
 func (cfg *config) waitMetrics(ctx context.Context, p *proc) (string, error) {
-	if cfg.pprofDir == "" {
-		return "", nil
-	}
 	m, err := p.waitMatch(ctx, reMetricsAddr, time.Minute)
 	if err != nil {
 		return "", fmt.Errorf("%s: metrics address: %w", p.name, err)
@@ -128,4 +121,49 @@ func summarize(file, kind string) error {
 		return fmt.Errorf("go tool pprof: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return os.WriteFile(strings.TrimSuffix(file, ".pprof")+".txt", out, 0o644)
+}
+
+// allocCounters are a process's Go allocation counters, from /metrics.
+type allocCounters struct{ bytes, objects float64 }
+
+// readAllocs reads go_memstats_alloc_bytes_total and
+// go_memstats_mallocs_total from the metrics server at addr.
+func readAllocs(addr string) (allocCounters, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return allocCounters{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return allocCounters{}, err
+	}
+	var c allocCounters
+	found := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var dst *float64
+		switch name {
+		case "go_memstats_alloc_bytes_total":
+			dst = &c.bytes
+		case "go_memstats_mallocs_total":
+			dst = &c.objects
+		default:
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return allocCounters{}, fmt.Errorf("%s: %q: %w", name, value, err)
+		}
+		*dst = v
+		found++
+	}
+	if found != 2 {
+		return allocCounters{}, fmt.Errorf("%s/metrics: no go_memstats allocation counters", addr)
+	}
+	return c, nil
 }

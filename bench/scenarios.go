@@ -111,9 +111,11 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 			if c == profileAt && p.kind == kindAdit {
 				gprof = startPprof(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.metrics, r.cfg.warmup+r.cfg.duration)
 			}
-			accepted := r.origin.accepted.Load()
+			accepted, served := r.origin.accepted.Load(), r.origin.served1k.Load()
+			allocs := startAllocs(r, p)
 			s, err := closedLoop(ctx, p.target, "/1k", c, r.cfg.warmup, r.cfg.duration)
 			accepted = r.origin.accepted.Load() - accepted
+			allocs.finish(res, r, p, c, r.origin.served1k.Load()-served)
 			prof.finish()
 			gprof.finish()
 			if ctx.Err() != nil {
@@ -140,6 +142,50 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 		}
 	}
 	return nil
+}
+
+// allocRun holds the allocation counters of an adit path's edge and
+// connector at the start of a small-GET run.
+type allocRun struct {
+	addrs  []string // edge, connector metrics addresses
+	before []allocCounters
+}
+
+// startAllocs reads the allocation counters of p's edge and connector; nil
+// for other paths or when they cannot be read.
+func startAllocs(r *rig, p *path) *allocRun {
+	if p.kind != kindAdit {
+		return nil
+	}
+	a := &allocRun{addrs: []string{r.edge.metrics, p.metrics}}
+	for _, addr := range a.addrs {
+		c, err := readAllocs(addr)
+		if err != nil {
+			r.cfg.logf("allocations of %s: %v", p.name, err)
+			return nil
+		}
+		a.before = append(a.before, c)
+	}
+	return a
+}
+
+// finish records what the edge and the connector allocated per request
+// over the run: requests is what the origin answered meanwhile (warm-up
+// and stragglers included, as the counters are).
+func (a *allocRun) finish(res *Results, r *rig, p *path, concurrency int, requests int64) {
+	if a == nil || requests <= 0 {
+		return
+	}
+	for i, side := range []string{"edge", "connector"} {
+		after, err := readAllocs(a.addrs[i])
+		if err != nil {
+			r.cfg.logf("allocations of %s: %v", p.name, err)
+			return
+		}
+		n := float64(requests)
+		res.set(figGet(concurrency, side+" alloc/req"), "KB", p.name, (after.bytes-a.before[i].bytes)/n/1e3)
+		res.set(figGet(concurrency, side+" allocs/req"), "objects", p.name, (after.objects-a.before[i].objects)/n)
+	}
 }
 
 // runBig measures one download or upload of --big-size on every path.
