@@ -33,16 +33,15 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	if !b.held {
 		return b.Conn.Write(p)
 	}
-	if b.buf == nil {
-		b.buf = batchBufs.Get().(*[]byte)
-	}
-	if len(*b.buf)+len(p) > maxBatch {
+	if b.buf != nil && len(*b.buf)+len(p) > maxBatch {
 		if err := b.flushLocked(); err != nil {
 			return 0, err
 		}
-		if len(p) >= maxBatch {
-			return b.Conn.Write(p)
-		}
+	}
+	if len(p) >= maxBatch {
+		return b.Conn.Write(p)
+	}
+	if b.buf == nil {
 		b.buf = batchBufs.Get().(*[]byte)
 	}
 	*b.buf = append(*b.buf, p...)
@@ -69,7 +68,7 @@ func (b *batchConn) flushLocked() error {
 	if b.buf == nil {
 		return b.err
 	}
-	if b.err == nil {
+	if b.err == nil && len(*b.buf) > 0 {
 		_, b.err = b.Conn.Write(*b.buf)
 	}
 	*b.buf = (*b.buf)[:0]

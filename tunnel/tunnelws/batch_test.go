@@ -35,6 +35,7 @@ func TestBatchConn(t *testing.T) {
 		{"held: flushed at maxBatch", true, [][]byte{chunk(maxBatch-10, 'a'), chunk(20, 'b')}, []int{maxBatch - 10, 20}},
 		{"held: a write of maxBatch goes straight out", true, [][]byte{chunk(5, 'a'), chunk(maxBatch, 'b'), chunk(7, 'c')}, []int{5, maxBatch, 7}},
 		{"held: nothing written", true, nil, nil},
+		{"held: only a large write, no empty flush", true, [][]byte{chunk(maxBatch+1, 'a')}, []int{maxBatch + 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			under := &countConn{}
