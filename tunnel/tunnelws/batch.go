@@ -4,77 +4,218 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"time"
 )
 
-// batchConn sits under TLS and, while held, gathers what TLS writes into
-// one buffer, written with one syscall when released (or when it reaches
-// maxBatch). TLS writes each record with its own syscall, and the WebSocket
-// library flushes every 4 KiB when it masks a client's frames, so without
-// it a 32 KiB yamux frame from the connector costs eight writes.
+// batchConn sits under TLS and turns the connection's writes into few
+// large syscalls. TLS writes each record (16 KiB at most) with its own
+// syscall, and the WebSocket library flushes every 4 KiB when it masks a
+// client's frames, so a 32 KiB yamux frame from the connector would cost
+// eight writes; and under load, yamux's one writing goroutine would wait
+// in a syscall for every frame of every stream.
+//
+// While the wire holds it (one yamux write), writes are queued. When it is
+// released, a flusher goroutine writes the queue in one syscall, and while
+// that write is in the kernel the next frames queue behind it: under load
+// each syscall carries many frames (a group commit), and yamux never waits
+// for the socket unless the queue is full (maxBatch). A write made while
+// nothing is queued or in flight goes straight to the socket. Every byte
+// goes out in the order it was written: TLS records are numbered, so one
+// overtaking another would break the connection.
 type batchConn struct {
 	net.Conn
-	mu   sync.Mutex
-	held bool
-	buf  *[]byte // from batchBufs while held and not empty
-	err  error   // a failed batched write, returned by the next Write or release
+	mu      sync.Mutex
+	drained sync.Cond // L is &mu; broadcast when the flusher finishes a write
+	held    bool
+	queue   *[]byte // bytes for the socket, in order (a pooled buffer); nil when empty
+	busy    bool    // the flusher is in a write
+	err     error   // the first failed write; every later Write returns it
+	kick    chan struct{}
+	running bool // the flusher goroutine runs (until Close)
+	closed  bool
 }
 
-// maxBatch is the most bytes a batch gathers before it is written.
-const maxBatch = 128 << 10
+// maxBatch is how much may be queued before a writer waits for the socket:
+// enough that a bulk transfer's next frames queue while the last batch is
+// in the kernel.
+const maxBatch = 512 << 10
 
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch); return &b }}
+// closeFlushTimeout bounds how long Close waits to write what is queued.
+const closeFlushTimeout = time.Second
+
+// Queue buffers come small (most batches are a few frames) and are swapped
+// for a large one when a batch outgrows them; only a connection moving
+// bulk holds a large one, and only while it has something queued.
+const (
+	smallBatch = 32 << 10
+	largeBatch = maxBatch + 64<<10 // a record or two past maxBatch
+)
+
+var (
+	smallBatchBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallBatch); return &b }}
+	largeBatchBufs = sync.Pool{New: func() any { b := make([]byte, 0, largeBatch); return &b }}
+)
+
+// putBatchBuf returns a queue buffer to its pool; one that grew past the
+// large size is left to the GC.
+func putBatchBuf(b *[]byte) {
+	*b = (*b)[:0]
+	switch cap(*b) {
+	case smallBatch:
+		smallBatchBufs.Put(b)
+	case largeBatch:
+		largeBatchBufs.Put(b)
+	}
+}
+
+// appendLocked queues p.
+func (b *batchConn) appendLocked(p []byte) {
+	if b.queue == nil {
+		b.queue = smallBatchBufs.Get().(*[]byte)
+	}
+	if q := *b.queue; len(q)+len(p) > cap(q) && cap(q) < largeBatch {
+		big := largeBatchBufs.Get().(*[]byte)
+		*big = append(*big, q...)
+		putBatchBuf(b.queue)
+		b.queue = big
+	}
+	*b.queue = append(*b.queue, p...)
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	b.drained.L = &b.mu
+	return b
+}
 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return 0, net.ErrClosed
+	}
 	if b.err != nil {
 		return 0, b.err
 	}
+	if !b.held && !b.busy && b.queue == nil {
+		// Nothing queued or in flight: straight out, without the lock
+		// (Close must not wait for a write stuck in the kernel).
+		return b.writeOut(p)
+	}
+	for b.queue != nil && len(*b.queue) >= maxBatch && b.err == nil && !b.closed {
+		b.kickLocked()
+		b.drained.Wait()
+	}
+	if b.closed {
+		return 0, net.ErrClosed
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	b.appendLocked(p)
 	if !b.held {
-		return b.Conn.Write(p)
+		b.kickLocked()
 	}
-	if b.buf != nil && len(*b.buf)+len(p) > maxBatch {
-		if err := b.flushLocked(); err != nil {
-			return 0, err
-		}
-	}
-	if len(p) >= maxBatch {
-		return b.Conn.Write(p)
-	}
-	if b.buf == nil {
-		b.buf = batchBufs.Get().(*[]byte)
-	}
-	*b.buf = append(*b.buf, p...)
 	return len(p), nil
 }
 
-// hold starts gathering writes.
+// writeOut writes p to the socket as the one write in flight. The caller
+// holds mu, with nothing in flight; mu is released during the write.
+func (b *batchConn) writeOut(p []byte) (int, error) {
+	b.busy = true
+	b.mu.Unlock()
+	n, err := b.Conn.Write(p)
+	b.mu.Lock()
+	b.busy = false
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	if b.queue != nil && !b.held {
+		b.kickLocked() // queued behind this write
+	}
+	b.drained.Broadcast()
+	return n, err
+}
+
+// hold starts queueing writes.
 func (b *batchConn) hold() {
 	b.mu.Lock()
 	b.held = true
 	b.mu.Unlock()
 }
 
-// release writes what was gathered and stops gathering.
+// release hands what was queued to the flusher and stops queueing. It
+// returns the error of an earlier write, if one failed.
 func (b *batchConn) release() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.held = false
-	return b.flushLocked()
+	if b.queue != nil {
+		b.kickLocked()
+	}
+	return b.err
 }
 
-// flushLocked writes the buffer and returns it to the pool.
-func (b *batchConn) flushLocked() error {
-	if b.buf == nil {
-		return b.err
+// kickLocked wakes the flusher, starting it the first time.
+func (b *batchConn) kickLocked() {
+	if b.closed {
+		return
 	}
-	if b.err == nil && len(*b.buf) > 0 {
-		_, b.err = b.Conn.Write(*b.buf)
+	if !b.running {
+		b.running = true
+		b.kick = make(chan struct{}, 1)
+		go b.flush(b.kick)
 	}
-	*b.buf = (*b.buf)[:0]
-	batchBufs.Put(b.buf)
-	b.buf = nil
-	return b.err
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush writes the queue whenever kicked, until kick is closed.
+func (b *batchConn) flush(kick chan struct{}) {
+	for range kick {
+		b.mu.Lock()
+		for b.queue != nil && b.err == nil && !b.closed {
+			if b.busy { // a direct write is in flight: the queue goes after it
+				b.drained.Wait()
+				continue
+			}
+			buf := b.queue
+			b.queue = nil
+			b.writeOut(*buf)
+			putBatchBuf(buf)
+		}
+		b.mu.Unlock()
+	}
+}
+
+// Close writes what is queued (TLS's close_notify among it), giving up
+// after closeFlushTimeout, stops the flusher and closes the connection.
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return net.ErrClosed
+	}
+	if (b.queue != nil || b.busy) && b.err == nil {
+		b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		for (b.queue != nil || b.busy) && b.err == nil {
+			b.kickLocked()
+			b.drained.Wait()
+		}
+	}
+	b.closed = true
+	if b.running {
+		close(b.kick)
+	}
+	if b.queue != nil { // not written: the socket failed or timed out
+		putBatchBuf(b.queue)
+		b.queue = nil
+	}
+	b.drained.Broadcast()
+	b.mu.Unlock()
+	return b.Conn.Close()
 }
 
 // batchOf returns the batchConn under a TLS connection, or nil.
@@ -94,5 +235,5 @@ func (l batchListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &batchConn{Conn: c}, nil
+	return newBatchConn(c), nil
 }

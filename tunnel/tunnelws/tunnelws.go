@@ -199,7 +199,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	if tc.ServerName == "" {
 		tc.ServerName = host
 	}
-	tlsConn := tls.Client(&batchConn{Conn: raw}, tc)
+	tlsConn := tls.Client(newBatchConn(raw), tc)
 	if err := tlsConn.HandshakeContext(hctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("tunnelws: dial %s: tls: %w", addr, err)
