@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/adit-dev/adit/carrier"
 	"github.com/adit-dev/adit/tunnel"
@@ -29,9 +30,9 @@ const tcpAnswerTimeout = 2 * time.Minute
 
 // isAccessRequest reports whether r is an `adit access` WebSocket upgrade.
 func isAccessRequest(r *http.Request) bool {
-	return isUpgrade(r.Header) &&
+	return tunnel.IsUpgrade(r.Header) &&
 		strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
-		headerHasToken(r.Header, http.CanonicalHeaderKey("Sec-WebSocket-Protocol"), carrier.Subprotocol)
+		httpguts.HeaderValuesContainsToken(r.Header["Sec-Websocket-Protocol"], carrier.Subprotocol)
 }
 
 // serveAccess carries one `adit access` connection to the tunnel.

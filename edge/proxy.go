@@ -88,7 +88,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveAccess(w, r, info) // access.go: `adit access` over a WebSocket
 		return
 	}
-	if isUpgrade(r.Header) {
+	if tunnel.IsUpgrade(r.Header) {
 		p.serveUpgrade(w, r, info) // upgrade.go
 		return
 	}
@@ -159,24 +159,9 @@ func (t *tunnelTransport) openStream(ctx context.Context, tunnelID string) (*tun
 	return t.openStreamSkip(ctx, tunnelID, nil)
 }
 
-func isUpgrade(h http.Header) bool {
-	return h.Get("Upgrade") != "" && headerHasToken(h, "Connection", "upgrade")
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h[name] {
-		for part := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(part), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.Stream, release func()) (*http.Response, error) {
 	typ := tunnel.StreamHTTP
-	if isUpgrade(req.Header) {
+	if tunnel.IsUpgrade(req.Header) {
 		typ = tunnel.StreamWebSocket
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody

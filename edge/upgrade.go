@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -220,7 +222,7 @@ func (u *upgradedConn) close() {
 
 // upgradeType is the protocol h switches to, or "" if it does not.
 func upgradeType(h http.Header) string {
-	if !headerHasToken(h, "Connection", "upgrade") {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	return h.Get("Upgrade")

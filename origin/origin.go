@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/tunnel"
 )
 
 // HTTPService is an origin that serves HTTP requests.
@@ -318,7 +319,7 @@ func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	var resp *http.Response
 	var err error
-	if isUpgrade(out.Header) {
+	if tunnel.IsUpgrade(out.Header) {
 		if out.ContentLength <= 0 {
 			// The handshake has no body. req.Body is left open: what follows the
 			// 101 is the caller's to pipe through the response's ReadWriteCloser.
@@ -506,21 +507,6 @@ func lacksBody(method string) bool {
 	switch method {
 	case "", http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodTrace:
 		return true
-	}
-	return false
-}
-
-// isUpgrade reports whether h asks for a protocol upgrade (Connection: Upgrade).
-func isUpgrade(h http.Header) bool {
-	if h.Get("Upgrade") == "" {
-		return false
-	}
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
-		}
 	}
 	return false
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -501,4 +502,11 @@ func decodeFields(b []byte, fn func(protowire.Number, field) error) error {
 		}
 	}
 	return nil
+}
+
+// IsUpgrade reports whether h asks for a protocol switch (an Upgrade field
+// and the "upgrade" token in Connection): such a request travels as a
+// StreamWebSocket stream, whatever protocol it switches to.
+func IsUpgrade(h http.Header) bool {
+	return h.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
 }

@@ -409,3 +409,25 @@ func TestDecodeMessage(t *testing.T) {
 		t.Error("DecodeMessage of a truncated payload: got nil error")
 	}
 }
+
+func TestIsUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		want bool
+	}{
+		{"websocket", http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}, true},
+		{"token among others", http.Header{"Upgrade": {"h2c"}, "Connection": {"keep-alive, upgrade"}}, true},
+		{"token in a second field", http.Header{"Upgrade": {"x"}, "Connection": {"close", " Upgrade "}}, true},
+		{"no Upgrade field", http.Header{"Connection": {"upgrade"}}, false},
+		{"no upgrade token", http.Header{"Upgrade": {"websocket"}, "Connection": {"keep-alive"}}, false},
+		{"token inside another", http.Header{"Upgrade": {"websocket"}, "Connection": {"upgrades"}}, false},
+		{"empty", http.Header{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsUpgrade(tc.h); got != tc.want {
+				t.Errorf("IsUpgrade(%v): got %v, want %v", tc.h, got, tc.want)
+			}
+		})
+	}
+}
