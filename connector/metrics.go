@@ -50,7 +50,7 @@ func newConnMetrics(live func() float64) *connMetrics {
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "adit_connector_request_duration_seconds",
 			Help:    "Time from a request stream's arrival to its response header.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: metrics.DurationBuckets,
 		}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "adit_connector_streams_in_flight",

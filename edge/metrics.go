@@ -50,7 +50,7 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "adit_edge_request_duration_seconds",
 			Help:    "Time from a public request's arrival to its response header.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: metrics.DurationBuckets,
 		}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adit_edge_registrations_total",

@@ -61,6 +61,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DurationBuckets are the request-duration histogram buckets of the edge
+// and the connector, in seconds: 1 ms to 30 s.
+var DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
 // NewRegistry returns a registry with the Go runtime and process
 // collectors registered.
 func NewRegistry() *prometheus.Registry {

@@ -171,18 +171,24 @@ func testControlAndRequestStreams(t *testing.T, tr Transport) {
 	}
 }
 
+// direction is one way of opening a stream on a pair.
+type direction struct {
+	name     string
+	from, to tunnel.Conn
+}
+
+// directions are both ways of opening a stream on p: the connector's
+// (control streams) and the edge's (request streams).
+func (p Pair) directions() []direction {
+	return []direction{{"connector opens", p.Client, p.Server}, {"edge opens", p.Server, p.Client}}
+}
+
 // testEcho8MiB sends 8 MiB each way on one stream, in both directions of
 // opening.
 func testEcho8MiB(t *testing.T, tr Transport) {
 	CheckLeaks(t)
 	p := newPair(t, tr)
-	for _, dir := range []struct {
-		name     string
-		from, to tunnel.Conn
-	}{
-		{"connector opens", p.Client, p.Server},
-		{"edge opens", p.Server, p.Client},
-	} {
+	for _, dir := range p.directions() {
 		t.Run(dir.name, func(t *testing.T) {
 			s, echo := Open(t, dir.from, dir.to)
 			defer s.Close()
@@ -458,13 +464,7 @@ func testDialWrongName(t *testing.T, tr Transport) {
 func testManyConcurrentStreams(t *testing.T, tr Transport) {
 	CheckLeaks(t)
 	p := newPair(t, tr)
-	for _, dir := range []struct {
-		name     string
-		from, to tunnel.Conn
-	}{
-		{"edge opens", p.Server, p.Client},
-		{"connector opens", p.Client, p.Server},
-	} {
+	for _, dir := range p.directions() {
 		t.Run(dir.name, func(t *testing.T) {
 			ctx := Context(t)
 			const streams = 500
