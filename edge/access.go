@@ -37,7 +37,6 @@ func isAccessRequest(r *http.Request) bool {
 
 // serveAccess carries one `adit access` connection to the tunnel.
 func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInfo) {
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
 	log := p.log.With("host", r.Host, "request_id", info.requestID, "client", info.clientAddr)
 	var dest http.Header
 	for _, name := range []string{carrier.DestinationHeader, carrier.JumpDestinationHeader} {
@@ -48,7 +47,7 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInf
 			dest.Set(name, v)
 		}
 	}
-	ts, err := openTCPStream(r.Context(), p.reg, info.tunnelID, &tunnel.RequestHeader{
+	ts, err := openTCPStream(r.Context(), p.t.reg, info.tunnelID, &tunnel.RequestHeader{
 		Type:       tunnel.StreamTCP,
 		Host:       hostOnly(r.Host),
 		Header:     dest,
@@ -56,7 +55,7 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInf
 		RequestID:  info.requestID,
 	})
 	if err != nil {
-		p.proxyError(w, r, err)
+		p.proxyError(w, r, info, err)
 		return
 	}
 	defer ts.release()

@@ -39,13 +39,9 @@ func isReplayable(req *http.Request) bool {
 }
 
 // roundTrip carries req over one stream, moving to another connection as
-// the rules above allow.
-func (t *tunnelTransport) roundTrip(req *http.Request) (*http.Response, error) {
-	info, _ := req.Context().Value(ctxKey{}).(*reqInfo)
-	if info == nil {
-		return nil, errors.New("edge: request without routing info")
-	}
-	ctx := req.Context()
+// the rules above allow. ctx bounds the stream: the request's, or for an
+// upgrade one that outlives it (upgrade.go).
+func (t *tunnelTransport) roundTrip(ctx context.Context, req *http.Request, info *reqInfo) (*http.Response, error) {
 	replay := isReplayable(req)
 	var tried []*tunnelConn
 	var lastErr error

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httputil"
+	"slices"
 	"strings"
 	"sync"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/adit-dev/adit/tunnel"
 )
@@ -29,49 +32,28 @@ type router interface {
 // proxy is the public HTTP handler: it routes each request by Host to a
 // tunnel and sends it down one of that tunnel's connections as a stream.
 //
-// The path of a request: ServeHTTP (route by Host) → httputil.ReverseProxy
-// (hop-by-hop headers, X-Forwarded-*, trailers, flushing) →
-// tunnelTransport.RoundTrip (pick a connection, open a stream, write the
-// request header and body frames, read the response header) → the
-// connector (connector/stream.go) → the origin. A 101 answer to an upgrade
-// is piped by upgrade.go, not by the ReverseProxy.
+// The path of a request: ServeHTTP (route by Host) → forward (the header
+// rewritten for the origin: hop-by-hop fields out, X-Forwarded-* set) →
+// tunnelTransport.roundTrip (failover.go: pick a connection, open a
+// stream; exchange: write the request header and body frames, read the
+// response header) → the connector (connector/stream.go) → the origin; and
+// back: writeResponse (header, body, trailers). A 101 answer to an upgrade
+// is piped by upgrade.go.
 type proxy struct {
 	router router
-	reg    *registry
 	log    *slog.Logger
-	rp     *httputil.ReverseProxy
+	t      *tunnelTransport
 }
 
-type ctxKey struct{}
-
-// reqInfo travels from ServeHTTP to the transport in the request context.
+// reqInfo is what the edge knows of a request besides the request itself.
 type reqInfo struct {
 	tunnelID   string
 	requestID  string
 	clientAddr string
-	upgrade    *upgradeState // upgrade.go; nil unless the request asks for one
 }
 
 func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger) *proxy {
-	p := &proxy{router: rt, reg: reg, log: log}
-	p.rp = &httputil.ReverseProxy{
-		BufferPool: copyBuffers{},
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			// Rewrite has already dropped hop-by-hop and client-sent
-			// Forwarded/X-Forwarded-* headers; set our own.
-			pr.SetXForwarded()
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = pr.In.Host
-			pr.Out.Host = pr.In.Host
-			// Share, not clone, the trailer map: the server fills in the
-			// values only once the body has been read.
-			pr.Out.Trailer = pr.In.Trailer
-		},
-		Transport:    &tunnelTransport{reg: reg, m: m},
-		ErrorHandler: p.proxyError,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	return p
+	return &proxy{router: rt, log: log, t: &tunnelTransport{reg: reg, m: m}}
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,23 +70,165 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveAccess(w, r, info) // access.go: `adit access` over a WebSocket
 		return
 	}
-	if tunnel.IsUpgrade(r.Header) {
-		p.serveUpgrade(w, r, info) // upgrade.go
-		return
-	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+	p.forward(w, r, info)
 }
 
-func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	info, _ := r.Context().Value(ctxKey{}).(*reqInfo)
-	id := ""
-	if info != nil {
-		id = info.requestID
+// forward sends r to its tunnel and writes the answer. The request is the
+// handler's own, so its header is rewritten in place rather than copied.
+func (p *proxy) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) {
+	ctx := r.Context()
+	var up *upgradeState
+	if tunnel.IsUpgrade(r.Header) {
+		up = p.startUpgrade(w, r) // upgrade.go
+		defer up.finish()
+		ctx = up.ctx
 	}
+	rewriteRequestHeader(r)
+	resp, err := p.t.roundTrip(ctx, r, info)
+	if err != nil {
+		p.proxyError(w, r, info, err)
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if err := takeUpgrade(r, resp, up, info); err != nil {
+			p.proxyError(w, r, info, err)
+		}
+		return
+	}
+	p.writeResponse(w, r, resp, info)
+}
+
+// hopByHop are the header fields that describe one connection, not the
+// message (RFC 9110 §7.6.1), with those of older HTTP and proxies; the
+// fields a Connection header names are dropped too.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func dropHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
+
+var (
+	forwardedHTTP  = []string{"http"}
+	forwardedHTTPS = []string{"https"}
+)
+
+// rewriteRequestHeader makes r's header the one the origin gets: the
+// hop-by-hop fields go, except "TE: trailers" (gRPC needs it) and an
+// upgrade's Connection and Upgrade; X-Forwarded-For, -Host and -Proto are
+// the edge's, never the client's, and a client's Forwarded is dropped.
+func rewriteRequestHeader(r *http.Request) {
+	h := r.Header
+	upgrade := upgradeType(h)
+	teTrailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	dropHopByHop(h)
+	if teTrailers {
+		h["Te"] = []string{"trailers"}
+	}
+	if upgrade != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{upgrade}
+	}
+	delete(h, "Forwarded")
+	delete(h, "X-Forwarded-For")
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		h["X-Forwarded-For"] = []string{ip}
+	}
+	h["X-Forwarded-Host"] = []string{r.Host}
+	if r.TLS != nil {
+		h["X-Forwarded-Proto"] = forwardedHTTPS
+	} else {
+		h["X-Forwarded-Proto"] = forwardedHTTP
+	}
+}
+
+// writeResponse relays the connector's answer to the client: header,
+// body, then trailers. A streamed answer (server-sent events, or one of
+// unknown length) is flushed after every read, so each event reaches the
+// client when the origin sends it. A body that breaks off aborts the
+// client's connection, so the client sees an error, not a short answer.
+func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, info *reqInfo) {
+	body := resp.Body.(*tunnel.BodyReader) // exchange made it
+	defer body.Close()
+	dropHopByHop(resp.Header)
+	h := w.Header() // holds the request ID
+	for k, vv := range resp.Header {
+		if old, ok := h[k]; ok {
+			vv = append(old, vv...)
+		}
+		h[k] = vv
+	}
+	// The body fills resp.Trailer, with any fields it did not announce.
+	var announced []string
+	if len(resp.Trailer) > 0 {
+		for k := range resp.Trailer {
+			announced = append(announced, k)
+		}
+		h["Trailer"] = []string{strings.Join(announced, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	dst := io.Writer(w)
+	if resp.ContentLength < 0 || isEventStream(resp.Header) {
+		dst = &flushWriter{w: w, rc: http.NewResponseController(w)}
+	}
+	_, readErr, writeErr := tunnel.CopyBody(dst, body)
+	if readErr != nil || writeErr != nil {
+		if readErr != nil {
+			p.log.Warn("proxy: response body from the tunnel broke off", "host", r.Host, "request_id", info.requestID, "err", readErr)
+		}
+		// Abort the client's connection: the answer is incomplete.
+		panic(http.ErrAbortHandler)
+	}
+	if len(body.Trailer) == 0 {
+		return
+	}
+	// Send the body as chunks, even a short one: net/http would give it a
+	// Content-Length otherwise, which leaves no room for trailers.
+	http.NewResponseController(w).Flush()
+	for k, vv := range body.Trailer {
+		if !slices.Contains(announced, k) {
+			k = http.TrailerPrefix + k
+		}
+		h[k] = vv
+	}
+}
+
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+}
+
+// flushWriter sends every write to the client at once.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}
+
+func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, info *reqInfo, err error) {
+	id := info.requestID
 	var oe *originError
 	switch {
-	case errors.Is(err, errUpgraded):
-		// The connection was hijacked and is piped (upgrade.go).
 	case bodyTooLarge(r) > 0: // limits.go
 		tooLarge(w, r, bodyTooLarge(r), id)
 	case errors.Is(err, errTunnelOffline):
@@ -130,27 +254,11 @@ type originError struct{ msg string }
 
 func (e *originError) Error() string { return "origin unreachable: " + e.msg }
 
-// tunnelTransport is the ReverseProxy's RoundTripper: it carries one request
-// over one stream of a tunnel connection.
+// tunnelTransport carries one request over one stream of a tunnel
+// connection.
 type tunnelTransport struct {
 	reg *registry
 	m   *edgeMetrics // nil records nothing
-}
-
-func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if info, _ := req.Context().Value(ctxKey{}).(*reqInfo); info != nil && info.upgrade != nil {
-		// The stream of an upgrade may live for hours: give it the
-		// context serveUpgrade made, without what the ReverseProxy added
-		// (a trace hook holding the ResponseWriter, and with it the HTTP
-		// server's buffers for the connection).
-		req = req.WithContext(info.upgrade.ctx)
-	}
-	resp, err := t.roundTrip(req) // failover.go
-	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
-		// Not for the ReverseProxy: the pipe is ours (upgrade.go).
-		return nil, takeUpgrade(req, resp)
-	}
-	return resp, err
 }
 
 // openStream picks a connection and opens a stream on it (see
@@ -255,23 +363,8 @@ func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.St
 		readerPool.Put(br)
 		return nil
 	}
-	resp.Body = &trailerBody{BodyReader: body, resp: resp}
+	resp.Body = body
 	return resp, nil
-}
-
-// trailerBody keeps resp.Trailer pointing at the map the body fills, in case
-// the reader had to make one for unannounced trailers.
-type trailerBody struct {
-	*tunnel.BodyReader
-	resp *http.Response
-}
-
-func (b *trailerBody) Read(p []byte) (int, error) {
-	n, err := b.BodyReader.Read(p)
-	if err == io.EOF && b.resp.Trailer == nil && b.BodyReader.Trailer != nil {
-		b.resp.Trailer = b.BodyReader.Trailer
-	}
-	return n, err
 }
 
 // sendBody streams the request body as data frames, then its trailers.
@@ -349,21 +442,3 @@ const maxPooledHeader = 16 << 10
 // readerPool holds the readers of response streams; a request returns its
 // reader when its body is closed.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
-
-// copyBuffers lends the ReverseProxy its body copy buffers, which it would
-// otherwise allocate (32 KiB) per request.
-type copyBuffers struct{}
-
-var copyBufferPool = sync.Pool{New: func() any {
-	b := make([]byte, 32<<10)
-	return &b
-}}
-
-func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
-
-func (copyBuffers) Put(b []byte) {
-	if cap(b) == 32<<10 {
-		b = b[:cap(b)]
-		copyBufferPool.Put(&b)
-	}
-}

@@ -5,10 +5,12 @@
 //
 // A public request travels: http.Server (Config.HTTPAddr) → proxy.ServeHTTP
 // (proxy.go: Host → tunnel via controlserver.State, in memory) →
-// httputil.ReverseProxy → tunnelTransport.RoundTrip (proxy.go: least-loaded
-// connection from the registry, one stream per request) → the connector.
-// An upgrade answered 101 (WebSocket) leaves the ReverseProxy there: the
-// transport hijacks the client and pipes it to the stream (upgrade.go).
+// proxy.forward (the header rewritten for the origin) →
+// tunnelTransport.roundTrip (failover.go: least-loaded connection from the
+// registry, one stream per request) → the connector; the answer comes back
+// through proxy.writeResponse. An upgrade answered 101 (WebSocket) is
+// taken over there: the edge hijacks the client and pipes it to the stream
+// (upgrade.go).
 // Connections arrive on the tunnel listener and register in tunnelconn.go.
 // TCP travels as TCP streams: `adit access` WebSocket upgrades (access.go)
 // and the connections of public TCP port routes (tcp.go).

@@ -17,12 +17,11 @@ import (
 )
 
 // Upgrades (WebSocket and any other `Connection: Upgrade`). The request
-// takes the usual path through the ReverseProxy, so it is rewritten
-// (X-Forwarded-*, hop-by-hop headers), sent down a stream and answered like
-// any other; a non-101 answer is proxied as usual. A 101 never reaches the
-// ReverseProxy: the transport hijacks the client connection, writes the
-// 101 and pipes the connection and the stream itself (takeUpgrade), then
-// returns errUpgraded, which proxyError ignores, and the handler returns.
+// takes the usual path (proxy.forward), so it is rewritten (X-Forwarded-*,
+// hop-by-hop headers), sent down a stream and answered like any other; a
+// non-101 answer is written as usual. A 101 is taken over here:
+// takeUpgrade hijacks the client connection, writes the 101 and pipes the
+// connection and the stream, and the handler returns.
 //
 // An idle WebSocket is the unit of cost here (tens of thousands stay open
 // on one edge), so an upgraded connection keeps two new goroutines, one per
@@ -30,9 +29,7 @@ import (
 // buffer, and nothing else of the request: the handler goroutine, its deep
 // stack and the HTTP server's buffers for the connection are gone once the
 // 101 is written (nothing the pipe keeps may lead to the ResponseWriter),
-// and the stream's 16 KiB header reader is back in its pool. The
-// ReverseProxy's own upgrade handling keeps four goroutines per connection
-// (the handler, a copier per direction and a context watcher).
+// and the stream's 16 KiB header reader is back in its pool.
 //
 // The connection and the stream outlive the request context: a client that
 // goes away before the 101 cancels the request as usual; after it, the
@@ -40,57 +37,49 @@ import (
 // Close the edge closes its tunnel connections, which fails the streams and
 // so ends every pipe.
 
-// errUpgraded tells proxyError that the transport has taken the client
-// connection over: there is nothing to answer.
-var errUpgraded = errors.New("edge: connection upgraded")
-
-// upgradeState is what the transport needs to take an upgraded connection
+// upgradeState is what takeUpgrade needs to take an upgraded connection
 // over from the handler.
 type upgradeState struct {
 	w       http.ResponseWriter
-	ctx     context.Context // the stream's: see serveUpgrade
+	ctx     context.Context // the stream's: see startUpgrade
 	log     *slog.Logger
 	cancel  context.CancelFunc // ends the stream's context
 	unwatch func() bool        // stops the request context from cancelling it
 	taken   bool               // set by takeUpgrade on the handler's goroutine
 }
 
-// serveUpgrade proxies an upgrade request. The stream's context is not the
+// startUpgrade makes the context of an upgrade's stream. It is not the
 // request's: the upgraded connection lives on after the handler returns.
-// Until the 101, the request's end (the client went away) still cancels it.
-// It carries only the values the proxy uses: one derived from the request's
-// would keep the HTTP server's contexts for the connection alive as long as
-// the pipe.
-func (p *proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, info *reqInfo) {
-	ctx := context.Background()
-	if bl := r.Context().Value(bodyLimitKey{}); bl != nil { // limits.go
-		ctx = context.WithValue(ctx, bodyLimitKey{}, bl)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	up := &upgradeState{w: w, log: p.log, cancel: cancel}
+// Until the 101, the request's end (the client went away) still cancels
+// it. It carries no values: one derived from the request's would keep the
+// HTTP server's contexts for the connection alive as long as the pipe.
+func (p *proxy) startUpgrade(w http.ResponseWriter, r *http.Request) *upgradeState {
+	ctx, cancel := context.WithCancel(context.Background())
+	up := &upgradeState{w: w, ctx: ctx, log: p.log, cancel: cancel}
 	up.unwatch = context.AfterFunc(r.Context(), cancel)
-	info.upgrade = up
-	up.ctx = context.WithValue(ctx, ctxKey{}, info)
-	p.rp.ServeHTTP(w, r.WithContext(up.ctx))
+	return up
+}
+
+// finish ends the stream's context when the handler returns, unless the
+// pipe took it.
+func (up *upgradeState) finish() {
 	if !up.taken {
 		up.unwatch()
-		cancel()
+		up.cancel()
 	}
 }
 
 // takeUpgrade takes over a 101 answer to req: it hijacks the client
-// connection, writes the 101 and starts the pipe. It returns errUpgraded
-// once the connection is the pipe's, or an error for proxyError to answer
-// the client with; either way resp is finished with.
-func takeUpgrade(req *http.Request, resp *http.Response) error {
+// connection, writes the 101 and starts the pipe. It returns nil once the
+// connection is the pipe's (or is gone), or an error for proxyError to
+// answer the client with; either way resp is finished with.
+func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info *reqInfo) error {
 	body, ok := resp.Body.(*rawBody)
-	info, _ := req.Context().Value(ctxKey{}).(*reqInfo)
-	if !ok || info == nil || info.upgrade == nil {
+	if !ok || up == nil {
 		resp.Body.Close()
 		return errors.New("edge: 101 switching protocols answer to a request that is not an upgrade")
 	}
-	up := info.upgrade
-	// The checks the ReverseProxy makes before switching.
+	// The answer must switch to the protocol asked for.
 	reqType, respType := upgradeType(req.Header), upgradeType(resp.Header)
 	if !isPrintableASCII(respType) {
 		body.Close()
@@ -112,11 +101,7 @@ func takeUpgrade(req *http.Request, resp *http.Response) error {
 	}
 	up.taken = true
 	h := up.w.Header() // the request ID is already there
-	// The stream's context, which lives as long as the pipe, leads to
-	// info: let go of the ResponseWriter, which holds the HTTP server's
-	// buffers for the connection.
-	info.upgrade = nil
-	up.w = nil
+	up.w = nil         // nothing of the pipe's may hold the server's buffers
 
 	for k, vv := range resp.Header {
 		h[k] = append(h[k], vv...)
@@ -131,7 +116,7 @@ func takeUpgrade(req *http.Request, resp *http.Response) error {
 		conn.Close()
 		body.Close()
 		up.cancel()
-		return errUpgraded
+		return nil
 	}
 
 	// Bytes already read past the headers on either side go first. The
@@ -149,7 +134,7 @@ func takeUpgrade(req *http.Request, resp *http.Response) error {
 	u.left.Store(2)
 	go u.copyToClient(toClient)
 	go u.copyToStream(toStream)
-	return errUpgraded
+	return nil
 }
 
 // upgradedConn pipes a hijacked client connection and its tunnel stream.

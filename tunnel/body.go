@@ -101,6 +101,38 @@ func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
+// CopyBody copies src to dst with ReadFrom's buffers and its way of
+// choosing between them: it waits for src with the small one and moves to
+// the large one while reads keep filling the buffer they get. Each read is
+// written at once. Unlike io.Copy it says which side failed: readErr is
+// src's error (nil at io.EOF), writeErr dst's.
+func CopyBody(dst io.Writer, src io.Reader) (n int64, readErr, writeErr error) {
+	bp := smallBodyBufs.Get().(*[]byte)
+	large := false
+	defer func() { bodyBufPool(large).Put(bp) }()
+	for {
+		buf := *bp
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			if werr := WriteFull(dst, buf[:nr]); werr != nil {
+				return n, nil, werr
+			}
+			n += int64(nr)
+		}
+		if rerr == io.EOF {
+			return n, nil, nil
+		}
+		if rerr != nil {
+			return n, rerr, nil
+		}
+		if full := nr == len(buf); full != large {
+			bodyBufPool(large).Put(bp)
+			large = full
+			bp = bodyBufPool(large).Get().(*[]byte)
+		}
+	}
+}
+
 // The buffers of ReadFrom, with room for a frame header before the
 // payload: a small one to wait with, a large one for bulk.
 var (

@@ -1,0 +1,212 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/adit-dev/adit/tunnel"
+)
+
+func TestRewriteRequestHeader(t *testing.T) {
+	tests := []struct {
+		name   string
+		header http.Header
+		remote string
+		tls    bool
+		want   http.Header
+	}{
+		{
+			name: "hop-by-hop fields and those Connection names go",
+			header: http.Header{
+				"Connection": {"keep-alive, X-Hop", " x-other "}, "X-Hop": {"1"}, "X-Other": {"2"},
+				"Keep-Alive": {"timeout=5"}, "Proxy-Connection": {"keep-alive"}, "Proxy-Authorization": {"Basic eA=="},
+				"Transfer-Encoding": {"chunked"}, "Trailer": {"X-Sum"}, "Te": {"gzip"}, "Upgrade": {"h2c"},
+				"Accept": {"*/*"},
+			},
+			remote: "192.0.2.1:5555",
+			want: http.Header{"Accept": {"*/*"}, "X-Forwarded-For": {"192.0.2.1"},
+				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
+		},
+		{
+			name:   "TE: trailers is kept alone",
+			header: http.Header{"Te": {"gzip, trailers"}},
+			remote: "192.0.2.1:5555",
+			want: http.Header{"Te": {"trailers"}, "X-Forwarded-For": {"192.0.2.1"},
+				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
+		},
+		{
+			name: "the client's forwarding fields are not trusted",
+			header: http.Header{"X-Forwarded-For": {"6.6.6.6"}, "X-Forwarded-Host": {"evil.test"},
+				"X-Forwarded-Proto": {"https"}, "Forwarded": {"for=6.6.6.6"}},
+			remote: "[2001:db8::1]:443",
+			tls:    true,
+			want: http.Header{"X-Forwarded-For": {"2001:db8::1"}, "X-Forwarded-Host": {"app.test"},
+				"X-Forwarded-Proto": {"https"}},
+		},
+		{
+			name:   "an upgrade keeps Connection and Upgrade",
+			header: http.Header{"Connection": {"Upgrade, X-Hop"}, "Upgrade": {"websocket"}, "X-Hop": {"1"}},
+			remote: "192.0.2.1:5555",
+			want: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "X-Forwarded-For": {"192.0.2.1"},
+				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
+		},
+		{
+			name:   "no client address, no X-Forwarded-For",
+			header: http.Header{},
+			remote: "",
+			want:   http.Header{"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &http.Request{Header: tt.header, Host: "app.test", RemoteAddr: tt.remote}
+			if tt.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			rewriteRequestHeader(r)
+			if !reflect.DeepEqual(r.Header, tt.want) {
+				t.Errorf("header:\n got %v\nwant %v", r.Header, tt.want)
+			}
+		})
+	}
+}
+
+// frames writes raw body frames after a response header.
+func frames(t *testing.T, s tunnel.Stream, rh *tunnel.ResponseHeader, body []byte) {
+	t.Helper()
+	b, err := tunnel.AppendMessage(nil, rh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(append(b, body...)); err != nil {
+		t.Errorf("connector: writing: %v", err)
+	}
+}
+
+func dataFrame(p string) []byte {
+	return append(tunnel.AppendFrameHeader(nil, tunnel.FrameData, len(p)), p...)
+}
+
+func TestResponseRelayed(t *testing.T) {
+	rig := newUpgradeRig(t, func(t *testing.T, s *testStream, br *bufio.Reader, h *tunnel.RequestHeader) {
+		io.Copy(io.Discard, br)
+		rh := &tunnel.ResponseHeader{Status: http.StatusCreated, ContentLength: -1, Header: http.Header{
+			"Connection": {"X-Drop"}, "X-Drop": {"1"}, "Keep-Alive": {"timeout=5"},
+			"X-Multi": {"a", "b"}, "Content-Type": {"text/plain"},
+		}, Trailer: []string{"X-Sum"}}
+		frames(t, s, rh, append(dataFrame("hello, "), dataFrame("world")...))
+		// X-Late was not announced: it travels with the TrailerPrefix.
+		tunnel.NewBodyWriter(s).CloseWithTrailers(http.Header{"X-Sum": {"42"}, "X-Late": {"yes"}})
+		s.CloseWrite()
+	})
+	req, _ := http.NewRequest("GET", rig.srv.URL+"/x", nil)
+	req.Host = "ws.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"status", resp.StatusCode, http.StatusCreated},
+		{"body", string(body), "hello, world"},
+		{"multi-valued header", strings.Join(resp.Header.Values("X-Multi"), ","), "a,b"},
+		{"field named by Connection", resp.Header.Get("X-Drop"), ""},
+		{"Keep-Alive", resp.Header.Get("Keep-Alive"), ""},
+		{"request ID", resp.Header.Get(RequestIDHeader) != "", true},
+		{"announced trailer", resp.Trailer.Get("X-Sum"), "42"},
+		{"unannounced trailer", resp.Trailer.Get("X-Late"), "yes"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	rig.waitIdle(t)
+}
+
+// A body that breaks off must reach the client as an error, never as a
+// shorter answer that looks whole.
+func TestResponseBrokenBodyAborts(t *testing.T) {
+	rig := newUpgradeRig(t, func(t *testing.T, s *testStream, br *bufio.Reader, h *tunnel.RequestHeader) {
+		io.Copy(io.Discard, br)
+		frames(t, s, &tunnel.ResponseHeader{Status: 200, ContentLength: 100,
+			Header: http.Header{"Content-Length": {"100"}}}, dataFrame("only ten.."))
+		// Closing without CloseWrite resets the stream.
+	})
+	req, _ := http.NewRequest("GET", rig.srv.URL+"/x", nil)
+	req.Host = "ws.test"
+	// The client sees the error at the header (nothing was flushed yet)
+	// or in the body.
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		var body []byte
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("got %d %q and no error, want an error", resp.StatusCode, body)
+		}
+	}
+	rig.waitIdle(t)
+}
+
+// An event stream reaches the client event by event.
+func TestEventStreamFlushed(t *testing.T) {
+	next := make(chan struct{})
+	rig := newUpgradeRig(t, func(t *testing.T, s *testStream, br *bufio.Reader, h *tunnel.RequestHeader) {
+		io.Copy(io.Discard, br)
+		frames(t, s, &tunnel.ResponseHeader{Status: 200, ContentLength: -1,
+			Header: http.Header{"Content-Type": {"text/event-stream; charset=utf-8"}}}, dataFrame("data: 1\n\n"))
+		<-next
+		s.Write(dataFrame("data: 2\n\n"))
+		s.Write(tunnel.AppendEnd(nil))
+		s.CloseWrite()
+	})
+	req, _ := http.NewRequest("GET", rig.srv.URL+"/events", nil)
+	req.Host = "ws.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i, want := range []string{"data: 1\n", "\n", "data: 2\n", "\n"} {
+		if i == 2 {
+			close(next) // the first event came while the stream is open
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != want {
+			t.Fatalf("line %d: got %q, %v; want %q", i, line, err, want)
+		}
+	}
+	rig.waitIdle(t)
+}
+
+func TestIsEventStream(t *testing.T) {
+	tests := []struct {
+		ct   string
+		want bool
+	}{
+		{"text/event-stream", true},
+		{"Text/Event-Stream; charset=utf-8", true},
+		{" text/event-stream ;x", true},
+		{"text/plain", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isEventStream(http.Header{"Content-Type": {tt.ct}}); got != tt.want {
+			t.Errorf("isEventStream(%q): got %v, want %v", tt.ct, got, tt.want)
+		}
+	}
+}
