@@ -375,3 +375,38 @@ func TestReadFromBuffers(t *testing.T) {
 		}
 	}
 }
+
+// errWriter fails every write.
+type errWriter struct{ err error }
+
+func (w errWriter) Write([]byte) (int, error) { return 0, w.err }
+
+func TestCopyBody(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 40<<10) // 640 KiB: moves to the large buffer
+	readFail := errors.New("read failed")
+	writeFail := errors.New("write failed")
+	tests := []struct {
+		name              string
+		src               io.Reader
+		dst               io.Writer
+		wantN             int64
+		wantRead, wantErr error
+	}{
+		{"small", strings.NewReader("hello"), &bytes.Buffer{}, 5, nil, nil},
+		{"bulk", bytes.NewReader(big), &bytes.Buffer{}, int64(len(big)), nil, nil},
+		{"empty", strings.NewReader(""), &bytes.Buffer{}, 0, nil, nil},
+		{"read fails", io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(readFail)), &bytes.Buffer{}, 3, readFail, nil},
+		{"write fails", strings.NewReader("abc"), errWriter{writeFail}, 0, nil, writeFail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, rerr, werr := CopyBody(tt.dst, tt.src)
+			if n != tt.wantN || rerr != tt.wantRead || werr != tt.wantErr {
+				t.Fatalf("got %d, %v, %v; want %d, %v, %v", n, rerr, werr, tt.wantN, tt.wantRead, tt.wantErr)
+			}
+			if buf, ok := tt.dst.(*bytes.Buffer); ok && tt.name == "bulk" && !bytes.Equal(buf.Bytes(), big) {
+				t.Error("bulk: the copy differs from the source")
+			}
+		})
+	}
+}
