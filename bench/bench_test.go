@@ -4,28 +4,33 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestTinyRun runs the whole harness in a tiny configuration (short
-// durations, small sizes, 20 idle WebSockets, no restart) so it keeps
-// working. It checks that every scenario produced its figures, not how
-// fast anything was.
-func TestTinyRun(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "results.json")
-	profiles := filepath.Join(t.TempDir(), "pprof")
-	cfg, err := parseFlags([]string{
-		"--pprof-dir", profiles, "--big-timeout", "1s",
-		"--scenarios", "rate,idle-ws,small,download,upload",
-		"--duration", "200ms", "--warmup", "50ms", "--concurrency", "1,4",
-		"--big-size", "1MiB", "--idle-ws", "20", "--rate", "100", "--rate-duration", "500ms",
-		"--out", out, "--timeout", "2m",
-	}, os.Stderr)
+// TestMain lets the test binary be the origin process: the harness starts
+// its own executable for it.
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "origin" {
+		os.Exit(runOrigin())
+	}
+	os.Exit(m.Run())
+}
+
+// tinyRun runs the harness with args and checks that its direct and
+// adit-quic paths were available. It returns the results and the paths
+// by name.
+func tinyRun(t *testing.T, args ...string) (*Results, map[string]PathInfo) {
+	t.Helper()
+	cfg, err := parseFlags(args, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,10 +42,6 @@ func TestTinyRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := res.writeJSON(cfg.out); err != nil {
-		t.Fatal(err)
-	}
-
 	paths := map[string]PathInfo{}
 	for _, p := range res.Paths {
 		paths[p.Name] = p
@@ -52,6 +53,26 @@ func TestTinyRun(t *testing.T) {
 	}
 	if !paths["adit-quic"].Available {
 		t.Fatalf("adit-quic unavailable: %s", paths["adit-quic"].Reason)
+	}
+	return res, paths
+}
+
+// TestTinyRun runs the whole harness in a tiny configuration (short
+// durations, small sizes, 20 idle WebSockets, no restart) so it keeps
+// working. It checks that every scenario produced its figures, not how
+// fast anything was.
+func TestTinyRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "results.json")
+	profiles := filepath.Join(t.TempDir(), "pprof")
+	res, paths := tinyRun(t,
+		"--pprof-dir", profiles, "--big-timeout", "1s", "--loadgen", "go",
+		"--scenarios", "rate,idle-ws,small,download,upload",
+		"--duration", "200ms", "--warmup", "50ms", "--concurrency", "1,4",
+		"--big-size", "1MiB", "--idle-ws", "20", "--rate", "100", "--rate-duration", "500ms",
+		"--timeout", "2m",
+	)
+	if err := res.writeJSON(out); err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range []string{"adit-quic-get-c4-edge.cpu.txt", "adit-quic-get-c4-connector.allocs.txt", "adit-quic-download-connector.cpu.pprof"} {
 		if _, err := os.Stat(filepath.Join(profiles, f)); err != nil {
@@ -109,7 +130,7 @@ func TestTinyRun(t *testing.T) {
 		t.Errorf("settings: got connector %q of %d bytes, edge %d bytes; want adit-connector, smaller than adit",
 			res.Settings.Connector, res.Settings.ConnectorBinaryBytes, res.Settings.EdgeBinaryBytes)
 	}
-	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`"} {
+	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`", "load generator: the harness's Go client"} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
@@ -122,9 +143,159 @@ func TestTinyRun(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("results JSON: %v", err)
 	}
-	if len(back.Figures) != len(res.Figures) || back.Machine.CPUs == 0 {
-		t.Errorf("JSON round trip: got %d figures and %d CPUs, want %d figures and > 0 CPUs", len(back.Figures), back.Machine.CPUs, len(res.Figures))
+	if len(back.Figures) != len(res.Figures) || back.Machine.CPUs == 0 || back.Settings.LoadGen != "go" {
+		t.Errorf("JSON round trip: got %d figures, %d CPUs, loadgen %q; want %d figures, > 0 CPUs, loadgen go",
+			len(back.Figures), back.Machine.CPUs, back.Settings.LoadGen, len(res.Figures))
 	}
+}
+
+// TestTinyRunWrk runs the small GETs with wrk, when it is installed.
+func TestTinyRunWrk(t *testing.T) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("no wrk on PATH")
+	}
+	const c = 4
+	res, _ := tinyRun(t, "--loadgen", "wrk", "--scenarios", "small",
+		"--duration", "300ms", "--warmup", "100ms", "--concurrency", strconv.Itoa(c), "--out", "", "--timeout", "1m")
+	for _, p := range []string{"direct", "adit-quic"} {
+		for _, m := range []string{"req/s", "p50", "p99", "p99.9"} {
+			if v, ok := res.get(figGet(c, m), p); !ok || v <= 0 {
+				t.Errorf("%s %s: got %v, %v; want > 0", p, m, v, ok)
+			}
+		}
+		if n := res.figure(figGet(c, "req/s"), "").Notes[p]; n != "" {
+			t.Errorf("%s req/s: note %q, want none", p, n)
+		}
+	}
+	if v, ok := res.get(figGet(c, "edge allocs/req"), "adit-quic"); !ok || v <= 0 {
+		t.Errorf("adit-quic edge allocs/req: got %v, %v; want > 0", v, ok)
+	}
+	// wrk holds c connections, after one that checks the address (its
+	// wrk.resolve); the counters leave out the warm-up's and the
+	// harness's reads of them.
+	if v, _ := res.get(figGet(c, "origin conns opened"), "direct"); v != c+1 {
+		t.Errorf("direct origin conns opened: got %v, want %d", v, c+1)
+	}
+	var table bytes.Buffer
+	res.writeTable(&table)
+	if res.Settings.LoadGen != "wrk" || res.Settings.LoadGenVersion == "" || !strings.Contains(table.String(), "load generator: wrk") {
+		t.Errorf("got loadgen %q, version %q, table:\n%s\nwant wrk, its version, and a line that says so", res.Settings.LoadGen, res.Settings.LoadGenVersion, table.String())
+	}
+}
+
+// TestOrigin starts the origin process and checks its endpoints, that its
+// counters leave out their own reads, and that it exits when its stdin
+// closes.
+func TestOrigin(t *testing.T) {
+	ctx := context.Background()
+	o, err := startOrigin(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.stop(time.Second)
+	tg := target{base: o.URL()}
+	buf := make([]byte, 4<<10)
+	get := func(c *http.Client, path string) {
+		t.Helper()
+		req, err := tg.request(ctx, "GET", path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := getOnce(c, req, buf); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	kept := newClient(1, 5*time.Second)
+	for range 3 {
+		get(kept, "/1k")
+	}
+	get(newClient(1, 5*time.Second), "/1k")
+	get(kept, "/download?size=100")
+	x, err := upload(ctx, tg, 1000, 5*time.Second)
+	if err != nil || x.Bytes != 1000 {
+		t.Errorf("upload: got %d bytes, %v; want 1000", x.Bytes, err)
+	}
+	ws, err := openWebSockets(ctx, tg, 1, 1)
+	if err != nil {
+		t.Errorf("WebSocket echo: %v", err)
+	}
+	closeAll(ws)
+	// Connections: kept, the second client, upload's, the WebSocket's.
+	want := originStats{Accepted: 4, Served1k: 4}
+	for range 2 {
+		got, err := o.stats()
+		if err != nil || got != want {
+			t.Errorf("stats: got %+v, %v; want %+v", got, err, want)
+		}
+	}
+
+	o.stdin.Close()
+	select {
+	case <-o.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("origin still running 10s after its stdin closed:\n%s", o.out.tail(5))
+	}
+	if o.err != nil {
+		t.Errorf("origin exited with %v after its stdin closed; want 0:\n%s", o.err, o.out.tail(5))
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want latencyStats // Elapsed, N, Errors, P50, P99, P999
+		ok   bool
+	}{
+		{"clean", "Running 5s test @ http://127.0.0.1:1/1k\n  2 threads\nadit-bench-wrk requests=1000 duration_us=500000 errors=0 status_errors=0 p50_us=40 p99_us=120 p999_us=900\n",
+			latencyStats{N: 1000, Elapsed: 500 * time.Millisecond, P50: 40 * time.Microsecond, P99: 120 * time.Microsecond, P999: 900 * time.Microsecond}, true},
+		{"status errors are not successes", "adit-bench-wrk requests=100 duration_us=1000000 errors=12 status_errors=10 p50_us=1 p99_us=2 p999_us=3\n",
+			latencyStats{N: 90, Errors: 12, Elapsed: time.Second, P50: 1 * time.Microsecond, P99: 2 * time.Microsecond, P999: 3 * time.Microsecond}, true},
+		{"no line", "Running 5s test\nRequests/sec: 1000\n", latencyStats{}, false},
+		{"quantiles out of order", "adit-bench-wrk requests=1 duration_us=1 errors=0 status_errors=0 p50_us=5 p99_us=4 p999_us=6\n", latencyStats{}, false},
+		{"more status errors than requests", "adit-bench-wrk requests=1 duration_us=1 errors=2 status_errors=2 p50_us=1 p99_us=1 p999_us=1\n", latencyStats{}, false},
+		{"zero duration", "adit-bench-wrk requests=1 duration_us=0 errors=0 status_errors=0 p50_us=1 p99_us=1 p999_us=1\n", latencyStats{}, false},
+		{"huge", "adit-bench-wrk requests=1 duration_us=99999999999999999 errors=0 status_errors=0 p50_us=1 p99_us=1 p999_us=1\n", latencyStats{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseWrk(tc.in)
+			if (err == nil) != tc.ok {
+				t.Fatalf("got %v, want ok=%v", err, tc.ok)
+			}
+			got.RequestsPerSecond = 0
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseWrk(f *testing.F) {
+	f.Add("adit-bench-wrk requests=1000 duration_us=500000 errors=0 status_errors=0 p50_us=40 p99_us=120 p999_us=900\n")
+	f.Add("adit-bench-wrk requests=100 duration_us=1000000 errors=12 status_errors=10 p50_us=1 p99_us=2 p999_us=3\n")
+	f.Add("adit-bench-wrk requests=1 duration_us=1 errors=0 status_errors=0 p50_us=5 p99_us=4 p999_us=6\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseWrk(s)
+		if err != nil {
+			return
+		}
+		if got.N < 0 || got.Errors < 0 || got.Elapsed <= 0 || got.P50 > got.P99 || got.P99 > got.P999 || got.RequestsPerSecond < 0 {
+			t.Fatalf("parseWrk(%q) = %+v: negative or out of order", s, got)
+		}
+		// Round trip through the line wrkScript prints.
+		line := fmt.Sprintf("adit-bench-wrk requests=%d duration_us=%d errors=%d status_errors=%d p50_us=%d p99_us=%d p999_us=%d\n",
+			int64(got.N)+wrkStatusErrors(s), got.Elapsed.Microseconds(), got.Errors, wrkStatusErrors(s), got.P50.Microseconds(), got.P99.Microseconds(), got.P999.Microseconds())
+		back, err := parseWrk(line)
+		if err != nil || back != got {
+			t.Fatalf("parseWrk(%q) = %+v, %v; want %+v", line, back, err, got)
+		}
+	})
+}
+
+// wrkStatusErrors is the status_errors of the line in s.
+func wrkStatusErrors(s string) int64 {
+	n, _ := strconv.ParseInt(reWrk.FindStringSubmatch(s)[4], 10, 64)
+	return n
 }
 
 func TestParseFlagsConnector(t *testing.T) {
@@ -298,6 +469,8 @@ func TestParseFlags(t *testing.T) {
 		{"compare named direct", []string{"--compare", "direct=http://127.0.0.1:7000"}, false},
 		{"unknown scenario", []string{"--scenarios", "small,nap"}, false},
 		{"bad concurrency", []string{"--concurrency", "1,0"}, false},
+		{"go load generator", []string{"--loadgen", "go"}, true},
+		{"unknown load generator", []string{"--loadgen", "hey"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := parseFlags(tc.args, &bytes.Buffer{})
@@ -344,4 +517,20 @@ func FuzzParseStatus(f *testing.F) {
 			t.Fatalf("parseStatus(%q) = %+v: negative", b, m)
 		}
 	})
+}
+
+func TestCatchesSIGINT(t *testing.T) {
+	// The Go runtime catches SIGINT; sleep(1) does not.
+	if !catchesSIGINT(os.Getpid()) {
+		t.Errorf("catchesSIGINT(this test) = false, want true")
+	}
+	sleep := exec.Command("sleep", "10")
+	if err := sleep.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer sleep.Wait()
+	defer sleep.Process.Kill()
+	if catchesSIGINT(sleep.Process.Pid) {
+		t.Errorf("catchesSIGINT(sleep) = true, want false")
+	}
 }

@@ -1,8 +1,8 @@
 // Command bench is adit's benchmark harness. It builds the adit and
-// adit-connector binaries, starts an origin (an HTTP server in this
-// process), an `adit edge` and one `adit-connector tunnel run` per transport
-// (`adit tunnel run` with --connector adit) as separate processes, all on
-// 127.0.0.1, and measures in the same run:
+// adit-connector binaries, starts an origin (this executable again, as an
+// HTTP server: see origin.go), an `adit edge` and one `adit-connector
+// tunnel run` per transport (`adit tunnel run` with --connector adit) as
+// separate processes, all on 127.0.0.1, and measures in the same run:
 //
 //   - direct:         client → origin
 //   - adit-quic:      client → edge → QUIC → connector → origin
@@ -16,7 +16,9 @@
 // stream (MB/s); a fixed request rate (latency from the scheduled time,
 // RSS and CPU of the edge and connector); many idle WebSockets (RSS per
 // connection on each side); the time from `tunnel run` to the first proxied
-// 200; and the time to serve again after the edge restarts.
+// 200; and the time to serve again after the edge restarts. The load comes
+// from the harness's own Go client, except for the small GETs, which wrk
+// sends when it is installed (--loadgen).
 //
 // It prints one table, each figure with its ratio to direct, followed by
 // issue 5's targets, and writes the same results as JSON to --out. All
@@ -30,6 +32,7 @@
 //	go run ./bench --big-size 256MiB --idle-ws 1000 --rate-duration 10s
 //	go run ./bench --compare frp=http://127.0.0.1:7000 --compare-host frp=app.test
 //	go run ./bench --scenarios rate --connector adit   # connectors in the full binary
+//	go run ./bench --scenarios small --loadgen go      # the Go client even with wrk installed
 //
 // docs/performance.md has results and the method.
 package main
@@ -41,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -60,6 +64,8 @@ type config struct {
 	duration      time.Duration // measured time per small-GET run
 	warmup        time.Duration // load before each small-GET measurement
 	concurrency   []int         // small-GET worker counts
+	loadgen       string        // small-GET load generator: "go" or "wrk" (parseFlags resolves "auto")
+	wrkBin        string        // wrk's path, for loadgen "wrk"
 	bigSize       int64         // bytes per download and upload
 	bigTimeout    time.Duration // limit per download or upload
 	idleWS        int           // idle WebSockets per adit path
@@ -94,6 +100,9 @@ func (c *config) logf(format string, args ...any) {
 func (c *config) has(scenario string) bool { return slices.Contains(c.scenarios, scenario) }
 
 func main() {
+	if os.Getenv(roleEnv) == "origin" {
+		os.Exit(runOrigin())
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -131,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var (
 		scenarios   = fs.String("scenarios", "all", "comma-separated scenarios to run: "+strings.Join(allScenarios, ",")+" (the startup time is always measured)")
 		concurrency = fs.String("concurrency", "1,50,500", "comma-separated worker counts for the small-GET scenario")
+		loadgen     = fs.String("loadgen", "auto", "load generator for the small GETs: go (the harness's client), wrk, or auto (wrk when it is on PATH); other scenarios always use the Go client")
 		bigSize     = fs.String("big-size", "1GiB", "bytes per big download and upload (suffixes KiB, MiB, GiB)")
 		compares    = map[string]string{}
 		hosts       = map[string]string{}
@@ -206,6 +216,21 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		cfg.concurrency = append(cfg.concurrency, n)
 	}
 	var err error
+	switch cfg.loadgen = *loadgen; cfg.loadgen {
+	case "go":
+	case "wrk", "auto":
+		cfg.wrkBin, err = exec.LookPath("wrk")
+		switch {
+		case err == nil:
+			cfg.loadgen = "wrk"
+		case cfg.loadgen == "auto":
+			cfg.loadgen = "go"
+		default:
+			return nil, fmt.Errorf("bench: --loadgen wrk: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("bench: --loadgen %q: want auto, go or wrk", cfg.loadgen)
+	}
 	if cfg.bigSize, err = parseSize(*bigSize); err != nil {
 		return nil, fmt.Errorf("bench: --big-size: %w", err)
 	}

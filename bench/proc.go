@@ -81,19 +81,33 @@ func childEnv(extra ...string) []string {
 // startProc starts bin with args. The child gets SIGKILL if the harness
 // dies without stopping it.
 func startProc(name, bin string, env []string, args ...string) (*proc, error) {
+	p := newProc(name, bin, env, args...)
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newProc prepares bin with args, for the caller to adjust p.cmd before
+// p.start.
+func newProc(name, bin string, env []string, args ...string) *proc {
 	p := &proc{name: name, cmd: exec.Command(bin, args...), out: &outputBuffer{changed: make(chan struct{})}, done: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return p
+}
+
+func (p *proc) start() error {
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: starting %s: %w", name, err)
+		return fmt.Errorf("bench: starting %s: %w", p.name, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	return p, nil
+	return nil
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }

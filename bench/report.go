@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,6 +52,11 @@ type Settings struct {
 	IdleWSNote   string   `json:"idle_websockets_note,omitempty"` // why fewer than asked
 	Rate         int      `json:"rate"`
 	RateDuration string   `json:"rate_duration"`
+	// LoadGen is what sent the small GETs: "go" (the harness's client) or
+	// "wrk", whose `wrk -v` LoadGenVersion gives. Every other scenario
+	// uses the Go client.
+	LoadGen        string `json:"loadgen"`
+	LoadGenVersion string `json:"loadgen_version,omitempty"`
 	// Connector is the binary the connectors ran: "adit-connector" (the
 	// default) or "adit" (--connector adit). The edge always runs adit.
 	Connector            string `json:"connector"`
@@ -252,6 +258,12 @@ func (r *Results) writeTable(w io.Writer) {
 	if r.Settings.Connector != "" {
 		fmt.Fprintf(w, "connectors: `%s tunnel run` (binary %.1f MB); edge: `adit edge` (binary %.1f MB)\n",
 			r.Settings.Connector, float64(r.Settings.ConnectorBinaryBytes)/1e6, float64(r.Settings.EdgeBinaryBytes)/1e6)
+	}
+	switch r.Settings.LoadGen {
+	case "wrk":
+		fmt.Fprintf(w, "load generator: %s for the small GETs (threads min(c, 2)), the harness's Go client for the rest\n", cmp.Or(r.Settings.LoadGenVersion, "wrk"))
+	case "go":
+		fmt.Fprintln(w, "load generator: the harness's Go client")
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -45,7 +45,7 @@ type edgeProc struct {
 }
 
 // rig is everything the harness started: the binaries, the origin, an
-// edge, and a connector per adit path, all on 127.0.0.1.
+// edge, and a connector per adit path, each a process, all on 127.0.0.1.
 type rig struct {
 	cfg        *config
 	tmp        string
@@ -54,7 +54,8 @@ type rig struct {
 	home       string // ADIT_HOME for the CLI and connectors
 	dataDir    string // the edge's --data-dir
 	tunnelAddr string // the edge's --tunnel-addr, kept across a restart
-	origin     *origin
+	origin     *originProc
+	wrk        *wrk // the small GETs' load generator, with --loadgen wrk; nil: the Go client
 	edge       *edgeProc
 	paths      []*path
 	procs      []*proc
@@ -83,9 +84,16 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 	if err = r.buildBinaries(ctx, res); err != nil {
 		return err
 	}
-	if r.origin, err = startOrigin(r.cfg.originAddr); err != nil {
+	if r.cfg.loadgen == "wrk" {
+		if r.wrk, err = newWrk(r.cfg.wrkBin, r.tmp); err != nil {
+			return err
+		}
+		res.Settings.LoadGenVersion = r.wrk.version
+	}
+	if r.origin, err = startOrigin(ctx, r.cfg.originAddr); err != nil {
 		return err
 	}
+	r.procs = append(r.procs, r.origin.proc) // first in, so stopped last
 	r.paths = append(r.paths, &path{name: "direct", kind: kindDirect, target: target{base: r.origin.URL()}})
 	if r.tunnelAddr, err = freeUDPAndTCPAddr(); err != nil {
 		return err
@@ -383,12 +391,9 @@ func (r *rig) replaceEdge(ctx context.Context) (stopped, listening time.Duration
 // removes the temp dir.
 func (r *rig) close() {
 	// Connectors first, so they do not spend the edge's shutdown
-	// reconnecting.
+	// reconnecting; the origin last.
 	for i := len(r.procs) - 1; i >= 0; i-- {
 		r.procs[i].stop(10 * time.Second)
-	}
-	if r.origin != nil {
-		r.origin.close()
 	}
 	if r.tmp != "" {
 		os.RemoveAll(r.tmp)

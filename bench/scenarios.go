@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,17 +30,18 @@ func run(ctx context.Context, cfg *config) (*Results, error) {
 			IdleWS:       cfg.idleWS,
 			Rate:         cfg.rate,
 			RateDuration: cfg.rateDuration.String(),
+			LoadGen:      cfg.loadgen,
 		},
 	}
 	if cfg.has("idle-ws") {
-		// Per WebSocket the harness holds two sockets (the client end and
-		// the origin end), the edge and the connector one each. If the
-		// limit cannot be raised enough, open fewer and say so.
+		// Per WebSocket the harness, the edge, the connector and the origin
+		// hold a socket each. If the limit cannot be raised enough, open
+		// fewer and say so.
 		const reserve = 1024
-		limit, err := raiseNoFile(uint64(2*cfg.idleWS + reserve))
+		limit, err := raiseNoFile(uint64(cfg.idleWS + reserve))
 		if err != nil {
-			if n := (int(limit) - reserve) / 2; n < cfg.idleWS {
-				res.Settings.IdleWSNote = fmt.Sprintf("%d requested; RLIMIT_NOFILE is %d and cannot be raised, and the harness holds both ends of each", cfg.idleWS, limit)
+			if n := int(limit) - reserve; n < cfg.idleWS {
+				res.Settings.IdleWSNote = fmt.Sprintf("%d requested; RLIMIT_NOFILE is %d and cannot be raised", cfg.idleWS, limit)
 				cfg.logf("idle WebSockets: %s: opening %d", res.Settings.IdleWSNote, n)
 				cfg.idleWS = max(n, 1)
 				res.Settings.IdleWS = cfg.idleWS
@@ -111,16 +113,26 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 			if c == profileAt && p.kind == kindAdit {
 				gprof = startPprof(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.metrics, r.cfg.warmup+r.cfg.duration)
 			}
-			accepted, served := r.origin.accepted.Load(), r.origin.served1k.Load()
+			err := r.warmUp(ctx, p.target, c)
+			before, serr := r.origin.stats()
 			allocs := startAllocs(r, p)
-			s, err := closedLoop(ctx, p.target, "/1k", c, r.cfg.warmup, r.cfg.duration)
-			accepted = r.origin.accepted.Load() - accepted
-			allocs.finish(res, r, p, c, r.origin.served1k.Load()-served)
+			var s latencyStats
+			if err == nil {
+				s, err = r.smallGETs(ctx, p.target, c)
+			}
+			after, aerr := r.origin.stats()
+			if serr == nil && aerr == nil {
+				allocs.finish(res, r, p, c, after.Served1k-before.Served1k)
+			}
 			prof.finish()
 			gprof.finish()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if serr != nil || aerr != nil {
+				return errors.Join(serr, aerr)
+			}
+			accepted := after.Accepted - before.Accepted
 			f := func(m string) figName { return figGet(c, m) }
 			if err != nil {
 				res.note(f("req/s"), "req/s", p.name, "error: "+err.Error())
@@ -142,6 +154,28 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 		}
 	}
 	return nil
+}
+
+// warmUp loads t with small GETs before a measurement with wrk: a
+// separate run, so that the origin's counters can leave it out. The Go
+// client warms up at the start of its measured run.
+func (r *rig) warmUp(ctx context.Context, t target, concurrency int) error {
+	if r.wrk == nil || r.cfg.warmup == 0 {
+		return nil
+	}
+	if _, err := r.wrk.run(ctx, t, "/1k", concurrency, r.cfg.warmup); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	return nil
+}
+
+// smallGETs measures 1 KiB GETs to t at concurrency, with wrk or the Go
+// client.
+func (r *rig) smallGETs(ctx context.Context, t target, concurrency int) (latencyStats, error) {
+	if r.wrk != nil {
+		return r.wrk.run(ctx, t, "/1k", concurrency, r.cfg.duration)
+	}
+	return closedLoop(ctx, t, "/1k", concurrency, r.cfg.warmup, r.cfg.duration)
 }
 
 // allocRun holds the allocation counters of an adit path's edge and
@@ -170,8 +204,8 @@ func startAllocs(r *rig, p *path) *allocRun {
 }
 
 // finish records what the edge and the connector allocated per request
-// over the run: requests is what the origin answered meanwhile (warm-up
-// and stragglers included, as the counters are).
+// over the run: requests is what the origin answered meanwhile (with the
+// Go client, warm-up and stragglers included, as the counters are).
 func (a *allocRun) finish(res *Results, r *rig, p *path, concurrency int, requests int64) {
 	if a == nil || requests <= 0 {
 		return
