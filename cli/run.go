@@ -14,6 +14,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/procs"
 )
 
 // runFlags are `adit tunnel run`'s flags.
@@ -136,6 +137,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		defer stop()
 	}
 	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
+	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
 	return c.Run(ctx)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/adit-dev/adit/cli"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/edge"
+	"github.com/adit-dev/adit/procs"
 )
 
 // Commands returns `edge` and `quickstart`, for cli.Program's Commands.
@@ -62,6 +63,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 
 func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	f.cfg.Logger = g.Logger()
+	procs.Adapt(ctx, procs.Config{Logger: f.cfg.Logger}) // one P while the load is light
 	srv, err := edge.Start(ctx, f.cfg)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/procs"
 )
 
 func newQuickstartCmd(g *cli.Env) *cobra.Command {
@@ -43,6 +44,7 @@ Ctrl-C stops everything. Data lives in a temporary directory unless --data-dir.`
 
 func runQuickstart(ctx context.Context, g *cli.Env, url, httpAddr, dataDir string) error {
 	log := g.Logger()
+	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
 	ing, err := ingress.FromURL(url)
 	if err != nil {
 		return err
