@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,6 +102,33 @@ func TestTinyRun(t *testing.T) {
 		{res.figIdle("edge per conn"), []string{"adit-quic"}},
 		{figStartup, []string{"adit-quic"}},
 	}
+	// The CPU budget: every process on the path, per request and per GB.
+	for _, c := range []int{1, 4} {
+		for _, side := range []string{"client", "origin", "total"} {
+			want = append(want, struct {
+				fig   figName
+				paths []string
+			}{figGet(c, cpuMetric(side)), []string{"direct", "adit-quic"}})
+		}
+		for _, fig := range []figName{figGet(c, cpuMetric("edge")), figGet(c, cpuMetric("connector")), figGet(c, metricCeiling)} {
+			want = append(want, struct {
+				fig   figName
+				paths []string
+			}{fig, []string{"adit-quic"}})
+		}
+	}
+	for _, scenario := range []string{res.figDownload().scenario, res.figUpload().scenario} {
+		for _, side := range cpuRows {
+			ps := []string{"direct", "adit-quic"}
+			if side == "edge" || side == "connector" {
+				ps = ps[1:]
+			}
+			want = append(want, struct {
+				fig   figName
+				paths []string
+			}{figName{scenario, cpuMetric(side)}, ps})
+		}
+	}
 	for _, w := range want {
 		ps := w.paths
 		if paths["adit-websocket"].Available {
@@ -130,7 +159,8 @@ func TestTinyRun(t *testing.T) {
 		t.Errorf("settings: got connector %q of %d bytes, edge %d bytes; want adit-connector, smaller than adit",
 			res.Settings.Connector, res.Settings.ConnectorBinaryBytes, res.Settings.EdgeBinaryBytes)
 	}
-	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`", "load generator: the harness's Go client"} {
+	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`", "load generator: the harness's Go client",
+		"connector CPU", "µs/req", "s/GB", metricCeiling} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
@@ -169,6 +199,20 @@ func TestTinyRunWrk(t *testing.T) {
 	}
 	if v, ok := res.get(figGet(c, "edge allocs/req"), "adit-quic"); !ok || v <= 0 {
 		t.Errorf("adit-quic edge allocs/req: got %v, %v; want > 0", v, ok)
+	}
+	// The CPU budget, with wrk's own CPU time as the client's.
+	for p, sides := range map[string][]string{"direct": {"client", "origin", "total"}, "adit-quic": cpuRows} {
+		for _, side := range sides {
+			if v, ok := res.get(figGet(c, cpuMetric(side)), p); !ok || v <= 0 {
+				t.Errorf("%s %s: got %v, %v; want > 0", p, cpuMetric(side), v, ok)
+			}
+		}
+		if _, ok := res.get(figGet(c, cpuMetric("edge")), "direct"); ok {
+			t.Errorf("direct has an edge CPU row; want none")
+		}
+	}
+	if v, ok := res.get(figGet(c, metricCeiling), "adit-quic"); !ok || v <= 0 {
+		t.Errorf("adit-quic %s: got %v, %v; want > 0", metricCeiling, v, ok)
 	}
 	// wrk holds c connections, after one that checks the address (its
 	// wrk.resolve); the counters leave out the warm-up's and the
@@ -532,5 +576,147 @@ func TestCatchesSIGINT(t *testing.T) {
 	defer sleep.Process.Kill()
 	if catchesSIGINT(sleep.Process.Pid) {
 		t.Errorf("catchesSIGINT(sleep) = true, want false")
+	}
+}
+
+func TestCPUPer(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		used  map[string]time.Duration
+		n     float64
+		unit  time.Duration
+		total bool
+		want  map[string]float64
+	}{
+		{"µs per request, with total",
+			map[string]time.Duration{"client": 300 * time.Millisecond, "origin": 100 * time.Millisecond, "edge": 250 * time.Millisecond, "connector": 350 * time.Millisecond},
+			10000, time.Microsecond, true,
+			map[string]float64{"client": 30, "origin": 10, "edge": 25, "connector": 35, "total": 100}},
+		{"s per GB: 512 MB moved", map[string]time.Duration{"client": time.Second, "origin": 500 * time.Millisecond}, 0.512, time.Second, true,
+			map[string]float64{"client": 1 / 0.512, "origin": 0.5 / 0.512, "total": 1.5 / 0.512}},
+		{"compare path: no total", map[string]time.Duration{"client": 2 * time.Second, "origin": time.Second}, 1000, time.Microsecond, false,
+			map[string]float64{"client": 2000, "origin": 1000}},
+		{"nothing moved", map[string]time.Duration{"client": time.Second}, 0, time.Second, true, nil},
+		{"negative count", map[string]time.Duration{"client": time.Second}, -5, time.Second, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := cpuPer(tc.used, tc.n, tc.unit, tc.total)
+			if len(got) != len(tc.want) || (got == nil) != (tc.want == nil) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for side, w := range tc.want {
+				if g, ok := got[side]; !ok || math.Abs(g-w) > 1e-9*math.Abs(w) {
+					t.Errorf("%s: got %v, want %v", side, g, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSetCeiling(t *testing.T) {
+	const scenario = "GET 1KiB c=50"
+	total := figName{scenario, cpuMetric("total")}
+	for _, tc := range []struct {
+		name   string
+		totals map[string]float64 // path → total CPU µs/req
+		want   map[string]float64 // path → ceiling; absent: none
+	}{
+		{"adit paths", map[string]float64{"direct": 40, "adit-quic": 100, "adit-websocket": 160},
+			map[string]float64{"adit-quic": 0.4, "adit-websocket": 0.25}},
+		{"a compare path has no total, so no ceiling", map[string]float64{"direct": 40, "adit-quic": 80},
+			map[string]float64{"adit-quic": 0.5}},
+		{"no direct", map[string]float64{"adit-quic": 80}, map[string]float64{}},
+		{"direct zero", map[string]float64{"direct": 0, "adit-quic": 80}, map[string]float64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &Results{}
+			for p, v := range tc.totals {
+				res.set(total, unitCPUReq, p, v)
+			}
+			res.set(figName{scenario, cpuMetric("client")}, unitCPUReq, "frp", 30)
+			res.setCeiling(scenario)
+			for _, p := range []string{"direct", "adit-quic", "adit-websocket", "frp"} {
+				got, ok := res.get(figName{scenario, metricCeiling}, p)
+				want, wantOK := tc.want[p]
+				if ok != wantOK || math.Abs(got-want) > 1e-12 {
+					t.Errorf("%s: got %v, %v; want %v, %v", p, got, ok, want, wantOK)
+				}
+			}
+		})
+	}
+}
+
+func TestSortFiguresCPURows(t *testing.T) {
+	res := &Results{}
+	// In the order runSmall creates them: direct's rows, then an adit
+	// path's new ones, then the next concurrency.
+	for _, f := range []figName{
+		figGet(1, "req/s"), figGet(1, cpuMetric("client")), figGet(1, cpuMetric("origin")), figGet(1, cpuMetric("total")),
+		figGet(1, "edge allocs/req"), figGet(1, cpuMetric("edge")), figGet(1, cpuMetric("connector")), figGet(1, metricCeiling),
+		{"fixed 100 req/s", "edge CPU"}, {"fixed 100 req/s", "edge RSS"},
+		figGet(50, "req/s"), figGet(50, cpuMetric("total")), figGet(50, cpuMetric("client")),
+	} {
+		unit := unitCPUReq
+		if f.metric == metricCeiling {
+			unit = unitCeiling
+		} else if f.scenario == "fixed 100 req/s" || !strings.HasSuffix(f.metric, " CPU") {
+			unit = "x"
+		}
+		res.set(f, unit, "direct", 1)
+	}
+	res.sortFigures()
+	var got []string
+	for _, f := range res.Figures {
+		got = append(got, f.Scenario+": "+f.Metric)
+	}
+	want := []string{
+		"GET 1KiB c=1: req/s", "GET 1KiB c=1: edge allocs/req",
+		"GET 1KiB c=1: client CPU", "GET 1KiB c=1: origin CPU", "GET 1KiB c=1: edge CPU", "GET 1KiB c=1: connector CPU", "GET 1KiB c=1: total CPU",
+		"GET 1KiB c=1: " + metricCeiling,
+		"GET 1KiB c=50: req/s", "GET 1KiB c=50: client CPU", "GET 1KiB c=50: total CPU",
+		"fixed 100 req/s: edge CPU", "fixed 100 req/s: edge RSS",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestClockCPU(t *testing.T) {
+	// This process: the clock agrees with /proc/PID/stat, read first,
+	// within its 10 ms ticks and the time between the two reads.
+	for x := 0; x < 50_000_000; x++ { // some CPU time to read
+		_ = x * x
+	}
+	stat, err := cpuTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock, err := clockCPU(os.Getpid())
+	if err != nil {
+		t.Fatalf("clockCPU(self): %v", err)
+	}
+	if clock < stat-10*time.Millisecond || clock > stat+time.Second {
+		t.Errorf("clockCPU(self) = %v, /proc/self/stat %v; want them within a tick", clock, stat)
+	}
+	// Another process: a child.
+	sleep := exec.Command("sleep", "10")
+	if err := sleep.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer sleep.Wait()
+	defer sleep.Process.Kill()
+	if d, err := clockCPU(sleep.Process.Pid); err != nil || d < 0 {
+		t.Errorf("clockCPU(child) = %v, %v; want >= 0, nil", d, err)
+	}
+	// No such process (one that exited and was reaped), or a pid the
+	// clock id cannot hold: an error, from procCPU's fallback too.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skip(err)
+	}
+	for _, pid := range []int{gone.Process.Pid, 1 << 30, -1} {
+		if d, err := procCPU(pid); err == nil {
+			t.Errorf("procCPU(%d) = %v, nil; want an error", pid, d)
+		}
 	}
 }

@@ -60,6 +60,7 @@ type latencyStats struct {
 	Min, Max, Mean    time.Duration
 	firstErr          error
 	RequestsPerSecond float64
+	cpu               time.Duration // wrk: the CPU time of the wrk process; 0 for the Go client
 }
 
 func summarise(samples []time.Duration, errs int64, elapsed time.Duration, firstErr error) latencyStats {
@@ -123,8 +124,11 @@ func getOnce(c *http.Client, req *http.Request, buf []byte) error {
 // closedLoop runs concurrency workers, each sending the next GET as soon as
 // the last one is answered, for warmup+duration. Only requests that start
 // after the warm-up and finish within the duration are counted, so the
-// measured window has no ramp-up and no tail-off.
-func closedLoop(ctx context.Context, t target, path string, concurrency int, warmup, duration time.Duration) (latencyStats, error) {
+// measured window has no ramp-up and no tail-off. If mark is not nil, it
+// is called when the measured window starts and again when it ends (from
+// another goroutine; closedLoop returns after both), to read counters
+// over the same window.
+func closedLoop(ctx context.Context, t target, path string, concurrency int, warmup, duration time.Duration, mark func()) (latencyStats, error) {
 	c := newClient(concurrency, 30*time.Second)
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, warmup+duration+35*time.Second)
@@ -133,6 +137,19 @@ func closedLoop(ctx context.Context, t target, path string, concurrency int, war
 	from, until := start.Add(warmup), start.Add(warmup+duration)
 	var errs errCounter
 	samples := make([][]time.Duration, concurrency)
+	var marks sync.WaitGroup
+	if mark != nil {
+		marks.Go(func() {
+			for _, at := range []time.Time{from, until} {
+				select {
+				case <-time.After(time.Until(at)):
+					mark()
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	for w := range concurrency {
 		wg.Go(func() {
@@ -163,6 +180,7 @@ func closedLoop(ctx context.Context, t target, path string, concurrency int, war
 		})
 	}
 	wg.Wait()
+	marks.Wait()
 	if err := ctx.Err(); err != nil {
 		return latencyStats{}, err
 	}

@@ -16,9 +16,13 @@
 // stream (MB/s); a fixed request rate (latency from the scheduled time,
 // RSS and CPU of the edge and connector); many idle WebSockets (RSS per
 // connection on each side); the time from `tunnel run` to the first proxied
-// 200; and the time to serve again after the edge restarts. The load comes
-// from the harness's own Go client, except for the small GETs, which wrk
-// sends when it is installed (--loadgen).
+// 200; and the time to serve again after the edge restarts. For the small
+// GETs and the transfers it also reports the CPU budget: the CPU time each
+// process on the path (load generator, origin, edge, connector) spends per
+// request or per GB, and the req/s ratio to direct that budget allows on
+// shared, saturated CPUs (cpu.go). The load comes from the harness's own
+// Go client, except for the small GETs, which wrk sends when it is
+// installed (--loadgen).
 //
 // It prints one table, each figure with its ratio to direct, followed by
 // issue 5's targets, and writes the same results as JSON to --out. All

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -116,9 +117,10 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 			err := r.warmUp(ctx, p.target, c)
 			before, serr := r.origin.stats()
 			allocs := startAllocs(r, p)
+			meter := r.newCPUMeter(p, r.wrk == nil)
 			var s latencyStats
 			if err == nil {
-				s, err = r.smallGETs(ctx, p.target, c)
+				s, err = r.smallGETs(ctx, p.target, c, meter)
 			}
 			after, aerr := r.origin.stats()
 			if serr == nil && aerr == nil {
@@ -151,7 +153,19 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 			}
 			r.cfg.logf("GET 1KiB c=%d %s: %.0f req/s, p50 %s, p99 %s, p99.9 %s, %d errors, %d origin connections opened", c, p.name,
 				s.RequestsPerSecond, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond), s.P999.Round(time.Microsecond), s.Errors, accepted)
+			used, served, err := meter.used()
+			switch {
+			case err != nil:
+				r.cfg.logf("GET 1KiB c=%d %s: CPU: %v", c, p.name, err)
+			case served <= 0:
+				// A --compare tunnel to another origin (no --origin-addr).
+				r.cfg.logf("GET 1KiB c=%d %s: CPU: this origin answered no request in the window", c, p.name)
+			default:
+				per := cpuPer(used, float64(served), time.Microsecond, p.kind != kindCompare)
+				r.cfg.logf("GET 1KiB c=%d %s: %s", c, p.name, res.setCPU(f("").scenario, unitCPUReq, p.name, per))
+			}
 		}
+		res.setCeiling(figGet(c, "").scenario)
 	}
 	return nil
 }
@@ -170,12 +184,19 @@ func (r *rig) warmUp(ctx context.Context, t target, concurrency int) error {
 }
 
 // smallGETs measures 1 KiB GETs to t at concurrency, with wrk or the Go
-// client.
-func (r *rig) smallGETs(ctx context.Context, t target, concurrency int) (latencyStats, error) {
+// client, and marks the measured window on meter: with the Go client
+// when the warm-up ends and when the window closes; with wrk (whose
+// warm-up was a run of its own) just before it starts and just after it
+// exits, and the wrk process's CPU time is the client's.
+func (r *rig) smallGETs(ctx context.Context, t target, concurrency int, meter *cpuMeter) (latencyStats, error) {
 	if r.wrk != nil {
-		return r.wrk.run(ctx, t, "/1k", concurrency, r.cfg.duration)
+		meter.mark()
+		s, err := r.wrk.run(ctx, t, "/1k", concurrency, r.cfg.duration)
+		meter.mark()
+		meter.set("client", s.cpu)
+		return s, err
 	}
-	return closedLoop(ctx, t, "/1k", concurrency, r.cfg.warmup, r.cfg.duration)
+	return closedLoop(ctx, t, "/1k", concurrency, r.cfg.warmup, r.cfg.duration, meter.mark)
 }
 
 // allocRun holds the allocation counters of an adit path's edge and
@@ -239,7 +260,10 @@ func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
 		if p.kind == kindAdit {
 			gprof = startPprof(r.cfg, p, dir, r.edge.metrics, min(3*time.Second, r.cfg.bigTimeout))
 		}
+		meter := r.newCPUMeter(p, true)
+		meter.mark()
 		x, err := do(ctx, p.target, r.cfg.bigSize, r.cfg.bigTimeout)
+		meter.mark()
 		prof.finish()
 		gprof.finish()
 		if ctx.Err() != nil {
@@ -257,6 +281,16 @@ func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
 			res.note(f, "MB/s", p.name, "partial")
 		}
 		r.cfg.logf("%s %s: %.0f MB/s%s", f.scenario, p.name, x.MBps(), partial)
+		used, _, err := meter.used()
+		if err != nil {
+			r.cfg.logf("%s %s: CPU: %v", f.scenario, p.name, err)
+			continue
+		}
+		if p.kind == kindCompare && r.cfg.originAddr == "127.0.0.1:0" {
+			delete(used, "origin") // the tunnel reaches another origin
+		}
+		per := cpuPer(used, float64(x.Bytes)/1e9, time.Second, p.kind != kindCompare)
+		r.cfg.logf("%s %s: %s", f.scenario, p.name, res.setCPU(f.scenario, unitCPUGB, p.name, per))
 	}
 	return nil
 }
@@ -383,7 +417,9 @@ func runIdleWS(ctx context.Context, r *rig, res *Results) error {
 }
 
 // sortFigures orders the table: small GETs, transfers, fixed rate, idle
-// WebSockets, startup, restart; the order within a scenario is kept.
+// WebSockets, startup, restart. Within a kind, scenarios keep the order
+// they first appeared in; within a scenario, the rows keep theirs, except
+// that the CPU rows come last, in cpuRowRank's order.
 func (r *Results) sortFigures() {
 	rank := func(f *Figure) int {
 		for i, prefix := range []string{"GET", "download", "upload", "fixed", "", "startup", "edge restart"} {
@@ -393,7 +429,15 @@ func (r *Results) sortFigures() {
 		}
 		return 4 // idle WebSockets
 	}
-	slices.SortStableFunc(r.Figures, func(a, b *Figure) int { return rank(a) - rank(b) })
+	first := map[string]int{}
+	for i, f := range r.Figures {
+		if _, ok := first[f.Scenario]; !ok {
+			first[f.Scenario] = i
+		}
+	}
+	slices.SortStableFunc(r.Figures, func(a, b *Figure) int {
+		return cmp.Or(rank(a)-rank(b), first[a.Scenario]-first[b.Scenario], cpuRowRank(a)-cpuRowRank(b))
+	})
 }
 
 // perfRun is a `perf record` of the edge and one connector.

@@ -54,7 +54,8 @@ func newWrk(bin, dir string) (*wrk, error) {
 // thread). wrk's --duration takes whole seconds, so it gets a longer one
 // and a SIGINT (after which it stops and reports as usual) at d; the rate
 // is over the run's length as wrk measured it. A request counts as failed
-// after 30s, as with the Go client.
+// after 30s, as with the Go client. The stats' cpu is the CPU time the
+// wrk process used.
 func (w *wrk) run(ctx context.Context, t target, path string, concurrency int, d time.Duration) (latencyStats, error) {
 	args := []string{"--threads", strconv.Itoa(min(concurrency, 2)), "--connections", strconv.Itoa(concurrency),
 		"--duration", fmt.Sprintf("%ds", int(d/time.Second)+5), "--timeout", "30s", "--script", w.script}
@@ -89,6 +90,9 @@ func (w *wrk) run(ctx context.Context, t target, path string, concurrency int, d
 	if err != nil {
 		return s, err
 	}
+	// The whole life of this wrk process: the measured run alone (a
+	// warm-up is a run of its own).
+	s.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if s.N == 0 {
 		return s, fmt.Errorf("no successful request (%d errors)\n%s", s.Errors, out.String())
 	}
