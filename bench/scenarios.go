@@ -295,14 +295,14 @@ func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
 	return nil
 }
 
-// runRate sends a fixed request rate through each adit and compare path,
-// sampling the memory of the edge and the path's connector every 500ms and
-// their CPU time before and after. RSS (VmRSS) and RSS anon (RssAnon: the
+// runRate sends a fixed request rate through every path (direct is the
+// latency baseline), sampling the memory of the edge and an adit path's
+// connector every 500ms and their CPU time before and after. RSS (VmRSS) and RSS anon (RssAnon: the
 // heap and stacks, without the binary's file pages) are peak samples; CPU
 // is the percentage of one core over the run.
 func runRate(ctx context.Context, r *rig, res *Results) error {
 	f := res.figRate
-	for _, p := range r.available(kindAdit, kindCompare) {
+	for _, p := range r.available(kindDirect, kindAdit, kindCompare) {
 		sides := map[string]int{}
 		if p.kind == kindAdit {
 			sides = map[string]int{"edge": r.edge.pid(), "connector": p.conn.pid()}
@@ -336,10 +336,11 @@ func runRate(ctx context.Context, r *rig, res *Results) error {
 		res.set(f("p50"), "µs", p.name, us(s.P50))
 		res.set(f("p99"), "µs", p.name, us(s.P99))
 		res.set(f("p99.9"), "µs", p.name, us(s.P999))
+		res.set(f("sends late p99"), "µs", p.name, us(s.LateP99))
 		if s.Errors > 0 {
 			res.note(f("p50"), "µs", p.name, fmt.Sprintf("%d errors; first: %v", s.Errors, s.firstErr))
 		}
-		msg := fmt.Sprintf("p50 %s, p99 %s", s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
+		msg := fmt.Sprintf("p50 %s, p99 %s, sends late p99 %s", s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond), s.LateP99.Round(time.Microsecond))
 		for _, side := range []string{"edge", "connector"} {
 			pid, ok := sides[side]
 			if !ok {
