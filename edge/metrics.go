@@ -178,7 +178,8 @@ func (w *statusWriter) Flush() {
 	http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack is a protocol switch (the reverse proxy writes the 101 itself).
+// Hijack is a protocol switch (takeUpgrade writes the 101 on the hijacked
+// connection itself).
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && w.code == 0 {

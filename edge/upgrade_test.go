@@ -258,7 +258,7 @@ func TestUpgradeWrongProtocol(t *testing.T) {
 }
 
 // TestUpgradeRequest checks what the connector is asked: the request as the
-// ReverseProxy rewrites any other (X-Forwarded-*, hop-by-hop headers), with
+// forward rewrites any other (X-Forwarded-*, hop-by-hop headers), with
 // the upgrade headers kept.
 func TestUpgradeRequest(t *testing.T) {
 	got := make(chan *tunnel.RequestHeader, 1)
