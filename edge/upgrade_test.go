@@ -257,7 +257,7 @@ func TestUpgradeWrongProtocol(t *testing.T) {
 	rig.waitIdle(t)
 }
 
-// TestUpgradeRequest checks what the connector is asked: the request as the
+// TestUpgradeRequest checks what the connector is asked: the request as
 // forward rewrites any other (X-Forwarded-*, hop-by-hop headers), with
 // the upgrade headers kept.
 func TestUpgradeRequest(t *testing.T) {
