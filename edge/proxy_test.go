@@ -76,16 +76,15 @@ func TestRewriteRequestHeader(t *testing.T) {
 	}
 }
 
-// frames writes raw body frames after a response header.
-func frames(t *testing.T, s tunnel.Stream, rh *tunnel.ResponseHeader, body []byte) {
+// get sends a GET for path on the rig's routed host.
+func (r *upgradeRig) get(t *testing.T, path string) (*http.Response, error) {
 	t.Helper()
-	b, err := tunnel.AppendMessage(nil, rh)
+	req, err := http.NewRequest("GET", r.srv.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Write(append(b, body...)); err != nil {
-		t.Errorf("connector: writing: %v", err)
-	}
+	req.Host = "ws.test"
+	return http.DefaultClient.Do(req)
 }
 
 func dataFrame(p string) []byte {
@@ -99,14 +98,12 @@ func TestResponseRelayed(t *testing.T) {
 			"Connection": {"X-Drop"}, "X-Drop": {"1"}, "Keep-Alive": {"timeout=5"},
 			"X-Multi": {"a", "b"}, "Content-Type": {"text/plain"},
 		}, Trailer: []string{"X-Sum"}}
-		frames(t, s, rh, append(dataFrame("hello, "), dataFrame("world")...))
+		answer(t, s, rh, string(dataFrame("hello, "))+string(dataFrame("world")))
 		// X-Late was not announced: it travels with the TrailerPrefix.
 		tunnel.NewBodyWriter(s).CloseWithTrailers(http.Header{"X-Sum": {"42"}, "X-Late": {"yes"}})
 		s.CloseWrite()
 	})
-	req, _ := http.NewRequest("GET", rig.srv.URL+"/x", nil)
-	req.Host = "ws.test"
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := rig.get(t, "/x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,15 +138,13 @@ func TestResponseRelayed(t *testing.T) {
 func TestResponseBrokenBodyAborts(t *testing.T) {
 	rig := newUpgradeRig(t, func(t *testing.T, s *testStream, br *bufio.Reader, h *tunnel.RequestHeader) {
 		io.Copy(io.Discard, br)
-		frames(t, s, &tunnel.ResponseHeader{Status: 200, ContentLength: 100,
-			Header: http.Header{"Content-Length": {"100"}}}, dataFrame("only ten.."))
+		answer(t, s, &tunnel.ResponseHeader{Status: 200, ContentLength: 100,
+			Header: http.Header{"Content-Length": {"100"}}}, string(dataFrame("only ten..")))
 		// Closing without CloseWrite resets the stream.
 	})
-	req, _ := http.NewRequest("GET", rig.srv.URL+"/x", nil)
-	req.Host = "ws.test"
 	// The client sees the error at the header (nothing was flushed yet)
 	// or in the body.
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := rig.get(t, "/x")
 	if err == nil {
 		var body []byte
 		body, err = io.ReadAll(resp.Body)
@@ -166,16 +161,14 @@ func TestEventStreamFlushed(t *testing.T) {
 	next := make(chan struct{})
 	rig := newUpgradeRig(t, func(t *testing.T, s *testStream, br *bufio.Reader, h *tunnel.RequestHeader) {
 		io.Copy(io.Discard, br)
-		frames(t, s, &tunnel.ResponseHeader{Status: 200, ContentLength: -1,
-			Header: http.Header{"Content-Type": {"text/event-stream; charset=utf-8"}}}, dataFrame("data: 1\n\n"))
+		answer(t, s, &tunnel.ResponseHeader{Status: 200, ContentLength: -1,
+			Header: http.Header{"Content-Type": {"text/event-stream; charset=utf-8"}}}, string(dataFrame("data: 1\n\n")))
 		<-next
 		s.Write(dataFrame("data: 2\n\n"))
 		s.Write(tunnel.AppendEnd(nil))
 		s.CloseWrite()
 	})
-	req, _ := http.NewRequest("GET", rig.srv.URL+"/events", nil)
-	req.Host = "ws.test"
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := rig.get(t, "/events")
 	if err != nil {
 		t.Fatal(err)
 	}
