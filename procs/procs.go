@@ -82,19 +82,21 @@ func (c Config) withDefaults() Config {
 }
 
 // Adapt fits GOMAXPROCS to the load until ctx ends, then gives the process
-// its default back. It returns at once; the work is done by a goroutine.
-// It does nothing where GOMAXPROCS is set in the environment, where the
-// default is already 1, or where the process's CPU time cannot be read.
-func Adapt(ctx context.Context, cfg Config) {
+// its default back. It returns at once, reporting whether it adapts; the
+// work is done by a goroutine. It does nothing where GOMAXPROCS is set in
+// the environment, where the default is already 1, or where the process's
+// CPU time cannot be read.
+func Adapt(ctx context.Context, cfg Config) bool {
 	if os.Getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) <= 1 {
-		return
+		return false
 	}
 	start, ok := cpuTime()
 	if !ok {
-		return
+		return false
 	}
 	cfg = cfg.withDefaults()
 	go run(ctx, cfg, start)
+	return true
 }
 
 func run(ctx context.Context, cfg Config, lastCPU time.Duration) {
@@ -109,6 +111,7 @@ func run(ctx context.Context, cfg Config, lastCPU time.Duration) {
 		case <-ctx.Done():
 			if g.one {
 				runtime.SetDefaultGOMAXPROCS()
+				cfg.Logger.Debug("procs: stopped: default GOMAXPROCS", "gomaxprocs", runtime.GOMAXPROCS(0))
 			}
 			return
 		case now := <-t.C:

@@ -2,8 +2,10 @@ package procs
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -44,38 +46,57 @@ func TestGovernor(t *testing.T) {
 func TestSchedQueue(t *testing.T) {
 	var q schedQueue
 	q.sample()
-	// Keep more goroutines runnable than there are Ps for a while.
-	done := make(chan struct{})
+	// More goroutines than Ps, each yielding: each waits to run again.
+	var wg sync.WaitGroup
 	for range 4 * runtime.GOMAXPROCS(0) {
-		go func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-					runtime.Gosched()
-				}
+		wg.Go(func() {
+			for range 2000 {
+				runtime.Gosched()
 			}
-		}()
+		})
 	}
-	time.Sleep(100 * time.Millisecond)
-	close(done)
+	wg.Wait()
 	if got := q.sample(); got <= 0 {
 		t.Errorf("waited to run while goroutines queued: got %v, want > 0", got)
 	}
 }
+
+// changes is a slog handler that passes on the messages it gets.
+type changes chan string
+
+func (c changes) Enabled(context.Context, slog.Level) bool { return true }
+func (c changes) Handle(_ context.Context, r slog.Record) error {
+	c <- r.Message
+	return nil
+}
+func (c changes) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c changes) WithGroup(string) slog.Handler      { return c }
 
 func TestAdaptAndRestore(t *testing.T) {
 	if os.Getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) <= 1 {
 		t.Skip("GOMAXPROCS is set or the default is 1: Adapt stays off")
 	}
 	want := runtime.GOMAXPROCS(0)
+	log := make(changes, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	// Every sample is "idle": one P after the first two.
-	Adapt(ctx, Config{Interval: 5 * time.Millisecond, Down: 1000, Up: 2000, DownAfter: time.Nanosecond})
-	waitFor(t, "one P", func() bool { return runtime.GOMAXPROCS(0) == 1 })
+	if !Adapt(ctx, Config{Interval: 5 * time.Millisecond, Down: 1000, Up: 2000, QueueUp: 2000,
+		DownAfter: time.Nanosecond, Logger: slog.New(log)}) {
+		t.Fatal("Adapt: got false, want it to run")
+	}
+	if msg := <-log; msg != "procs: light load: one P" {
+		t.Fatalf("first change: got %q", msg)
+	}
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Errorf("GOMAXPROCS on light load: got %d, want 1", got)
+	}
 	cancel()
-	waitFor(t, "the default back", func() bool { return runtime.GOMAXPROCS(0) == want })
+	if msg := <-log; msg != "procs: stopped: default GOMAXPROCS" {
+		t.Fatalf("at the end: got %q", msg)
+	}
+	if got := runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("GOMAXPROCS after the end: got %d, want the default %d", got, want)
+	}
 }
 
 func TestAdaptRespectsEnvironment(t *testing.T) {
@@ -83,20 +104,10 @@ func TestAdaptRespectsEnvironment(t *testing.T) {
 	want := runtime.GOMAXPROCS(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	Adapt(ctx, Config{Interval: time.Millisecond, Down: 1000, DownAfter: time.Nanosecond})
-	time.Sleep(50 * time.Millisecond) // what Adapt would have done by now, it must not do
+	if Adapt(ctx, Config{Interval: time.Millisecond, Down: 1000, DownAfter: time.Nanosecond}) {
+		t.Error("Adapt: got true with GOMAXPROCS set, want it to stay off")
+	}
 	if got := runtime.GOMAXPROCS(0); got != want {
 		t.Errorf("GOMAXPROCS: got %d, want %d (set in the environment)", got, want)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10s for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
