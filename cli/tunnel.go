@@ -264,13 +264,28 @@ func newTunnelInfoCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("info: %w", err)
 			}
+			hosts, err := tunnelHostnames(cmd.Context(), c, t.ID) // route.go
+			if err != nil {
+				return fmt.Errorf("info: %w", apiError(err))
+			}
 			if output == "json" {
-				return writeJSON(g.Stdout, t)
+				if hosts == nil {
+					hosts = []string{}
+				}
+				return writeJSON(g.Stdout, struct {
+					control.Tunnel
+					Hostnames []string `json:"hostnames"`
+				}{t, hosts})
 			}
-			fmt.Fprintf(g.Stdout, "NAME:     %s\nID:       %s\nCREATED:  %s\n", t.Name, t.ID, formatTime(t.CreatedAt))
+			fmt.Fprintf(g.Stdout, "NAME:      %s\nID:        %s\nCREATED:   %s\n", t.Name, t.ID, formatTime(t.CreatedAt))
 			if t.DeletedAt != nil {
-				fmt.Fprintf(g.Stdout, "DELETED:  %s\n", formatTime(*t.DeletedAt))
+				fmt.Fprintf(g.Stdout, "DELETED:   %s\n", formatTime(*t.DeletedAt))
 			}
+			hostList := "-"
+			if len(hosts) > 0 {
+				hostList = strings.Join(hosts, ", ")
+			}
+			fmt.Fprintf(g.Stdout, "HOSTNAMES: %s\n", hostList)
 			fmt.Fprintln(g.Stdout)
 			if len(t.Connections) == 0 {
 				fmt.Fprintf(g.Stdout, "Tunnel %s has no active connections.\n", t.Name)
@@ -338,7 +353,7 @@ func newTunnelRouteCmd(g *Env) *cobra.Command {
 	}
 	api.register(dns)
 	dns.Flags().BoolVarP(&overwrite, "overwrite-dns", "f", false, "move the hostname if another tunnel has it")
-	cmd.AddCommand(dns, newTunnelRouteTCPCmd(g)) // route tcp: route_tcp.go
+	cmd.AddCommand(dns, newTunnelRouteTCPCmd(g), newTunnelRouteListCmd(g), newTunnelRouteDeleteCmd(g)) // route.go, route_tcp.go
 	return cmd
 }
 
