@@ -114,7 +114,7 @@ func Main(ctx context.Context, prog Program, args []string, stdout, stderr io.Wr
 // oneLine keeps the first line of an error (cobra appends suggestions on
 // later lines) and trims it.
 func oneLine(err error) string {
-	s := strings.TrimSpace(err.Error())
+	s := strings.TrimSpace(foldSuggestions(err.Error()))
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = strings.TrimSpace(s[:i])
 	}
@@ -134,12 +134,15 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// No completion command: it is noise for an operator tool.
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		CompletionOptions:          cobra.CompletionOptions{DisableDefaultCmd: true},
+		SuggestionsMinimumDistance: suggestDistance,
+		Version:                    version(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			_, err := parseLevel(g.LogLevel)
 			return err
 		},
 	}
+	root.SetVersionTemplate(versionLine() + "\n") // --version prints what `version` does
 	root.PersistentFlags().StringVar(&g.Home, "home", credentials.Home(), "directory for cert.json and tunnel credentials ($ADIT_HOME)")
 	root.PersistentFlags().StringVar(&g.LogLevel, "loglevel", "info", "log level: debug, info, warn or error")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -184,7 +187,7 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 // noArgsGroup rejects arguments to a command that only groups subcommands.
 func noArgsGroup(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+		return unknownCommand(cmd, args[0]) // suggest.go
 	}
 	return nil
 }

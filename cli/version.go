@@ -34,9 +34,14 @@ func newVersionCmd(g *Env) *cobra.Command {
 		Short: "Print the adit version, protocol and Go version",
 		Args:  ExactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := fmt.Fprintf(g.Stdout, "adit %s (protocol %s.%d, %s %s/%s)\n",
-				version(), tunnel.ALPN, tunnel.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(g.Stdout, versionLine())
 			return err
 		},
 	}
+}
+
+// versionLine is what `adit version` and `adit --version` print.
+func versionLine() string {
+	return fmt.Sprintf("adit %s (protocol %s.%d, %s %s/%s)",
+		version(), tunnel.ALPN, tunnel.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
