@@ -82,7 +82,7 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 	if mode == tcpNone {
 		msg := fmt.Sprintf("ingress rule %d serves %s over HTTP, not TCP; reach it through the edge's HTTP listener, not `adit access` or a TCP port", rule.Index+1, rule.Service.Kind)
 		log.Warn("connector: " + msg)
-		respondError(s, http.StatusBadGateway, msg)
+		respondError(s, http.StatusMisdirectedRequest, msg) // the edge shows a 4xx to the client
 		return
 	}
 	d := newTCPDialer(rule.Origin)

@@ -192,8 +192,8 @@ ingress:
 
 	t.Run("tcp stream to an http rule", func(t *testing.T) {
 		re := dialErr("web.example.test")
-		if re.Status != 502 || re.RequestID == "" {
-			t.Errorf("refusal = %+v, want 502 with a request ID", re)
+		if re.Status != 421 || re.RequestID == "" || !strings.Contains(re.Message, "serves http over HTTP, not TCP") {
+			t.Errorf("refusal = %+v, want 421 saying the rule is not a TCP service, with a request ID", re)
 		}
 		waitFor(t, "the connector's log line", func() bool {
 			return strings.Contains(logs.String(), "request_id="+re.RequestID) && strings.Contains(logs.String(), "serves http over HTTP, not TCP")

@@ -54,7 +54,14 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInf
 		ClientAddr: info.clientAddr,
 		RequestID:  info.requestID,
 	})
-	if err != nil {
+	var refused *tcpRefusedError
+	switch {
+	case errors.As(err, &refused):
+		// The client asked for what the rule cannot give (an HTTP
+		// service, a bastion without a destination): say so to it.
+		writeErrorPage(w, r, refused.status, "Refused by the tunnel's ingress rules", refused.msg, info.requestID)
+		return
+	case err != nil:
 		p.proxyError(w, r, info, err)
 		return
 	}
@@ -109,7 +116,8 @@ func (t *tcpStream) release() {
 // openTCPStream opens a stream on one of the tunnel's connections, sends h
 // and waits for the connector's answer. On a 200 it returns the stream; the
 // caller must release it. Otherwise the error is errTunnelOffline, an
-// *originError (the connector's reason, for the logs), or a stream failure.
+// *originError (the connector's reason, for the logs), a *tcpRefusedError
+// (a 4xx answer, its reason for the client), or a stream failure.
 func openTCPStream(ctx context.Context, reg *registry, tunnelID string, h *tunnel.RequestHeader) (*tcpStream, error) {
 	tc, s, err := (&tunnelTransport{reg: reg}).openStream(ctx, tunnelID)
 	if err != nil {
@@ -132,6 +140,9 @@ func openTCPStream(ctx context.Context, reg *registry, tunnelID string, h *tunne
 	}
 	if rh.Error != "" {
 		ts.release()
+		if rh.Status >= 400 && rh.Status < 500 {
+			return nil, &tcpRefusedError{status: rh.Status, msg: rh.Error}
+		}
 		return nil, &originError{msg: rh.Error}
 	}
 	if rh.Status != http.StatusOK {
@@ -152,12 +163,28 @@ func exchangeTCP(ts *tcpStream, h *tunnel.RequestHeader) (tunnel.ResponseHeader,
 	return rh, nil
 }
 
+// tcpRefusedError is a connector's 4xx answer to a TCP stream: the client
+// asked for something the matching rule does not serve; msg is meant for it.
+type tcpRefusedError struct {
+	status int
+	msg    string
+}
+
+func (e *tcpRefusedError) Error() string {
+	return fmt.Sprintf("refused by the connector: %d %s", e.status, e.msg)
+}
+
 // logTCPRefusal logs why a TCP stream was not carried.
 func logTCPRefusal(log *slog.Logger, err error) {
-	var oe *originError
+	var (
+		oe      *originError
+		refused *tcpRefusedError
+	)
 	switch {
 	case errors.Is(err, errTunnelOffline):
 		log.Info("edge: tcp connection refused: tunnel offline")
+	case errors.As(err, &refused):
+		log.Info("edge: tcp connection refused by the connector", "status", refused.status, "connector_error", refused.msg)
 	case errors.As(err, &oe):
 		log.Info("edge: tcp connection refused: origin unreachable; the connector's log has the cause", "connector_error", oe.msg)
 	default:
