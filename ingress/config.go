@@ -38,42 +38,42 @@ type Config struct {
 
 	// Protocol is the transport to the edge: "auto", "quic", "websocket", or
 	// cloudflared's "http2" (its TCP transport). Empty means "auto".
-	Protocol string `yaml:"protocol,omitempty"`
+	Protocol string `yaml:"protocol,omitempty" check:"oneof=auto quic websocket http2"`
 	// EdgeIPVersion is "auto", "4" or "6". Empty means "auto".
-	EdgeIPVersion string `yaml:"edge-ip-version,omitempty"`
+	EdgeIPVersion string `yaml:"edge-ip-version,omitempty" check:"oneof=auto 4 6"`
 	// EdgeBindAddress is the local address to dial the edge from. Empty: any.
-	EdgeBindAddress string `yaml:"edge-bind-address,omitempty"`
+	EdgeBindAddress string `yaml:"edge-bind-address,omitempty" check:"ip"`
 	// Region restricts the edge region (cloudflared's "us"). Empty: any.
 	Region string `yaml:"region,omitempty"`
 	// HAConnections is the number of connections to the edge. Zero means 4.
-	HAConnections int `yaml:"ha-connections,omitempty"`
+	HAConnections int `yaml:"ha-connections,omitempty" check:"nonnegative"`
 	// Retries is how many times a failed connection is retried before giving up.
 	// Nil means 5; zero means never retry.
-	Retries *int `yaml:"retries,omitempty"`
+	Retries *int `yaml:"retries,omitempty" check:"nonnegative"`
 	// GracePeriod is how long shutdown waits for in-flight requests. Zero means 30s.
-	GracePeriod Duration `yaml:"grace-period,omitempty"`
+	GracePeriod Duration `yaml:"grace-period,omitempty" check:"nonnegative"`
 	// PostQuantum asks for post-quantum key agreement with the edge. Zero: off.
 	PostQuantum bool `yaml:"post-quantum,omitempty"`
 	// Tag lists "KEY=VALUE" labels reported with the connector. Empty: none.
-	Tag []string `yaml:"tag,omitempty"`
+	Tag []string `yaml:"tag,omitempty" check:"keyvalue"`
 
 	// LogLevel is "debug", "info", "warn", "error" or "fatal". Empty means "info".
-	LogLevel string `yaml:"loglevel,omitempty"`
+	LogLevel string `yaml:"loglevel,omitempty" check:"oneof=debug info warn error fatal"`
 	// TransportLogLevel is the level for the edge transport's logs. Empty means "info".
-	TransportLogLevel string `yaml:"transport-loglevel,omitempty"`
+	TransportLogLevel string `yaml:"transport-loglevel,omitempty" check:"oneof=debug info warn error fatal"`
 	// LogFile is a file to append logs to. Empty: standard error.
 	LogFile string `yaml:"logfile,omitempty"`
 	// LogDirectory is a directory to write logs into. Empty: none.
 	LogDirectory string `yaml:"log-directory,omitempty"`
 	// Metrics is the host:port of the metrics server. Empty: chosen by the CLI.
-	Metrics string `yaml:"metrics,omitempty"`
+	Metrics string `yaml:"metrics,omitempty" check:"hostport"`
 	// PIDFile is a file to write the process ID to. Empty: none.
 	PIDFile string `yaml:"pidfile,omitempty"`
 	// NoAutoupdate turns cloudflared's self-update off. adit never updates itself;
 	// the key is accepted so cloudflared configs load.
 	NoAutoupdate bool `yaml:"no-autoupdate,omitempty"`
 	// AutoupdateFreq is cloudflared's update check period; accepted and unused.
-	AutoupdateFreq Duration `yaml:"autoupdate-freq,omitempty"`
+	AutoupdateFreq Duration `yaml:"autoupdate-freq,omitempty" check:"nonnegative"`
 }
 
 // RuleConfig is one entry of the ingress list as written.
@@ -95,11 +95,11 @@ type WarpRouting struct {
 	// Enabled turns private-network routing on. Zero: off.
 	Enabled bool `yaml:"enabled,omitempty"`
 	// ConnectTimeout bounds dialing a private-network destination. Zero means 5s.
-	ConnectTimeout Duration `yaml:"connectTimeout,omitempty"`
+	ConnectTimeout Duration `yaml:"connectTimeout,omitempty" check:"nonnegative"`
 	// TCPKeepAlive is the keep-alive period of those connections. Zero means 30s.
-	TCPKeepAlive Duration `yaml:"tcpKeepAlive,omitempty"`
+	TCPKeepAlive Duration `yaml:"tcpKeepAlive,omitempty" check:"nonnegative"`
 	// MaxActiveFlows caps concurrent flows. Zero means no limit.
-	MaxActiveFlows int `yaml:"maxActiveFlows,omitempty"`
+	MaxActiveFlows int `yaml:"maxActiveFlows,omitempty" check:"nonnegative"`
 }
 
 // OriginRequestConfig is an originRequest section as written: nil fields were not
@@ -107,13 +107,13 @@ type WarpRouting struct {
 // Each option is described, with its default, on [OriginRequest]. Durations accept
 // "30s", "1m30s" or a whole number of seconds.
 type OriginRequestConfig struct {
-	ConnectTimeout         *Duration `yaml:"connectTimeout,omitempty"`
-	TLSTimeout             *Duration `yaml:"tlsTimeout,omitempty"`
-	TCPKeepAlive           *Duration `yaml:"tcpKeepAlive,omitempty"`
+	ConnectTimeout         *Duration `yaml:"connectTimeout,omitempty" check:"nonnegative"`
+	TLSTimeout             *Duration `yaml:"tlsTimeout,omitempty" check:"nonnegative"`
+	TCPKeepAlive           *Duration `yaml:"tcpKeepAlive,omitempty" check:"nonnegative"`
 	NoHappyEyeballs        *bool     `yaml:"noHappyEyeballs,omitempty"`
-	KeepAliveConnections   *int      `yaml:"keepAliveConnections,omitempty"`
-	KeepAliveTimeout       *Duration `yaml:"keepAliveTimeout,omitempty"`
-	HTTPHostHeader         *string   `yaml:"httpHostHeader,omitempty"`
+	KeepAliveConnections   *int      `yaml:"keepAliveConnections,omitempty" check:"nonnegative"`
+	KeepAliveTimeout       *Duration `yaml:"keepAliveTimeout,omitempty" check:"nonnegative"`
+	HTTPHostHeader         *string   `yaml:"httpHostHeader,omitempty" check:"host"`
 	OriginServerName       *string   `yaml:"originServerName,omitempty"`
 	MatchSNIToHost         *bool     `yaml:"matchSNItoHost,omitempty"`
 	CAPool                 *string   `yaml:"caPool,omitempty"`
@@ -122,8 +122,8 @@ type OriginRequestConfig struct {
 	HTTP2Origin            *bool     `yaml:"http2Origin,omitempty"`
 	BastionMode            *bool     `yaml:"bastionMode,omitempty"`
 	ProxyAddress           *string   `yaml:"proxyAddress,omitempty"`
-	ProxyPort              *int      `yaml:"proxyPort,omitempty"`
-	ProxyType              *string   `yaml:"proxyType,omitempty"`
+	ProxyPort              *int      `yaml:"proxyPort,omitempty" check:"port"`
+	ProxyType              *string   `yaml:"proxyType,omitempty" check:"proxytype"`
 	// IPRules replaces the inherited list when non-empty; an empty list inherits.
 	IPRules []IPRule `yaml:"ipRules,omitempty"`
 	// Access replaces the inherited access section as a whole when set.
@@ -133,9 +133,9 @@ type OriginRequestConfig struct {
 // IPRule allows or denies destinations of the SOCKS proxy and bastion services.
 type IPRule struct {
 	// Prefix is a CIDR ("10.0.0.0/8"). Required.
-	Prefix string `yaml:"prefix,omitempty"`
+	Prefix string `yaml:"prefix,omitempty" check:"prefix"`
 	// Ports restricts the rule to these ports. Empty: all ports.
-	Ports []int `yaml:"ports,omitempty"`
+	Ports []int `yaml:"ports,omitempty" check:"destport"`
 	// Allow allows matching destinations; zero (false) denies them.
 	Allow bool `yaml:"allow,omitempty"`
 }

@@ -50,8 +50,8 @@ func New(cfg *Config) (*Ingress, error) {
 	if cfg == nil {
 		return nil, errors.New("ingress: no config")
 	}
-	if field, why := cfg.OriginRequest.validate(); why != "" {
-		return nil, fmt.Errorf("ingress: originRequest: %s: %s", field, why)
+	if where, why := cfg.validate(); why != "" {
+		return nil, fmt.Errorf("ingress: %s: %s", where, why)
 	}
 	if cfg.OriginRequest.Access != nil && cfg.OriginRequest.Access.Required {
 		return nil, errors.New("ingress: originRequest: access: " + errAccess)
@@ -128,9 +128,6 @@ func compile(rc *RuleConfig, i int, global OriginRequest) (Rule, error) {
 		if r.Path, err = regexp.Compile(rc.Path); err != nil {
 			return r, fmt.Errorf("path: %w", err)
 		}
-	}
-	if field, why := rc.OriginRequest.validate(); why != "" {
-		return r, fmt.Errorf("originRequest: %s: %s", field, why)
 	}
 	r.Origin = rc.OriginRequest.Apply(global).WithDefaults()
 	if r.Origin.Access.Required {

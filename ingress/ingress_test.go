@@ -608,3 +608,43 @@ func BenchmarkMatch(b *testing.B) {
 		})
 	}
 }
+
+// TestApplySetsEveryField checks Apply's field table: each option set in an
+// OriginRequestConfig reaches the OriginRequest field of the same name.
+func TestApplySetsEveryField(t *testing.T) {
+	var c OriginRequestConfig
+	cv := reflect.ValueOf(&c).Elem()
+	for i := range cv.NumField() {
+		f := cv.Field(i)
+		switch f.Kind() {
+		case reflect.Pointer:
+			p := reflect.New(f.Type().Elem())
+			switch e := p.Elem(); e.Kind() {
+			case reflect.Bool:
+				e.SetBool(true)
+			case reflect.Int, reflect.Int64:
+				e.SetInt(7)
+			case reflect.String:
+				e.SetString("x")
+			case reflect.Struct:
+				e.Set(reflect.ValueOf(Access{TeamName: "t", AUDTag: []string{"a"}}))
+			}
+			f.Set(p)
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]IPRule{{Prefix: "10.0.0.0/8", Ports: []int{22}}}))
+		}
+	}
+	o := c.Apply(OriginRequest{})
+	ov := reflect.ValueOf(o)
+	for i := range cv.NumField() {
+		name := cv.Type().Field(i).Name
+		if ov.FieldByName(name).IsZero() {
+			t.Errorf("Apply left %s unset", name)
+		}
+	}
+	c.IPRules[0].Ports[0] = 23
+	c.Access.AUDTag[0] = "b"
+	if o.IPRules[0].Ports[0] != 22 || o.Access.AUDTag[0] != "a" {
+		t.Errorf("Apply's result shares lists with its input: %+v", o)
+	}
+}

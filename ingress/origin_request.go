@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"reflect"
 	"slices"
 	"time"
 )
@@ -100,55 +101,30 @@ func (o OriginRequest) WithDefaults() OriginRequest {
 	return o
 }
 
-// Apply returns base with every field that c sets replaced by c's value.
+// Apply returns base with every field that c sets replaced by c's value. Each field
+// of OriginRequestConfig sets the OriginRequest field of the same name.
 func (c *OriginRequestConfig) Apply(base OriginRequest) OriginRequest {
-	setDur := func(dst *time.Duration, src *Duration) {
-		if src != nil {
-			*dst = time.Duration(*src)
-		}
-	}
-	setBool := func(dst *bool, src *bool) {
-		if src != nil {
-			*dst = *src
-		}
-	}
-	setStr := func(dst *string, src *string) {
-		if src != nil {
-			*dst = *src
-		}
-	}
-	setInt := func(dst *int, src *int) {
-		if src != nil {
-			*dst = *src
-		}
-	}
 	o := base
-	setDur(&o.ConnectTimeout, c.ConnectTimeout)
-	setDur(&o.TLSTimeout, c.TLSTimeout)
-	setDur(&o.TCPKeepAlive, c.TCPKeepAlive)
-	setBool(&o.NoHappyEyeballs, c.NoHappyEyeballs)
-	setInt(&o.KeepAliveConnections, c.KeepAliveConnections)
-	setDur(&o.KeepAliveTimeout, c.KeepAliveTimeout)
-	setStr(&o.HTTPHostHeader, c.HTTPHostHeader)
-	setStr(&o.OriginServerName, c.OriginServerName)
-	setBool(&o.MatchSNIToHost, c.MatchSNIToHost)
-	setStr(&o.CAPool, c.CAPool)
-	setBool(&o.NoTLSVerify, c.NoTLSVerify)
-	setBool(&o.DisableChunkedEncoding, c.DisableChunkedEncoding)
-	setBool(&o.HTTP2Origin, c.HTTP2Origin)
-	setBool(&o.BastionMode, c.BastionMode)
-	setStr(&o.ProxyAddress, c.ProxyAddress)
-	setInt(&o.ProxyPort, c.ProxyPort)
-	setStr(&o.ProxyType, c.ProxyType)
+	src, dst := reflect.ValueOf(c).Elem(), reflect.ValueOf(&o).Elem()
+	for i := range src.NumField() {
+		v := src.Field(i)
+		if v.IsNil() || v.Kind() == reflect.Slice && v.Len() == 0 {
+			continue // unset: inherit
+		}
+		if v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		to := dst.FieldByName(src.Type().Field(i).Name)
+		to.Set(v.Convert(to.Type()))
+	}
+	// Lists are copied so the result shares nothing with c.
 	if len(c.IPRules) > 0 {
-		o.IPRules = make([]IPRule, len(c.IPRules))
-		for i, r := range c.IPRules {
-			r.Ports = slices.Clone(r.Ports)
-			o.IPRules[i] = r
+		o.IPRules = slices.Clone(c.IPRules)
+		for i := range o.IPRules {
+			o.IPRules[i].Ports = slices.Clone(o.IPRules[i].Ports)
 		}
 	}
 	if c.Access != nil {
-		o.Access = *c.Access
 		o.Access.AUDTag = slices.Clone(c.Access.AUDTag)
 	}
 	return o
