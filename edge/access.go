@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/adit-dev/adit/carrier"
+	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -36,8 +37,8 @@ func isAccessRequest(r *http.Request) bool {
 }
 
 // serveAccess carries one `adit access` connection to the tunnel.
-func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInfo) {
-	log := p.log.With("host", r.Host, "request_id", info.requestID, "client", info.clientAddr)
+func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *layer.Request) {
+	log := p.log.With("host", r.Host, "request_id", info.ID, "client", info.ClientAddr)
 	var dest http.Header
 	for _, name := range []string{carrier.DestinationHeader, carrier.JumpDestinationHeader} {
 		if v := r.Header.Get(name); v != "" {
@@ -47,12 +48,12 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *reqInf
 			dest.Set(name, v)
 		}
 	}
-	ts, err := openTCPStream(r.Context(), p.t.reg, info.tunnelID, &tunnel.RequestHeader{
+	ts, err := openTCPStream(r.Context(), p.t.reg, info.TunnelID, &tunnel.RequestHeader{
 		Type:       tunnel.StreamTCP,
 		Host:       hostOnly(r.Host),
 		Header:     dest,
-		ClientAddr: info.clientAddr,
-		RequestID:  info.requestID,
+		ClientAddr: info.ClientAddr,
+		RequestID:  info.ID,
 	})
 	var refused *tcpRefusedError
 	switch {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -41,12 +42,12 @@ func isReplayable(req *http.Request) bool {
 // roundTrip carries req over one stream, moving to another connection as
 // the rules above allow. ctx bounds the stream: the request's, or for an
 // upgrade one that outlives it (upgrade.go).
-func (t *tunnelTransport) roundTrip(ctx context.Context, req *http.Request, info *reqInfo) (*http.Response, error) {
+func (t *tunnelTransport) roundTrip(ctx context.Context, req *http.Request, info *layer.Request) (*http.Response, error) {
 	replay := isReplayable(req)
 	var tried []*tunnelConn
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		tc, s, err := t.openStreamSkip(ctx, info.tunnelID, tried)
+		tc, s, err := t.openStreamSkip(ctx, info.TunnelID, tried)
 		if err != nil {
 			if lastErr != nil && errors.Is(err, errTunnelOffline) {
 				return nil, lastErr

@@ -92,7 +92,6 @@ func (s *Server) suspectAfter() time.Duration {
 
 // watchHealth runs the watchdog until the server closes.
 func (s *Server) watchHealth() {
-	defer s.wg.Done()
 	t := time.NewTicker(healthTick)
 	defer t.Stop()
 	after := s.suspectAfter()
@@ -192,6 +191,6 @@ func (s *Server) replaceStale(tc *tunnelConn, log *slog.Logger) {
 			continue
 		}
 		log.Info("edge: connector registered this slot again; closing its previous connection", "previous", old.info.ID)
-		go s.disconnect(old, tunnel.CodeNormal, "replaced by a newer connection of the same connector")
+		s.spawn(func() { s.disconnect(old, tunnel.CodeNormal, "replaced by a newer connection of the same connector") })
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -229,14 +231,25 @@ func (s *countedStream) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// readiness answers /ready: an edge is ready from Start until Close begins,
-// whether or not connectors are connected (a tunnel's absence is a 502 for
-// its hostnames, not a reason to take the whole edge out of a load
-// balancer).
+// readiness answers /ready: an edge is ready from Start until Close begins
+// or one of its servers fails, whether or not connectors are connected (a
+// tunnel's absence is a 502 for its hostnames, not a reason to take the
+// whole edge out of a load balancer).
 func (s *Server) readiness() metrics.Readiness {
 	rd := metrics.Readiness{Status: http.StatusOK, ReadyConnections: s.reg.count(), EdgeNode: s.node}
 	if s.closing.Load() {
 		rd.Status, rd.Reason = http.StatusServiceUnavailable, "edge shutting down"
+		return rd
+	}
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	if len(s.down) > 0 {
+		reasons := make([]string, 0, len(s.down))
+		for _, err := range s.down {
+			reasons = append(reasons, err.Error())
+		}
+		slices.Sort(reasons)
+		rd.Status, rd.Reason = http.StatusServiceUnavailable, strings.Join(reasons, "; ")
 	}
 	return rd
 }

@@ -11,18 +11,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/tunnel"
 )
 
 // RequestIDHeader carries the edge's request ID on every proxied response
 // and on error pages; the connector logs the same ID.
-const RequestIDHeader = "Adit-Request-Id"
+const RequestIDHeader = layer.RequestIDHeader
 
 // router maps a public hostname to a tunnel ID. controlserver.State implements it.
 type router interface {
@@ -43,19 +45,17 @@ type proxy struct {
 	router router
 	log    *slog.Logger
 	t      *tunnelTransport
+	chain  layer.Handler // the layers (layers.go), then serveRouted
 }
 
-// reqInfo is what the edge knows of a request besides the request itself.
-type reqInfo struct {
-	tunnelID   string
-	requestID  string
-	clientAddr string
+func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger, layers []layer.Layer) *proxy {
+	p := &proxy{router: rt, log: log, t: &tunnelTransport{reg: reg, m: m}}
+	p.chain = chain(layers, layer.HandlerFunc(p.serveRouted))
+	return p
 }
 
-func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger) *proxy {
-	return &proxy{router: rt, log: log, t: &tunnelTransport{reg: reg, m: m}}
-}
-
+// ServeHTTP routes r by Host, then runs it through the layers (IP rules,
+// rate limits, WAF, Access: layers.go) to serveRouted.
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	w.Header().Set(RequestIDHeader, id)
@@ -65,7 +65,15 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("No tunnel is routed for the hostname %q.", hostOnly(r.Host)), id)
 		return
 	}
-	info := &reqInfo{tunnelID: tunnelID, requestID: id, clientAddr: r.RemoteAddr}
+	info := &layer.Request{ID: id, Host: routedHost(r.Host), TunnelID: tunnelID, ClientAddr: r.RemoteAddr, TLS: r.TLS != nil}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		info.ClientIP = ap.Addr().Unmap()
+	}
+	p.chain.ServeRouted(w, r, info)
+}
+
+// serveRouted is the chain's end: the request goes down its tunnel.
+func (p *proxy) serveRouted(w http.ResponseWriter, r *http.Request, info *layer.Request) {
 	if isAccessRequest(r) {
 		p.serveAccess(w, r, info) // access.go: `adit access` over a WebSocket
 		return
@@ -73,9 +81,15 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.forward(w, r, info)
 }
 
+// routedHost is a Host header as layers see it: without port or trailing
+// dot, lower-case (allocating only when it was not).
+func routedHost(host string) string {
+	return strings.ToLower(strings.TrimSuffix(hostOnly(host), "."))
+}
+
 // forward sends r to its tunnel and writes the answer. The request is the
 // handler's own, so its header is rewritten in place rather than copied.
-func (p *proxy) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) {
+func (p *proxy) forward(w http.ResponseWriter, r *http.Request, info *layer.Request) {
 	ctx := r.Context()
 	var up *upgradeState
 	if tunnel.IsUpgrade(r.Header) {
@@ -156,7 +170,7 @@ func rewriteRequestHeader(r *http.Request) {
 // unknown length) is flushed after every read, so each event reaches the
 // client when the origin sends it. A body that breaks off aborts the
 // client's connection, so the client sees an error, not a short answer.
-func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, info *reqInfo) {
+func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, info *layer.Request) {
 	body := resp.Body.(*tunnel.BodyReader) // exchange made it
 	defer body.Close()
 	dropHopByHop(resp.Header)
@@ -184,7 +198,7 @@ func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http
 	_, readErr, writeErr := tunnel.CopyBody(dst, body)
 	if readErr != nil || writeErr != nil {
 		if readErr != nil {
-			p.log.Warn("proxy: response body from the tunnel broke off", "host", r.Host, "request_id", info.requestID, "err", readErr)
+			p.log.Warn("proxy: response body from the tunnel broke off", "host", r.Host, "request_id", info.ID, "err", readErr)
 		}
 		// Abort the client's connection: the answer is incomplete.
 		panic(http.ErrAbortHandler)
@@ -225,8 +239,8 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, info *reqInfo, err error) {
-	id := info.requestID
+func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, info *layer.Request, err error) {
+	id := info.ID
 	var oe *originError
 	switch {
 	case bodyTooLarge(r) > 0: // limits.go
@@ -267,7 +281,7 @@ func (t *tunnelTransport) openStream(ctx context.Context, tunnelID string) (*tun
 	return t.openStreamSkip(ctx, tunnelID, nil)
 }
 
-func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.Stream, release func()) (*http.Response, error) {
+func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tunnel.Stream, release func()) (*http.Response, error) {
 	typ := tunnel.StreamHTTP
 	if tunnel.IsUpgrade(req.Header) {
 		typ = tunnel.StreamWebSocket
@@ -285,8 +299,8 @@ func (t *tunnelTransport) exchange(req *http.Request, info *reqInfo, s tunnel.St
 		Host:          req.Host,
 		Path:          req.URL.RequestURI(),
 		Header:        req.Header,
-		ClientAddr:    info.clientAddr,
-		RequestID:     info.requestID,
+		ClientAddr:    info.ClientAddr,
+		RequestID:     info.ID,
 		ContentLength: cl,
 	}
 	for k := range req.Trailer {

@@ -41,6 +41,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
+	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/metrics"
 	"github.com/adit-dev/adit/pki"
 	"github.com/adit-dev/adit/ratelog"
@@ -113,13 +114,16 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	node     string
+	names    []string // PublicNames, or "localhost"
 	store    *store.Store
 	svc      *controlserver.Service
 	state    *controlserver.State
 	presence *controlserver.Presence
 	reg      *registry
 	bundle   *pki.Bundle
-	tcp      *tcpPorts // tcp.go: listeners of the public TCP port routes
+	tlsConf  *tls.Config   // the tunnel and API listeners' (never the public one's)
+	layers   []layer.Layer // layers.go: step 5 of a public request
+	tcp      *tcpPorts     // tcp.go: listeners of the public TCP port routes
 
 	metrics    *edgeMetrics     // metrics.go
 	metricsSrv *metrics.Server  // nil unless Config.MetricsAddr
@@ -135,16 +139,31 @@ type Server struct {
 
 	adminTokenFile string
 	createdToken   bool
+	advertise      string
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closed  sync.Once
-	closing atomic.Bool
+	wg      sync.WaitGroup // every goroutine the server starts (spawn)
+	spawnMu sync.Mutex
+	stopped bool // under spawnMu: Close is waiting for wg; spawn nothing more
+
+	errc     chan error // the first server that failed after start (Err)
+	downMu   sync.Mutex
+	down     map[string]error // servers that failed after start, for /ready
+	closed   sync.Once
+	closeErr error
+	closing  atomic.Bool
 }
 
-// Start opens the store, the listeners and the servers, and returns once
-// the edge is serving. Close stops it.
+// Start builds the edge, opens its listeners and starts serving, and
+// returns once it is serving. Close stops it; Err reports a part that
+// failed after Start.
+//
+// It runs in three steps, which every new listener joins: open (the
+// edge's certificates, the store and the in-memory state fed by it, the
+// control service, the request layers), listen (every socket, so a port
+// in use fails Start before anything serves) and serve (one goroutine per
+// listener and loop, each reporting its failure to Err).
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("edge: a data directory is required")
@@ -156,7 +175,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second)}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second),
+		errc: make(chan error, 1), down: make(map[string]error)}
 	s.metrics = newEdgeMetrics(s.reg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -164,6 +184,29 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	if err := s.open(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	s.serve()
+	log.Info("edge: serving",
+		"node", s.node,
+		"http", s.httpLn.Addr().String(),
+		"tunnel", s.tunnelLn.Addr().String()+"/udp",
+		"tunnel_ws", s.wsLn.Addr().String()+"/tcp",
+		"api", "https://"+s.apiLn.Addr().String(),
+		"advertise", s.advertise,
+		"etcd", s.store.Endpoints())
+	return s, nil
+}
+
+// open builds what the listeners serve: the node's name and certificates,
+// the store and the state watched from it, the control service with its
+// admin token, and the request layers.
+func (s *Server) open(ctx context.Context) error {
+	cfg := s.cfg
 	s.node = cfg.NodeName
 	if s.node == "" {
 		host, _ := os.Hostname()
@@ -172,15 +215,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		s.node = host + "-" + uuid.NewString()[:6]
 	}
-	names := cfg.PublicNames
-	if len(names) == 0 {
-		names = []string{"localhost"}
+	s.names = cfg.PublicNames
+	if len(s.names) == 0 {
+		s.names = []string{"localhost"}
 	}
 
 	// TLS for the tunnel and API listeners.
-	bundle, _, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "tls"), names)
+	bundle, _, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "tls"), s.names)
 	if err != nil {
-		return nil, fmt.Errorf("edge: certificates: %w", err)
+		return fmt.Errorf("edge: certificates: %w", err)
 	}
 	s.bundle = bundle
 	var cert tls.Certificate
@@ -190,113 +233,114 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cert, err = bundle.TLSCertificate()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("edge: certificate: %w", err)
+		return fmt.Errorf("edge: certificate: %w", err)
 	}
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 
 	// State.
 	s.store, err = store.Open(ctx, store.Config{
 		DataDir:   cfg.DataDir,
 		Endpoints: cfg.EtcdEndpoints,
-		Logger:    log,
+		Logger:    s.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cli := s.store.Client()
-	s.state, err = controlserver.NewState(s.ctx, cli, log)
+	s.state, err = controlserver.NewState(s.ctx, cli, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("edge: loading state: %w", err)
+		return fmt.Errorf("edge: loading state: %w", err)
 	}
 	s.state.OnEvent(s.onEvent)
-	s.presence, err = controlserver.NewPresence(s.ctx, cli, 0, log)
+	s.presence, err = controlserver.NewPresence(s.ctx, cli, 0, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("edge: connection records: %w", err)
+		return fmt.Errorf("edge: connection records: %w", err)
 	}
+	s.layers, err = s.buildLayers(layer.Deps{Ctx: s.ctx, Etcd: cli, Logger: s.log, Metrics: s.metrics.registry})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	return nil
+}
 
-	// Listeners.
+// listen opens every listener. The control service is built here because
+// the address it advertises to connectors needs the tunnel port bound.
+func (s *Server) listen() error {
+	cfg := s.cfg
 	qc, err := s.tunnelQUIC() // limits.go
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), tlsConf, qc, cfg.WebSocket, log)
+	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), s.tlsConf, qc, cfg.WebSocket, s.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.httpLn, err = net.Listen("tcp", orDefault(cfg.HTTPAddr, ":8080"))
 	if err != nil {
-		return nil, fmt.Errorf("edge: http listener: %w", err)
+		return fmt.Errorf("edge: http listener: %w", err)
 	}
-	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, s.reg, log, s.rl.Logger(log))
 	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
 	if err != nil {
-		return nil, fmt.Errorf("edge: api listener: %w", err)
+		return fmt.Errorf("edge: api listener: %w", err)
 	}
-	s.apiLn = tls.NewListener(apiLn, tlsConf)
-
-	advertise := cfg.AdvertiseAddr
-	if advertise == "" {
-		_, port, _ := net.SplitHostPort(s.tunnelLn.Addr().String())
-		advertise = net.JoinHostPort(names[0], port)
-	}
-	s.svc = controlserver.NewService(cli, control.EdgeInfo{
-		Node:        s.node,
-		TunnelAddrs: []string{advertise},
-		CAPEM:       string(bundle.CACertPEM),
-	}, log)
-	s.adminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
-	s.createdToken, err = s.svc.EnsureAdminToken(ctx, s.adminTokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("edge: admin token: %w", err)
-	}
-
-	// Servers.
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	s.httpSrv = &http.Server{
-		Handler:           s.metrics.instrument(s.limitBody(newProxy(s.state, s.reg, s.metrics, s.rl.Logger(log)))),
-		ReadHeaderTimeout: orDuration(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
-		IdleTimeout:       orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         s.newConns.track,
-		Protocols:         protocols,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	s.apiSrv = &http.Server{
-		Handler:           readYourWrites(controlserver.NewHandler(s.svc, log), cli, s.state),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	s.goServe("http", func() error { return s.httpSrv.Serve(s.httpLn) })
-	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
-	s.wg.Add(2)
-	go s.acceptTunnels(s.tunnelLn)
-	go s.acceptTunnels(s.wsLn)
-	s.wg.Add(1)
-	go s.watchHealth()
+	s.apiLn = tls.NewListener(apiLn, s.tlsConf)
 	if cfg.MetricsAddr != "" {
 		s.metricsSrv, err = metrics.Listen(metrics.Config{
 			Addr:     cfg.MetricsAddr,
 			Gatherer: s.metrics.registry,
 			Ready:    s.readiness,
-			Logger:   log,
+			Logger:   s.log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
+			return fmt.Errorf("edge: %w", err)
 		}
-		log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
+		s.log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
 	}
 
-	log.Info("edge: serving",
-		"node", s.node,
-		"http", s.httpLn.Addr().String(),
-		"tunnel", s.tunnelLn.Addr().String()+"/udp",
-		"tunnel_ws", s.wsLn.Addr().String()+"/tcp",
-		"api", "https://"+s.apiLn.Addr().String(),
-		"advertise", advertise,
-		"etcd", s.store.Endpoints())
-	return s, nil
+	s.advertise = cfg.AdvertiseAddr
+	if s.advertise == "" {
+		_, port, _ := net.SplitHostPort(s.tunnelLn.Addr().String())
+		s.advertise = net.JoinHostPort(s.names[0], port)
+	}
+	s.svc = controlserver.NewService(s.store.Client(), control.EdgeInfo{
+		Node:        s.node,
+		TunnelAddrs: []string{s.advertise},
+		CAPEM:       string(s.bundle.CACertPEM),
+	}, s.log)
+	s.adminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
+	s.createdToken, err = s.svc.EnsureAdminToken(s.ctx, s.adminTokenFile)
+	if err != nil {
+		return fmt.Errorf("edge: admin token: %w", err)
+	}
+	return nil
+}
+
+// serve starts one goroutine per listener and loop.
+func (s *Server) serve() {
+	cfg := s.cfg
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.httpSrv = &http.Server{
+		Handler:           s.metrics.instrument(s.limitBody(newProxy(s.state, s.reg, s.metrics, s.rl.Logger(s.log), s.layers))),
+		ReadHeaderTimeout: orDuration(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         s.newConns.track,
+		Protocols:         protocols,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.apiSrv = &http.Server{
+		Handler:           readYourWrites(controlserver.NewHandler(s.svc, s.log), s.store.Client(), s.state),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, s.reg, s.log, s.rl.Logger(s.log))
+	s.goServe("http", func() error { return s.httpSrv.Serve(s.httpLn) })
+	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
+	s.goServe("tunnel (quic)", func() error { return s.acceptTunnels(s.tunnelLn) })
+	s.goServe("tunnel (websocket)", func() error { return s.acceptTunnels(s.wsLn) })
+	s.spawn(s.watchHealth)
 }
 
 func orDefault(v, def string) string {
@@ -306,31 +350,61 @@ func orDefault(v, def string) string {
 	return v
 }
 
+// goServe runs serve until the server closes. If it ends before, the
+// edge reports it: an error on Err, the server named by /ready.
 func (s *Server) goServe(name string, serve func() error) {
+	s.spawn(func() {
+		err := serve()
+		if s.closing.Load() || errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		s.fail(name, err)
+	})
+}
+
+// fail records that the named part stopped serving.
+func (s *Server) fail(name string, err error) {
+	err = fmt.Errorf("edge: %s stopped: %w", name, err)
+	s.log.Error("edge: server stopped", "server", name, "err", err)
+	s.downMu.Lock()
+	s.down[name] = err
+	s.downMu.Unlock()
+	select {
+	case s.errc <- err:
+	default:
+	}
+}
+
+// Err reports the first listener or server that failed after Start (as
+// etcd's embed.Etcd.Err does): the edge then serves only in part and
+// should be restarted. Nothing is sent when Close stops them.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// spawn runs f on a goroutine that Close waits for. Once Close is
+// waiting, spawn runs nothing.
+func (s *Server) spawn(f func()) {
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if s.stopped {
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("edge: server stopped", "server", name, "err", err)
-		}
+		f()
 	}()
 }
 
-func (s *Server) acceptTunnels(ln tunnel.Listener) {
-	defer s.wg.Done()
+func (s *Server) acceptTunnels(ln tunnel.Listener) error {
 	for {
 		c, err := ln.Accept(s.ctx)
 		if err != nil {
-			if !s.closing.Load() {
-				s.log.Error("edge: tunnel listener stopped", "err", err)
-			}
-			return
+			return err
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveTunnelConn(s.ctx, c)
-		}()
+		s.spawn(func() { s.serveTunnelConn(s.ctx, c) })
 	}
 }
 
@@ -341,12 +415,12 @@ func (s *Server) onEvent(ev controlserver.Event) {
 	case controlserver.TunnelDeleted:
 		for _, tc := range s.reg.byTunnel(ev.TunnelID) {
 			s.log.Info("edge: tunnel deleted; disconnecting", "tunnel", ev.TunnelID, "conn", tc.info.ID)
-			go s.disconnect(tc, tunnel.CodeTunnelDeleted, "tunnel "+ev.TunnelID+" was deleted")
+			s.spawn(func() { s.disconnect(tc, tunnel.CodeTunnelDeleted, "tunnel "+ev.TunnelID+" was deleted") })
 		}
 	case controlserver.ConnectionRemoved:
 		if tc := s.reg.get(ev.ConnID); tc != nil {
 			s.log.Info("edge: connection record removed; disconnecting", "tunnel", ev.TunnelID, "conn", ev.ConnID)
-			go s.disconnect(tc, tunnel.CodeRemoved, "connection removed by an operator")
+			s.spawn(func() { s.disconnect(tc, tunnel.CodeRemoved, "connection removed by an operator") })
 		}
 	}
 }
@@ -396,50 +470,52 @@ func (s *Server) LoginCommand() string {
 }
 
 // Close shuts the edge down: it stops accepting, gives requests in flight a
-// few seconds, closes tunnel connections so connectors move on at once,
-// removes their records and stops the store.
+// few seconds, closes tunnel connections (all at once) so connectors move
+// on at once, waits for every goroutine it started, removes the
+// connection records and stops the store. It returns what failed, joined.
 func (s *Server) Close() error {
-	s.closed.Do(func() {
-		s.closing.Store(true)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if s.httpSrv != nil {
-			s.shutdownPublic(ctx) // shutdown.go
+	s.closed.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
+	s.closing.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if s.httpSrv != nil {
+		s.shutdownPublic(ctx) // shutdown.go
+	}
+	if s.apiSrv != nil {
+		if err := s.apiSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("edge: api server: %w", err))
 		}
-		if s.apiSrv != nil {
-			s.apiSrv.Shutdown(ctx)
+	}
+	// Tell connectors first, so they move on at once: closing the
+	// listener ends the connections without a word to the peer.
+	s.closeTunnelConns(ctx) // shutdown.go
+	for _, ln := range []interface{ Close() error }{s.tunnelLn, s.wsLn, s.httpLn, s.apiLn} {
+		if ln != nil {
+			ln.Close() // already closed by their servers' Shutdown, or about to be
 		}
-		// Tell connectors first, so they move on at once: closing the
-		// listener ends the connections without a word to the peer.
-		for _, tc := range s.reg.all() {
-			tc.conn.Close(tunnel.CodeShutdown, "edge shutting down")
-		}
-		if s.tunnelLn != nil {
-			s.tunnelLn.Close()
-		}
-		if s.wsLn != nil {
-			s.wsLn.Close()
-		}
-		s.cancel()
-		if s.tcp != nil {
-			s.tcp.close()
-		}
-		if s.httpLn != nil {
-			s.httpLn.Close()
-		}
-		if s.apiLn != nil {
-			s.apiLn.Close()
-		}
-		s.wg.Wait()
-		if s.presence != nil {
-			s.presence.Close()
-		}
-		if s.store != nil {
-			s.store.Close()
-		}
-		if s.metricsSrv != nil {
-			s.metricsSrv.Close()
-		}
-	})
-	return nil
+	}
+	s.cancel()
+	if s.tcp != nil {
+		s.tcp.close()
+	}
+	s.spawnMu.Lock()
+	s.stopped = true
+	s.spawnMu.Unlock()
+	s.wg.Wait()
+	errs = append(errs, closeLayers(s.layers))
+	if s.presence != nil {
+		errs = append(errs, s.presence.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.metricsSrv != nil {
+		errs = append(errs, s.metricsSrv.Close())
+	}
+	return errors.Join(errs...)
 }

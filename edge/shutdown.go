@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/adit-dev/adit/tunnel"
 )
 
 // newConns tracks the public connections that have not sent a byte of a
@@ -62,5 +64,24 @@ func (s *Server) shutdownPublic(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// closeTunnelConns closes every tunnel connection at once, telling each
+// connector the edge is shutting down, and waits for them until ctx ends
+// (a WebSocket close waits for its peer's answer).
+func (s *Server) closeTunnelConns(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, tc := range s.reg.all() {
+		wg.Go(func() { tc.conn.Close(tunnel.CodeShutdown, "edge shutting down") })
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }

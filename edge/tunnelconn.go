@@ -33,7 +33,7 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	log.Info("edge: connector registered", "connector", tc.info.ConnectorID, "version", tc.info.Version)
 	s.replaceStale(tc, log) // health.go
 
-	go s.readControl(tc, ctrl, log)
+	s.spawn(func() { s.readControl(tc, ctrl, log) })
 
 	select {
 	case <-c.Done():
@@ -167,7 +167,7 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 			}
 			tc.draining.Store(true)
 			log.Info("edge: connector unregistered; no new requests on this connection", "reason", m.Reason)
-			go s.closeWhenDrained(tc) // health.go
+			s.spawn(func() { s.closeWhenDrained(tc) }) // health.go
 		default:
 			s.rl.Logger(log).Warn("edge: unexpected control frame", "type", t)
 			tc.conn.Close(tunnel.CodeProtocol, fmt.Sprintf("unexpected %s frame on the control stream", t))

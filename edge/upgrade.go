@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -73,7 +74,7 @@ func (up *upgradeState) finish() {
 // connection, writes the 101 and starts the pipe. It returns nil once the
 // connection is the pipe's (or is gone), or an error for proxyError to
 // answer the client with; either way resp is finished with.
-func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info *reqInfo) error {
+func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info *layer.Request) error {
 	body, ok := resp.Body.(*rawBody)
 	if !ok || up == nil {
 		resp.Body.Close()
@@ -112,7 +113,7 @@ func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info 
 		err = brw.Flush()
 	}
 	if err != nil {
-		up.log.Debug("edge: writing 101 to the client failed", "request_id", info.requestID, "host", req.Host, "err", err)
+		up.log.Debug("edge: writing 101 to the client failed", "request_id", info.ID, "host", req.Host, "err", err)
 		conn.Close()
 		body.Close()
 		up.cancel()
@@ -130,7 +131,7 @@ func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info 
 	toClient := body.takeBuffered()
 
 	u := &upgradedConn{conn: conn, s: body.s, release: body.release, cancel: up.cancel,
-		log: up.log, requestID: info.requestID, host: req.Host}
+		log: up.log, requestID: info.ID, host: req.Host}
 	u.left.Store(2)
 	go u.copyToClient(toClient)
 	go u.copyToStream(toStream)

@@ -131,7 +131,7 @@ func newUpgradeRig(t *testing.T, connector func(t *testing.T, s *testStream, br 
 	tc := &tunnelConn{conn: ft, info: control.Connection{ID: "conn-1", TunnelID: "tunnel-1"}}
 	reg.add(tc)
 	m := newEdgeMetrics(reg)
-	p := newProxy(routes{"ws.test": "tunnel-1"}, reg, m, slog.New(slog.DiscardHandler))
+	p := newProxy(routes{"ws.test": "tunnel-1"}, reg, m, slog.New(slog.DiscardHandler), nil)
 	rig := &upgradeRig{srv: httptest.NewServer(m.instrument(p)), tc: tc, ft: ft}
 	t.Cleanup(rig.close)
 	return rig

@@ -81,9 +81,16 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 		fmt.Fprintf(out, "An admin API token was written to %s (mode 0600).\n", srv.AdminTokenFile())
 	}
 	fmt.Fprintf(out, "Log in with:\n  %s\n", srv.LoginCommand())
-	<-ctx.Done()
-	fmt.Fprintln(out, "adit edge: shutting down")
-	return nil
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "adit edge: shutting down")
+		return srv.Close()
+	case err := <-srv.Err():
+		// A listener or server died: exit non-zero with the cause, so a
+		// supervisor restarts the edge rather than keep half of it.
+		srv.Close()
+		return err
+	}
 }
 
 // addEdgeOpsFlags registers `adit edge`'s operator flags: the metrics

