@@ -28,7 +28,8 @@ import (
 //     connector-forged fields removed.
 
 // buildLayers builds the chain of step 5, in order. Each layer watches its
-// own records in etcd (deps.Etcd) and answers from memory.
+// own records in etcd (deps.Etcd) and answers from memory; a layer that
+// has API endpoints (its rules' administration) adds them to s.endpoints.
 func (s *Server) buildLayers(deps layer.Deps) ([]layer.Layer, error) {
 	var layers []layer.Layer
 	_ = deps

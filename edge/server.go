@@ -123,7 +123,10 @@ type Server struct {
 	bundle   *pki.Bundle
 	tlsConf  *tls.Config   // the tunnel and API listeners' (never the public one's)
 	layers   []layer.Layer // layers.go: step 5 of a public request
-	tcp      *tcpPorts     // tcp.go: listeners of the public TCP port routes
+	// endpoints are API endpoints of the edge's other parts (layers.go),
+	// served beside the control API's own.
+	endpoints []controlserver.Endpoint
+	tcp       *tcpPorts // tcp.go: listeners of the public TCP port routes
 
 	metrics    *edgeMetrics     // metrics.go
 	metricsSrv *metrics.Server  // nil unless Config.MetricsAddr
@@ -331,7 +334,7 @@ func (s *Server) serve() {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.apiSrv = &http.Server{
-		Handler:           readYourWrites(controlserver.NewHandler(s.svc, s.log), s.store.Client(), s.state),
+		Handler:           readYourWrites(controlserver.NewHandler(s.svc, s.log, s.endpoints...), s.store.Client(), s.state),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

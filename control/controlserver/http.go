@@ -54,14 +54,18 @@ type apiHandler struct {
 
 // NewHandler returns the /v1 JSON API over svc. Every request needs an
 // "Authorization: Bearer <token>" header with a token svc.CheckToken accepts.
-// docs/openapi.yaml describes the API. A nil logger discards.
-func NewHandler(svc *Service, logger *slog.Logger) http.Handler {
+// docs/openapi.yaml describes the API. The extra endpoints are served beside
+// the API's own, behind the same check. A nil logger discards.
+func NewHandler(svc *Service, logger *slog.Logger, extra ...Endpoint) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &apiHandler{svc: svc, log: logger, mux: http.NewServeMux()}
 	for _, r := range h.routes() {
 		h.handle(r.pattern, r.fn)
+	}
+	for _, e := range extra {
+		h.handle(e.Pattern, e.Handle)
 	}
 	h.handle("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: "no such API endpoint: " + r.Method + " " + r.URL.Path}

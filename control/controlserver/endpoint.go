@@ -1,0 +1,25 @@
+package controlserver
+
+import "net/http"
+
+// Endpoint is an API endpoint served by another package beside the
+// control API's own (certificates, Access, the shield): the edge passes
+// them to NewHandler, which puts them behind the same token check and
+// error handling. Pattern is a ServeMux pattern under /v1/; Handle returns
+// an *APIError, a control sentinel error (control.ErrNotFound...) or any
+// other error (a 500 whose details are only logged).
+type Endpoint struct {
+	Pattern string
+	Handle  func(w http.ResponseWriter, r *http.Request) error
+}
+
+// APIError is what an endpoint fails with: Status, Code and Msg are sent
+// to the caller, Err is only logged.
+type APIError = httpError
+
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// DecodeJSON reads a request body of one JSON value, at most 64 KiB, into
+// v; its errors are *APIError.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error { return decodeBody(w, r, v) }
