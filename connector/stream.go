@@ -116,6 +116,12 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 		// Nothing to send, but the end frame must still be consumed.
 		io.Copy(io.Discard, body)
 		req.Body = http.NoBody
+	} else {
+		// The origin's transport may go on reading the body after it
+		// returned the answer (an origin that answers before reading it
+		// all), past this function's end: the reader is not returned to
+		// the pool, where it would be reset under that read.
+		rd.Reader = nil
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
 	defer cancel()
