@@ -60,7 +60,7 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *layer.
 	case errors.As(err, &refused):
 		// The client asked for what the rule cannot give (an HTTP
 		// service, a bastion without a destination): say so to it.
-		writeErrorPage(w, r, refused.status, "Refused by the tunnel's ingress rules", refused.msg, info.requestID)
+		writeErrorPage(w, r, refused.status, "Refused by the tunnel's ingress rules", refused.msg, info.ID)
 		return
 	case err != nil:
 		p.proxyError(w, r, info, err)
