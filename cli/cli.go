@@ -156,6 +156,7 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		newTunnelCmd(g),
 		newVersionCmd(g),
 		newAccessCmd(g), // access.go
+		newAdminCmd(g),  // admin.go
 	)
 	for _, c := range prog.Commands {
 		root.AddCommand(c(g))
