@@ -291,11 +291,19 @@ func TestTunnelPortGarbage(t *testing.T) {
 // misbehave.
 func fakeDial(t testing.TB, srv *edge.Server) tunnel.Conn {
 	t.Helper()
+	return fakeDialWith(t, func(ctx context.Context, tc *tls.Config) (tunnel.Conn, error) {
+		return tunnelquic.Dial(ctx, srv.TunnelAddr().String(), tc, tunnelquic.Config{})
+	}, srv)
+}
+
+// fakeDialWith dials with dial, trusting srv's CA.
+func fakeDialWith(t testing.TB, dial func(context.Context, *tls.Config) (tunnel.Conn, error), srv *edge.Server) tunnel.Conn {
+	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(srv.CAPEM())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := tunnelquic.Dial(ctx, srv.TunnelAddr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"}, tunnelquic.Config{})
+	c, err := dial(ctx, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatalf("fake connector: dial: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
+	"github.com/adit-dev/adit/tunnel/tunnelws"
 )
 
 // Limits on what a public client or a connector can make the edge spend.
@@ -28,11 +29,13 @@ const (
 	// On the tunnel listener, unless Config.QUIC says otherwise: a
 	// keepalive every second and a 5s idle timeout find a dead connector
 	// within 5s (and the health check in health.go stops routing to it
-	// after about 2.5s). The edge accepts only the control stream from a
-	// connector, so it lets a peer have few streams open.
+	// after about 2.5s). A connector opens one stream, the control stream
+	// (the edge opens every other), so it may have one open: on QUIC a
+	// second is a stream-limit violation that closes the connection, on
+	// WebSocket it is reset unread (tunnellimits.go has the rest).
 	edgeKeepAlive          = time.Second
 	edgeIdleTimeout        = 5 * time.Second
-	edgeMaxIncomingStreams = 16
+	edgeMaxIncomingStreams = 1
 )
 
 // edgeQUIC fills in the edge's transport defaults.
@@ -45,6 +48,19 @@ func edgeQUIC(c tunnelquic.Config) tunnelquic.Config {
 	}
 	if c.MaxIncomingStreams == 0 {
 		c.MaxIncomingStreams = edgeMaxIncomingStreams
+	}
+	return c
+}
+
+// edgeWS fills in the edge's WebSocket transport limits: the control
+// stream is the only stream a connector may open, and what it sent there
+// unread is bounded (tunnellimits.go).
+func edgeWS(c tunnelws.Config) tunnelws.Config {
+	if c.MaxIncomingStreams == 0 {
+		c.MaxIncomingStreams = edgeMaxIncomingStreams
+	}
+	if c.MaxIncomingBuffer == 0 {
+		c.MaxIncomingBuffer = maxControlUnread
 	}
 	return c
 }

@@ -23,6 +23,7 @@ func listenTunnel(addr string, tlsConf *tls.Config, qc tunnelquic.Config, wc tun
 	if err != nil {
 		return nil, nil, fmt.Errorf("edge: tunnel address %q: %w", addr, err)
 	}
+	wc = edgeWS(wc) // limits.go
 	if wc.Logger == nil {
 		wc.Logger = log
 	}

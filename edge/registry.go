@@ -24,6 +24,8 @@ type registry struct {
 	mu      sync.RWMutex
 	tunnels map[string][]*tunnelConn // tunnel ID → connections
 	byID    map[string]*tunnelConn   // connection ID → connection
+
+	registering registering // connections not registered yet, by address (tunnellimits.go)
 }
 
 func newRegistry() *registry {

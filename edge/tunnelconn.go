@@ -22,7 +22,15 @@ const registerTimeout = 10 * time.Second
 // registry until it ends.
 func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	log := s.log.With("remote", c.RemoteAddr().String(), "protocol", c.Protocol())
+	host, ok := s.reg.registering.begin(c.RemoteAddr()) // tunnellimits.go
+	if !ok {
+		s.metrics.registration("failed")
+		s.rl.Logger(log).Warn("edge: too many connections registering from one address", "max", maxRegisteringPerAddr)
+		c.Close(tunnel.CodeShutdown, "edge busy: too many connections registering from "+host)
+		return
+	}
 	tc, ctrl, err := s.register(ctx, c, log)
+	s.reg.registering.end(host)
 	if err != nil {
 		s.metrics.registration(registrationResult(err))
 		s.rl.Logger(log).Info("edge: registration failed", "err", err)
@@ -72,7 +80,7 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 	defer stop()
 	br := bufio.NewReaderSize(ctrl, 4096)
 	var req tunnel.RegisterRequest
-	if err := tunnel.ReadMessage(br, &req); err != nil {
+	if err := tunnel.ReadMessageLimit(br, &req, maxControlFrame); err != nil {
 		c.Close(tunnel.CodeProtocol, "bad register frame")
 		return nil, nil, fmt.Errorf("reading register request: %w", err)
 	}
@@ -149,7 +157,7 @@ func (s *Server) lookupTunnel(ctx context.Context, id string) (control.Tunnel, e
 func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Logger) {
 	defer ctrl.Close()
 	for {
-		t, p, err := tunnel.ReadFrame(ctrl.r)
+		t, p, err := tunnel.ReadFrameLimit(ctrl.r, maxControlFrame)
 		if err != nil {
 			if controlBroken(err) { // health.go
 				s.rl.Logger(log).Warn("edge: bad control frame", "err", err)
@@ -165,7 +173,9 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 				tc.conn.Close(tunnel.CodeProtocol, "bad unregister frame")
 				return
 			}
-			tc.draining.Store(true)
+			if tc.draining.Swap(true) {
+				continue // said already; one watcher is enough
+			}
 			log.Info("edge: connector unregistered; no new requests on this connection", "reason", m.Reason)
 			s.spawn(func() { s.closeWhenDrained(tc) }) // health.go
 		default:

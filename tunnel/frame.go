@@ -79,9 +79,19 @@ func ReadFrameHeader(r *bufio.Reader) (FrameType, int, error) {
 
 // ReadFrame reads one whole frame. The payload is freshly allocated.
 func ReadFrame(r *bufio.Reader) (FrameType, []byte, error) {
+	return ReadFrameLimit(r, MaxFramePayload)
+}
+
+// ReadFrameLimit reads one whole frame of at most max payload bytes: a
+// longer one fails with ErrFrameTooLarge before its payload is read or
+// allocated.
+func ReadFrameLimit(r *bufio.Reader, max int) (FrameType, []byte, error) {
 	t, n, err := ReadFrameHeader(r)
 	if err != nil {
 		return 0, nil, err
+	}
+	if n > max {
+		return 0, nil, fmt.Errorf("%w: %s frame of %d bytes (at most %d here)", ErrFrameTooLarge, t, n, max)
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
@@ -165,7 +175,12 @@ func DecodeMessage(payload []byte, m Message) error { return m.decode(payload) }
 // ReadMessage reads the next frame, checks it is of m's type and decodes it
 // into m.
 func ReadMessage(r *bufio.Reader, m Message) error {
-	t, p, err := ReadFrame(r)
+	return ReadMessageLimit(r, m, MaxFramePayload)
+}
+
+// ReadMessageLimit is ReadMessage for a frame of at most max payload bytes.
+func ReadMessageLimit(r *bufio.Reader, m Message, max int) error {
+	t, p, err := ReadFrameLimit(r, max)
 	if err != nil {
 		return err
 	}

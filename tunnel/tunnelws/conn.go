@@ -38,6 +38,12 @@ type streamState struct {
 	stop atomic.Bool // the peer sent STOP
 	ys   *yamux.Stream
 
+	// incoming: the peer opened the stream. unread counts the bytes it
+	// sent on it that this side has not read; -1 once the stream is
+	// closed here and its bytes no longer count (see conn.buffered).
+	incoming bool
+	unread   atomic.Int64
+
 	// ctx is the stream's Context, made at its first call; cancel ends it
 	// with the reason the peer stopped reading. Both are guarded by the
 	// conn's mu.
@@ -64,9 +70,15 @@ type conn struct {
 	keepAlive     time.Duration
 	pingTimeout   time.Duration
 
-	mu     sync.Mutex
-	states map[uint32]*streamState // by stream ID; also the ys fields
-	cause  error                   // the first reason the connection ended
+	mu       sync.Mutex
+	states   map[uint32]*streamState // by stream ID; also the ys fields
+	cause    error                   // the first reason the connection ended
+	incoming int                     // states of streams the peer opened
+
+	// Limits on what the peer's streams may hold (Config).
+	maxIncoming int
+	maxBuffered int64
+	buffered    atomic.Int64 // the sum of the unread counts
 
 	done chan struct{}
 	err  error // set before done is closed
@@ -85,6 +97,8 @@ func newConn(ws *websocket.Conn, raw net.Conn, client bool, cfg Config) *conn {
 		keepAlive:   cfg.keepAlive(),
 		pingTimeout: cfg.writeTimeout(),
 		states:      make(map[uint32]*streamState),
+		maxIncoming: cfg.MaxIncomingStreams,
+		maxBuffered: int64(cfg.MaxIncomingBuffer),
 		sessReady:   make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -237,22 +251,35 @@ func truncate(s string, n int) string {
 }
 
 // frameIn implements wireHooks: it records FIN, RST and STOP before yamux
-// sees them, and creates the state of streams the peer opens.
-func (c *conn) frameIn(h hdr) {
-	f := h.flags()
-	if f&(flagSYN|flagFIN|flagRST|flagStop) == 0 || !h.isStreamFrame() {
-		return
+// sees them, creates the state of streams the peer opens, resets those past
+// MaxIncomingStreams and counts the bytes the peer sends on its streams.
+func (c *conn) frameIn(h hdr) (bool, error) {
+	if !h.isStreamFrame() {
+		return true, nil
 	}
+	f := h.flags()
 	id := h.streamID()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.states[id]
 	if st == nil {
 		if f&flagSYN == 0 {
-			return // a stream already closed here
+			return true, nil // a stream already closed here
 		}
-		st = &streamState{}
+		// Every state made here is a stream the peer opened, whatever
+		// the parity of its ID: this side's own are made in frameOut.
+		if c.maxIncoming > 0 && c.incoming >= c.maxIncoming {
+			return false, c.refuse(id)
+		}
+		st = &streamState{incoming: true}
 		c.states[id] = st
+		c.incoming++
+	}
+	if n := int64(h.bodyLen()); n > 0 && st.incoming && c.maxBuffered > 0 {
+		st.unread.Add(n)
+		if c.buffered.Add(n) > c.maxBuffered {
+			return false, fmt.Errorf("%w: the peer sent more than %d bytes on its streams that were not read yet", errProtocol, c.maxBuffered)
+		}
 	}
 	if f&flagFIN != 0 {
 		st.fin.Store(true)
@@ -266,6 +293,53 @@ func (c *conn) frameIn(h hdr) {
 		st.stopped(errPeerStopped)
 		if st.ys != nil {
 			st.ys.SetWriteDeadline(pastDeadline)
+		}
+	}
+	return true, nil
+}
+
+// maxPendingResets bounds the resets of refused streams waiting to be
+// sent: a peer that keeps opening streams and reads nothing is closed.
+const maxPendingResets = 1024
+
+// refuse resets a stream the peer opened past MaxIncomingStreams. yamux
+// never hears of it: its later frames are dropped by yamux as those of an
+// unknown stream. The caller holds mu.
+func (c *conn) refuse(id uint32) error {
+	if c.wire.toPeerLen() >= maxPendingResets {
+		return fmt.Errorf("%w: the peer opened more than %d streams past the limit of %d without reading the resets", errProtocol, maxPendingResets, c.maxIncoming)
+	}
+	c.wire.toPeerSession(newHdr(typeWindowUpdate, flagRST, id, 0))
+	return nil
+}
+
+// dropState forgets a stream's state. The caller holds mu.
+func (c *conn) dropState(id uint32, st *streamState) {
+	if c.states[id] != st {
+		return
+	}
+	delete(c.states, id)
+	if st.incoming {
+		c.incoming--
+		if n := st.unread.Swap(-1); n > 0 {
+			c.buffered.Add(-n)
+		}
+	}
+}
+
+// consumed takes n bytes read by this side off an incoming stream's count.
+func (c *conn) consumed(st *streamState, n int) {
+	if !st.incoming || n <= 0 || c.maxBuffered == 0 {
+		return
+	}
+	for {
+		cur := st.unread.Load()
+		if cur < 0 {
+			return // closed: dropState took the rest
+		}
+		if st.unread.CompareAndSwap(cur, cur-int64(n)) {
+			c.buffered.Add(-int64(n))
+			return
 		}
 	}
 }
@@ -287,7 +361,9 @@ func (c *conn) frameOut(h hdr) {
 	if f&flagRST != 0 {
 		// yamux resets only streams nobody accepted (backlog full);
 		// this package's own resets bypass frameOut.
-		delete(c.states, id)
+		if st := c.states[id]; st != nil {
+			c.dropState(id, st)
+		}
 	}
 }
 
@@ -398,6 +474,7 @@ func (s *stream) Read(p []byte) (int, error) {
 		return 0, errStreamClosed
 	}
 	n, err := s.ys.Read(p)
+	s.c.consumed(s.st, n)
 	if err != nil {
 		err = s.readErr(err)
 	}
@@ -501,9 +578,7 @@ func (s *stream) Close() error {
 	c := s.c
 	id := s.ys.StreamID()
 	c.mu.Lock()
-	if c.states[id] == s.st {
-		delete(c.states, id)
-	}
+	c.dropState(id, s.st)
 	s.st.stopped(errStreamClosed)
 	c.mu.Unlock()
 	// Wake this side's blocked Read and Write now: the local RST may wait

@@ -91,6 +91,20 @@ type Config struct {
 	// waits). yamux has no other limit on concurrent streams. If zero,
 	// 10000.
 	AcceptBacklog int
+	// MaxIncomingStreams caps the streams the peer may have open at once
+	// (opened by it, not yet closed by this side). A stream the peer opens
+	// past it is reset at once, before yamux sees it: nothing of it is
+	// buffered or queued for Accept. An edge sets 1, the control stream. If
+	// zero, only AcceptBacklog limits them.
+	MaxIncomingStreams int
+	// MaxIncomingBuffer bounds the bytes the peer may have sent on the
+	// streams it opened that this side has not read yet, all such streams
+	// together. A peer past it breaks the protocol: the connection is
+	// closed with code 1 (protocol), and the frame that went past it is
+	// dropped unread. It bounds what an edge holds for a connector that
+	// has not registered yet. If zero, only MaxStreamWindow bounds each
+	// stream.
+	MaxIncomingBuffer int
 	// HandshakeTimeout bounds dialing (TCP, proxy CONNECT, TLS and the
 	// WebSocket upgrade) and, on the edge, the TLS handshake, reading the
 	// upgrade request, and the wait for Accept after the upgrade (past it
@@ -117,6 +131,10 @@ func (c Config) validate() error {
 		return errors.New("tunnelws: config: negative duration")
 	case c.AcceptBacklog < 0:
 		return errors.New("tunnelws: config: negative AcceptBacklog")
+	case c.MaxIncomingStreams < 0:
+		return errors.New("tunnelws: config: negative MaxIncomingStreams")
+	case c.MaxIncomingBuffer < 0:
+		return errors.New("tunnelws: config: negative MaxIncomingBuffer")
 	case c.MaxStreamWindow != 0 && c.MaxStreamWindow < minStreamWindow:
 		return fmt.Errorf("tunnelws: config: MaxStreamWindow %d is below yamux's minimum %d", c.MaxStreamWindow, minStreamWindow)
 	}

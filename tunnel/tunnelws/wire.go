@@ -84,9 +84,10 @@ func (p piece) release() {
 // splitFrames reads yamux frames from r and hands them to emit in pieces of
 // at most pieceSize bytes, none spanning two frames: the header with the
 // start of the body, then the rest of the body. onHeader sees each header
-// before its first piece is emitted. It returns r's error, or net.ErrClosed
-// once emit returns false.
-func splitFrames(r io.Reader, onHeader func(hdr), emit func(piece) bool) error {
+// before its first piece is emitted: if it says not to keep the frame, the
+// frame is read and dropped; if it returns an error, splitFrames returns
+// it. It returns r's error, or net.ErrClosed once emit returns false.
+func splitFrames(r io.Reader, onHeader func(hdr) (keep bool, err error), emit func(piece) bool) error {
 	for {
 		bp := piecePool.Get().(*[]byte)
 		buf := *bp
@@ -95,8 +96,27 @@ func splitFrames(r io.Reader, onHeader func(hdr), emit func(piece) bool) error {
 			return err
 		}
 		h := hdr(buf[:hdrSize])
-		onHeader(h)
+		keep, err := onHeader(h)
+		if err != nil {
+			piecePool.Put(bp)
+			return err
+		}
 		left := h.bodyLen()
+		if !keep {
+			for left > 0 {
+				n := min(left, uint32(len(buf)))
+				if _, err := io.ReadFull(r, buf[:n]); err != nil {
+					piecePool.Put(bp)
+					if err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+					return err
+				}
+				left -= n
+			}
+			piecePool.Put(bp)
+			continue
+		}
 		start := hdrSize
 		for {
 			n := start + int(min(left, uint32(len(buf)-start)))
@@ -164,8 +184,9 @@ const closeTimeout = 2 * time.Second
 
 // wireHooks is what the wire tells the connection.
 type wireHooks interface {
-	// frameIn sees each header from the peer before yamux does.
-	frameIn(h hdr)
+	// frameIn sees each header from the peer before yamux does, and says
+	// whether yamux gets the frame; an error ends the connection.
+	frameIn(h hdr) (keep bool, err error)
 	// frameOut sees each header yamux sends before it is written.
 	frameOut(h hdr)
 	// wireFailed reports the first read or write error.
@@ -312,6 +333,13 @@ func (w *wire) toLocalSession(h hdr) {
 	w.toLocal = append(w.toLocal, h)
 	w.qmu.Unlock()
 	notify(w.localWake)
+}
+
+// toPeerLen is the number of frames queued for the peer.
+func (w *wire) toPeerLen() int {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.toPeer)
 }
 
 // toPeerSession queues a frame for the peer.

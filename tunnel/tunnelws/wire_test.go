@@ -68,29 +68,40 @@ func newHdrSlice(typ uint8, flags uint16, id, length uint32) []byte {
 	return h[:]
 }
 
-// FuzzSplitFrames: splitFrames hands on exactly the input's bytes, in
+// FuzzSplitFrames: splitFrames hands on exactly the input's bytes, less
+// the frames onHeader drops (those of odd streams, when dropOdd is set), in
 // pieces that never span two frames and end frames where the frames end.
 func FuzzSplitFrames(f *testing.F) {
 	for _, s := range frameSeeds() {
-		f.Add(s, uint8(1))
-		f.Add(s, uint8(200))
+		f.Add(s, uint8(1), false)
+		f.Add(s, uint8(200), true)
 	}
-	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, dropOdd bool) {
+		drop := func(h hdr) bool { return dropOdd && h.streamID()%2 == 1 }
 		frames, rest := refFrames(data)
-		var bounds []int // offsets where frames end
-		off := 0
+		var want []byte  // the input less the dropped frames
+		var bounds []int // offsets in want where frames end
 		for _, fr := range frames {
-			off += len(fr)
-			bounds = append(bounds, off)
+			if drop(hdr(fr[:hdrSize])) {
+				continue
+			}
+			want = append(want, fr...)
+			bounds = append(bounds, len(want))
+		}
+		complete := len(want)
+		if len(rest) >= hdrSize && !drop(hdr(rest[:hdrSize])) {
+			want = append(want, rest...)
 		}
 		var got []byte
-		var headers int
+		var headers, pos int // pos: where the next header is in data
 		err := splitFrames(&chunkReader{data: data, chunk: int(chunk) + 1},
-			func(h hdr) {
-				if !bytes.Equal(h[:], data[len(got):len(got)+hdrSize]) {
-					t.Fatalf("header at %d: got %x, want %x", len(got), h, data[len(got):len(got)+hdrSize])
+			func(h hdr) (bool, error) {
+				if !bytes.Equal(h[:], data[pos:pos+hdrSize]) {
+					t.Fatalf("header at %d: got %x, want %x", pos, h, data[pos:pos+hdrSize])
 				}
+				pos += hdrSize + int(h.bodyLen())
 				headers++
+				return !drop(h), nil
 			},
 			func(p piece) bool {
 				defer p.release()
@@ -104,11 +115,11 @@ func FuzzSplitFrames(f *testing.F) {
 				}
 				return true
 			})
-		if !bytes.Equal(got, data[:len(got)]) {
-			t.Fatalf("got %d bytes that are not the input's prefix", len(got))
+		if len(got) > len(want) || !bytes.Equal(got, want[:len(got)]) {
+			t.Fatalf("got %d bytes that are not a prefix of the %d kept", len(got), len(want))
 		}
-		if len(got) < off {
-			t.Fatalf("got %d bytes, want at least the %d of complete frames", len(got), off)
+		if len(got) < complete {
+			t.Fatalf("got %d bytes, want at least the %d of complete kept frames", len(got), complete)
 		}
 		wantErr := io.ErrUnexpectedEOF
 		if len(rest) == 0 {
@@ -151,7 +162,7 @@ func FuzzWireRead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, chunk, readSize, injectEvery uint8) {
 		w := &wire{pieces: make(chan piece, 2), localWake: make(chan struct{}, 1), stop: make(chan struct{})}
 		go func() {
-			w.rerr = splitFrames(&chunkReader{data: data, chunk: int(chunk) + 1}, func(hdr) {}, func(p piece) bool {
+			w.rerr = splitFrames(&chunkReader{data: data, chunk: int(chunk) + 1}, func(hdr) (bool, error) { return true, nil }, func(p piece) bool {
 				w.pieces <- p
 				return true
 			})
@@ -238,9 +249,9 @@ func (m *recMessages) Write(_ context.Context, _ websocket.MessageType, p []byte
 // nopHooks counts headers going out.
 type nopHooks struct{ out *int }
 
-func (nopHooks) frameIn(hdr)            {}
-func (h nopHooks) frameOut(hdr)         { *h.out++ }
-func (nopHooks) wireFailed(error, bool) {}
+func (nopHooks) frameIn(hdr) (bool, error) { return true, nil }
+func (h nopHooks) frameOut(hdr)            { *h.out++ }
+func (nopHooks) wireFailed(error, bool)    {}
 func (nopHooks) closeStatus() (websocket.StatusCode, string, time.Duration) {
 	return websocket.StatusNormalClosure, "", 0
 }
