@@ -37,8 +37,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/edge/layer"
@@ -77,8 +75,9 @@ type Config struct {
 	// connectors to dial. If empty, the first public name with the tunnel
 	// listener's bound port.
 	AdvertiseAddr string
-	// NodeName names this edge in connection records. If empty, the host
-	// name with a short random suffix.
+	// NodeName names this edge in connection records and its admin token.
+	// If empty, the name kept in DataDir/node-name; on first start, the
+	// host name with a short random suffix, written there.
 	NodeName string
 	// Logger receives the edge's logs. If nil, logs are discarded.
 	Logger *slog.Logger
@@ -210,13 +209,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 // admin token, and the request layers.
 func (s *Server) open(ctx context.Context) error {
 	cfg := s.cfg
-	s.node = cfg.NodeName
-	if s.node == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "edge"
-		}
-		s.node = host + "-" + uuid.NewString()[:6]
+	var err error
+	if s.node, err = nodeName(cfg.DataDir, cfg.NodeName); err != nil { // nodename.go
+		return err
 	}
 	s.names = cfg.PublicNames
 	if len(s.names) == 0 {

@@ -56,7 +56,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	fl.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "key (PEM) for --tls-cert")
 	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
 	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
-	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: host name and a random suffix)")
+	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: the one kept in --data-dir/node-name, made from the host name and a random suffix on first start)")
 	addEdgeOpsFlags(fl, &f.cfg) // --metrics and limits
 	return cmd
 }
