@@ -123,10 +123,12 @@ ingress:
     service: http://`+origin+`
   - hostname: bastion.example.test
     service: bastion
+    originRequest: {ipRules: [{prefix: 127.0.0.0/8, allow: true}]}
   - hostname: mode.example.test
     service: tcp://`+dead+`
     originRequest:
       bastionMode: true
+      ipRules: [{prefix: 127.0.0.0/8, allow: true}]
   - hostname: fenced.example.test
     service: bastion
     originRequest:
@@ -195,6 +197,7 @@ ingress:
     service: tcp://127.0.0.1:1
     originRequest:
       proxyType: socks
+      ipRules: [{prefix: 127.0.0.0/8, allow: true}]
   - service: http_status:404
 `)
 	for _, host := range []string{"socks.example.test", "tcpsocks.example.test"} {

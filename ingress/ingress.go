@@ -133,7 +133,26 @@ func compile(rc *RuleConfig, i int, global OriginRequest) (Rule, error) {
 	if r.Origin.Access.Required {
 		return r, errors.New("originRequest: access: " + errAccess)
 	}
+	if what := r.picksDestination(); what != "" && len(r.Origin.IPRules) == 0 {
+		return r, fmt.Errorf("%s needs ipRules: without them anyone who knows the hostname reaches every address the connector can; "+
+			"list the destinations to allow under originRequest ipRules (an explicit {prefix: 0.0.0.0/0, allow: true} allows all IPv4)", what)
+	}
 	return r, nil
+}
+
+// picksDestination names what lets the client of r choose the address the
+// connector dials (a bastion or a SOCKS proxy, as the connector serves them),
+// or returns "" when the rule's origin is fixed.
+func (r *Rule) picksDestination() string {
+	switch k := r.Service.Kind; {
+	case k == KindBastion, k == KindSocksProxy:
+		return string(k)
+	case r.Origin.BastionMode:
+		return "bastionMode"
+	case r.Origin.ProxyType == "socks" && (k == KindTCP || k == KindSSH || k == KindRDP || k == KindSMB):
+		return "proxyType socks"
+	}
+	return ""
 }
 
 // setHostname validates h and fills r's matching fields.
