@@ -30,6 +30,12 @@ type runFlags struct {
 	serverName      string
 	gracePeriod     time.Duration
 	metricsAddr     string
+	logFile         string
+	pidFile         string
+
+	// set reports whether the command line gave a flag; a setting of the
+	// config file applies only where it did not (runconfig.go).
+	set func(name string) bool
 }
 
 func newTunnelRunCmd(g *Env) *cobra.Command {
@@ -45,7 +51,12 @@ ingress rules choose: --url for a single origin, or the ingress rules of
 The tunnel's credentials come from --token (or --token-file, or the
 ADIT_TUNNEL_TOKEN environment variable), from --credentials-file, from the
 config's credentials-file, or from $ADIT_HOME/<UUID>.json for the tunnel
-named by the argument or the config's 'tunnel' key.`,
+named by the argument or the config's 'tunnel' key.
+
+The config's other top-level settings (protocol, ha-connections,
+grace-period, metrics, loglevel, logfile, pidfile) apply where the command
+line does not give the flag; a setting adit does not implement (region,
+retries, tag, warp-routing, ...) is refused by name with the reason.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return fmt.Errorf("%s: want at most one tunnel NAME or UUID", cmd.CommandPath())
@@ -57,6 +68,7 @@ named by the argument or the config's 'tunnel' key.`,
 			if len(args) == 1 {
 				ref = args[0]
 			}
+			f.set = cmd.Flags().Changed
 			return runTunnel(cmd.Context(), g, f, ref)
 		},
 	}
@@ -72,11 +84,12 @@ named by the argument or the config's 'tunnel' key.`,
 	fl.StringVar(&f.serverName, "edge-server-name", "", "TLS name to verify on the edge certificate (default: the edge address's host)")
 	fl.DurationVar(&f.gracePeriod, "grace-period", 30*time.Second, "how long requests in flight may finish after SIGINT/SIGTERM")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready, /healthcheck and /debug/pprof/ on host:port (port 0 picks one; default: off)")
+	fl.StringVar(&f.logFile, "logfile", "", "append logs to this file (0600) as well as to stderr")
+	fl.StringVar(&f.pidFile, "pidfile", "", "write the process ID to this file after the first connection; removed at exit")
 	return cmd
 }
 
 func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
-	log := g.Logger()
 	var cfg *ingress.Config
 	var err error
 	if f.config == "" && f.url == "" {
@@ -86,6 +99,23 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		if cfg, err = ingress.Load(f.config); err != nil {
 			return err
 		}
+	}
+	var notes []string
+	if cfg != nil {
+		if notes, err = applyRunConfig(g, &f, f.config, cfg); err != nil {
+			return err
+		}
+	}
+	if f.logFile != "" {
+		fh, err := openLogFile(g, f.logFile)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+	}
+	log := g.Logger()
+	for _, n := range notes {
+		log.Info(n)
 	}
 	var ing *ingress.Ingress
 	switch {
@@ -135,6 +165,9 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 			return err
 		}
 		defer stop()
+	}
+	if f.pidFile != "" {
+		defer writePIDFile(g, f.pidFile, c)()
 	}
 	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
 	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
