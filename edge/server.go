@@ -64,6 +64,10 @@ type Config struct {
 	// EtcdEndpoints, if set, is an external etcd cluster; otherwise an etcd
 	// server is embedded in the edge, reachable only from this machine.
 	EtcdEndpoints []string
+	// Etcd secures EtcdEndpoints: CA, client certificate, user and
+	// password; a plaintext endpoint off this machine is refused unless
+	// Etcd.Insecure. The zero value verifies https with the system roots.
+	Etcd store.Remote
 	// TLSCertFile and TLSKeyFile, if set, replace the certificate the edge
 	// issues itself from its own CA (for the tunnel and API listeners).
 	TLSCertFile, TLSKeyFile string
@@ -239,6 +243,7 @@ func (s *Server) open(ctx context.Context) error {
 	s.store, err = store.Open(ctx, store.Config{
 		DataDir:   cfg.DataDir,
 		Endpoints: cfg.EtcdEndpoints,
+		Remote:    cfg.Etcd,
 		Logger:    s.log,
 	})
 	if err != nil {

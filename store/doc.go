@@ -15,7 +15,8 @@
 //	/adit/tunnel-names/<name>               the ID of the live tunnel with that name (absent once deleted)
 //	/adit/routes/<hostname>                 JSON route {hostname, tunnel_id, created_at}; hostname lower-case,
 //	                                        exact ("app.example.com") or wildcard ("*.example.com")
-//	/adit/tokens/<sha256 hex of the token>  JSON {name, created_at}; API tokens are never stored in clear
+//	/adit/tokens/<sha256 hex of the token>  JSON {name, edge, created_at, revoked_at}; API tokens are never stored
+//	                                        in clear; a revoked token keeps its record so no edge registers it again
 //	/adit/connections/<tunnelID>/<connID>   JSON live tunnel connection, attached to the lease of the edge
 //	                                        that holds it, so a dead edge's connections vanish with its lease
 //	/adit/tcp-routes/<port>                 JSON public TCP port route {port, tunnel_id, hostname, created_at}:

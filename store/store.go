@@ -29,9 +29,14 @@ type Config struct {
 	// If empty, an etcd server is embedded in this process.
 	Endpoints []string
 
-	// TLS is used to reach external Endpoints. If nil, they are dialed in clear
-	// (only sensible on a private network). Ignored for the embedded server.
+	// TLS, if set, is the base TLS config for https Endpoints; Remote's
+	// files are added to it. Ignored for the embedded server.
 	TLS *tls.Config
+
+	// Remote secures external Endpoints (remote.go): CA, client
+	// certificate, etcd user and password, and whether plaintext http to
+	// another machine is allowed. Ignored for the embedded server.
+	Remote Remote
 
 	// Logger receives etcd's errors (nothing below error level). If nil, logs are discarded.
 	Logger *slog.Logger
@@ -71,13 +76,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{endpoints: cfg.Endpoints}
 	zl := newZapLogger(logger, &s.closing)
-	tlsConf := cfg.TLS
+	var (
+		tlsConf            *tls.Config
+		username, password string
+	)
 	if len(cfg.Endpoints) == 0 {
 		if err := s.startEmbedded(ctx, cfg.DataDir, logger); err != nil {
 			s.Close()
 			return nil, err
 		}
-		tlsConf = nil
+	} else {
+		var err error
+		if tlsConf, err = cfg.Remote.clientTLS(cfg.Endpoints, cfg.TLS); err != nil {
+			return nil, err
+		}
+		username, password = cfg.Remote.Username, cfg.Remote.Password
 	}
 
 	cli, err := clientv3.New(clientv3.Config{
@@ -86,6 +99,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
 		TLS:                  tlsConf,
+		Username:             username,
+		Password:             password,
 		Logger:               zl,
 	})
 	if err != nil {

@@ -28,6 +28,7 @@ func Commands() []cli.Command {
 type edgeFlags struct {
 	cfg           edge.Config
 	etcdEndpoints []string
+	etcd          etcdFlags // etcd.go
 }
 
 func newEdgeCmd(g *cli.Env) *cobra.Command {
@@ -57,16 +58,20 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
 	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
 	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: the one kept in --data-dir/node-name, made from the host name and a random suffix on first start)")
-	addEdgeOpsFlags(fl, &f.cfg) // --metrics and limits
+	addEdgeOpsFlags(fl, &f.cfg)       // --metrics and limits
+	addEtcdFlags(fl, &f.cfg, &f.etcd) // etcd.go: TLS and auth for --etcd-endpoints
 	return cmd
 }
 
 func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	f.cfg.Logger = g.Logger()
+	if err := f.etcd.apply(&f.cfg); err != nil {
+		return err
+	}
 	procs.Adapt(ctx, procs.Config{Logger: f.cfg.Logger}) // one P while the load is light
 	srv, err := edge.Start(ctx, f.cfg)
 	if err != nil {
-		return err
+		return etcdError(err)
 	}
 	defer srv.Close()
 	out := g.Stdout
