@@ -139,7 +139,7 @@ func runAccess(cmd *cobra.Command, g *Env, f accessFlags) error {
 	addr := strings.TrimPrefix(f.url, "tcp://")
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("access: --url: %w", err)
+		return AddrInUse(fmt.Errorf("access: --url: %w", err), "--url") // addrinuse.go
 	}
 	edge := f.edge
 	if edge == "" {

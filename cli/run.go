@@ -171,7 +171,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 	}
 	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
 	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
-	return c.Run(ctx)
+	return AddrInUse(c.Run(ctx), "--metrics (or metrics: in the config file)") // the one listener a connector opens
 }
 
 // loadRunCredentials finds the tunnel's credentials: a token, a credentials

@@ -13,6 +13,27 @@ import (
 	"github.com/adit-dev/adit/tunnel/tunnelws"
 )
 
+// ListenError is a listener Start could not open (a port in use, an
+// address not on this machine). Listener names it as the edge's Config
+// does: "http" (HTTPAddr), "api" (APIAddr), "tunnel" (TunnelAddr) or
+// "metrics" (MetricsAddr), so a command line can name its flag.
+type ListenError struct {
+	Listener string
+	Addr     string
+	Err      error
+}
+
+func (e *ListenError) Error() string { return e.Err.Error() }
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// listenError wraps a listener's failure, nil for nil.
+func listenError(listener, addr string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ListenError{Listener: listener, Addr: addr, Err: err}
+}
+
 // listenTunnel opens the two tunnel listeners on one port number: QUIC on
 // UDP and WebSocket+yamux on TCP, so a connector needs one address whatever
 // transport gets through its network. With port 0, the OS picks the UDP

@@ -276,15 +276,15 @@ func (s *Server) listen() error {
 	}
 	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), s.tlsConf, qc, cfg.WebSocket, s.log)
 	if err != nil {
-		return err
+		return listenError("tunnel", orDefault(cfg.TunnelAddr, ":7844"), err)
 	}
 	s.httpLn, err = net.Listen("tcp", orDefault(cfg.HTTPAddr, ":8080"))
 	if err != nil {
-		return fmt.Errorf("edge: http listener: %w", err)
+		return listenError("http", orDefault(cfg.HTTPAddr, ":8080"), fmt.Errorf("edge: http listener: %w", err))
 	}
 	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
 	if err != nil {
-		return fmt.Errorf("edge: api listener: %w", err)
+		return listenError("api", orDefault(cfg.APIAddr, "127.0.0.1:7845"), fmt.Errorf("edge: api listener: %w", err))
 	}
 	s.apiLn = tls.NewListener(apiLn, s.tlsConf)
 	if cfg.MetricsAddr != "" {
@@ -295,7 +295,7 @@ func (s *Server) listen() error {
 			Logger:   s.log,
 		})
 		if err != nil {
-			return fmt.Errorf("edge: %w", err)
+			return listenError("metrics", cfg.MetricsAddr, fmt.Errorf("edge: %w", err))
 		}
 		s.log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
 	}

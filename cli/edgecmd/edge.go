@@ -71,7 +71,7 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	procs.Adapt(ctx, procs.Config{Logger: f.cfg.Logger}) // one P while the load is light
 	srv, err := edge.Start(ctx, f.cfg)
 	if err != nil {
-		return etcdError(err)
+		return startError(etcdError(err)) // listen.go, etcd.go
 	}
 	defer srv.Close()
 	out := g.Stdout

@@ -64,7 +64,7 @@ func runQuickstart(ctx context.Context, g *cli.Env, url, httpAddr, dataDir strin
 		Logger:     log,
 	})
 	if err != nil {
-		return err
+		return startError(err) // listen.go: only --http-addr is the user's
 	}
 	defer srv.Close()
 
