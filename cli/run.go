@@ -170,8 +170,9 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		defer writePIDFile(g, f.pidFile, c)()
 	}
 	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
-	procs.Adapt(ctx, procs.Config{Logger: log})                                // one P while the load is light
-	return AddrInUse(c.Run(ctx), "--metrics (or metrics: in the config file)") // the one listener a connector opens
+	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
+	// The metrics listener is the one a connector opens.
+	return AddrInUse(c.Run(ctx), "--metrics (or metrics: in the config file)")
 }
 
 // loadRunCredentials finds the tunnel's credentials: a token, a credentials
