@@ -19,12 +19,18 @@ import (
 // Transports.
 //
 // "quic" and "websocket" dial only that transport. "auto" (the default)
-// dials QUIC first. If the QUIC handshake gets no answer or the UDP path
-// is refused (a firewall that drops UDP), it falls back to WebSocket over
-// TCP at once (the same host and port number), logs why, and keeps dialing
-// WebSocket for QUICRetryInterval; after that the next dial tries QUIC
-// again. A TLS failure on QUIC does not fall back: the edge answered, and
-// the same certificate would fail over TCP too.
+// dials QUIC first. It falls back to WebSocket over TCP (the same host and
+// port number) only on evidence that UDP is blocked: the QUIC handshake got
+// no answer (or the UDP path was refused), a WebSocket dial then worked, so
+// the edge is up, and a second QUIC handshake, made now that the edge is
+// known to be up, gets no answer either. A QUIC dial that failed while the
+// edge was down (a restart) is not such evidence: when the edge is back,
+// the second QUIC handshake works and the WebSocket connection is closed
+// unused. A fallback is logged with why; dials stay on WebSocket for
+// QUICRetryInterval, and QUIC is probed again soon (quicFirstProbe, then
+// doubling up to QUICRetryInterval): once a probe works, the WebSocket
+// connections move back one at a time. A TLS failure on QUIC does not fall
+// back: the edge answered, and the same certificate would fail over TCP too.
 
 const (
 	ProtocolAuto      = "auto"
@@ -35,6 +41,10 @@ const (
 // defaultQUICRetryInterval is how long "auto" stays on WebSocket after a
 // QUIC failure before trying QUIC again.
 const defaultQUICRetryInterval = 5 * time.Minute
+
+// quicFirstProbe is how soon after a fallback QUIC is probed again; the
+// probes then double their interval up to QUICRetryInterval.
+const quicFirstProbe = 3 * time.Second
 
 func validProtocol(p string) error {
 	switch p {
@@ -51,6 +61,32 @@ type transportState struct {
 	mu       sync.Mutex
 	quicBack chan struct{} // closed (and replaced) when a probe finds QUIC working
 	rotate   chan struct{} // a one-slot semaphore: one connection moves at a time
+	fellBack chan struct{} // one slot: a fallback started; probeQUIC starts over
+}
+
+// fallback records that "auto" fell back to WebSocket until until; it
+// reports whether this starts a fallback (none was in force).
+func (t *transportState) fallback(until time.Time) bool {
+	old := t.wsUntil.Swap(until.UnixNano())
+	t.mu.Lock()
+	if t.fellBack == nil {
+		t.fellBack = make(chan struct{}, 1)
+	}
+	select {
+	case t.fellBack <- struct{}{}:
+	default:
+	}
+	t.mu.Unlock()
+	return time.Now().UnixNano() >= old
+}
+
+func (t *transportState) fellBackChan() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fellBack == nil {
+		t.fellBack = make(chan struct{}, 1)
+	}
+	return t.fellBack
 }
 
 // errRotate ends a WebSocket connection that drained to move to QUIC.
@@ -98,23 +134,29 @@ func (t *transportState) endRotation() {
 	<-ch
 }
 
-// probeQUIC runs while the connector does, in "auto" mode: every
-// QUICRetryInterval during a fallback it tries a QUIC handshake with the
-// first edge; when one completes, the WebSocket connections drain and
-// redial (one at a time), and so move back to QUIC.
+// probeQUIC runs while the connector does, in "auto" mode: after a
+// fallback it tries a QUIC handshake with the first edge quicFirstProbe
+// later, then at doubling intervals up to QUICRetryInterval; when one
+// completes, the WebSocket connections drain and redial (one at a time),
+// and so move back to QUIC.
 func (c *Connector) probeQUIC(ctx context.Context) {
-	retry := c.cfg.QUICRetryInterval
-	if retry <= 0 {
-		retry = defaultQUICRetryInterval
-	}
-	t := time.NewTicker(retry)
-	defer t.Stop()
+	retry := c.quicRetryInterval()
+	fellBack := c.transport.fellBackChan()
+	timer := time.NewTimer(retry)
+	defer timer.Stop()
+	delay := retry
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-fellBack:
+			delay = min(quicFirstProbe, retry)
+			timer.Reset(delay)
+			continue
+		case <-timer.C:
 		}
+		delay = min(2*delay, retry)
+		timer.Reset(delay)
 		if c.transport.wsUntil.Load() == 0 {
 			continue // not in a fallback
 		}
@@ -127,13 +169,20 @@ func (c *Connector) probeQUIC(ctx context.Context) {
 		conn, err := tunnelquic.Dial(pctx, addr, tc, c.quicConfig())
 		cancel()
 		if err != nil {
-			c.log.Debug("connector: QUIC still fails; staying on WebSocket", "edge", addr, "err", err)
+			c.log.Debug("connector: QUIC still fails; staying on WebSocket", "edge", addr, "err", err, "next_probe", delay)
 			continue
 		}
 		conn.Close(tunnel.CodeNormal, "probe")
 		c.log.Info("connector: QUIC works again; moving connections back from WebSocket", "edge", addr)
 		c.transport.quicWorks()
 	}
+}
+
+func (c *Connector) quicRetryInterval() time.Duration {
+	if c.cfg.QUICRetryInterval > 0 {
+		return c.cfg.QUICRetryInterval
+	}
+	return defaultQUICRetryInterval
 }
 
 // dialTransport dials addr with the configured protocol.
@@ -153,16 +202,26 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 	}
 	wconn, werr := tunnelws.Dial(ctx, addr, tc, c.cfg.WebSocket)
 	if werr != nil {
+		// Neither gets through: the edge is down or unreachable, which
+		// says nothing about UDP.
 		return nil, fmt.Errorf("quic: %v; websocket: %w", err, werr)
 	}
-	retry := c.cfg.QUICRetryInterval
-	if retry <= 0 {
-		retry = defaultQUICRetryInterval
+	// TCP works, so the edge is up: a QUIC handshake now tells whether
+	// UDP gets through (the first may have failed while it restarted).
+	qconn, qerr := tunnelquic.Dial(ctx, addr, tc, c.quicConfig())
+	switch {
+	case qerr == nil:
+		wconn.Close(tunnel.CodeNormal, "quic works")
+		return qconn, nil
+	case ctx.Err() != nil || !quicBlocked(qerr):
+		wconn.Close(tunnel.CodeNormal, "quic answered")
+		return nil, qerr
 	}
-	until := time.Now().Add(retry)
-	if old := c.transport.wsUntil.Swap(until.UnixNano()); time.Now().UnixNano() >= old {
-		c.log.Warn("connector: QUIC to the edge failed; using WebSocket over TCP (is UDP blocked?)",
-			"edge", addr, "quic_err", err, "retry_quic_after", retry)
+	err = qerr
+	retry := c.quicRetryInterval()
+	if c.transport.fallback(time.Now().Add(retry)) {
+		c.log.Warn("connector: QUIC to the edge failed while TCP works; using WebSocket over TCP (is UDP blocked?)",
+			"edge", addr, "quic_err", err, "retry_quic_after", retry, "first_probe", min(quicFirstProbe, retry))
 	}
 	return wconn, nil
 }

@@ -40,8 +40,7 @@ func TestAutoFallsBackToWebSocket(t *testing.T) {
 	start := time.Now()
 	startConnector(t, srv, tun, mustIngress(t, origin.URL), withLogBuffer(logs), func(c *connector.Config) {
 		c.EdgeAddrs = []string{blackhole.LocalAddr().String()}
-		c.Protocol = "auto"
-		c.QUICRetryInterval = 300 * time.Millisecond
+		c.Protocol = "auto" // QUICRetryInterval stays 5m: the first probe comes seconds after the fallback
 	})
 	t.Logf("connected %s after start", time.Since(start).Round(time.Millisecond))
 	resp, err := edgeGet(srv, "blocked.test", "/")
@@ -67,8 +66,9 @@ func TestAutoFallsBackToWebSocket(t *testing.T) {
 	}
 
 	// The network lets UDP through again: the connector finds out by
-	// itself and moves its connections back to QUIC, one at a time,
-	// while requests keep being served.
+	// itself, with its first probe a few seconds after the fallback (not
+	// after QUICRetryInterval, 5m), and moves its connections back to
+	// QUIC, one at a time, while requests keep being served.
 	relay.open.Store(true)
 	waitFor(t, "every connection back on QUIC", func() bool {
 		resp, err := edgeGet(srv, "blocked.test", "/")
@@ -143,12 +143,73 @@ func (r *udpRelay) run() {
 	}
 }
 
+// TestAutoStaysOnQUICAfterEdgeOutage: a QUIC dial that failed while the
+// edge was unreachable is no evidence that UDP is blocked. The connector
+// starts while UDP and TCP to the edge both get nowhere; the edge "comes
+// back" in the worst moment, after a QUIC handshake gave up and as the
+// WebSocket dial starts (the TCP forwarder opens UDP on its first
+// connection). The connector must check QUIC again now that TCP works, and
+// stay on QUIC instead of moving to WebSocket for QUICRetryInterval.
+func TestAutoStaysOnQUICAfterEdgeOutage(t *testing.T) {
+	origin := helloOrigin(t, "back on quic")
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "outage", "outage.test")
+
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Close() })
+	relay := &udpRelay{pc: udp, target: srv.TunnelAddr().String()}
+	go relay.run()
+	fwd, err := net.Listen("tcp", udp.LocalAddr().String())
+	if err != nil {
+		t.Skipf("cannot take the TCP port matching the UDP one: %v", err)
+	}
+	t.Cleanup(func() { fwd.Close() })
+	go forwardTCPThen(fwd, srv.TunnelTCPAddr().String(), func() { relay.open.Store(true) })
+
+	logs := &syncBuffer{}
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withLogBuffer(logs), func(c *connector.Config) {
+		c.EdgeAddrs = []string{udp.LocalAddr().String()}
+		c.Protocol = "auto"
+		c.HAConnections = 2
+	})
+	resp, err := edgeGet(srv, "outage.test", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); body != "back on quic" {
+		t.Errorf("got %q, want %q", body, "back on quic")
+	}
+	conns, err := srv.Service().ListConnections(t.Context(), tun.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		if c.Protocol != "quic" {
+			t.Errorf("connection %s has protocol %q, want quic (the edge was only down)", c.ID, c.Protocol)
+		}
+	}
+	if bytes.Contains([]byte(logs.String()), []byte("using WebSocket")) {
+		t.Errorf("the connector fell back to WebSocket after an outage:\n%s", logs.String())
+	}
+}
+
 // forwardTCP copies each accepted connection to target until ln closes.
-func forwardTCP(ln net.Listener, target string) {
+func forwardTCP(ln net.Listener, target string) { forwardTCPThen(ln, target, nil) }
+
+// forwardTCPThen is forwardTCP that calls first (if not nil) when the
+// first connection arrives, before it is forwarded.
+func forwardTCPThen(ln net.Listener, target string, first func()) {
+	var once sync.Once
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
+		}
+		if first != nil {
+			once.Do(first)
 		}
 		go func() {
 			defer c.Close()
