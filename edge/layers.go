@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/edge/layer"
 )
 
@@ -32,7 +33,12 @@ import (
 // has API endpoints (its rules' administration) adds them to s.endpoints.
 func (s *Server) buildLayers(deps layer.Deps) ([]layer.Layer, error) {
 	var layers []layer.Layer
-	_ = deps
+	acc, err := access.New(deps, access.Config{}) // last: who may reach the hostname
+	if err != nil {
+		return nil, errors.Join(err, closeLayers(layers))
+	}
+	layers = append(layers, acc)
+	s.endpoints = append(s.endpoints, acc.Endpoints()...)
 	return layers, nil
 }
 
