@@ -173,14 +173,15 @@ func rewriteRequestHeader(r *http.Request) {
 func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, info *layer.Request) {
 	body := resp.Body.(*tunnel.BodyReader) // exchange made it
 	defer body.Close()
-	dropHopByHop(resp.Header)
-	h := w.Header() // holds the request ID
+	cleanResponseHeader(resp.Header) // respheader.go
+	h := w.Header()                  // holds the request ID
 	for k, vv := range resp.Header {
 		if old, ok := h[k]; ok {
 			vv = append(old, vv...)
 		}
 		h[k] = vv
 	}
+	setContentLength(h, resp)
 	// The body fills resp.Trailer, with any fields it did not announce.
 	var announced []string
 	if len(resp.Trailer) > 0 {

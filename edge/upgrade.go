@@ -104,9 +104,12 @@ func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info 
 	h := up.w.Header() // the request ID is already there
 	up.w = nil         // nothing of the pipe's may hold the server's buffers
 
+	cleanResponseHeader(resp.Header) // respheader.go; Connection and Upgrade are the edge's
 	for k, vv := range resp.Header {
 		h[k] = append(h[k], vv...)
 	}
+	h["Connection"] = []string{"Upgrade"}
+	h["Upgrade"] = []string{respType}
 	resp.Header = h
 	resp.Body = nil // only the header goes out
 	if err := resp.Write(brw); err == nil {

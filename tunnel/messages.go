@@ -439,11 +439,13 @@ func (f field) headerField(h http.Header) (http.Header, error) {
 	if h == nil {
 		h = make(http.Header)
 	}
-	// Names arrive canonical from Go peers; keep them as sent so that
-	// non-canonical names survive. Common names are not allocated again.
+	// Names are canonicalized, as net/http does with what it reads: a
+	// peer's "content-length" and "Content-Length" are one field, which
+	// the edge's proxy then handles once. Common names are not allocated
+	// again.
 	key, ok := commonHeaders[string(name)]
 	if !ok {
-		key = string(name)
+		key = http.CanonicalHeaderKey(string(name))
 	}
 	h[key] = append(h[key], string(value))
 	return h, nil

@@ -83,7 +83,6 @@ func sampleMessages() []struct {
 		{"request/websocket", &RequestHeader{Type: StreamWebSocket, Method: "GET", Host: "ws.example.com", Path: "/chat",
 			Header: http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}}},
 		{"request/tcp", &RequestHeader{Type: StreamTCP, Host: "ssh.example.com", ClientAddr: "[2001:db8::1]:40000"}},
-		{"request/non-canonical header name", &RequestHeader{Type: StreamHTTP, Header: http.Header{"x-lower": {"v"}}}},
 		{"request/unknown stream type", &RequestHeader{Type: 99}},
 		{"response/200", &ResponseHeader{Status: 200, Header: http.Header{"Content-Type": {"text/plain"}, "Set-Cookie": {"a=1", "b=2"}}, ContentLength: 5}},
 		{"response/stream", &ResponseHeader{Status: 200, ContentLength: -1, Trailer: []string{"Grpc-Status"}}},
@@ -429,5 +428,32 @@ func TestIsUpgrade(t *testing.T) {
 				t.Errorf("IsUpgrade(%v): got %v, want %v", tc.h, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDecodeCanonicalizesNames: header names are canonicalized on decode,
+// so two spellings of one name are one field; names that are not tokens
+// stay as sent (net/http's rule), for the receiver to refuse.
+func TestDecodeCanonicalizesNames(t *testing.T) {
+	in := &ResponseHeader{Status: 200, Header: http.Header{
+		"content-length": {"5"},
+		"Content-Length": {"7"},
+		"x-lower":        {"v"},
+		"bad name":       {"x"},
+	}}
+	var got ResponseHeader
+	if err := got.decode(in.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if cl := got.Header["Content-Length"]; len(cl) != 2 {
+		t.Errorf("Content-Length: got %q, want both values under one name", cl)
+	}
+	for _, name := range []string{"X-Lower", "bad name"} {
+		if _, ok := got.Header[name]; !ok {
+			t.Errorf("%q missing from %v", name, got.Header)
+		}
+	}
+	if len(got.Header) != 3 {
+		t.Errorf("got names %v, want Content-Length, X-Lower, bad name", got.Header)
 	}
 }
