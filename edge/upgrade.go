@@ -112,7 +112,7 @@ func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info 
 	h["Upgrade"] = []string{respType}
 	resp.Header = h
 	resp.Body = nil // only the header goes out
-	if err := resp.Write(brw); err == nil {
+	if err = resp.Write(brw); err == nil {
 		err = brw.Flush()
 	}
 	if err != nil {
