@@ -54,8 +54,10 @@ func noConfigError(what string, home string) error {
 func newTunnelIngressCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ingress",
-		Short: "Check a config file's ingress rules",
-		Long: `Check the ingress rules of a config file (cloudflared's config.yml format).
+		Short: "Check a config file's ingress rules; keep a tunnel's rules on the edge",
+		Long: `Check the ingress rules of a config file (cloudflared's config.yml format),
+or keep them on the edge for connectors that run without a config file (set,
+get, history, rollback).
 
 Without --config, the file is the first found of config.yml (or config.yaml)
 in $ADIT_HOME (--home), ~/.cloudflared and /etc/cloudflared: the same search
@@ -65,7 +67,8 @@ in $ADIT_HOME (--home), ~/.cloudflared and /etc/cloudflared: the same search
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newIngressValidateCmd(g), newIngressRuleCmd(g))
+	cmd.AddCommand(newIngressValidateCmd(g), newIngressRuleCmd(g),
+		newIngressSetCmd(g), newIngressGetCmd(g), newIngressHistoryCmd(g), newIngressRollbackCmd(g)) // tunnelconfig.go
 	return cmd
 }
 

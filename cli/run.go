@@ -45,8 +45,11 @@ func newTunnelRunCmd(g *Env) *cobra.Command {
 		Short: "Run a connector for a tunnel: dial the edge and serve its requests",
 		Long: `Run a connector. It dials out to the edge (nothing listens on this machine),
 holds --ha-connections connections, and hands each request to the origin the
-ingress rules choose: --url for a single origin, or the ingress rules of
---config (cloudflared's config.yml format).
+ingress rules choose: --url for a single origin, the ingress rules of
+--config (cloudflared's config.yml format), or, with neither (and no config
+file found), the tunnel's configuration kept by the edge ('adit tunnel
+ingress set', 'adit tunnel publish'), applied live as it changes. A
+connector with a config file ignores the edge's and says so.
 
 The tunnel's credentials come from --token (or --token-file, or the
 ADIT_TUNNEL_TOKEN environment variable), from --credentials-file, from the
@@ -118,13 +121,17 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		log.Info(n)
 	}
 	var ing *ingress.Ingress
+	remote := false
 	switch {
 	case f.url != "":
 		ing, err = ingress.FromURL(f.url)
 	case cfg != nil:
 		ing, err = ingress.New(cfg) // ingress rules, or the legacy url/hello-world
 	default:
-		return fmt.Errorf("tunnel run: no origin: pass --url URL or --config with ingress rules (no config file in %s)", strings.Join(configCandidates(g.Home), ", "))
+		// No file, no --url: the rules are the tunnel's configuration on
+		// the edge (tunnelconfig.go), as cloudflared's remotely-managed
+		// tunnels.
+		remote = true
 	}
 	if err != nil {
 		return err
@@ -150,6 +157,8 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		EdgeCA:        []byte(creds.EdgeCA),
 		ServerName:    f.serverName,
 		Ingress:       ing,
+		RemoteConfig:  remote,
+		LocalConfig:   f.config,
 		HAConnections: f.haConnections,
 		Protocol:      f.protocol,
 		GracePeriod:   f.gracePeriod,
@@ -159,7 +168,10 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 	if err != nil {
 		return err
 	}
-	if f.url == "" {
+	if remote {
+		log.Info("connector: no config file; taking the ingress rules from the edge (adit tunnel ingress set, adit tunnel publish)", "searched", strings.Join(configCandidates(g.Home), ", "))
+	}
+	if f.url == "" && !remote {
 		stop, err := watchConfig(ctx, log, f.config, cfg, c) // live reload, SIGHUP
 		if err != nil {
 			return err

@@ -41,6 +41,7 @@ func newTunnelCmd(g *Env) *cobra.Command {
 		newTunnelRunCmd(g),
 		newTunnelReadyCmd(g), // ready.go
 		newTunnelIngressCmd(g),
+		newTunnelPublishCmd(g), newTunnelUnpublishCmd(g), // tunnelconfig.go
 	)
 	return cmd
 }
@@ -299,11 +300,19 @@ func newTunnelInfoCmd(g *Env) *cobra.Command {
 				return a.Index - b.Index
 			})
 			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "CONNECTOR ID\tEDGE\tPROTOCOL\tINDEX\tSINCE\tVERSION\tORIGIN IP")
+			fmt.Fprintln(w, "CONNECTOR ID\tEDGE\tPROTOCOL\tINDEX\tSINCE\tVERSION\tORIGIN IP\tCONFIG")
 			for _, cn := range conns {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", cn.ConnectorID, cn.EdgeNode, cn.Protocol, cn.Index, formatTime(cn.Since), cn.Version, cn.OriginIP)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cn.ConnectorID, cn.EdgeNode, cn.Protocol, cn.Index, formatTime(cn.Since), cn.Version, cn.OriginIP, configState(cn))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			for _, cn := range conns { // tunnelconfig.go: what a connector could not apply
+				if cn.ConfigError != "" {
+					fmt.Fprintf(g.Stdout, "\nConnector %s (connection %d) did not apply configuration version %d: %s\n", cn.ConnectorID, cn.Index, cn.ConfigFailedVersion, oneLineText(cn.ConfigError))
+				}
+			}
+			return nil
 		},
 	}
 	api.register(cmd)

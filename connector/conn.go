@@ -38,7 +38,8 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	defer c.live.Add(-1)
 	c.readyOnce.Do(func() { close(c.ready) })
 	at.setRegistered()
-	link := c.links[addr] // reconnect.go
+	go c.readControl(ctrl, log) // remote.go; ends with the connection
+	link := c.links[addr]       // reconnect.go
 	link.add(conn)
 	defer link.remove(conn)
 
@@ -85,7 +86,7 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	// the edge knows when none is left: a request it sent just before it
 	// read the unregister may still be on its way, and a response may
 	// still be in our send buffer. It closes the connection then.
-	tunnel.WriteMessage(ctrl.s, &tunnel.Unregister{Reason: "connector shutting down"})
+	ctrl.write(&tunnel.Unregister{Reason: "connector shutting down"})
 	log.Info("connector: unregistered; draining", "in_flight", streams.count())
 	grace := time.NewTimer(c.cfg.GracePeriod)
 	defer grace.Stop()
@@ -115,6 +116,7 @@ func connError(conn tunnel.Conn) error {
 }
 
 type control struct {
+	wmu      sync.Mutex // writes (write, remote.go)
 	s        tunnel.Stream
 	r        *bufio.Reader
 	connID   string
@@ -138,6 +140,7 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 		ConnectorID: c.id,
 		Version:     Version,
 		Protocol:    tunnel.ProtocolVersion,
+		Features:    c.features(), // remote.go
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sending registration: %w", err)

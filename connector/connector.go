@@ -50,8 +50,19 @@ type Config struct {
 	// ServerName overrides the TLS name checked on the edge certificate. If
 	// empty, the host of the address dialled.
 	ServerName string
-	// Ingress chooses the origin for each request.
+	// Ingress chooses the origin for each request. With RemoteConfig it is
+	// what serves until the edge's configuration arrives; if nil then,
+	// every request gets a 503.
 	Ingress *ingress.Ingress
+	// RemoteConfig makes the connector take its ingress rules from the
+	// tunnel's configuration held by the edge, at registration and on
+	// every change (remote.go). Zero: the rules are Ingress (and
+	// SetIngress).
+	RemoteConfig bool
+	// LocalConfig names the config file Ingress was read from, if any: the
+	// connector then tells the edge it ignores the tunnel's remote
+	// configuration, and logs so once. Empty: not said.
+	LocalConfig string
 	// HAConnections is how many connections to hold open. If zero, 4.
 	HAConnections int
 	// Protocol is the transport: "quic", "websocket", or "auto" (the default
@@ -110,6 +121,7 @@ type Connector struct {
 	metrics     *connMetrics // metrics.go
 	metricsAddr atomic.Pointer[net.Addr]
 	rl          *ratelog.Limiter // for what a broken edge can trigger at will
+	remote      remoteState      // remote.go
 }
 
 // New checks cfg and prepares the origins of its ingress rules.
@@ -122,6 +134,13 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if len(cfg.EdgeAddrs) == 0 {
 		return nil, errors.New("connector: no edge address to dial")
+	}
+	if cfg.Ingress == nil && cfg.RemoteConfig {
+		ing, err := ingress.FromURL("http_status:503")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Ingress = ing
 	}
 	if cfg.Ingress == nil {
 		return nil, errors.New("connector: no ingress rules")

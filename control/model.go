@@ -33,6 +33,13 @@ type Connection struct {
 	Version     string    `json:"version"`      // connector version
 	OriginIP    string    `json:"origin_ip"`    // connector's address as the edge saw it
 	Since       time.Time `json:"since"`        //
+
+	// The tunnel's remote configuration on this connection, as the connector
+	// last reported it (tunnelconfig.go). Zero: not reported.
+	ConfigVersion       int64  `json:"config_version,omitempty"`        // the version in effect
+	ConfigFailedVersion int64  `json:"config_failed_version,omitempty"` // a newer one it could not apply
+	ConfigError         string `json:"config_error,omitempty"`          // why
+	ConfigLocal         bool   `json:"config_local,omitempty"`          // it runs a local config file instead
 }
 
 // Route sends requests for a hostname to a tunnel.

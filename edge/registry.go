@@ -16,6 +16,7 @@ type tunnelConn struct {
 	inflight atomic.Int64 // streams open on this connection
 	draining atomic.Bool  // the connector unregistered: no new requests
 	health   connHealth   // liveness, see health.go
+	remote   *remoteConn  // tunnelconfig.go: nil unless the connector takes its configuration from the edge
 }
 
 // registry holds the live, registered tunnel connections of this edge, by

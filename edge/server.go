@@ -129,7 +129,8 @@ type Server struct {
 	// endpoints are API endpoints of the edge's other parts (layers.go),
 	// served beside the control API's own.
 	endpoints []controlserver.Endpoint
-	tcp       *tcpPorts // tcp.go: listeners of the public TCP port routes
+	tcp       *tcpPorts      // tcp.go: listeners of the public TCP port routes
+	configs   *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
 
 	metrics    *edgeMetrics     // metrics.go
 	metricsSrv *metrics.Server  // nil unless Config.MetricsAddr
@@ -255,6 +256,9 @@ func (s *Server) open(ctx context.Context) error {
 		return fmt.Errorf("edge: loading state: %w", err)
 	}
 	s.state.OnEvent(s.onEvent)
+	if err := s.watchConfigs(ctx, cli); err != nil { // tunnelconfig.go
+		return fmt.Errorf("edge: loading tunnel configurations: %w", err)
+	}
 	s.presence, err = controlserver.NewPresence(s.ctx, cli, 0, s.log)
 	if err != nil {
 		return fmt.Errorf("edge: connection records: %w", err)

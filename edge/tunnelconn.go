@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -114,7 +115,13 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 	if host, _, err := net.SplitHostPort(originIP); err == nil {
 		originIP = host
 	}
-	tc := &tunnelConn{conn: c, info: control.Connection{
+	var rc *remoteConn // tunnelconfig.go
+	if slices.Contains(req.Features, tunnel.FeatureRemoteConfig) {
+		rc = &remoteConn{ctrl: ctrl}
+		rc.mu.Lock() // no configuration before the answer
+		defer rc.mu.Unlock()
+	}
+	tc := &tunnelConn{remote: rc, conn: c, info: control.Connection{
 		ID:          uuid.NewString(),
 		TunnelID:    t.ID,
 		ConnectorID: req.ConnectorID,
@@ -137,6 +144,9 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		s.unregister(tc)
 		c.Close(tunnel.CodeProtocol, "registration interrupted")
 		return nil, nil, fmt.Errorf("answering registration: %w", err)
+	}
+	if doc, ok := s.configs.get(t.ID); ok && rc != nil {
+		s.spawn(func() { s.pushConfig(tc, doc) }) // once the answer is out (rc.mu)
 	}
 	return tc, &bufferedStream{Stream: ctrl, r: br}, nil
 }
@@ -178,6 +188,14 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 			}
 			log.Info("edge: connector unregistered; no new requests on this connection", "reason", m.Reason)
 			s.spawn(func() { s.closeWhenDrained(tc) }) // health.go
+		case tunnel.FrameConfigResult:
+			var m tunnel.ConfigResult
+			if err := tunnel.DecodeMessage(p, &m); err != nil || tc.remote == nil {
+				s.rl.Logger(log).Warn("edge: bad control frame", "type", t, "err", err)
+				tc.conn.Close(tunnel.CodeProtocol, "unexpected or bad config_result frame")
+				return
+			}
+			s.configResult(tc, &m, log) // tunnelconfig.go
 		default:
 			s.rl.Logger(log).Warn("edge: unexpected control frame", "type", t)
 			tc.conn.Close(tunnel.CodeProtocol, fmt.Sprintf("unexpected %s frame on the control stream", t))

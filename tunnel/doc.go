@@ -10,7 +10,9 @@
 // stream, and sends a [RegisterRequest]. The edge answers with a
 // [RegisterResponse]. The control stream stays open for the life of the
 // connection and carries [Unregister] (connector → edge: send me no new
-// requests) and [Disconnect] (edge → connector: this connection ends, and why).
+// requests), [Disconnect] (edge → connector: this connection ends, and why),
+// and the tunnel's remote configuration: [ConfigUpdate] (edge → connector)
+// answered by [ConfigResult].
 //
 // Every other stream is opened by the edge and carries exactly one public
 // request: a [RequestHeader] frame, then (for HTTP) the request body as
@@ -43,4 +45,7 @@ const ALPN = "adit/1"
 // Changelog:
 //   - 1 (2026-11-23): first version: register, unregister, disconnect,
 //     HTTP/WebSocket/TCP streams with framed bodies and trailers.
-const ProtocolVersion = 1
+//   - 2 (2026-12-02): remote configuration: the config (ConfigUpdate) and
+//     config_result (ConfigResult) control frames, sent only to a connector
+//     that announces FeatureRemoteConfig (see config.go).
+const ProtocolVersion = 2

@@ -18,6 +18,9 @@ const (
 	FrameUnregister FrameType = 0x03 // Unregister, connector → edge
 	FrameDisconnect FrameType = 0x04 // Disconnect, edge → connector
 
+	FrameConfig       FrameType = 0x05 // ConfigUpdate, edge → connector, control stream (version 2)
+	FrameConfigResult FrameType = 0x06 // ConfigResult, connector → edge, control stream (version 2)
+
 	FrameRequest  FrameType = 0x10 // RequestHeader, edge → connector, first frame of a request stream
 	FrameResponse FrameType = 0x11 // ResponseHeader, connector → edge
 
@@ -36,6 +39,10 @@ func (t FrameType) String() string {
 		return "unregister"
 	case FrameDisconnect:
 		return "disconnect"
+	case FrameConfig:
+		return "config"
+	case FrameConfigResult:
+		return "config_result"
 	case FrameRequest:
 		return "request"
 	case FrameResponse:

@@ -24,6 +24,7 @@ func allMessages() []Message {
 	return []Message{
 		&RegisterRequest{}, &RegisterResponse{}, &Unregister{}, &Disconnect{},
 		&RequestHeader{}, &ResponseHeader{}, &Trailers{},
+		&ConfigUpdate{}, &ConfigResult{},
 	}
 }
 
@@ -90,6 +91,11 @@ func sampleMessages() []struct {
 		{"response/999", &ResponseHeader{Status: 999}},
 		{"trailers", &Trailers{Header: http.Header{"Grpc-Status": {"0"}, "Grpc-Message": {""}}}},
 		{"trailers/empty", &Trailers{}},
+		{"config", &ConfigUpdate{Version: 3, Document: []byte("ingress:\n  - service: http_status:404\n")}},
+		{"config/empty", &ConfigUpdate{}},
+		{"config_result/applied", &ConfigResult{Version: 3}},
+		{"config_result/refused", &ConfigResult{Version: 3, FailedVersion: 4, Error: "rule 1: unix socket /run/app.sock: no such file"}},
+		{"config_result/local", &ConfigResult{Local: true}},
 	}
 }
 

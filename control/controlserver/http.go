@@ -87,6 +87,12 @@ func (h *apiHandler) routes() []apiRoute {
 		{"GET /v1/tunnels/{id}", h.getTunnel},
 		{"DELETE /v1/tunnels/{id}", h.deleteTunnel},
 		{"DELETE /v1/tunnels/{id}/connections", h.cleanupTunnel},
+		{"PUT /v1/tunnels/{id}/configurations", h.setTunnelConfig},                // tunnelconfig_http.go
+		{"GET /v1/tunnels/{id}/configurations", h.getTunnelConfig},                //
+		{"GET /v1/tunnels/{id}/configurations/history", h.tunnelConfigHistory},    //
+		{"POST /v1/tunnels/{id}/configurations/rollback", h.rollbackTunnelConfig}, //
+		{"POST /v1/tunnels/{id}/published", h.publish},                            //
+		{"DELETE /v1/tunnels/{id}/published/{hostname}", h.unpublish},             //
 		{"GET /v1/routes", h.listRoutes},
 		{"PUT /v1/routes/{hostname}", h.routeDNS},
 		{"DELETE /v1/routes/{hostname}", h.deleteRoute},
