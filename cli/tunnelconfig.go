@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +47,10 @@ of the connector process (protocol, metrics, ...) are not part of it.`,
 				return err
 			}
 			tc, err := c.SetTunnelConfig(cmd.Context(), args[0], control.TunnelConfigRequest{YAML: string(doc)})
+			if errors.Is(err, control.ErrInvalid) {
+				// The validator's message, as `tunnel ingress validate` prints it.
+				return fmt.Errorf("ingress set: %s: %s", file, strings.TrimPrefix(err.Error(), "control: "))
+			}
 			if err != nil {
 				return fmt.Errorf("ingress set: %s: %w", file, apiError(err))
 			}
