@@ -8,6 +8,7 @@ import (
 
 	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/shield"
 )
 
 // The steps of a public request, in the order they run (DESIGN.md, "The
@@ -22,7 +23,8 @@ import (
 //     redirect to HTTPS on the plain listener (public.go).
 //  4. Router (proxy.go, ServeHTTP): Host → tunnel, in memory. Unknown → 404.
 //  5. The Layers, in the order buildLayers lists them: per-hostname IP rules
-//     → rate limits → WAF request phase → Access.
+//     → flood caps on requests in flight → rate limits → WAF request phase
+//     → Access → rate limits by Access email (which need Access's answer).
 //  6. Proxy (proxy.go, serveRouted): a stream on one of the tunnel's
 //     connections (failover.go).
 //  7. The answer back (proxy.go, writeResponse): hop-by-hop and
@@ -31,15 +33,54 @@ import (
 // buildLayers builds the chain of step 5, in order. Each layer watches its
 // own records in etcd (deps.Etcd) and answers from memory; a layer that
 // has API endpoints (its rules' administration) adds them to s.endpoints.
-func (s *Server) buildLayers(deps layer.Deps) ([]layer.Layer, error) {
+func (s *Server) buildLayers(deps layer.Deps) (_ []layer.Layer, err error) {
 	var layers []layer.Layer
+	defer func() {
+		if err != nil {
+			closeLayers(layers)
+		}
+	}()
+	// The shield (package shield): IP rules, flood limits, rate limits, WAF.
+	ipRules, err := shield.NewIPRules(deps)
+	if err != nil {
+		return nil, err
+	}
+	layers = append(layers, ipRules)
+	flood, err := shield.NewFlood(deps, s.cfg.Flood)
+	if err != nil {
+		return nil, err
+	}
+	layers = append(layers, flood)
+	s.connFilters = append(s.connFilters, ipRules, flood)
+	rateLimits, err := shield.NewRateLimits(deps, shield.RateLimitConfig{MaxKeys: s.cfg.RateLimitKeys})
+	if err != nil {
+		return nil, err
+	}
+	layers = append(layers, rateLimits)
+	waf, err := shield.NewWAF(deps, shield.WAFConfig{LogFile: s.cfg.WAFLog})
+	if err != nil {
+		return nil, err
+	}
+	layers = append(layers, waf)
+	s.endpoints = append(s.endpoints, shield.Endpoints(deps.Etcd)...)
+
 	acc, err := access.New(deps, access.Config{}) // last: who may reach the hostname
 	if err != nil {
-		return nil, errors.Join(err, closeLayers(layers))
+		return nil, err
 	}
 	layers = append(layers, acc)
 	s.endpoints = append(s.endpoints, acc.Endpoints()...)
+
+	layers = append(layers, rateLimits.AfterAccess()) // the limits by Access email
 	return layers, nil
+}
+
+// filterConns applies the ConnFilters to a public listener.
+func (s *Server) filterConns(ln net.Listener) net.Listener {
+	if len(s.connFilters) == 0 {
+		return ln
+	}
+	return &filteredListener{Listener: ln, filters: s.connFilters}
 }
 
 // chain wraps last in layers, the first layer outermost.

@@ -43,6 +43,7 @@ import (
 	"github.com/adit-dev/adit/metrics"
 	"github.com/adit-dev/adit/pki"
 	"github.com/adit-dev/adit/ratelog"
+	"github.com/adit-dev/adit/shield"
 	"github.com/adit-dev/adit/store"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
@@ -110,6 +111,17 @@ type Config struct {
 	// IdleTimeout closes a public keep-alive connection idle for this long.
 	// If zero, DefaultIdleTimeout (2m).
 	IdleTimeout time.Duration
+
+	// Flood sets the per-address connection and request caps and the
+	// global cap on requests in flight (package shield); the zero value
+	// has its defaults.
+	Flood shield.FloodConfig
+	// RateLimitKeys bounds the clients the rate limits track at once. If
+	// zero, 100,000.
+	RateLimitKeys int
+	// WAFLog, if set, is a file every WAF rule match is appended to, one
+	// line each in ModSecurity's error-log shape (--waf-log).
+	WAFLog string
 }
 
 // Server is a running edge.
@@ -126,6 +138,9 @@ type Server struct {
 	bundle   *pki.Bundle
 	tlsConf  *tls.Config   // the tunnel and API listeners' (never the public one's)
 	layers   []layer.Layer // layers.go: step 5 of a public request
+	// connFilters judge public connections as they are accepted (layers.go,
+	// step 1).
+	connFilters []layer.ConnFilter
 	// endpoints are API endpoints of the edge's other parts (layers.go),
 	// served beside the control API's own.
 	endpoints []controlserver.Endpoint
@@ -286,6 +301,7 @@ func (s *Server) listen() error {
 	if err != nil {
 		return listenError("http", orDefault(cfg.HTTPAddr, ":8080"), fmt.Errorf("edge: http listener: %w", err))
 	}
+	s.httpLn = s.filterConns(s.httpLn) // layers.go
 	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
 	if err != nil {
 		return listenError("api", orDefault(cfg.APIAddr, "127.0.0.1:7845"), fmt.Errorf("edge: api listener: %w", err))

@@ -21,6 +21,9 @@
 //	                                        that holds it, so a dead edge's connections vanish with its lease
 //	/adit/tcp-routes/<port>                 JSON public TCP port route {port, tunnel_id, hostname, created_at}:
 //	                                        every edge listens on that port and carries its connections to the tunnel
+//	/adit/ip-rules/<id>                     JSON control.IPRule (hostname or "*", allow|deny, cidr, note)
+//	/adit/rate-limits/<id>                  JSON control.RateLimit
+//	/adit/waf/<hostname>                    JSON control.WAFConfig of a hostname, or of "*" (every other one)
 //
 // The functions below build these keys; package control gives them meaning.
 package store

@@ -1,0 +1,408 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/edge"
+)
+
+// The shield end to end (issue 12): each rule kind through a real edge,
+// connector and origin, with each test client on its own loopback address.
+
+// shieldRig is an edge with one routed hostname whose origin echoes the
+// request (path, body length) and an API client.
+type shieldRig struct {
+	srv  *edge.Server
+	api  *control.Client
+	host string
+	logs *syncBuffer // the edge's, info and up
+	// release, when closed, lets /slow answers go.
+	release chan struct{}
+}
+
+func startShieldRig(t *testing.T, mod func(*edge.Config)) *shieldRig {
+	t.Helper()
+	logs := &syncBuffer{}
+	var mods []func(*edge.Config)
+	if mod != nil {
+		mods = append(mods, mod)
+	}
+	srv := startEdgeLogged(t, logs, mods...)
+	rig := &shieldRig{srv: srv, logs: logs, host: "app.example.com", release: make(chan struct{})}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-rig.release:
+			case <-r.Context().Done():
+			}
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "ok %s %d\n", r.URL.Path, n)
+	}))
+	t.Cleanup(origin.Close)
+	t.Cleanup(func() {
+		select {
+		case <-rig.release:
+		default:
+			close(rig.release)
+		}
+	})
+	tun := createTunnel(t, srv, "shield", rig.host)
+	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	token, err := os.ReadFile(srv.AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig.api, err = control.NewClient(srv.APIURL(), strings.TrimSpace(string(token)), srv.CAPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rig
+}
+
+// client returns an HTTP client whose connections come from 127.0.0.n.
+func clientFrom(n int) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}, Timeout: 10 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}}
+}
+
+// do sends a request for the rig's hostname and returns status and body.
+func (rig *shieldRig) do(t *testing.T, c *http.Client, method, path string, body io.Reader, hdr ...string) (int, string, http.Header, error) {
+	t.Helper()
+	req, err := http.NewRequest(method, edgeURL(rig.srv, path), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = rig.host
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header, err
+}
+
+// waitStatus waits until a GET of path from c answers want (a change
+// made through the API reaching the edge's memory).
+func (rig *shieldRig) waitStatus(t *testing.T, c *http.Client, path string, want int) {
+	t.Helper()
+	var got int
+	var gerr error
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		got, _, _, gerr = rig.do(t, c, "GET", path, nil)
+		if got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: got %d (%v), want %d", path, got, gerr, want)
+}
+
+func TestShieldIPRules(t *testing.T) {
+	rig := startShieldRig(t, nil)
+	ctx := context.Background()
+	a, b, c := clientFrom(2), clientFrom(3), clientFrom(4)
+	rule, err := rig.api.AddIPRule(ctx, control.IPRule{Hostname: rig.host, Action: control.IPDeny, CIDR: "127.0.0.2", Note: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rule.CIDR != "127.0.0.2/32" {
+		t.Errorf("cidr: got %q, want 127.0.0.2/32", rule.CIDR)
+	}
+	rig.waitStatus(t, a, "/", http.StatusForbidden)
+	if code, body, h, _ := rig.do(t, a, "GET", "/", nil); code != 403 || !strings.Contains(body, h.Get(edge.RequestIDHeader)) {
+		t.Errorf("denied: got %d %q, want 403 naming the request ID", code, body)
+	}
+	if code, _, _, err := rig.do(t, b, "GET", "/", nil); code != 200 {
+		t.Errorf("other client: got %d (%v), want 200", code, err)
+	}
+
+	// A longer allow inside a deny: 127.0.0.0/29 denied, 127.0.0.3 allowed.
+	if _, err := rig.api.AddIPRule(ctx, control.IPRule{Hostname: rig.host, Action: control.IPDeny, CIDR: "127.0.0.0/29"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rig.api.AddIPRule(ctx, control.IPRule{Hostname: rig.host, Action: control.IPAllow, CIDR: "127.0.0.3/32"}); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, c, "/", http.StatusForbidden)
+	if code, _, _, err := rig.do(t, b, "GET", "/", nil); code != 200 {
+		t.Errorf("allowed inside a denied prefix: got %d (%v), want 200", code, err)
+	}
+
+	// "*" deny: refused at the connection, before any byte.
+	star, err := rig.api.AddIPRule(ctx, control.IPRule{Hostname: control.AllHosts, Action: control.IPDeny, CIDR: "127.0.0.12/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := clientFrom(12)
+	waitFor(t, "the * deny rule", func() bool {
+		e.CloseIdleConnections()
+		_, _, _, err := rig.do(t, e, "GET", "/", nil)
+		return err != nil
+	})
+	if err := rig.api.DeleteIPRule(ctx, star.ID); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, e, "/", http.StatusOK)
+
+	rules, err := rig.api.ListIPRules(ctx, rig.host)
+	if err != nil || len(rules) != 3 {
+		t.Fatalf("list: got %d rules (%v), want 3", len(rules), err)
+	}
+	if _, err := rig.api.AddIPRule(ctx, control.IPRule{Hostname: rig.host, Action: "drop", CIDR: "10.0.0.0/8"}); err == nil || !strings.Contains(err.Error(), "action") {
+		t.Errorf("bad action: got %v, want an error naming the action", err)
+	}
+	if _, err := rig.api.AddIPRule(ctx, control.IPRule{Hostname: rig.host, Action: "deny", CIDR: "10.0.0.0/33"}); err == nil || !strings.Contains(err.Error(), "cidr") {
+		t.Errorf("bad cidr: got %v, want an error naming the cidr", err)
+	}
+}
+
+func TestShieldRateLimit(t *testing.T) {
+	rig := startShieldRig(t, nil)
+	ctx := context.Background()
+	a, b := clientFrom(6), clientFrom(7)
+	lim, err := rig.api.AddRateLimit(ctx, control.RateLimit{Hostname: rig.host, Requests: 3, Period: 60, Path: "^/api/", Timeout: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the limit to apply: a's requests are then counted.
+	rig.waitStatus(t, a, "/api/x", http.StatusTooManyRequests)
+	code, body, h, _ := rig.do(t, a, "GET", "/api/x", nil)
+	if code != 429 || h.Get("Retry-After") == "" || !strings.Contains(body, h.Get(edge.RequestIDHeader)) {
+		t.Errorf("over the limit: got %d, Retry-After %q, body %q; want 429 with Retry-After and the request ID", code, h.Get("Retry-After"), body)
+	}
+	if ra, _ := strconv.Atoi(h.Get("Retry-After")); ra < 60 || ra > 120 {
+		t.Errorf("Retry-After %d, want the timeout's remaining 60-120s", ra)
+	}
+	if code, _, _, _ := rig.do(t, a, "GET", "/other", nil); code != 200 {
+		t.Errorf("a path the limit does not match: got %d, want 200", code)
+	}
+	for i := range 3 {
+		if code, _, _, err := rig.do(t, b, "GET", "/api/x", nil); code != 200 {
+			t.Fatalf("other client, request %d: got %d (%v), want 200", i, code, err)
+		}
+	}
+	if code, _, _, _ := rig.do(t, b, "GET", "/api/x", nil); code != 429 {
+		t.Errorf("other client's 4th: got %d, want 429", code)
+	}
+
+	// By header, log only: nothing refused.
+	if err := rig.api.DeleteRateLimit(ctx, lim.ID); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, a, "/api/x", http.StatusOK)
+	if _, err := rig.api.AddRateLimit(ctx, control.RateLimit{Hostname: rig.host, Requests: 2, Period: 60, By: "header:X-Api-Key", Method: "post"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the header limit", func() bool {
+		code, _, _, _ := rig.do(t, a, "POST", "/k", strings.NewReader("x"), "X-Api-Key", "k1")
+		return code == 429
+	})
+	if code, _, _, _ := rig.do(t, a, "POST", "/k", strings.NewReader("x"), "X-Api-Key", "k2"); code != 200 {
+		t.Errorf("another key: got %d, want 200", code)
+	}
+	if code, _, _, _ := rig.do(t, a, "GET", "/k", nil, "X-Api-Key", "k1"); code != 200 {
+		t.Errorf("another method: got %d, want 200", code)
+	}
+	if _, err := rig.api.AddRateLimit(ctx, control.RateLimit{Hostname: rig.host, Requests: 2, Period: 60, By: "cookie"}); err == nil || !strings.Contains(err.Error(), "by") {
+		t.Errorf("bad by: got %v, want an error naming it", err)
+	}
+}
+
+func TestShieldWAF(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "waf.log")
+	rig := startShieldRig(t, func(c *edge.Config) { c.WAFLog = logFile })
+	ctx := context.Background()
+	cl := clientFrom(8)
+	sqli := "/search?q=1%27%20OR%201%3D1%20UNION%20SELECT%20password%20FROM%20users--"
+	str := func(s string) *string { return &s }
+
+	if _, err := rig.api.SetWAF(ctx, rig.host, control.WAFSettings{Mode: str("block")}); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, cl, sqli, http.StatusForbidden)
+	code, body, h, _ := rig.do(t, cl, "GET", sqli, nil)
+	id := h.Get(edge.RequestIDHeader)
+	if code != 403 || id == "" || !strings.Contains(body, id) {
+		t.Errorf("blocked: got %d %q, want 403 naming the request ID", code, body)
+	}
+	if code, _, _, _ := rig.do(t, cl, "GET", "/search?q=shoes", nil); code != 200 {
+		t.Errorf("benign: got %d, want 200", code)
+	}
+	waitFor(t, "the waf log line", func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), `[unique_id "`+id+`"]`) && strings.Contains(string(b), `[id "942`)
+	})
+	// Logged once, with the rule IDs.
+	waitFor(t, "the block's log line", func() bool { return strings.Contains(rig.logs.String(), "request_id="+id) })
+	if n := strings.Count(rig.logs.String(), "request_id="+id); n != 1 {
+		t.Errorf("the block is logged %d times, want once", n)
+	}
+	if line := rig.logs.String(); !strings.Contains(line, " 942100 ") {
+		t.Errorf("the block's log line has no rule IDs: %s", line)
+	}
+	// The CRS regression suite's marker.
+	rig.do(t, cl, "GET", "/", nil, "X-CRS-Test", "marker-1234")
+	waitFor(t, "the X-CRS-Test marker", func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), `X-CRS-Test "marker-1234"`)
+	})
+
+	// Body limit: reject, then partial.
+	if _, err := rig.api.SetWAF(ctx, rig.host, control.WAFSettings{BodyLimit: ptr(int64(1024))}); err != nil {
+		t.Fatal(err)
+	}
+	big := "a=" + strings.Repeat("a", 3998)
+	waitFor(t, "the body limit", func() bool {
+		code, _, _, _ := rig.do(t, cl, "POST", "/up", strings.NewReader(big), "Content-Type", "application/x-www-form-urlencoded")
+		return code == 413
+	})
+	if code, body, _, _ := rig.do(t, cl, "POST", "/up", strings.NewReader(big[:1024]), "Content-Type", "application/x-www-form-urlencoded"); code != 200 || !strings.Contains(body, "ok /up 1024") {
+		t.Errorf("a body at the limit: got %d %q, want 200 with 1024 bytes", code, body)
+	}
+	if _, err := rig.api.SetWAF(ctx, rig.host, control.WAFSettings{BodyLimitAction: str("partial")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "partial body inspection", func() bool {
+		code, body, _, _ := rig.do(t, cl, "POST", "/up", strings.NewReader(big), "Content-Type", "application/x-www-form-urlencoded")
+		return code == 200 && strings.Contains(body, "ok /up 4000")
+	})
+
+	// Custom rules after the CRS, and an exclusion by path.
+	if _, err := rig.api.AddWAFRules(ctx, rig.host, control.WAFRules{Name: "custom.conf",
+		Text: `SecRule ARGS:foo "@streq bar" "id:10001,phase:1,deny,status:403,log,msg:'foo is bar'"`}); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, cl, "/x?foo=bar", http.StatusForbidden)
+	if _, err := rig.api.AddWAFExclusion(ctx, rig.host, control.WAFExclusion{Rule: 10001, Path: "^/ok"}); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, cl, "/ok?foo=bar", http.StatusOK)
+	if code, _, _, _ := rig.do(t, cl, "GET", "/x?foo=bar", nil); code != 403 {
+		t.Errorf("outside the excluded path: got %d, want 403", code)
+	}
+	// Rules before the CRS set its variables: a threshold nothing reaches.
+	if _, err := rig.api.AddWAFRules(ctx, rig.host, control.WAFRules{Name: "setup.conf", BeforeCRS: true,
+		Text: `SecAction "id:10002,phase:1,pass,nolog,setvar:tx.inbound_anomaly_score_threshold=10000"`}); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitStatus(t, cl, sqli, http.StatusOK)
+	// Rules that do not compile are refused with the parser's reason.
+	if _, err := rig.api.AddWAFRules(ctx, rig.host, control.WAFRules{Name: "bad.conf", Text: `SecRule ARGS "@nosuchop x" "id:10003"`}); err == nil || !strings.Contains(err.Error(), "compile") {
+		t.Errorf("bad rules: got %v, want a compile error", err)
+	}
+
+	// Detect: logged, forwarded. Off: forwarded.
+	if err := rig.api.DeleteWAF(ctx, rig.host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rig.api.SetWAF(ctx, control.AllHosts, control.WAFSettings{Mode: str("detect"), Paranoia: ptr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	// The "*" setting applies once its rules are compiled: a request
+	// it logs and forwards shows it.
+	waitFor(t, "the detect-mode log line", func() bool {
+		before, _ := os.ReadFile(logFile)
+		code, _, h, _ := rig.do(t, cl, "GET", sqli, nil)
+		if code != 200 {
+			t.Fatalf("detect: got %d, want 200", code)
+		}
+		b, _ := os.ReadFile(logFile)
+		return len(b) > len(before) && strings.Contains(string(b[len(before):]), `[unique_id "`+h.Get(edge.RequestIDHeader)+`"]`)
+	})
+	// A streamed upload in detect mode arrives whole.
+	if code, body, _, _ := rig.do(t, cl, "POST", "/up", io.MultiReader(strings.NewReader(big), strings.NewReader(big)), "Content-Type", "application/x-www-form-urlencoded"); code != 200 || !strings.Contains(body, "ok /up 8000") {
+		t.Errorf("detect upload: got %d %q, want 200 with 8000 bytes", code, body)
+	}
+	if _, err := rig.api.SetWAF(ctx, control.AllHosts, control.WAFSettings{Mode: str("off")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rig.api.SetWAF(ctx, rig.host, control.WAFSettings{Mode: str("loud")}); err == nil || !strings.Contains(err.Error(), "mode") {
+		t.Errorf("bad mode: got %v, want an error naming the mode", err)
+	}
+	if _, err := rig.api.SetWAF(ctx, rig.host, control.WAFSettings{Mode: str("block"), Paranoia: ptr(5)}); err == nil || !strings.Contains(err.Error(), "paranoia") {
+		t.Errorf("bad paranoia: got %v, want an error naming it", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestShieldFlood(t *testing.T) {
+	rig := startShieldRig(t, func(c *edge.Config) {
+		c.Flood.MaxInflightPerAddr = 2
+		c.Flood.MaxConnsPerAddr = 4
+	})
+	a, b := clientFrom(9), clientFrom(10)
+	rig.waitStatus(t, a, "/", http.StatusOK)
+	// Two slow requests from a fill its in-flight cap; a third is shed
+	// with 429, b is unaffected.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A request whose answer is out may still count for a moment.
+			for {
+				code, _, _, _ := rig.do(t, a, "GET", "/slow", nil)
+				if code != http.StatusTooManyRequests {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	waitFor(t, "two requests in flight", func() bool {
+		code, _, h, _ := rig.do(t, a, "GET", "/", nil)
+		return code == 429 && h.Get("Retry-After") != ""
+	})
+	if code, _, _, err := rig.do(t, b, "GET", "/", nil); code != 200 {
+		t.Errorf("other address: got %d (%v), want 200", code, err)
+	}
+	close(rig.release)
+	wg.Wait()
+
+	// Open connections: past 4 from one address, the edge closes them.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 11)}}
+	refused := false
+	for range 8 {
+		c, err := d.Dial("tcp", rig.srv.HTTPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", rig.host)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 12)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Error("8 open connections from one address: none refused, want the 5th")
+	}
+}

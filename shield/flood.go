@@ -1,0 +1,254 @@
+package shield
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/ratelog"
+)
+
+// FloodConfig sets the flood limits of one edge. A client address is an
+// IPv4 address or an IPv6 /64. A negative cap turns that cap off.
+type FloodConfig struct {
+	// MaxConnsPerAddr caps a client address's open connections. If zero, 256.
+	MaxConnsPerAddr int
+	// NewConnsPerSecond caps the connections a client address opens per
+	// second, with bursts of NewConnsBurst. If zero, 50 and 100.
+	NewConnsPerSecond float64
+	NewConnsBurst     int
+	// MaxInflightPerAddr caps a client address's requests in flight
+	// (WebSocket and other upgraded connections count while open). If
+	// zero, 256.
+	MaxInflightPerAddr int
+	// MaxInflight caps the edge's requests in flight. When it is reached,
+	// a request is shed only if its client has at least its fair share in
+	// flight (MaxInflight over the clients with requests in flight): the
+	// heaviest senders are shed first, and one flooding address cannot
+	// starve the others. If zero, 4096.
+	MaxInflight int
+	// MaxAddrs bounds the client addresses tracked; past it a new address
+	// goes uncapped until others are forgotten (counted as "untracked").
+	// If zero, 100,000.
+	MaxAddrs int
+}
+
+func (c FloodConfig) withDefaults() FloodConfig {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxConnsPerAddr, 256)
+	def(&c.MaxInflightPerAddr, 256)
+	def(&c.MaxInflight, 4096)
+	def(&c.MaxAddrs, 100_000)
+	if c.NewConnsPerSecond == 0 {
+		c.NewConnsPerSecond = 50
+	}
+	def(&c.NewConnsBurst, 100)
+	return c
+}
+
+// Flood enforces the flood limits: a layer.ConnFilter for the
+// connection caps and a layer.Layer for the requests in flight. Every
+// shedding decision is counted in adit_edge_flood_decisions_total by
+// reason: conns, conn_rate, inflight_addr, inflight_global, untracked.
+type Flood struct {
+	cfg   FloodConfig
+	quiet *slog.Logger
+
+	mu     sync.Mutex
+	addrs  map[netip.Addr]*floodAddr
+	total  int // requests in flight
+	active int // addresses with requests in flight
+
+	conns, connRate, inflightAddr, inflightGlobal, untracked prometheus.Counter
+	stop                                                     chan struct{}
+	stopped                                                  chan struct{}
+}
+
+type floodAddr struct {
+	conns    int
+	inflight int
+	newConns *rate.Limiter
+}
+
+var (
+	_ layer.Layer      = (*Flood)(nil)
+	_ layer.ConnFilter = (*Flood)(nil)
+)
+
+// NewFlood returns the flood limits of cfg.
+func NewFlood(deps layer.Deps, cfg FloodConfig) (*Flood, error) {
+	d, err := newDecisions(deps.Metrics, "flood", "Connections and requests the flood limits shed, by reason.")
+	if err != nil {
+		return nil, err
+	}
+	f := &Flood{cfg: cfg.withDefaults(), quiet: ratelog.NewLimiter(10 * time.Second).Logger(deps.Logger.With("layer", "flood")),
+		addrs: map[netip.Addr]*floodAddr{},
+		conns: d.counter("conns"), connRate: d.counter("conn_rate"), inflightAddr: d.counter("inflight_addr"),
+		inflightGlobal: d.counter("inflight_global"), untracked: d.counter("untracked"),
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	go f.sweep()
+	return f, nil
+}
+
+// Name implements layer.Layer.
+func (f *Flood) Name() string { return "flood" }
+
+// Close implements layer.Layer.
+func (f *Flood) Close() error {
+	close(f.stop)
+	<-f.stopped
+	return nil
+}
+
+// floodKey is the address a client is counted as: IPv6 by /64.
+func floodKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// get returns the state of key, creating it; nil when MaxAddrs are
+// tracked. Called with f.mu held.
+func (f *Flood) get(key netip.Addr) *floodAddr {
+	a := f.addrs[key]
+	if a == nil {
+		if len(f.addrs) >= f.cfg.MaxAddrs {
+			return nil
+		}
+		a = &floodAddr{}
+		if f.cfg.NewConnsPerSecond > 0 {
+			a.newConns = rate.NewLimiter(rate.Limit(f.cfg.NewConnsPerSecond), f.cfg.NewConnsBurst)
+		}
+		f.addrs[key] = a
+	}
+	return a
+}
+
+// Allow implements layer.ConnFilter: the caps on open and new connections.
+func (f *Flood) Allow(ip netip.Addr) (func(), bool) {
+	key := floodKey(ip)
+	f.mu.Lock()
+	a := f.get(key)
+	if a == nil {
+		f.mu.Unlock()
+		f.untracked.Inc()
+		return nil, true
+	}
+	if f.cfg.MaxConnsPerAddr > 0 && a.conns >= f.cfg.MaxConnsPerAddr {
+		f.mu.Unlock()
+		f.conns.Inc()
+		f.quiet.Info("shield: connection refused: too many open from one address", "addr", key, "cap", f.cfg.MaxConnsPerAddr)
+		return nil, false
+	}
+	if a.newConns != nil && !a.newConns.Allow() {
+		f.mu.Unlock()
+		f.connRate.Inc()
+		f.quiet.Info("shield: connection refused: one address opens too many per second", "addr", key)
+		return nil, false
+	}
+	a.conns++
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		a.conns--
+		f.mu.Unlock()
+	}, true
+}
+
+// Wrap implements layer.Layer: the caps on requests in flight.
+func (f *Flood) Wrap(next layer.Handler) layer.Handler {
+	return layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {
+		key := floodKey(req.ClientIP)
+		f.mu.Lock()
+		a := f.get(key)
+		reason := ""
+		switch {
+		case a != nil && f.cfg.MaxInflightPerAddr > 0 && a.inflight >= f.cfg.MaxInflightPerAddr:
+			reason = "inflight_addr"
+		case f.cfg.MaxInflight > 0 && f.total >= f.cfg.MaxInflight:
+			// Saturated: shed the clients at or over their fair share.
+			active := max(f.active, 1)
+			if a == nil || a.inflight+1 > max(f.cfg.MaxInflight/active, 1) {
+				reason = "inflight_global"
+			}
+		}
+		if reason != "" {
+			f.mu.Unlock()
+			f.shed(w, r, req, reason)
+			return
+		}
+		f.total++
+		if a != nil {
+			if a.inflight == 0 {
+				f.active++
+			}
+			a.inflight++
+		} else {
+			f.untracked.Inc()
+		}
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			f.total--
+			if a != nil {
+				a.inflight--
+				if a.inflight == 0 {
+					f.active--
+				}
+			}
+			f.mu.Unlock()
+		}()
+		next.ServeRouted(w, r, req)
+	})
+}
+
+func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request, reason string) {
+	w.Header().Set("Retry-After", "1")
+	if reason == "inflight_addr" {
+		f.inflightAddr.Inc()
+		f.quiet.Info("shield: request shed: too many in flight from one address", "addr", req.ClientIP, "request_id", req.ID)
+		layer.Refuse(w, r, req, http.StatusTooManyRequests, "Too many requests",
+			"Your address has too many requests in flight at this edge; try again in a moment.")
+		return
+	}
+	f.inflightGlobal.Inc()
+	f.quiet.Info("shield: request shed: the edge is saturated", "addr", req.ClientIP, "request_id", req.ID)
+	layer.Refuse(w, r, req, http.StatusServiceUnavailable, "Edge saturated",
+		"This edge is saturated and is shedding the clients that send the most; try again in a moment.")
+}
+
+// sweep forgets the addresses with nothing open, nothing in flight and a
+// full new-connection allowance, every few seconds.
+func (f *Flood) sweep() {
+	defer close(f.stopped)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		f.mu.Lock()
+		for k, a := range f.addrs {
+			if a.conns == 0 && a.inflight == 0 && (a.newConns == nil || a.newConns.TokensAt(now) >= float64(f.cfg.NewConnsBurst)) {
+				delete(f.addrs, k)
+			}
+		}
+		f.mu.Unlock()
+	}
+}
