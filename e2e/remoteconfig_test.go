@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
+	"github.com/adit-dev/adit/tunnel"
+	"github.com/google/uuid"
 )
 
 func withRemoteConfig(c *connector.Config) { c.RemoteConfig = true }
@@ -227,4 +230,51 @@ func TestRemoteConfigIgnoredByLocalConnector(t *testing.T) {
 	if got := readAll(t, resp); got != "local rules" {
 		t.Errorf("served %q, want the local rules' origin", got)
 	}
+}
+
+// TestRemoteConfigUnaskedResults: a connector may send a config_result only
+// in answer to a config frame (each costs the edge an etcd write); one more
+// closes its connection as a protocol error.
+func TestRemoteConfigUnaskedResults(t *testing.T) {
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "hostile")
+	if _, err := srv.Service().SetTunnelConfig(context.Background(), tun.ID, control.TunnelConfigRequest{YAML: "ingress:\n  - service: http_status:204\n"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Sync(context.Background())
+
+	t.Run("without the feature", func(t *testing.T) {
+		conn := fakeDial(t, srv)
+		ctrl := fakeRegister(t, conn, tun)
+		tunnel.WriteMessage(ctrl, &tunnel.ConfigResult{Version: 1})
+		if got := closedWith(t, conn); got != tunnel.CodeProtocol {
+			t.Errorf("closed with %d (%v), want protocol", got, conn.Err())
+		}
+	})
+	t.Run("one answer per config", func(t *testing.T) {
+		conn := fakeDial(t, srv)
+		ctrl, err := conn.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tunnel.WriteMessage(ctrl, &tunnel.RegisterRequest{TunnelID: tun.ID, Secret: tun.Secret, ConnectorID: uuid.NewString(),
+			Protocol: tunnel.ProtocolVersion, Features: []string{tunnel.FeatureRemoteConfig}})
+		br := bufio.NewReader(ctrl)
+		var resp tunnel.RegisterResponse
+		if err := tunnel.ReadMessage(br, &resp); err != nil || resp.Error != "" {
+			t.Fatalf("registration: %v %q", err, resp.Error)
+		}
+		var upd tunnel.ConfigUpdate
+		if err := tunnel.ReadMessage(br, &upd); err != nil || upd.Version != 1 || !strings.Contains(string(upd.Document), "http_status:204") {
+			t.Fatalf("config after registration: %+v, %v", upd, err)
+		}
+		tunnel.WriteMessage(ctrl, &tunnel.ConfigResult{Version: 1})
+		waitFor(t, "the answer to be recorded", func() bool { return allRun(t, srv, tun.ID, 1, 1) })
+		for range 100 {
+			tunnel.WriteMessage(ctrl, &tunnel.ConfigResult{Version: 1})
+		}
+		if got := closedWith(t, conn); got != tunnel.CodeProtocol {
+			t.Errorf("closed with %d (%v), want protocol", got, conn.Err())
+		}
+	})
 }

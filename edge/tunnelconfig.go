@@ -154,9 +154,11 @@ func (s *Server) pushConfig(tc *tunnelConn, doc configDoc) {
 // remoteConn is the remote-configuration side of a connection whose
 // connector announced tunnel.FeatureRemoteConfig.
 type remoteConn struct {
-	mu   sync.Mutex // held while writing to ctrl; register holds it until the answer is sent
-	ctrl io.Writer
-	sent int64 // newest version sent
+	mu      sync.Mutex // held while writing to ctrl; register holds it until the answer is sent
+	ctrl    io.Writer
+	sent    int64 // newest version sent
+	pending int   // ConfigUpdates sent and not answered yet
+	last    tunnel.ConfigResult
 }
 
 // send writes doc as a ConfigUpdate unless a version as new was sent.
@@ -170,14 +172,35 @@ func (rc *remoteConn) send(doc configDoc) error {
 		return err
 	}
 	rc.sent = doc.version
+	rc.pending++
 	return nil
 }
 
+// answered takes m as the answer to a ConfigUpdate. It reports whether one
+// was waiting for an answer (a connector may not send results unasked: each
+// would cost an etcd write) and whether m differs from the last answer.
+func (rc *remoteConn) answered(m *tunnel.ConfigResult) (expected, changed bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.pending == 0 {
+		return false, false
+	}
+	rc.pending--
+	changed = *m != rc.last
+	rc.last = *m
+	return true, changed
+}
+
 // configResult records what a connector reported about its configuration
-// in the connection's presence record.
-func (s *Server) configResult(tc *tunnelConn, m *tunnel.ConfigResult, log *slog.Logger) {
+// in the connection's presence record, when it changed. It returns false
+// for an answer nothing asked for: the caller closes the connection.
+func (s *Server) configResult(tc *tunnelConn, m *tunnel.ConfigResult, log *slog.Logger) bool {
 	if len(m.Error) > maxConfigError {
 		m.Error = m.Error[:maxConfigError] + "…"
+	}
+	expected, changed := tc.remote.answered(m)
+	if !changed {
+		return expected
 	}
 	info := tc.info
 	info.ConfigVersion, info.ConfigFailedVersion, info.ConfigError, info.ConfigLocal = m.Version, m.FailedVersion, m.Error, m.Local
@@ -185,13 +208,14 @@ func (s *Server) configResult(tc *tunnelConn, m *tunnel.ConfigResult, log *slog.
 		log.Warn("edge: connector could not apply the configuration", "version", m.FailedVersion, "runs", m.Version, "err", m.Error)
 	}
 	if s.reg.get(tc.info.ID) != tc {
-		return // gone; its record with it
+		return true // gone; its record with it
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	if err := s.presence.Add(ctx, info); err != nil {
 		s.rl.Logger(log).Warn("edge: recording the connector's configuration version", "err", err)
 	}
+	return true
 }
 
 // maxConfigError bounds the apply error kept in a connection record.

@@ -190,12 +190,11 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 			s.spawn(func() { s.closeWhenDrained(tc) }) // health.go
 		case tunnel.FrameConfigResult:
 			var m tunnel.ConfigResult
-			if err := tunnel.DecodeMessage(p, &m); err != nil || tc.remote == nil {
+			if err := tunnel.DecodeMessage(p, &m); err != nil || tc.remote == nil || !s.configResult(tc, &m, log) { // tunnelconfig.go
 				s.rl.Logger(log).Warn("edge: bad control frame", "type", t, "err", err)
 				tc.conn.Close(tunnel.CodeProtocol, "unexpected or bad config_result frame")
 				return
 			}
-			s.configResult(tc, &m, log) // tunnelconfig.go
 		default:
 			s.rl.Logger(log).Warn("edge: unexpected control frame", "type", t)
 			tc.conn.Close(tunnel.CodeProtocol, fmt.Sprintf("unexpected %s frame on the control stream", t))
