@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -136,15 +135,6 @@ func (s *trackedStream) Close() error {
 		s.m.requests.WithLabelValues(code).Inc()
 	})
 	return s.Stream.Close()
-}
-
-// Context passes the transport's stream context through (stream.go
-// cancels the origin request when the edge abandons the stream).
-func (s *trackedStream) Context() context.Context {
-	if sc, ok := s.Stream.(interface{ Context() context.Context }); ok {
-		return sc.Context()
-	}
-	return context.Background()
 }
 
 // responseStatus reads the status of a ResponseHeader frame at the start

@@ -142,12 +142,8 @@ func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
 	}
 	l.mu.Unlock()
 	for _, c := range others {
-		pc, ok := c.(interface{ PacketsReceived() uint64 })
-		if !ok {
-			continue
-		}
 		go func() {
-			n := pc.PacketsReceived()
+			n := c.PacketsReceived()
 			t := time.NewTimer(quietProof)
 			defer t.Stop()
 			select {
@@ -155,7 +151,7 @@ func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
 				return
 			case <-t.C:
 			}
-			if pc.PacketsReceived() == n {
+			if c.PacketsReceived() == n {
 				log.Info("connector: the edge restarted and this connection has gone quiet; reconnecting", "quiet_for", quietProof)
 				c.Close(tunnel.CodeNormal, "edge restarted")
 			}

@@ -125,13 +125,11 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
 	defer cancel()
-	if sc, ok := s.(interface{ Context() context.Context }); ok {
-		// The edge abandons the stream when its client goes away. While the
-		// origin sends nothing (a gRPC stream or a long poll waiting for an
-		// event) no write fails to tell us, so cancel the origin request
-		// when the transport says the edge stopped reading.
-		defer context.AfterFunc(sc.Context(), cancel)()
-	}
+	// The edge abandons the stream when its client goes away. While the
+	// origin sends nothing (a gRPC stream or a long poll waiting for an
+	// event) no write fails to tell us, so cancel the origin request when
+	// the transport says the edge stopped reading.
+	defer context.AfterFunc(s.Context(), cancel)()
 	req = req.WithContext(ctx)
 
 	resp, err := svc.RoundTrip(req)

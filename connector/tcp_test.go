@@ -81,7 +81,7 @@ func openTCP(t *testing.T, c *Connector, h tunnel.RequestHeader) (tunnel.Respons
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.serveTCP(conn, bufio.NewReader(conn), &h, c.log)
+		c.serveTCP(&fakeStream{TCPConn: conn}, bufio.NewReader(conn), &h, c.log)
 		conn.Close()
 	}()
 	t.Cleanup(func() { edge.Close(); <-done })

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -26,6 +27,10 @@ type fakeStream struct {
 	*net.TCPConn
 	writeClosed atomic.Bool
 }
+
+// Context never ends: a TCP connection does not say that its peer
+// stopped reading.
+func (s *fakeStream) Context() context.Context { return context.Background() }
 
 func (s *fakeStream) CloseWrite() error {
 	s.writeClosed.Store(true)

@@ -30,10 +30,6 @@ import (
 // idle timeout ends the connection. A connection heard from again (a
 // SIGCONT, a network blip) is healthy again at once.
 
-// packetCounter is implemented by transports that count the packets a
-// connection receives (tunnelquic).
-type packetCounter interface{ PacketsReceived() uint64 }
-
 // healthTick is how often the watchdog looks at every connection.
 const healthTick = 250 * time.Millisecond
 
@@ -108,12 +104,8 @@ func (s *Server) watchHealth() {
 }
 
 func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration) {
-	pc, ok := tc.conn.(packetCounter)
-	if !ok {
-		return
-	}
 	h := &tc.health
-	n := pc.PacketsReceived()
+	n := tc.conn.PacketsReceived()
 	if h.lastHeard.IsZero() || n != h.lastPackets {
 		quiet := now.Sub(h.lastHeard)
 		h.lastPackets, h.lastHeard = n, now

@@ -26,7 +26,8 @@ func (w failingHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // pipeStream is a tunnel.Stream over one end of a net.Pipe.
 type pipeStream struct{ net.Conn }
 
-func (pipeStream) CloseWrite() error { return nil }
+func (pipeStream) CloseWrite() error        { return nil }
+func (pipeStream) Context() context.Context { return context.Background() }
 
 // TestUpgrade101WriteFails: when the 101 cannot be written to the client,
 // takeUpgrade gives the stream back and ends its context at once, and

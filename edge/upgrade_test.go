@@ -31,6 +31,10 @@ type testStream struct {
 	writeClosed atomic.Bool
 }
 
+// Context never ends: a TCP connection does not say that its peer
+// stopped reading.
+func (s *testStream) Context() context.Context { return context.Background() }
+
 func (s *testStream) CloseWrite() error {
 	s.writeClosed.Store(true)
 	return s.TCPConn.CloseWrite()
@@ -95,11 +99,12 @@ func (ft *fakeTunnel) Close(tunnel.ErrorCode, string) error {
 	return nil
 }
 
-func (ft *fakeTunnel) Done() <-chan struct{} { return ft.done }
-func (ft *fakeTunnel) Err() error            { return nil }
-func (ft *fakeTunnel) LocalAddr() net.Addr   { return ft.ln.Addr() }
-func (ft *fakeTunnel) RemoteAddr() net.Addr  { return ft.ln.Addr() }
-func (ft *fakeTunnel) Protocol() string      { return "test" }
+func (ft *fakeTunnel) Done() <-chan struct{}   { return ft.done }
+func (ft *fakeTunnel) Err() error              { return nil }
+func (ft *fakeTunnel) LocalAddr() net.Addr     { return ft.ln.Addr() }
+func (ft *fakeTunnel) RemoteAddr() net.Addr    { return ft.ln.Addr() }
+func (ft *fakeTunnel) Protocol() string        { return "test" }
+func (ft *fakeTunnel) PacketsReceived() uint64 { return 0 }
 
 type routes map[string]string
 

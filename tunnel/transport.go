@@ -18,6 +18,14 @@ type Stream interface {
 	// write side was not closed, the peer sees an error rather than a clean
 	// end, and no more data is read.
 	Close() error
+	// Context is done once the stream is of no more use to this side's
+	// writer: the peer abandoned it (reset it, or stopped reading it),
+	// this side closed it (Close), or the connection ended. CloseWrite
+	// does not end it; once it was called, a peer that stops reading may
+	// go unreported (there is nothing left to send it anyway).
+	// context.Cause says why. The connector cancels the origin's request
+	// when it ends: the edge gave up on the request.
+	Context() context.Context
 }
 
 // Conn is one multiplexed tunnel connection between a connector and an edge.
@@ -37,6 +45,13 @@ type Conn interface {
 	RemoteAddr() net.Addr
 	// Protocol names the transport: "quic" or "websocket".
 	Protocol() string
+	// PacketsReceived counts what the transport has received from the
+	// peer (QUIC packets, pieces of WebSocket messages). Only its changes
+	// mean something: with the transport's keepalives it moves at least
+	// once per keepalive period while the peer is alive, so a count that
+	// stands still for several periods means the peer is gone or stopped
+	// (the edge's health check, the connector's reset check).
+	PacketsReceived() uint64
 }
 
 // Listener accepts tunnel connections on the edge.

@@ -195,7 +195,7 @@ func (c *conn) OpenStream(ctx context.Context) (tunnel.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stream{s: s}, nil
+	return &stream{s: s, connCtx: c.qc.Context()}, nil
 }
 
 func (c *conn) AcceptStream(ctx context.Context) (tunnel.Stream, error) {
@@ -203,7 +203,7 @@ func (c *conn) AcceptStream(ctx context.Context) (tunnel.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stream{s: s}, nil
+	return &stream{s: s, connCtx: c.qc.Context()}, nil
 }
 
 func (c *conn) Close(code tunnel.ErrorCode, reason string) error {
@@ -225,11 +225,8 @@ func (c *conn) LocalAddr() net.Addr  { return c.qc.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
 func (c *conn) Protocol() string     { return "quic" }
 
-// PacketsReceived is the number of packets received on the connection so
-// far. With keepalives on, a live peer moves it every keepalive period; a
-// count that stands still means the peer is gone or stopped (the edge's
-// health check uses it to route around a dead connector before the idle
-// timeout closes the connection).
+// PacketsReceived implements tunnel.Conn: the number of packets received
+// on the connection so far.
 func (c *conn) PacketsReceived() uint64 { return c.qc.ConnectionStats().PacketsReceived }
 
 // streamAborted is the QUIC stream error code for an abandoned stream.
@@ -239,16 +236,43 @@ const streamAborted quic.StreamErrorCode = 1
 // rules: one reader and one writer at a time; Close may race with both.
 type stream struct {
 	s           *quic.Stream
+	connCtx     context.Context // ends with the connection
 	writeClosed atomic.Bool
+
+	mu     sync.Mutex
+	closed bool
+	ctx    context.Context // made at the first Context call
+	cancel context.CancelCauseFunc
 }
+
+// errStreamClosed is the cause of the Context of a stream closed here.
+var errStreamClosed = errors.New("quic: stream closed")
 
 func (s *stream) Read(p []byte) (int, error)  { return s.s.Read(p) }
 func (s *stream) Write(p []byte) (int, error) { return s.s.Write(p) }
 
-// Context is done once this side has finished or reset its write direction,
-// or the peer has stopped reading (STOP_SENDING): for the connector, the
-// edge abandoned the request, for example because its client went away.
-func (s *stream) Context() context.Context { return s.s.Context() }
+// Context implements tunnel.Stream. quic-go's own stream context ends when
+// this side finishes writing too; that end is not passed on.
+func (s *stream) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx != nil {
+		return s.ctx
+	}
+	s.ctx, s.cancel = context.WithCancelCause(s.connCtx)
+	if s.closed {
+		s.cancel(errStreamClosed)
+		return s.ctx
+	}
+	qctx := s.s.Context() // ends with a reset, STOP_SENDING, the FIN or the connection
+	cancel := s.cancel
+	context.AfterFunc(qctx, func() {
+		if cause := context.Cause(qctx); !errors.Is(cause, quic.ErrStreamClosed) {
+			cancel(cause)
+		}
+	})
+	return s.ctx
+}
 
 func (s *stream) CloseWrite() error {
 	s.writeClosed.Store(true)
@@ -256,6 +280,12 @@ func (s *stream) CloseWrite() error {
 }
 
 func (s *stream) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	if s.cancel != nil {
+		s.cancel(errStreamClosed)
+	}
+	s.mu.Unlock()
 	// After a FIN, data still in flight must be delivered: only an
 	// unfinished write side is reset, so the peer sees an error, not an end.
 	if !s.writeClosed.Load() {

@@ -56,6 +56,8 @@ func Run(t *testing.T, tr Transport) {
 		{"AcceptCanceled", testAcceptCanceled},
 		{"AddrsAndProtocol", testAddrsAndProtocol},
 		{"ListenBadAddr", testListenBadAddr},
+		{"StreamContext", testStreamContext},     // contract.go
+		{"PacketsReceived", testPacketsReceived}, // contract.go
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, tr) })
 	}

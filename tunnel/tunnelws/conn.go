@@ -453,10 +453,9 @@ func (c *conn) LocalAddr() net.Addr  { return c.local }
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 func (c *conn) Protocol() string     { return "websocket" }
 
-// PacketsReceived counts the pieces of WebSocket messages read from the
-// peer so far: with keepalive pings on both sides it grows at least once per
-// KeepAliveInterval on a live connection. The edge's health watchdog and
-// the connector's reset check read it as they read QUIC's packet count.
+// PacketsReceived implements tunnel.Conn: the pieces of WebSocket
+// messages read from the peer so far. With keepalive pings on both sides it
+// grows at least once per KeepAliveInterval on a live connection.
 func (c *conn) PacketsReceived() uint64 { return c.wire.received.Load() }
 
 // stream adapts a yamux stream: one reader and one writer at a time; Close
@@ -532,12 +531,10 @@ func (s *stream) writeErr(err error) error {
 	return fmt.Errorf("tunnelws: stream write: %w", err)
 }
 
-// Context is done once the peer has stopped reading the stream: it sent
-// STOP (it closed the stream after its CloseWrite) or RST (it aborted the
-// stream), or the connection ended. For the connector, the edge abandoned
-// the request, for example because its client went away. Closing the
-// stream ends it too; CloseWrite does not (unlike tunnelquic's, whose
-// Context ends when this side finishes writing). context.Cause says why.
+// Context implements tunnel.Stream: it ends when the peer sends STOP (it
+// closed the stream after its CloseWrite) or RST (it aborted the stream),
+// when the stream is closed here, or when the connection ends. A STOP
+// after this side's CloseWrite ends it too (QUIC cannot tell that one).
 func (s *stream) Context() context.Context {
 	c := s.c
 	c.mu.Lock()
