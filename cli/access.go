@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -25,18 +27,25 @@ type accessFlags struct {
 	destination string
 	headers     []string
 	edgeCA      string
+	// serviceTokenID and serviceTokenSecretFile: a service token to send
+	// (cloudflared's --service-token-id; the secret from a file or the
+	// environment, never an argument).
+	serviceTokenID         string
+	serviceTokenSecretFile string
 }
 
 func newAccessCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "access",
-		Short: "Reach a tunnel's TCP services (SSH, RDP, databases) through the edge",
+		Short: "Access: log in to protected applications, reach TCP services, manage applications and policies",
 		Args:  noArgsGroup,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmd.Help()
 		},
 	}
 	cmd.AddCommand(newAccessTCPCmd(g))
+	cmd.AddCommand(newAccessLoginCmd(g), newAccessTokenCmd(g), newAccessCurlCmd(g)) // access_login.go
+	cmd.AddCommand(newAccessIdPCmd(g), newAccessAppCmd(g), newAccessPolicyCmd(g))   // access_admin.go
 	return cmd
 }
 
@@ -72,6 +81,8 @@ edge). For a bastion rule, --destination names the host:port to reach.`,
 	fl.StringVar(&f.destination, "destination", "", "host:port the tunnel's bastion rule should connect to")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, `extra request header "Name: value" (repeatable)`)
 	fl.StringVar(&f.edgeCA, "edge-ca", "", "PEM CA file to trust for an https edge (default: system roots)")
+	fl.StringVar(&f.serviceTokenID, "service-token-id", "", "Access service token client ID (default $"+serviceTokenIDEnv+" or $TUNNEL_SERVICE_TOKEN_ID)")
+	fl.StringVar(&f.serviceTokenSecretFile, "service-token-secret-file", "", "file holding the service token's secret (default $"+serviceTokenSecretEnv+" or $TUNNEL_SERVICE_TOKEN_SECRET)")
 	fl.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		switch name {
 		case "tunnel-host":
@@ -104,6 +115,9 @@ func (f accessFlags) options(g *Env) (carrier.Options, error) {
 			}
 			opts.Header.Add(name, strings.TrimSpace(value))
 		}
+	}
+	if err := f.accessHeaders(g, &opts); err != nil {
+		return carrier.Options{}, err
 	}
 	if f.edgeCA != "" {
 		pem, err := os.ReadFile(f.edgeCA)
@@ -171,6 +185,42 @@ func (s *stdio) Close() error {
 	s.CloseWrite()
 	if c, ok := s.r.(io.Closer); ok {
 		return c.Close()
+	}
+	return nil
+}
+
+// The environment variables of a service token for `access tcp|ssh`.
+const (
+	serviceTokenIDEnv     = "ADIT_ACCESS_CLIENT_ID"
+	serviceTokenSecretEnv = "ADIT_ACCESS_CLIENT_SECRET"
+)
+
+// accessHeaders adds what Access needs to let the connection through: a
+// service token (flags or environment), else the session token `adit
+// access login` kept for the hostname, if any.
+func (f accessFlags) accessHeaders(g *Env, opts *carrier.Options) error {
+	id := cmp.Or(f.serviceTokenID, os.Getenv(serviceTokenIDEnv), os.Getenv("TUNNEL_SERVICE_TOKEN_ID"))
+	secret := cmp.Or(os.Getenv(serviceTokenSecretEnv), os.Getenv("TUNNEL_SERVICE_TOKEN_SECRET"))
+	if f.serviceTokenSecretFile != "" {
+		b, err := os.ReadFile(f.serviceTokenSecretFile)
+		if err != nil {
+			return fmt.Errorf("access: --service-token-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if opts.Header == nil {
+		opts.Header = make(http.Header)
+	}
+	switch {
+	case id != "" && secret != "":
+		opts.Header.Set("Adit-Access-Client-Id", id)
+		opts.Header.Set("Adit-Access-Client-Secret", secret)
+	case id != "" || f.serviceTokenSecretFile != "":
+		return errors.New("access: a service token needs both its ID and its secret")
+	default:
+		if tok, err := tokenStore(g).Load("https://"+f.hostname, time.Now()); err == nil {
+			opts.Header.Set("Cf-Access-Token", tok)
+		}
 	}
 	return nil
 }
