@@ -278,6 +278,9 @@ func TestOpenAPIDescribesEveryEndpoint(t *testing.T) {
 	}
 	documented := map[string]bool{}
 	for path, ops := range doc.Paths {
+		if ops["x-adit-package"] != nil {
+			continue // served by another package's Endpoints, which checks them
+		}
 		for method := range ops {
 			if method != "parameters" {
 				documented[strings.ToUpper(method)+" "+path] = true
