@@ -273,6 +273,7 @@ func (s *Service) DeleteTunnel(ctx context.Context, id string, force bool) error
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 		}
+		ops = append(ops, deleteConfigOps(rec.ID)...) // tunnelconfig.go
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return etcdError("delete tunnel", err)

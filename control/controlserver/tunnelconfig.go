@@ -346,6 +346,15 @@ func (s *Service) Unpublish(ctx context.Context, tunnelRef, hostname string) (co
 	return tc, nil
 }
 
+// deleteConfigOps delete every version of a tunnel's configuration, as
+// deleting the tunnel does.
+func deleteConfigOps(tunnelID string) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpDelete(store.TunnelConfigLatestKey(tunnelID)),
+		clientv3.OpDelete(store.TunnelConfigHistoryKeys(tunnelID), clientv3.WithPrefix()),
+	}
+}
+
 // currentConfig parses the newest stored version; an empty Config if none.
 func currentConfig(cur *ConfigRecord) (*ingress.Config, error) {
 	if cur == nil {

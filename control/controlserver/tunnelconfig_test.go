@@ -11,6 +11,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/ingress"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 const twoRules = `# the web tier
@@ -66,7 +67,7 @@ func TestTunnelConfigValidatorMessages(t *testing.T) {
 }
 
 func TestTunnelConfigVersions(t *testing.T) {
-	svc, _ := newService(t)
+	svc, cli := newService(t)
 	ctx := context.Background()
 	tun, err := svc.CreateTunnel(ctx, "web", secret(1))
 	if err != nil {
@@ -133,6 +134,14 @@ func TestTunnelConfigVersions(t *testing.T) {
 	}
 	if _, err := svc.GetTunnelConfig(ctx, "web", 1); !errors.Is(err, control.ErrNotFound) {
 		t.Errorf("version 1 after it fell out: %v", err)
+	}
+
+	// Deleting the tunnel deletes its configurations.
+	if err := svc.DeleteTunnel(ctx, tun.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := cli.Get(ctx, "/adit/tunnel-config", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+		t.Errorf("configuration keys left after the tunnel was deleted: %v, %v", resp, err)
 	}
 }
 
