@@ -155,8 +155,9 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		newLoginCmd(g),
 		newTunnelCmd(g),
 		newVersionCmd(g),
-		newAccessCmd(g), // access.go
-		newAdminCmd(g),  // admin.go
+		newAccessCmd(g),                                   // access.go
+		newAdminCmd(g),                                    // admin.go
+		newWAFCmd(g), newRateLimitCmd(g), newIPRuleCmd(g), // shield.go
 	)
 	for _, c := range prog.Commands {
 		root.AddCommand(c(g))

@@ -406,3 +406,74 @@ func TestShieldFlood(t *testing.T) {
 		t.Error("8 open connections from one address: none refused, want the 5th")
 	}
 }
+
+func TestShieldCLI(t *testing.T) {
+	rig := startShieldRig(t, nil)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, rig.srv.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn := []string{"--api", rig.srv.APIURL(), "--token-file", rig.srv.AdminTokenFile(), "--ca", ca}
+	adit := func(args ...string) string { return mustAdit(t, nil, append(args, conn...)...) }
+	fails := func(want string, args ...string) {
+		t.Helper()
+		out, code := runAdit(t, nil, append(args, conn...)...)
+		if code == 0 || !strings.Contains(out, want) {
+			t.Errorf("adit %s: exit %d %q, want a failure naming %q", strings.Join(args, " "), code, out, want)
+		}
+	}
+	idOf := func(out string) string {
+		f := strings.Fields(out)
+		for i, w := range f {
+			if w == "rule" || w == "limit" {
+				return strings.TrimSuffix(f[i+1], ":")
+			}
+		}
+		t.Fatalf("no ID in %q", out)
+		return ""
+	}
+
+	out := adit("ip-rule", "add", rig.host, "--deny", "127.0.0.13", "--note", "cli test")
+	ipID := idOf(out)
+	c := clientFrom(13)
+	rig.waitStatus(t, c, "/", http.StatusForbidden)
+	if out := adit("ip-rule", "list"); !strings.Contains(out, "127.0.0.13/32") || !strings.Contains(out, `"cli test"`) {
+		t.Errorf("ip-rule list:\n%s", out)
+	}
+	adit("ip-rule", "delete", ipID)
+	rig.waitStatus(t, c, "/", http.StatusOK)
+	fails("--allow", "ip-rule", "add", rig.host)
+	fails("cidr", "ip-rule", "add", "--deny", "300.0.0.1")
+
+	out = adit("ratelimit", "add", rig.host, "--requests", "1", "--period", "1m", "--path", "^/rl")
+	rlID := idOf(out)
+	waitFor(t, "the rate limit", func() bool {
+		code, _, _, _ := rig.do(t, c, "GET", "/rl", nil)
+		return code == 429
+	})
+	if out := adit("ratelimit", "list", rig.host); !strings.Contains(out, rlID) || !strings.Contains(out, "1/1m0s") {
+		t.Errorf("ratelimit list:\n%s", out)
+	}
+	adit("ratelimit", "delete", rlID)
+	fails("period", "ratelimit", "add", rig.host, "--requests", "1", "--period", "1500ms")
+	fails("by", "ratelimit", "add", rig.host, "--requests", "1", "--by", "cookie")
+
+	adit("waf", "set", rig.host, "--mode", "block", "--paranoia", "1")
+	rules := filepath.Join(dir, "custom.conf")
+	os.WriteFile(rules, []byte(`SecRule ARGS:cli "@streq 1" "id:10010,phase:1,deny,status:403,log,msg:'cli test'"`+"\n"), 0o600)
+	adit("waf", "rules", "add", rig.host, "--file", rules)
+	rig.waitStatus(t, c, "/?cli=1", http.StatusForbidden)
+	adit("waf", "exclude", rig.host, "--rule", "10010")
+	rig.waitStatus(t, c, "/?cli=1", http.StatusOK)
+	out = adit("waf", "show", rig.host)
+	for _, want := range []string{"mode                block", "rule 10010, (every path)", "custom.conf"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("waf show lacks %q:\n%s", want, out)
+		}
+	}
+	fails("mode", "waf", "set", rig.host, "--mode", "on")
+	fails("compile", "waf", "rules", "add", rig.host, "--file", ca)
+	adit("waf", "delete", rig.host)
+	fails("no waf setting", "waf", "show", rig.host)
+}

@@ -219,8 +219,8 @@ const (
 // load theirs: Coraza's recommended configuration with the setting's
 // engine mode and body limit, the CRS's tx. variables (paranoia,
 // thresholds), the operator's rules marked BeforeCRS, the exclusions by
-// path, the CRS's setup and rules, the exclusions of every path, and the
-// operator's other rules.
+// path, the CRS's setup and rules, the operator's other rules, and the
+// exclusions of every path (last, so they remove any rule defined above).
 func Directives(c control.WAFConfig) string {
 	var b strings.Builder
 	engine := "On"
@@ -256,14 +256,14 @@ SecAction "id:%d,phase:1,pass,nolog,t:none,setvar:tx.blocking_paranoia_level=%d,
 		}
 	}
 	b.WriteString("Include @crs-setup.conf.example\nInclude @owasp_crs/*.conf\n")
-	for _, e := range c.Exclusions {
-		if e.Path == "" {
-			fmt.Fprintf(&b, "SecRuleRemoveById %d\n", e.Rule)
-		}
-	}
 	for _, r := range c.Rules {
 		if !r.BeforeCRS {
 			fmt.Fprintf(&b, "# rules %s (%s)\n%s\n", r.ID, r.Name, r.Text)
+		}
+	}
+	for _, e := range c.Exclusions {
+		if e.Path == "" {
+			fmt.Fprintf(&b, "SecRuleRemoveById %d\n", e.Rule)
 		}
 	}
 	return b.String()
