@@ -19,7 +19,7 @@ import (
 // connMetrics are the connector's Prometheus metrics, in a registry of its
 // own (several connectors may run in one process):
 //
-//	adit_connector_requests_total{code}          request streams served, by the status sent back ("none" if none was)
+//	adit_connector_requests_total{code}          request streams served, by the status sent back ("none" if none was, 499 if the edge gave up first)
 //	adit_connector_request_duration_seconds      stream arrival to response header (the origin's latency, mostly)
 //	adit_connector_streams_in_flight             request streams being served
 //	adit_connector_tunnel_connections            registered connections to the edge
@@ -129,7 +129,12 @@ func (s *trackedStream) Close() error {
 	s.closed.Do(func() {
 		s.m.inflight.Dec()
 		code := s.code
-		if code == "" {
+		switch {
+		case code == "" && s.Stream.Context().Err() != nil:
+			// The edge gave up before there was an answer: its client
+			// went away (stream.go, abandoned).
+			code = strconv.Itoa(statusClientClosed)
+		case code == "":
 			code = "none"
 		}
 		s.m.requests.WithLabelValues(code).Inc()

@@ -152,17 +152,37 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 		log.Debug("connector: edge went away", "err", err)
 		return
 	}
-	if sendBody(s, resp, log) {
+	if c.sendBody(s, resp, log) {
 		log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
 	}
 }
 
 // originUnreachable answers a request whose origin could not be reached.
 func (c *Connector) originUnreachable(s tunnel.Stream, rule *ingress.Rule, svc origin.HTTPService, err error, log *slog.Logger) {
+	if c.abandoned(s, log) {
+		return // the failure is the cancellation; nobody reads an answer
+	}
 	c.metrics.originErrors.Inc()
 	log.Error("connector: origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
 	respondError(s, http.StatusBadGateway, err.Error())
 }
+
+// abandoned reports whether the edge gave up on the request of stream s
+// (its client went away), which cancels the origin's request. That is no
+// fault of the origin's, and a visitor can cause it at will (a burst of
+// HTTP/2 resets), so it is logged once per interval, as a 499; the
+// stream's metrics count it as 499 too (metrics.go).
+func (c *Connector) abandoned(s tunnel.Stream, log *slog.Logger) bool {
+	if s.Context().Err() == nil {
+		return false
+	}
+	c.rl.Logger(log).Info("connector: request cancelled: the edge's client went away", "status", statusClientClosed)
+	return true
+}
+
+// statusClientClosed is nginx's status for a request whose client closed
+// the connection first, used in logs and metrics.
+const statusClientClosed = 499
 
 // responseHeader is the stream's answer header for resp.
 func responseHeader(resp *http.Response) tunnel.ResponseHeader {
@@ -179,11 +199,13 @@ func responseHeader(resp *http.Response) tunnel.ResponseHeader {
 
 // sendBody streams resp's body and trailers to the edge after the answer
 // header, and reports whether all of it went.
-func sendBody(s tunnel.Stream, resp *http.Response, log *slog.Logger) bool {
+func (c *Connector) sendBody(s tunnel.Stream, resp *http.Response, log *slog.Logger) bool {
 	bw := tunnel.NewBodyWriter(s)
 	if _, err := io.Copy(bw, resp.Body); err != nil {
-		// Abort: the edge must see a broken body, not a short one.
-		log.Warn("connector: response body from origin broke off", "err", err)
+		if !c.abandoned(s, log) {
+			// Abort: the edge must see a broken body, not a short one.
+			log.Warn("connector: response body from origin broke off", "err", err)
+		}
 		return false
 	}
 	if err := bw.CloseWithTrailers(resp.Trailer); err != nil {

@@ -71,7 +71,7 @@ func (c *Connector) upgradeHandshake(s tunnel.Stream, rd *streamReader, h *tunne
 		return nil
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		if sendBody(s, resp, log) {
+		if c.sendBody(s, resp, log) {
 			log.Debug("connector: served", "method", req.Method, "path", req.URL.Path, "status", resp.StatusCode)
 		}
 		return nil

@@ -246,15 +246,17 @@ func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, info *layer.R
 	switch {
 	case bodyTooLarge(r) > 0: // limits.go
 		tooLarge(w, r, bodyTooLarge(r), id)
+	case r.Context().Err() != nil:
+		// The client went away (closed its connection, reset its HTTP/2
+		// stream): whatever failed after that failed because of it, and
+		// nobody reads an answer. 499 in the metrics, nothing logged.
+		w.WriteHeader(statusClientClosed)
 	case errors.Is(err, errTunnelOffline):
 		writeErrorPage(w, r, http.StatusBadGateway, "Tunnel offline",
 			fmt.Sprintf("The tunnel for %q has no connector online. Start it with `adit tunnel run`.", hostOnly(r.Host)), id)
 	case errors.As(err, &oe):
 		writeErrorPage(w, r, http.StatusBadGateway, "Origin unreachable",
 			fmt.Sprintf("The tunnel's connector could not reach the origin service for %q. The connector's log has the cause under this request ID.", hostOnly(r.Host)), id)
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away; nobody reads an answer.
-		w.WriteHeader(499)
 	default:
 		p.log.Warn("proxy: tunnel stream failed", "host", r.Host, "request_id", id, "err", err)
 		writeErrorPage(w, r, http.StatusBadGateway, "Tunnel error",
@@ -263,6 +265,10 @@ func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, info *layer.R
 }
 
 var errTunnelOffline = errors.New("edge: tunnel has no live connection")
+
+// statusClientClosed is nginx's status for a request whose client went
+// away before the answer, for the metrics.
+const statusClientClosed = 499
 
 // originError is the connector's report that it could not reach the origin.
 type originError struct{ msg string }
