@@ -46,6 +46,9 @@ type proxy struct {
 	log    *slog.Logger
 	t      *tunnelTransport
 	chain  layer.Handler // the layers (layers.go), then serveRouted
+	// trusted are the proxies whose X-Forwarded-For names the visitor
+	// (Config.TrustedProxies).
+	trusted []netip.Prefix
 }
 
 func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger, layers []layer.Layer) *proxy {
@@ -66,9 +69,12 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &layer.Request{ID: id, Host: routedHost(r.Host), TunnelID: tunnelID, ClientAddr: r.RemoteAddr, TLS: r.TLS != nil}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		info.ClientIP = ap.Addr().Unmap()
+	var viaProxy bool
+	info.ClientIP, viaProxy = clientIP(r, p.trusted) // public.go
+	if viaProxy {
+		info.ClientAddr = info.ClientIP.String()
 	}
+	rewriteRequestHeader(r, info.ClientIP, viaProxy)
 	p.chain.ServeRouted(w, r, info)
 }
 
@@ -97,7 +103,6 @@ func (p *proxy) forward(w http.ResponseWriter, r *http.Request, info *layer.Requ
 		defer up.finish()
 		ctx = up.ctx
 	}
-	rewriteRequestHeader(r)
 	resp, err := p.t.roundTrip(ctx, r, info)
 	if err != nil {
 		p.proxyError(w, r, info, err)
@@ -138,9 +143,12 @@ var (
 
 // rewriteRequestHeader makes r's header the one the origin gets: the
 // hop-by-hop fields go, except "TE: trailers" (gRPC needs it) and an
-// upgrade's Connection and Upgrade; X-Forwarded-For, -Host and -Proto are
-// the edge's, never the client's, and a client's Forwarded is dropped.
-func rewriteRequestHeader(r *http.Request) {
+// upgrade's Connection and Upgrade; X-Forwarded-For, -Host and -Proto,
+// X-Real-Ip and Cf-Connecting-Ip are the edge's, never the client's (a
+// trusted proxy's X-Forwarded-For is kept and extended: viaProxy), and a
+// client's Forwarded and True-Client-Ip are dropped. It runs before the
+// layers, so they see what the origin will see.
+func rewriteRequestHeader(r *http.Request, client netip.Addr, viaProxy bool) {
 	h := r.Header
 	upgrade := upgradeType(h)
 	teTrailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
@@ -153,9 +161,22 @@ func rewriteRequestHeader(r *http.Request) {
 		h["Upgrade"] = []string{upgrade}
 	}
 	delete(h, "Forwarded")
-	delete(h, "X-Forwarded-For")
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		h["X-Forwarded-For"] = []string{ip}
+	delete(h, "True-Client-Ip")
+	peer, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if viaProxy {
+		h["X-Forwarded-For"] = []string{strings.Join(append(h["X-Forwarded-For"], peer), ", ")}
+	} else if peer != "" {
+		h["X-Forwarded-For"] = []string{peer}
+	} else {
+		delete(h, "X-Forwarded-For")
+	}
+	if client.IsValid() {
+		ip := []string{client.String()}
+		h["X-Real-Ip"] = ip
+		h["Cf-Connecting-Ip"] = ip
+	} else {
+		delete(h, "X-Real-Ip")
+		delete(h, "Cf-Connecting-Ip")
 	}
 	h["X-Forwarded-Host"] = []string{r.Host}
 	if r.TLS != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,11 +15,12 @@ import (
 
 func TestRewriteRequestHeader(t *testing.T) {
 	tests := []struct {
-		name   string
-		header http.Header
-		remote string
-		tls    bool
-		want   http.Header
+		name    string
+		header  http.Header
+		remote  string
+		tls     bool
+		trusted []netip.Prefix
+		want    http.Header
 	}{
 		{
 			name: "hop-by-hop fields and those Connection names go",
@@ -29,14 +31,14 @@ func TestRewriteRequestHeader(t *testing.T) {
 				"Accept": {"*/*"},
 			},
 			remote: "192.0.2.1:5555",
-			want: http.Header{"Accept": {"*/*"}, "X-Forwarded-For": {"192.0.2.1"},
+			want: http.Header{"Accept": {"*/*"}, "X-Forwarded-For": {"192.0.2.1"}, "X-Real-Ip": {"192.0.2.1"}, "Cf-Connecting-Ip": {"192.0.2.1"},
 				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
 		},
 		{
 			name:   "TE: trailers is kept alone",
 			header: http.Header{"Te": {"gzip, trailers"}},
 			remote: "192.0.2.1:5555",
-			want: http.Header{"Te": {"trailers"}, "X-Forwarded-For": {"192.0.2.1"},
+			want: http.Header{"Te": {"trailers"}, "X-Forwarded-For": {"192.0.2.1"}, "X-Real-Ip": {"192.0.2.1"}, "Cf-Connecting-Ip": {"192.0.2.1"},
 				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
 		},
 		{
@@ -46,13 +48,38 @@ func TestRewriteRequestHeader(t *testing.T) {
 			remote: "[2001:db8::1]:443",
 			tls:    true,
 			want: http.Header{"X-Forwarded-For": {"2001:db8::1"}, "X-Forwarded-Host": {"app.test"},
-				"X-Forwarded-Proto": {"https"}},
+				"X-Forwarded-Proto": {"https"}, "X-Real-Ip": {"2001:db8::1"}, "Cf-Connecting-Ip": {"2001:db8::1"}},
+		},
+		{
+			name: "a client's X-Real-Ip, Cf-Connecting-Ip and True-Client-Ip are replaced",
+			header: http.Header{"X-Real-Ip": {"6.6.6.6"}, "Cf-Connecting-Ip": {"6.6.6.6"}, "True-Client-Ip": {"6.6.6.6"},
+				"X-Forwarded-For": {"6.6.6.6"}},
+			remote: "192.0.2.1:5555",
+			want: http.Header{"X-Forwarded-For": {"192.0.2.1"}, "X-Real-Ip": {"192.0.2.1"}, "Cf-Connecting-Ip": {"192.0.2.1"},
+				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
+		},
+		{
+			name:    "a trusted proxy's X-Forwarded-For is kept and extended; the visitor is its rightmost untrusted entry",
+			header:  http.Header{"X-Forwarded-For": {"6.6.6.6, 198.51.100.7", "10.0.0.2"}, "X-Real-Ip": {"6.6.6.6"}},
+			remote:  "10.0.0.1:5555",
+			trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+			want: http.Header{"X-Forwarded-For": {"6.6.6.6, 198.51.100.7, 10.0.0.2, 10.0.0.1"},
+				"X-Real-Ip": {"198.51.100.7"}, "Cf-Connecting-Ip": {"198.51.100.7"},
+				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
+		},
+		{
+			name:    "an untrusted peer's X-Forwarded-For is replaced even when proxies are configured",
+			header:  http.Header{"X-Forwarded-For": {"6.6.6.6"}},
+			remote:  "192.0.2.1:5555",
+			trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+			want: http.Header{"X-Forwarded-For": {"192.0.2.1"}, "X-Real-Ip": {"192.0.2.1"}, "Cf-Connecting-Ip": {"192.0.2.1"},
+				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
 		},
 		{
 			name:   "an upgrade keeps Connection and Upgrade",
 			header: http.Header{"Connection": {"Upgrade, X-Hop"}, "Upgrade": {"websocket"}, "X-Hop": {"1"}},
 			remote: "192.0.2.1:5555",
-			want: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "X-Forwarded-For": {"192.0.2.1"},
+			want: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "X-Forwarded-For": {"192.0.2.1"}, "X-Real-Ip": {"192.0.2.1"}, "Cf-Connecting-Ip": {"192.0.2.1"},
 				"X-Forwarded-Host": {"app.test"}, "X-Forwarded-Proto": {"http"}},
 		},
 		{
@@ -68,7 +95,8 @@ func TestRewriteRequestHeader(t *testing.T) {
 			if tt.tls {
 				r.TLS = &tls.ConnectionState{}
 			}
-			rewriteRequestHeader(r)
+			ip, viaProxy := clientIP(r, tt.trusted)
+			rewriteRequestHeader(r, ip, viaProxy)
 			if !reflect.DeepEqual(r.Header, tt.want) {
 				t.Errorf("header:\n got %v\nwant %v", r.Header, tt.want)
 			}

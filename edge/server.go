@@ -27,9 +27,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,11 +39,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go/http3"
+
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/metrics"
 	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/publictls"
 	"github.com/adit-dev/adit/ratelog"
 	"github.com/adit-dev/adit/shield"
 	"github.com/adit-dev/adit/store"
@@ -94,6 +99,31 @@ type Config struct {
 	// WebSocket tunes the WebSocket transport, served on TCP at the same
 	// port number as QUIC's UDP; the zero value is the default.
 	WebSocket tunnelws.Config
+
+	// HTTPSAddr, if set, is the public HTTPS listener: TLS over TCP
+	// (HTTP/1.1 and HTTP/2) and HTTP/3 over UDP at the same port, with a
+	// certificate for each routed hostname from ACME (package publictls)
+	// or brought by an operator. If empty, there is none.
+	HTTPSAddr string
+	// ACME configures where HTTPSAddr's certificates come from
+	// (publictls.Config; the edge fills in its ports and logger). The zero
+	// value orders from Let's Encrypt.
+	ACME publictls.Config
+	// DisableHTTP3 turns HTTP/3 on HTTPSAddr off.
+	DisableHTTP3 bool
+	// DisableHTTPSRedirect keeps the HTTP listener serving hostnames that
+	// have a certificate; otherwise it answers them 308 to https://.
+	DisableHTTPSRedirect bool
+	// ProxyProtocol: every TCP connection to the public listeners starts
+	// with a PROXY protocol header (v1 or v2) naming the visitor; one
+	// without it is closed. With TrustedProxies, only those peers may
+	// connect.
+	ProxyProtocol bool
+	// TrustedProxies are load balancers in front of the edge: from them,
+	// X-Forwarded-For is kept and extended, and the visitor is its
+	// rightmost address that is not a trusted proxy. If empty, every
+	// client's X-Forwarded-For is replaced.
+	TrustedProxies []netip.Prefix
 
 	// MetricsAddr, if set, is the host:port of a plain-HTTP listener for
 	// /metrics, /ready and /healthcheck (package metrics); port 0 picks one
@@ -158,6 +188,13 @@ type Server struct {
 	apiLn    net.Listener
 	httpSrv  *http.Server
 	apiSrv   *http.Server
+
+	// public.go: HTTPS and HTTP/3, when Config.HTTPSAddr
+	httpsLn  net.Listener
+	h3Conn   net.PacketConn
+	httpsSrv *http.Server
+	h3Srv    *http3.Server
+	certs    *publictls.Manager
 
 	adminTokenFile string
 	createdToken   bool
@@ -297,9 +334,8 @@ func (s *Server) listen() error {
 	if err != nil {
 		return listenError("tunnel", orDefault(cfg.TunnelAddr, ":7844"), err)
 	}
-	s.httpLn, err = net.Listen("tcp", orDefault(cfg.HTTPAddr, ":8080"))
-	if err != nil {
-		return listenError("http", orDefault(cfg.HTTPAddr, ":8080"), fmt.Errorf("edge: http listener: %w", err))
+	if err := s.listenPublic(); err != nil { // public.go
+		return err
 	}
 	s.httpLn = s.filterConns(s.httpLn) // layers.go
 	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
@@ -341,29 +377,26 @@ func (s *Server) listen() error {
 // serve starts one goroutine per listener and loop.
 func (s *Server) serve() {
 	cfg := s.cfg
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	s.httpSrv = &http.Server{
-		Handler:           s.metrics.instrument(s.limitBody(newProxy(s.state, s.reg, s.metrics, s.rl.Logger(s.log), s.layers))),
-		ReadHeaderTimeout: orDuration(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
-		IdleTimeout:       orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         s.newConns.track,
-		Protocols:         protocols,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	p := newProxy(s.state, s.reg, s.metrics, s.rl.Logger(s.log), s.layers)
+	p.trusted = cfg.TrustedProxies
+	s.servePublic(s.metrics.instrument(s.limitBody(p))) // public.go
 	s.apiSrv = &http.Server{
 		Handler:           readYourWrites(controlserver.NewHandler(s.svc, s.log, s.endpoints...), s.store.Client(), s.state),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          s.httpErrorLog(),
 	}
 	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, s.reg, s.log, s.rl.Logger(s.log))
-	s.goServe("http", func() error { return s.httpSrv.Serve(s.httpLn) })
 	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
 	s.goServe("tunnel (quic)", func() error { return s.acceptTunnels(s.tunnelLn) })
 	s.goServe("tunnel (websocket)", func() error { return s.acceptTunnels(s.wsLn) })
 	s.spawn(s.watchHealth)
+}
+
+// httpErrorLog is the servers' log for what net/http reports (a client's
+// TLS handshake that failed, a malformed request): debug level, as
+// clients cause it at will.
+func (s *Server) httpErrorLog() *log.Logger {
+	return slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 }
 
 func orDefault(v, def string) string {
@@ -507,7 +540,7 @@ func (s *Server) close() error {
 	defer cancel()
 	var errs []error
 	if s.httpSrv != nil {
-		s.shutdownPublic(ctx) // shutdown.go
+		errs = append(errs, s.shutdownPublic(ctx)) // public.go
 	}
 	if s.apiSrv != nil {
 		if err := s.apiSrv.Shutdown(ctx); err != nil {
@@ -517,7 +550,7 @@ func (s *Server) close() error {
 	// Tell connectors first, so they move on at once: closing the
 	// listener ends the connections without a word to the peer.
 	s.closeTunnelConns(ctx) // shutdown.go
-	for _, ln := range []interface{ Close() error }{s.tunnelLn, s.wsLn, s.httpLn, s.apiLn} {
+	for _, ln := range []interface{ Close() error }{s.tunnelLn, s.wsLn, s.httpLn, s.httpsLn, s.h3Conn, s.apiLn} {
 		if ln != nil {
 			ln.Close() // already closed by their servers' Shutdown, or about to be
 		}
@@ -531,6 +564,9 @@ func (s *Server) close() error {
 	s.spawnMu.Unlock()
 	s.wg.Wait()
 	errs = append(errs, closeLayers(s.layers))
+	if s.certs != nil {
+		errs = append(errs, s.certs.Close())
+	}
 	if s.presence != nil {
 		errs = append(errs, s.presence.Close())
 	}

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/adit-dev/adit/tunnel"
 )
@@ -44,26 +43,6 @@ func (n *newConns) closeAll() {
 	n.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
-	}
-}
-
-// shutdownPublic stops the public listener and waits (until ctx ends) for
-// the requests in flight, closing connections that never sent one.
-func (s *Server) shutdownPublic(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.httpSrv.Shutdown(ctx)
-	}()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		s.newConns.closeAll()
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 // listenFlags name the flag of each edge listener (edge.ListenError).
 var listenFlags = map[string]string{
 	"http":    "--http-addr",
+	"https":   "--https-addr",
 	"api":     "--api-addr",
 	"tunnel":  "--tunnel-addr",
 	"metrics": "--metrics",

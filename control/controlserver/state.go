@@ -30,6 +30,11 @@ const (
 	// TCPRoutesChanged: a public TCP port route was added, changed or
 	// removed (TunnelID is its tunnel when known); see State.TCPRoutes.
 	TCPRoutesChanged
+	// RouteAdded: a hostname route was added or moved to another tunnel
+	// (Host, TunnelID).
+	RouteAdded
+	// RouteRemoved: a hostname route was deleted (Host).
+	RouteRemoved
 )
 
 func (k EventKind) String() string {
@@ -40,15 +45,21 @@ func (k EventKind) String() string {
 		return "connection-removed"
 	case TCPRoutesChanged:
 		return "tcp-routes-changed"
+	case RouteAdded:
+		return "route-added"
+	case RouteRemoved:
+		return "route-removed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// Event is a change the edge acts on. ConnID is set for ConnectionRemoved.
+// Event is a change the edge acts on. ConnID is set for ConnectionRemoved,
+// Host for RouteAdded and RouteRemoved.
 type Event struct {
 	Kind     EventKind
 	TunnelID string
 	ConnID   string
+	Host     string
 }
 
 // State is the edge's in-memory copy of tunnels, routes and connections, kept
@@ -255,6 +266,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 		} else {
 			d.exact[host] = r.TunnelID
 		}
+		return Event{Kind: RouteAdded, TunnelID: r.TunnelID, Host: host}, true
 	case strings.HasPrefix(key, store.ConnectionsPrefix):
 		var c control.Connection
 		if err := json.Unmarshal(val, &c); err != nil {
@@ -295,6 +307,7 @@ func (s *State) del(d *stateData, key string) (Event, bool) {
 		} else {
 			delete(d.exact, host)
 		}
+		return Event{Kind: RouteRemoved, Host: host}, true
 	case strings.HasPrefix(key, store.ConnectionsPrefix):
 		tunnelID, connID, ok := connectionKeyIDs(key)
 		if !ok {

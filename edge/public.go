@@ -1,0 +1,257 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/adit-dev/adit/publictls"
+)
+
+// The public listeners: plain HTTP (Config.HTTPAddr), and with
+// Config.HTTPSAddr, HTTPS over TCP (HTTP/1.1 and HTTP/2) and HTTP/3 over
+// QUIC on the same port number, with certificates from package publictls.
+// All of them serve the same handler: the router, the layers, the proxy.
+
+// listenPublic opens the public listeners (the listen step): the plain
+// HTTP one, and the HTTPS ones with their certificate manager.
+func (s *Server) listenPublic() error {
+	cfg := s.cfg
+	ln, err := net.Listen("tcp", orDefault(cfg.HTTPAddr, ":8080"))
+	if err != nil {
+		return listenError("http", orDefault(cfg.HTTPAddr, ":8080"), fmt.Errorf("edge: http listener: %w", err))
+	}
+	s.httpLn = s.wrapPublic(ln)
+	if cfg.HTTPSAddr == "" {
+		return nil
+	}
+	ln, err = net.Listen("tcp", cfg.HTTPSAddr)
+	if err != nil {
+		return listenError("https", cfg.HTTPSAddr, fmt.Errorf("edge: https listener: %w", err))
+	}
+	s.httpsLn = s.wrapPublic(ln)
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if !cfg.DisableHTTP3 {
+		s.h3Conn, err = net.ListenPacket("udp", net.JoinHostPort(host, port))
+		if err != nil {
+			return listenError("https", cfg.HTTPSAddr, fmt.Errorf("edge: http/3 listener (udp port %s; --http3=false turns it off): %w", port, err))
+		}
+	}
+	acme := cfg.ACME
+	if acme.Logger == nil {
+		acme.Logger = s.log
+	}
+	_, httpPort, _ := net.SplitHostPort(s.httpLn.Addr().String())
+	acme.HTTPPort, _ = strconv.Atoi(httpPort)
+	acme.TLSPort, _ = strconv.Atoi(port)
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		acme.ListenHost = host
+	}
+	s.certs, err = publictls.New(s.ctx, s.store.Client(), s.state, acme)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	s.endpoints = append(s.endpoints, s.certs.Endpoints()...)
+	return nil
+}
+
+// wrapPublic applies step 1's connection-level parts to a public TCP
+// listener: the PROXY protocol header when configured.
+func (s *Server) wrapPublic(ln net.Listener) net.Listener {
+	if !s.cfg.ProxyProtocol {
+		return ln
+	}
+	trusted := s.cfg.TrustedProxies
+	return &proxyproto.Listener{
+		Listener:          ln,
+		ReadHeaderTimeout: orDuration(s.cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			// Only a trusted proxy may say who the visitor is; with no
+			// list, every peer is the load balancer.
+			if len(trusted) > 0 && !inPrefixes(trusted, addrIP(o.Upstream)) {
+				return proxyproto.REJECT, nil
+			}
+			return proxyproto.REQUIRE, nil
+		},
+	}
+}
+
+// servePublic builds the public servers and starts them (the serve step).
+func (s *Server) servePublic(h http.Handler) {
+	cfg := s.cfg
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	plain := h
+	if s.certs != nil {
+		plain = s.acmeAndRedirect(h)
+	}
+	s.httpSrv = s.publicServer(plain, protocols)
+	s.goServe("http", func() error { return s.httpSrv.Serve(s.httpLn) })
+	if s.httpsLn == nil {
+		return
+	}
+	secure := h
+	if s.h3Conn != nil {
+		s.h3Srv = &http3.Server{
+			Handler:        h,
+			TLSConfig:      http3.ConfigureTLSConfig(s.certs.TLSConfig()),
+			QUICConfig:     &quic.Config{MaxIdleTimeout: orDuration(cfg.IdleTimeout, DefaultIdleTimeout), MaxIncomingStreams: 100},
+			MaxHeaderBytes: cfg.MaxHeaderBytes,
+			IdleTimeout:    orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		}
+		s.goServe("http/3", func() error { return s.h3Srv.Serve(s.h3Conn) })
+		secure = s.altSvc(h)
+	}
+	tlsProtocols := new(http.Protocols)
+	tlsProtocols.SetHTTP1(true)
+	tlsProtocols.SetHTTP2(true)
+	s.httpsSrv = s.publicServer(secure, tlsProtocols)
+	s.httpsSrv.TLSConfig = s.certs.TLSConfig()
+	s.goServe("https", func() error { return s.httpsSrv.ServeTLS(s.httpsLn, "", "") })
+}
+
+// publicServer is an http.Server with the public listeners' limits.
+func (s *Server) publicServer(h http.Handler, protocols *http.Protocols) *http.Server {
+	cfg := s.cfg
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: orDuration(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         s.newConns.track,
+		Protocols:         protocols,
+		ErrorLog:          s.httpErrorLog(),
+	}
+}
+
+// acmeAndRedirect is the plain listener's step 3: ACME HTTP-01
+// validations are answered here, and a hostname that has a certificate
+// is sent to https:// (308, so a POST stays a POST) unless
+// Config.DisableHTTPSRedirect.
+func (s *Server) acmeAndRedirect(h http.Handler) http.Handler {
+	_, port, _ := net.SplitHostPort(s.httpsLn.Addr().String())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.certs.HandleHTTPChallenge(w, r) {
+			return
+		}
+		host := routedHost(r.Host)
+		if !s.cfg.DisableHTTPSRedirect && s.certs.HasCertificate(host) {
+			target := "https://" + host
+			if port != "443" {
+				target += ":" + port
+			}
+			http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// altSvc announces HTTP/3 on HTTP/1.1 and HTTP/2 answers.
+func (s *Server) altSvc(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.h3Srv.SetQUICHeaders(w.Header())
+		h.ServeHTTP(w, r)
+	})
+}
+
+// shutdownPublic stops the public listeners and waits (until ctx ends)
+// for the requests in flight, closing connections that never sent one.
+func (s *Server) shutdownPublic(ctx context.Context) error {
+	var errs []error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, srv := range []*http.Server{s.httpSrv, s.httpsSrv} {
+			if srv != nil {
+				srv.Shutdown(ctx)
+			}
+		}
+	}()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+wait:
+	for {
+		s.newConns.closeAll()
+		select {
+		case <-done:
+			break wait
+		case <-t.C:
+		}
+	}
+	if s.h3Srv != nil {
+		if err := s.h3Srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, fmt.Errorf("edge: http/3 server: %w", err))
+		}
+		s.h3Srv.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// clientIP is the visitor's address as the edge trusts it: the peer's,
+// unless the peer is a trusted proxy, whose X-Forwarded-For then names
+// the visitor (the rightmost address that is not a trusted proxy).
+func clientIP(r *http.Request, trusted []netip.Prefix) (ip netip.Addr, viaProxy bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	ip = ap.Addr().Unmap()
+	if len(trusted) == 0 || !inPrefixes(trusted, ip) {
+		return ip, false
+	}
+	xff := r.Header["X-Forwarded-For"]
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return ip, true // a malformed entry: trust nothing left of it
+			}
+			ip = a.Unmap()
+			if !inPrefixes(trusted, ip) {
+				return ip, true
+			}
+		}
+	}
+	return ip, true
+}
+
+func inPrefixes(ps []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrIP(a net.Addr) netip.Addr {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// HTTPSAddr is the bound public HTTPS address, or nil without one.
+func (s *Server) HTTPSAddr() net.Addr {
+	if s.httpsLn == nil {
+		return nil
+	}
+	return s.httpsLn.Addr()
+}
+
+// Certificates is the public HTTPS listener's certificate manager, or nil
+// without one.
+func (s *Server) Certificates() *publictls.Manager { return s.certs }

@@ -1,0 +1,301 @@
+// Package publictls gives the edge's public HTTPS listener its
+// certificates (DESIGN.md, step 2 of a public request): ACME certificates
+// for routed hostnames, ordered by certmagic from the configured CA and
+// kept in etcd (so every edge of a fleet serves the same one, and an etcd
+// lock lets one edge order a name at a time), and certificates operators
+// bring (`adit cert add`, wildcards included), watched from etcd.
+//
+// Only routed hostnames get certificates: an order starts when a route is
+// added (Manage) and at the first handshake for an exact route not yet
+// covered; a handshake for any other name fails, with no default
+// certificate to reveal other names, and starts no order. A wildcard
+// route is served only with a brought certificate (ACME's HTTP-01 and
+// TLS-ALPN-01 cannot prove a wildcard), so no visitor can make the edge
+// order a certificate per made-up subdomain.
+//
+// Renewal starts when a third of a certificate's lifetime is left
+// (certmagic's default); a failed order or renewal is retried with
+// growing delays, logged with its cause, and recorded in etcd for `adit
+// cert list`; the old certificate keeps serving meanwhile. OCSP responses
+// are stapled when the certificate names a responder.
+package publictls
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap/zapcore"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/zapslog"
+)
+
+// LetsEncrypt is the default ACME directory: Let's Encrypt's production CA.
+const LetsEncrypt = certmagic.LetsEncryptProductionCA
+
+// Keys in etcd, under store.Prefix.
+var (
+	acmePrefix   = store.Prefix + "tls/acme/"   // certmagic's storage: certificates, keys, the ACME account
+	lockPrefix   = store.Prefix + "tls/locks/"  // certmagic's locks (one order per name at a time)
+	manualPrefix = store.Prefix + "tls/manual/" // brought certificates, by hostname
+	statusPrefix = store.Prefix + "tls/status/" // the last failed order per hostname
+)
+
+// Config configures a Manager. The zero value orders from Let's Encrypt
+// with validation on ports 80 and 443.
+type Config struct {
+	// CA is the ACME directory URL. If empty, LetsEncrypt.
+	CA string
+	// Email is the ACME account's contact address. If empty, none.
+	Email string
+	// CARoots, if set, are the only roots trusted for the ACME server's
+	// own HTTPS (a private CA such as step-ca or Pebble). If nil, the
+	// system's roots.
+	CARoots *x509.CertPool
+	// HTTPPort and TLSPort are the ports of the public HTTP and HTTPS
+	// listeners, which answer the CA's HTTP-01 and TLS-ALPN-01
+	// validations; ListenHost is their host. If zero, 80 and 443.
+	HTTPPort, TLSPort int
+	ListenHost        string
+	// RenewCheckInterval is how often certificates are checked for
+	// renewal. If zero, certmagic's default (10 minutes).
+	RenewCheckInterval time.Duration
+	// Logger receives the manager's logs. If nil, they are discarded.
+	Logger *slog.Logger
+}
+
+// Routes says which hostnames are routed. *controlserver.State implements it.
+type Routes interface {
+	HasExactRoute(host string) bool
+	ExactRoutes() []string
+}
+
+// Manager serves certificates to the public HTTPS listener and keeps
+// them current.
+type Manager struct {
+	cfg     Config
+	log     *slog.Logger
+	cli     *clientv3.Client
+	routes  Routes
+	storage *etcdStorage
+	cache   *certmagic.Cache
+	magic   *certmagic.Config
+	issuer  *certmagic.ACMEIssuer
+	manual  *manualCerts
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a Manager: it loads the brought certificates and watches
+// them, and starts managing (loading from etcd, or ordering) the
+// certificates of every exact route.
+func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (*Manager, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "publictls")
+	m := &Manager{cfg: cfg, log: log, cli: cli, routes: routes,
+		storage: newEtcdStorage(cli, acmePrefix, lockPrefix)}
+	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	zl := zapslog.New(log, zapslog.Options{MinLevel: zapcore.WarnLevel, SetMinLevel: true, Prefix: "certmagic: "})
+
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		RenewCheckInterval: cfg.RenewCheckInterval,
+		OCSPCheckInterval:  cfg.RenewCheckInterval,
+		Logger:             zl,
+	})
+	m.magic = certmagic.New(m.cache, certmagic.Config{
+		Storage:  m.storage,
+		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: m.decide},
+		OnEvent:  m.onEvent,
+		Logger:   zl,
+	})
+	ca := cfg.CA
+	if ca == "" {
+		ca = LetsEncrypt
+	}
+	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
+		CA:             ca,
+		Email:          cfg.Email,
+		Agreed:         true,
+		TrustedRoots:   cfg.CARoots,
+		ListenHost:     cfg.ListenHost,
+		AltHTTPPort:    orInt(cfg.HTTPPort, 80),
+		AltTLSALPNPort: orInt(cfg.TLSPort, 443),
+		Logger:         zl,
+	})
+	m.magic.Issuers = []certmagic.Issuer{m.issuer}
+
+	var err error
+	m.manual, err = loadManual(m.ctx, cli, log)
+	if err != nil {
+		m.cache.Stop()
+		return nil, err
+	}
+	m.wg.Go(func() { m.manual.watch(m.ctx) })
+	for _, host := range routes.ExactRoutes() {
+		m.Manage(host)
+	}
+	return m, nil
+}
+
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Close stops renewals and watches.
+func (m *Manager) Close() error {
+	m.cancel()
+	m.cache.Stop()
+	m.wg.Wait()
+	return m.storage.close()
+}
+
+// Manage starts keeping a certificate for host (a newly routed
+// hostname): it is loaded from etcd, or ordered, in the background.
+// Wildcards and names a brought certificate covers are left alone.
+func (m *Manager) Manage(host string) {
+	if strings.HasPrefix(host, "*.") || m.manual.covers(host) {
+		return
+	}
+	if err := m.magic.ManageAsync(m.ctx, []string{host}); err != nil {
+		m.log.Warn("publictls: cannot manage a certificate", "host", host, "err", err)
+	}
+}
+
+// Unmanage stops renewing host's certificate (its route is gone). The
+// certificate stays in etcd until it is deleted or expires.
+func (m *Manager) Unmanage(host string) {
+	m.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: host}})
+}
+
+// decide is certmagic's on-demand gate: only an exact route may have a
+// certificate ordered at a handshake.
+func (m *Manager) decide(_ context.Context, name string) error {
+	if !m.routes.HasExactRoute(name) {
+		return fmt.Errorf("publictls: %q is not routed", name)
+	}
+	if m.manual.covers(name) {
+		return fmt.Errorf("publictls: %q has a brought certificate", name)
+	}
+	return nil
+}
+
+// errNoCertificate fails a handshake for a name the edge has no
+// certificate for: there is no default certificate.
+var errNoCertificate = errors.New("publictls: no certificate for this server name")
+
+// GetCertificate is the public listener's tls.Config.GetCertificate: a
+// brought certificate for the name (exact, then wildcard), else the ACME
+// one of an exact route (ordered now if need be), else nothing.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if slices.Contains(hello.SupportedProtos, "acme-tls/1") {
+		return m.magic.GetCertificate(hello) // a TLS-ALPN-01 validation
+	}
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if name == "" {
+		return nil, errNoCertificate
+	}
+	if c := m.manual.get(name); c != nil {
+		return c, nil
+	}
+	if !m.routes.HasExactRoute(name) {
+		return nil, errNoCertificate
+	}
+	return m.magic.GetCertificate(hello)
+}
+
+// TLSConfig is the public HTTPS listener's configuration: TLS 1.2 and 1.3
+// with modern suites only, certificates by SNI, the ALPN protocols for
+// HTTP/2, HTTP/1.1 and ACME's TLS-ALPN-01.
+func (m *Manager) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: m.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1", "acme-tls/1"},
+		CipherSuites: []uint16{ // TLS 1.2 only; TLS 1.3's are all modern
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+}
+
+// HandleHTTPChallenge answers an ACME HTTP-01 validation request (from
+// the challenge this edge or another one of the fleet presented) and
+// reports whether r was one.
+func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+	return m.issuer.HandleHTTPChallenge(w, r)
+}
+
+// HasCertificate says whether host has a certificate to serve now (the
+// HTTP listener redirects such hosts to HTTPS).
+func (m *Manager) HasCertificate(host string) bool {
+	if m.manual.get(host) != nil {
+		return true
+	}
+	return m.routes.HasExactRoute(host) && len(m.cache.AllMatchingCertificates(host)) > 0
+}
+
+// status is the last failed order or renewal of a hostname.
+type status struct {
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+// onEvent records failed and successful orders in etcd for `adit cert
+// list`, and says what still works.
+func (m *Manager) onEvent(ctx context.Context, event string, data map[string]any) error {
+	host, _ := data["identifier"].(string)
+	if host == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	switch event {
+	case "cert_failed":
+		err, _ := data["error"].(error)
+		msg := fmt.Sprint(data["error"])
+		if err != nil {
+			msg = err.Error()
+		}
+		renewal, _ := data["renewal"].(bool)
+		if renewal {
+			m.log.Error("publictls: renewing a certificate failed; the current one keeps serving until it expires; retrying with growing delays", "host", host, "err", msg)
+		} else {
+			m.log.Error("publictls: ordering a certificate failed; HTTPS for this hostname fails until it succeeds (plain HTTP still works); retrying with growing delays", "host", host, "err", msg)
+		}
+		b, _ := json.Marshal(status{Error: msg, At: time.Now().UTC()})
+		if _, err := m.cli.Put(ctx, statusPrefix+host, string(b)); err != nil {
+			m.log.Warn("publictls: recording a failed order", "host", host, "err", err)
+		}
+	case "cert_obtained":
+		m.log.Info("publictls: certificate obtained", "host", host)
+		if _, err := m.cli.Delete(ctx, statusPrefix+host); err != nil {
+			m.log.Warn("publictls: clearing a failed order", "host", host, "err", err)
+		}
+	}
+	return nil
+}
