@@ -158,6 +158,7 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		newAccessCmd(g),                                   // access.go
 		newAdminCmd(g),                                    // admin.go
 		newWAFCmd(g), newRateLimitCmd(g), newIPRuleCmd(g), // shield.go
+		newCertCmd(g), // cert.go
 	)
 	for _, c := range prog.Commands {
 		root.AddCommand(c(g))

@@ -101,15 +101,21 @@ func (f *apiFlags) login(home string) (*credentials.Login, error) {
 
 // client builds the control API client the flags describe.
 func (f *apiFlags) client(home string) (control.API, error) {
-	l, err := f.login(home)
-	if err != nil {
-		return nil, err
-	}
-	c, err := control.NewClient(l.API, l.Token, []byte(l.CAPEM))
+	c, err := f.apiClient(home)
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// apiClient is client as the HTTPS client itself, with the endpoints
+// that are not in control.API (certificates, Access, the shield).
+func (f *apiFlags) apiClient(home string) (*control.Client, error) {
+	l, err := f.login(home)
+	if err != nil {
+		return nil, err
+	}
+	return control.NewClient(l.API, l.Token, []byte(l.CAPEM))
 }
 
 // apiError adds advice to the control API's errors a person can fix.

@@ -28,7 +28,8 @@ func Commands() []cli.Command {
 type edgeFlags struct {
 	cfg           edge.Config
 	etcdEndpoints []string
-	etcd          etcdFlags // etcd.go
+	etcd          etcdFlags  // etcd.go
+	https         httpsFlags // https.go
 }
 
 func newEdgeCmd(g *cli.Env) *cobra.Command {
@@ -58,14 +59,18 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
 	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
 	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: the one kept in --data-dir/node-name, made from the host name and a random suffix on first start)")
-	addEdgeOpsFlags(fl, &f.cfg)       // --metrics and limits
-	addEtcdFlags(fl, &f.cfg, &f.etcd) // etcd.go: TLS and auth for --etcd-endpoints
+	addEdgeOpsFlags(fl, &f.cfg)         // --metrics and limits
+	addEtcdFlags(fl, &f.cfg, &f.etcd)   // etcd.go: TLS and auth for --etcd-endpoints
+	addHTTPSFlags(fl, &f.cfg, &f.https) // https.go: --https-addr, ACME, PROXY protocol
 	return cmd
 }
 
 func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	f.cfg.Logger = g.Logger()
 	if err := f.etcd.apply(&f.cfg); err != nil {
+		return err
+	}
+	if err := f.https.apply(&f.cfg); err != nil {
 		return err
 	}
 	procs.Adapt(ctx, procs.Config{Logger: f.cfg.Logger}) // one P while the load is light
@@ -77,6 +82,9 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	out := g.Stdout
 	fmt.Fprintf(out, "adit edge %s is serving\n", srv.Node())
 	fmt.Fprintf(out, "  public HTTP  %s\n", srv.HTTPAddr())
+	if a := srv.HTTPSAddr(); a != nil {
+		fmt.Fprintf(out, "  public HTTPS %s (certificates from %s)\n", a, f.cfg.ACME.CA)
+	}
 	fmt.Fprintf(out, "  tunnels      %s (udp, quic) and %s (tcp, websocket)\n", srv.TunnelAddr(), srv.TunnelTCPAddr())
 	fmt.Fprintf(out, "  API          %s\n", srv.APIURL())
 	if a := srv.MetricsAddr(); a != nil {
