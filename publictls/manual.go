@@ -170,4 +170,3 @@ func (mc *manualCerts) get(name string) *tls.Certificate {
 }
 
 func (mc *manualCerts) covers(name string) bool { return mc.get(name) != nil }
-

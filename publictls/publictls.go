@@ -35,8 +35,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"go.uber.org/zap/zapcore"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/adit-dev/adit/store"
 	"github.com/adit-dev/adit/zapslog"
@@ -69,6 +69,10 @@ type Config struct {
 	// validations; ListenHost is their host. If zero, 80 and 443.
 	HTTPPort, TLSPort int
 	ListenHost        string
+	// DisableHTTP01 and DisableTLSALPN01 turn one of the two challenge
+	// types off (say, when port 80 is not reachable from the CA). If
+	// both are false, the CA may use either.
+	DisableHTTP01, DisableTLSALPN01 bool
 	// RenewCheckInterval is how often certificates are checked for
 	// renewal. If zero, certmagic's default (10 minutes).
 	RenewCheckInterval time.Duration
@@ -131,14 +135,16 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 		ca = LetsEncrypt
 	}
 	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
-		CA:             ca,
-		Email:          cfg.Email,
-		Agreed:         true,
-		TrustedRoots:   cfg.CARoots,
-		ListenHost:     cfg.ListenHost,
-		AltHTTPPort:    orInt(cfg.HTTPPort, 80),
-		AltTLSALPNPort: orInt(cfg.TLSPort, 443),
-		Logger:         zl,
+		CA:                      ca,
+		Email:                   cfg.Email,
+		Agreed:                  true,
+		TrustedRoots:            cfg.CARoots,
+		ListenHost:              cfg.ListenHost,
+		AltHTTPPort:             orInt(cfg.HTTPPort, 80),
+		AltTLSALPNPort:          orInt(cfg.TLSPort, 443),
+		DisableHTTPChallenge:    cfg.DisableHTTP01,
+		DisableTLSALPNChallenge: cfg.DisableTLSALPN01,
+		Logger:                  zl,
 	})
 	m.magic.Issuers = []certmagic.Issuer{m.issuer}
 
