@@ -154,13 +154,6 @@ func newCertDeleteCmd(g *Env) *cobra.Command {
 	return cmd
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 // clip keeps a long error on one table row.
 func clip(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
