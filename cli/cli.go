@@ -159,6 +159,7 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		newAdminCmd(g),                                    // admin.go
 		newWAFCmd(g), newRateLimitCmd(g), newIPRuleCmd(g), // shield.go
 		newCertCmd(g), // cert.go
+		newTailCmd(g), // tail.go
 	)
 	for _, c := range prog.Commands {
 		root.AddCommand(c(g))

@@ -32,8 +32,9 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 			return &refusal{err} // reconnect.go: the edge said no, or nothing sensible
 		}
 	}
-	log = log.With("conn", ctrl.connID, "edge_node", ctrl.edgeNode)
-	log.Info("connector: connection registered", "protocol", conn.Protocol())
+	// The connection's ID once; later lines carry conn_index (reconnect.go).
+	log = log.With("edge_node", ctrl.edgeNode)
+	log.Info("connector: connection registered", "conn_id", ctrl.connID, "protocol", conn.Protocol())
 	c.live.Add(1)
 	defer c.live.Add(-1)
 	c.readyOnce.Do(func() { close(c.ready) })

@@ -110,7 +110,7 @@ func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration)
 		quiet := now.Sub(h.lastHeard)
 		h.lastPackets, h.lastHeard = n, now
 		if h.suspect.CompareAndSwap(true, false) {
-			s.log.Info("edge: connection heard from again", "tunnel", tc.info.TunnelID, "conn", tc.info.ID,
+			s.log.Info("edge: connection heard from again", "conn", tc.label(),
 				"quiet_for", quiet.Round(time.Millisecond))
 		}
 		return
@@ -122,7 +122,7 @@ func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration)
 	s.metrics.suspect()
 	moved := h.abandonWaiters()
 	s.log.Warn("edge: connection quiet; routing around it until it is heard from or times out",
-		"tunnel", tc.info.TunnelID, "conn", tc.info.ID, "connector", tc.info.ConnectorID,
+		"conn", tc.label(),
 		"quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond), "requests_moved", moved)
 }
 

@@ -30,6 +30,7 @@ import (
 //	adit_edge_connections_suspected_total    connections that went quiet and were avoided
 //	adit_edge_connections_drained_total      connections closed after their connector unregistered and finished
 type edgeMetrics struct {
+	reqLog        *requestLog // requestlog.go: nil records nothing
 	registry      *prometheus.Registry
 	requests      *prometheus.CounterVec
 	duration      prometheus.Histogram
@@ -141,7 +142,7 @@ func (m *edgeMetrics) drain() {
 // response header.
 func (m *edgeMetrics) instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, start: time.Now(), m: m}
+		sw := &statusWriter{ResponseWriter: w, start: time.Now(), m: m, r: r}
 		defer sw.finish()
 		h.ServeHTTP(sw, r)
 	})
@@ -153,6 +154,7 @@ func (m *edgeMetrics) instrument(h http.Handler) http.Handler {
 type statusWriter struct {
 	http.ResponseWriter
 	m     *edgeMetrics
+	r     *http.Request
 	start time.Time
 	code  int
 }
@@ -200,6 +202,7 @@ func (w *statusWriter) finish() {
 		w.header(http.StatusOK)
 	}
 	w.m.requests.WithLabelValues(strconv.Itoa(w.code)).Inc()
+	w.m.reqLog.finished(w.r, w.code, w.start, w.Header()) // requestlog.go
 }
 
 // countBytes wraps a request stream so that its bytes are counted.

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,13 @@ type tunnelConn struct {
 	draining atomic.Bool  // the connector unregistered: no new requests
 	health   connHealth   // liveness, see health.go
 	remote   *remoteConn  // tunnelconfig.go: nil unless the connector takes its configuration from the edge
+}
+
+// label names the connection in log lines after its registration line
+// (which has the full IDs): the tunnel ID's first 8 digits, the
+// connector's, and the HA index, "7eb73f13/0bf89e5e#1".
+func (tc *tunnelConn) label() string {
+	return fmt.Sprintf("%.8s/%.8s#%d", tc.info.TunnelID, tc.info.ConnectorID, tc.info.Index)
 }
 
 // registry holds the live, registered tunnel connections of this edge, by

@@ -152,6 +152,10 @@ type Config struct {
 	// WAFLog, if set, is a file every WAF rule match is appended to, one
 	// line each in ModSecurity's error-log shape (--waf-log).
 	WAFLog string
+	// LogRequests logs one line per public request routed to a tunnel, at
+	// info level (requestlog.go). If false, none; `adit tail` works either
+	// way.
+	LogRequests bool
 }
 
 // Server is a running edge.
@@ -178,6 +182,7 @@ type Server struct {
 	configs   *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
 
 	metrics    *edgeMetrics     // metrics.go
+	reqLog     *requestLog      // requestlog.go: --log-requests and `adit tail`
 	metricsSrv *metrics.Server  // nil unless Config.MetricsAddr
 	rl         *ratelog.Limiter // for what peers can trigger at will
 	newConns   newConns         // shutdown.go
@@ -371,6 +376,7 @@ func (s *Server) listen() error {
 	if err != nil {
 		return fmt.Errorf("edge: admin token: %w", err)
 	}
+	s.openRequestLog() // requestlog.go
 	return nil
 }
 
@@ -385,6 +391,7 @@ func (s *Server) serve() {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.httpErrorLog(),
 	}
+	s.apiSrv.RegisterOnShutdown(s.reqLog.close) // request streams end with the API server
 	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, s.reg, s.log, s.rl.Logger(s.log))
 	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
 	s.goServe("tunnel (quic)", func() error { return s.acceptTunnels(s.tunnelLn) })
@@ -470,12 +477,12 @@ func (s *Server) onEvent(ev controlserver.Event) {
 	switch ev.Kind {
 	case controlserver.TunnelDeleted:
 		for _, tc := range s.reg.byTunnel(ev.TunnelID) {
-			s.log.Info("edge: tunnel deleted; disconnecting", "tunnel", ev.TunnelID, "conn", tc.info.ID)
+			s.log.Info("edge: tunnel deleted; disconnecting", "conn", tc.label())
 			s.spawn(func() { s.disconnect(tc, tunnel.CodeTunnelDeleted, "tunnel "+ev.TunnelID+" was deleted") })
 		}
 	case controlserver.ConnectionRemoved:
 		if tc := s.reg.get(ev.ConnID); tc != nil {
-			s.log.Info("edge: connection record removed; disconnecting", "tunnel", ev.TunnelID, "conn", ev.ConnID)
+			s.log.Info("edge: connection record removed; disconnecting", "conn", tc.label())
 			s.spawn(func() { s.disconnect(tc, tunnel.CodeRemoved, "connection removed by an operator") })
 		}
 	}

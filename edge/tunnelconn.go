@@ -37,9 +37,11 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		s.rl.Logger(log).Info("edge: registration failed", "err", err)
 		return
 	}
-	log = log.With("tunnel", tc.info.TunnelID, "conn", tc.info.ID, "index", tc.info.Index)
+	// The IDs once; later lines name the connection by its label.
+	log = log.With("conn", tc.label())
 	s.metrics.registration("ok")
-	log.Info("edge: connector registered", "connector", tc.info.ConnectorID, "version", tc.info.Version)
+	log.Info("edge: connector registered", "tunnel", tc.info.TunnelID, "conn_id", tc.info.ID,
+		"connector", tc.info.ConnectorID, "index", tc.info.Index, "version", tc.info.Version)
 	s.replaceStale(tc, log) // health.go
 
 	s.spawn(func() { s.readControl(tc, ctrl, log) })
@@ -63,7 +65,7 @@ func (s *Server) unregister(tc *tunnelConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.presence.Remove(ctx, tc.info.TunnelID, tc.info.ID); err != nil {
-		s.log.Warn("edge: removing connection record", "conn", tc.info.ID, "err", err)
+		s.log.Warn("edge: removing connection record", "conn", tc.label(), "conn_id", tc.info.ID, "err", err)
 	}
 }
 

@@ -114,6 +114,7 @@ func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 	fl.Int64Var(&cfg.MaxRequestBody, "max-request-body", 0, "largest public request body accepted, in bytes (413 past it; 0: no limit)")
 	fl.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", edge.DefaultReadHeaderTimeout, "how long a public client may take to send a request header")
 	fl.DurationVar(&cfg.IdleTimeout, "idle-timeout", edge.DefaultIdleTimeout, "close public keep-alive connections idle this long")
+	fl.BoolVar(&cfg.LogRequests, "log-requests", false, "log one line per public request at info level (adit tail works without it)")
 	addShieldFlags(fl, cfg)
 }
 

@@ -1,0 +1,102 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adit-dev/adit/control"
+)
+
+// fixedRouter routes every host to one tunnel.
+type fixedRouter string
+
+func (r fixedRouter) Route(string) (string, bool) { return string(r), true }
+
+// TestRequestLogSlowSubscriber: a subscriber that never reads costs the
+// publisher nothing (it never blocks); the entries past its buffer are
+// dropped and counted, and the stream tells the reader how many, after
+// the entries it did keep.
+func TestRequestLogSlowSubscriber(t *testing.T) {
+	l := newRequestLog("edge-1", fixedRouter("t1"), nil)
+	s := &tailSub{tunnelID: "t1", hosts: map[string]bool{}, ch: make(chan control.RequestLogEntry, tailBuffer), wake: make(chan struct{}, 1)}
+	if !l.subscribe(s) {
+		t.Fatal("subscribe refused")
+	}
+	req := httptest.NewRequest("GET", "http://app.example.com/x", nil)
+	h := http.Header{RequestIDHeader: {"r1"}}
+	const n = 10_000
+	done := make(chan struct{})
+	go func() {
+		for range n {
+			l.finished(req, 200, time.Now(), h)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("publishing to a subscriber that does not read blocked")
+	}
+	if got := s.dropped.Load(); got != n-tailBuffer {
+		t.Errorf("dropped = %d, want %d", got, n-tailBuffer)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := httptest.NewRecorder()
+	streamDone := make(chan struct{})
+	go func() {
+		l.stream(rec, httptest.NewRequest("GET", "/", nil).WithContext(ctx), s)
+		close(streamDone)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.dropped.Load() != 0 || len(s.ch) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not take the buffered entries")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-streamDone
+	sc := bufio.NewScanner(strings.NewReader(rec.Body.String()))
+	entries := 0
+	var dropped int64
+	for sc.Scan() {
+		var line control.RequestLogLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		switch {
+		case line.RequestLogEntry != nil:
+			if dropped != 0 {
+				t.Fatal("an entry after the dropped notice; want the kept entries first")
+			}
+			if line.RequestID != "r1" || line.Host != "app.example.com" || line.Status != 200 || line.TunnelID != "t1" || line.EdgeNode != "edge-1" {
+				t.Fatalf("entry = %+v", *line.RequestLogEntry)
+			}
+			entries++
+		case line.Dropped > 0:
+			dropped = line.Dropped
+		}
+	}
+	if entries != tailBuffer || dropped != n-tailBuffer {
+		t.Errorf("stream: %d entries then dropped=%d; want %d then %d", entries, dropped, tailBuffer, n-tailBuffer)
+	}
+}
+
+func TestRequestLogLimitsSubscribers(t *testing.T) {
+	l := newRequestLog("edge-1", fixedRouter("t1"), nil)
+	for i := range maxTailSubscribers {
+		if !l.subscribe(&tailSub{}) {
+			t.Fatalf("subscriber %d refused, want %d accepted", i+1, maxTailSubscribers)
+		}
+	}
+	if l.subscribe(&tailSub{}) {
+		t.Error("one subscriber past the limit accepted")
+	}
+}
