@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/adit-dev/adit/control"
 )
@@ -98,5 +101,26 @@ func TestRequestLogLimitsSubscribers(t *testing.T) {
 	}
 	if l.subscribe(&tailSub{}) {
 		t.Error("one subscriber past the limit accepted")
+	}
+}
+
+// TestRequestLogEndpointDocumented: the edge's own API endpoint is in
+// docs/openapi.yaml, marked as served by package edge.
+func TestRequestLogEndpointDocumented(t *testing.T) {
+	data, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ep := newRequestLog("n", fixedRouter("t"), nil).endpoint(nil)
+	method, path, _ := strings.Cut(ep.Pattern, " ")
+	ops := doc.Paths[path]
+	if ops == nil || ops[strings.ToLower(method)] == nil || ops["x-adit-package"] != "edge" {
+		t.Errorf("docs/openapi.yaml: want %s with x-adit-package: edge, got %v", ep.Pattern, ops)
 	}
 }
