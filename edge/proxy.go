@@ -62,6 +62,15 @@ func newProxy(rt router, reg *registry, m *edgeMetrics, log *slog.Logger, layers
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	w.Header().Set(RequestIDHeader, id)
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// A request with both Content-Length and Transfer-Encoding is
+		// answered and its connection closed (RFC 9112 §6.3), so that a
+		// front proxy that framed it by its length cannot smuggle the
+		// rest in as another request. net/http drops Content-Length from
+		// a chunked request before any handler sees it, so every chunked
+		// HTTP/1 request is treated so: it costs them only keep-alive.
+		w.Header().Set("Connection", "close")
+	}
 	tunnelID, ok := p.router.Route(r.Host)
 	if !ok {
 		writeErrorPage(w, r, http.StatusNotFound, "No tunnel for this hostname",
