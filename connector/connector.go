@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,10 @@ type Config struct {
 	GracePeriod time.Duration
 	// Logger receives the connector's logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// AccessHTTPClient fetches the edge's Access keys for rules with
+	// originRequest.access (access.go). If nil, one with the system roots
+	// and a 15s timeout.
+	AccessHTTPClient *http.Client
 }
 
 // ErrAuth is wrapped by Run's error when the edge refuses the tunnel for
@@ -186,7 +191,7 @@ func New(cfg Config) (*Connector, error) {
 	}
 	c.serveFn = c.serveConn
 	c.metrics = newConnMetrics(func() float64 { return float64(c.live.Load()) })
-	r, err := newRouter(cfg.Ingress, log)
+	r, err := newRouter(cfg.Ingress, log, cfg.AccessHTTPClient)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +204,7 @@ func New(cfg Config) (*Connector, error) {
 // origins are released after grace (idle connections close; streams in
 // flight keep theirs).
 func (c *Connector) SetIngress(ing *ingress.Ingress) error {
-	r, err := newRouter(ing, c.log)
+	r, err := newRouter(ing, c.log, c.cfg.AccessHTTPClient)
 	if err != nil {
 		return err
 	}

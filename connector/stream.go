@@ -91,7 +91,15 @@ func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Lo
 		respondError(s, http.StatusBadRequest, "bad request: "+err.Error())
 		return nil, nil, nil, false
 	}
-	rule, svc = c.router.Load().match(h.Host, req.URL.Path)
+	rt := c.router.Load()
+	rule, svc = rt.match(h.Host, req.URL.Path)
+	if rule != nil {
+		if why := rt.checkAccess(rule.Index, req.Header); why != "" {
+			c.rl.Logger(log).Warn("connector: refused by originRequest.access", "rule", rule.Index+1, "reason", why)
+			respondError(s, http.StatusForbidden, "refused by the connector's Access check (originRequest.access): "+why)
+			return nil, nil, nil, false
+		}
+	}
 	if svc == nil {
 		msg := "no ingress rule matches"
 		if rule != nil {

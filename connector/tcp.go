@@ -71,10 +71,16 @@ func isTCPKind(k ingress.Kind) bool {
 // serveTCP serves one TCP stream: match the rule, dial the origin, answer,
 // and pipe.
 func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.RequestHeader, log *slog.Logger) {
-	rule, _ := c.router.Load().match(h.Host, "/")
+	rt := c.router.Load()
+	rule, _ := rt.match(h.Host, "/")
 	if rule == nil {
 		log.Warn("connector: no ingress rule matches a tcp stream")
 		respondError(s, http.StatusBadGateway, fmt.Sprintf("no ingress rule matches host %q", h.Host))
+		return
+	}
+	if why := rt.checkAccess(rule.Index, h.Header); why != "" {
+		c.rl.Logger(log).Warn("connector: refused by originRequest.access", "rule", rule.Index+1, "reason", why)
+		respondError(s, http.StatusForbidden, "refused by the connector's Access check (originRequest.access): "+why)
 		return
 	}
 	log = log.With("rule", rule.Index+1, "service", rule.Service.String())

@@ -63,7 +63,7 @@ func testConnector(t *testing.T, config string) *Connector {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	r, err := newRouter(ing, log)
+	r, err := newRouter(ing, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,9 @@ func isAccessRequest(r *http.Request) bool {
 func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *layer.Request) {
 	log := p.log.With("host", r.Host, "request_id", info.ID, "client", info.ClientAddr)
 	var dest http.Header
-	for _, name := range []string{carrier.DestinationHeader, carrier.JumpDestinationHeader} {
+	// The Access layer's assertion goes along, for the connector's
+	// originRequest.access check.
+	for _, name := range []string{carrier.DestinationHeader, carrier.JumpDestinationHeader, "Adit-Access-Jwt-Assertion"} {
 		if v := r.Header.Get(name); v != "" {
 			if dest == nil {
 				dest = make(http.Header)

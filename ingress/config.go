@@ -140,14 +140,18 @@ type IPRule struct {
 	Allow bool `yaml:"allow,omitempty"`
 }
 
-// Access is cloudflared's per-origin Access (Zero Trust) policy. adit does not enforce
-// Access yet, so [New] refuses Required rather than serve the origin unprotected.
+// Access is cloudflared's per-origin Access check: with Required, the connector
+// verifies the Access JWT the edge sends (signature from the edge's keys at
+// TeamName, audience among AUDTag, expiry) before the origin sees a request.
 type Access struct {
 	// Required demands a valid Access JWT on every request. Zero: not required.
 	Required bool `yaml:"required,omitempty"`
-	// TeamName is the Access team (organisation) name.
+	// TeamName is where the edge serves the Access keys: the hostname of an
+	// Access application (keys at https://TeamName/cdn-cgi/access/certs) or
+	// its URL. Required with Required.
 	TeamName string `yaml:"teamName,omitempty"`
-	// AUDTag lists the Access application audience tags accepted.
+	// AUDTag lists the Access application audience tags accepted. Required
+	// with Required.
 	AUDTag []string `yaml:"audTag,omitempty"`
 }
 

@@ -22,7 +22,7 @@
 // wildcard (which matches any number of labels but not the bare parent domain),
 // case-insensitively and ignoring a port; path is a Go regexp matched anywhere in the
 // URL path (anchor it with ^ and $ to match all of it); the last rule must match every
-// request. Options adit does not honour yet are refused rather than ignored: New fails
-// on access.required, since serving a rule that asks for Access policies without them
-// would expose it unprotected.
+// request. Options adit does not honour yet are refused rather than ignored; New
+// fails on access.required without the teamName and audTag the connector needs to
+// check the Access JWT, rather than serve the origin unprotected.
 package ingress

@@ -53,8 +53,10 @@ func New(cfg *Config) (*Ingress, error) {
 	if where, why := cfg.validate(); why != "" {
 		return nil, fmt.Errorf("ingress: %s: %s", where, why)
 	}
-	if cfg.OriginRequest.Access != nil && cfg.OriginRequest.Access.Required {
-		return nil, errors.New("ingress: originRequest: access: " + errAccess)
+	if cfg.OriginRequest.Access != nil {
+		if why := cfg.OriginRequest.Access.check(); why != "" {
+			return nil, errors.New("ingress: originRequest: access: " + why)
+		}
 	}
 	rules := cfg.Ingress
 	switch {
@@ -88,7 +90,22 @@ func New(cfg *Config) (*Ingress, error) {
 	return in, nil
 }
 
-const errAccess = "access policies are not supported yet; refusing to serve unprotected"
+// check says what a required Access check lacks: the connector verifies
+// the edge's JWT against the keys at teamName, for the audTag
+// applications (package access/accessverify).
+func (a *Access) check() string {
+	switch {
+	case !a.Required:
+		return ""
+	case a.TeamName == "":
+		return "teamName is required with required: true (the hostname of an Access application, where the edge serves its keys)"
+	case !strings.Contains(a.TeamName, ".") && !strings.Contains(a.TeamName, "://") && !strings.HasPrefix(a.TeamName, "localhost"):
+		return fmt.Sprintf("teamName %q: want the hostname of an Access application (app.example.com) or its https:// URL: adit serves the keys there, it has no team domains", a.TeamName)
+	case len(a.AUDTag) == 0:
+		return "audTag is required with required: true (the application's audience tag, from `adit access app info`)"
+	}
+	return ""
+}
 
 // FromURL builds the single catch-all rule that cloudflared's --url means, with the
 // default originRequest options. A bare host:port is taken as http://host:port.
@@ -130,8 +147,8 @@ func compile(rc *RuleConfig, i int, global OriginRequest) (Rule, error) {
 		}
 	}
 	r.Origin = rc.OriginRequest.Apply(global).WithDefaults()
-	if r.Origin.Access.Required {
-		return r, errors.New("originRequest: access: " + errAccess)
+	if why := r.Origin.Access.check(); why != "" {
+		return r, errors.New("originRequest: access: " + why)
 	}
 	if what := r.picksDestination(); what != "" && len(r.Origin.IPRules) == 0 {
 		return r, fmt.Errorf("%s needs ipRules: without them anyone who knows the hostname reaches every address the connector can; "+

@@ -57,8 +57,8 @@ type OriginRequest struct {
 	// IPRules allow or deny destinations of the SOCKS and bastion services, first
 	// match wins. Zero: all allowed.
 	IPRules []IPRule
-	// Access is the Access policy asked for. New refuses Access.Required, which adit
-	// does not enforce yet. Zero: none.
+	// Access is the Access check asked for; the connector enforces Required.
+	// Zero: none.
 	Access Access
 }
 

@@ -1,0 +1,57 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/adit-dev/adit/access/accessverify"
+	"github.com/adit-dev/adit/ingress"
+)
+
+// originRequest.access: a rule with access.required gets a verifier that
+// checks the Access JWT the edge sends (Adit-Access-Jwt-Assertion or
+// Cf-Access-Jwt-Assertion) against the keys the edge serves at the rule's
+// teamName, for its audTag applications, before the origin sees the
+// request (as cloudflared does): a misconfigured edge still does not open
+// the origin. The keys are fetched on the first request and again when a
+// JWT names a key not yet seen (a rotation).
+
+// accessVerifiers returns the verifier of each rule that requires Access
+// (nil for the others), and the function that stops their key fetches.
+func accessVerifiers(ing *ingress.Ingress, hc *http.Client) ([]*accessverify.Verifier, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	vs := make([]*accessverify.Verifier, len(ing.Rules))
+	for i := range ing.Rules {
+		a := ing.Rules[i].Origin.Access
+		if !a.Required {
+			continue
+		}
+		v, err := accessverify.New(ctx, accessverify.Config{TeamName: a.TeamName, AUDTags: a.AUDTag, HTTPClient: hc})
+		if err != nil {
+			cancel()
+			return nil, nil, fmt.Errorf("connector: ingress rule %d: originRequest: access: %w", i+1, err)
+		}
+		vs[i] = v
+	}
+	return vs, cancel, nil
+}
+
+// checkAccess verifies the Access JWT of a request to rule i, if the rule
+// requires one; it returns why the request is refused, or "".
+func (r *router) checkAccess(i int, h http.Header) string {
+	if r.access == nil || r.access[i] == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tok := h.Get("Adit-Access-Jwt-Assertion")
+	if tok == "" {
+		tok = h.Get("Cf-Access-Jwt-Assertion")
+	}
+	if _, err := r.access[i].Verify(ctx, tok); err != nil {
+		return err.Error()
+	}
+	return ""
+}
