@@ -1,13 +1,17 @@
 package connector
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/adit-dev/adit/access/accessverify"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/tunnel"
 )
 
 // originRequest.access: a rule with access.required gets a verifier that
@@ -54,4 +58,21 @@ func (r *router) checkAccess(i int, h http.Header) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// refuseAccess answers an HTTP request the Access check refused: a 403
+// from the connector itself (not an origin error, which the edge would
+// show as a 502).
+func refuseAccess(s tunnel.Stream, requestID, why string, log *slog.Logger) {
+	body, _ := json.Marshal(struct {
+		Error     string `json:"error"`
+		RequestID string `json:"request_id,omitempty"`
+	}{"refused by the connector's Access check (originRequest.access): " + why, requestID})
+	body = append(body, '\n')
+	rh := &tunnel.ResponseHeader{
+		Status:        http.StatusForbidden,
+		Header:        http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}},
+		ContentLength: int64(len(body)),
+	}
+	writeSmallResponse(s, rh, bytes.NewReader(body), log)
 }

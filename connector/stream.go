@@ -96,7 +96,7 @@ func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Lo
 	if rule != nil {
 		if why := rt.checkAccess(rule.Index, req.Header); why != "" {
 			c.rl.Logger(log).Warn("connector: refused by originRequest.access", "rule", rule.Index+1, "reason", why)
-			respondError(s, http.StatusForbidden, "refused by the connector's Access check (originRequest.access): "+why)
+			refuseAccess(s, h.RequestID, why, log)
 			return nil, nil, nil, false
 		}
 	}

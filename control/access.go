@@ -218,7 +218,7 @@ func ParseAccessDomain(domain string) (canonical, host, urlPath string, err erro
 }
 
 // ParseSessionDuration parses an application's session duration: "" is
-// DefaultAccessSession; otherwise from 1m to MaxAccessSession.
+// DefaultAccessSession; otherwise from 1s to MaxAccessSession.
 func ParseSessionDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return DefaultAccessSession, nil
@@ -227,8 +227,8 @@ func ParseSessionDuration(s string) (time.Duration, error) {
 	if err != nil {
 		return 0, Errorf(ErrInvalid, "session duration %q: not a duration like 24h", s)
 	}
-	if d < time.Minute || d > MaxAccessSession {
-		return 0, Errorf(ErrInvalid, "session duration %q: want from 1m to %s", s, MaxAccessSession)
+	if d < time.Second || d > MaxAccessSession {
+		return 0, Errorf(ErrInvalid, "session duration %q: want from 1s to %s", s, MaxAccessSession)
 	}
 	return d, nil
 }

@@ -1,0 +1,423 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adit-dev/adit/access/accesstest"
+	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/edge"
+	"github.com/adit-dev/adit/ingress"
+)
+
+// Access end to end: a real OpenID provider (access/accesstest, zitadel's
+// op on loopback), an edge, a connector and an origin; a browser driven by
+// Playwright in Debian's chromium.
+
+var (
+	oidcAnn = accesstest.User{Name: "ann", Password: "ann-pw", Email: "ann@example.com", Groups: []string{"eng"}}
+	oidcBob = accesstest.User{Name: "bob", Password: "bob-pw", Email: "bob@other.org", Groups: []string{"sales"}}
+)
+
+// accessAPI is a client of the edge's API with its admin token.
+func accessAPI(t testing.TB, srv *edge.Server) *control.Client {
+	t.Helper()
+	tok, err := os.ReadFile(srv.AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := control.NewClient(srv.APIURL(), strings.TrimSpace(string(tok)), srv.CAPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// localhostClient reaches every *.localhost name at the edge's public
+// listener (as a browser resolves *.localhost to loopback).
+func localhostClient(srv *edge.Server) *http.Client {
+	d := &net.Dialer{}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, ".localhost") {
+				addr = srv.HTTPAddr().String()
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+// jwtOrigin answers with what reached it: the assertion's claims (not
+// checked: the connector checks when the rule asks) and the path.
+func jwtOrigin(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{"path": r.URL.Path, "client_assertion": r.Header.Get("Adit-Access-Jwt-Assertion") != ""}
+		if tok := r.Header.Get("Cf-Access-Jwt-Assertion"); tok != "" {
+			if parts := strings.Split(tok, "."); len(parts) == 3 {
+				b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+				var cl map[string]any
+				json.Unmarshal(b, &cl)
+				out["email"], out["groups"], out["idp"] = cl["email"], cl["groups"], cl["idp"]
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// accessSetup is an edge with an identity provider and two applications
+// (app.localhost: example.com people; short.localhost: a 3s session), and
+// a connector whose rule for app.localhost requires the edge's JWT.
+type accessSetup struct {
+	srv        *edge.Server
+	api        *control.Client
+	idp        *accesstest.Provider
+	app, short control.AccessApp
+	port       string
+}
+
+func startAccessSetup(t testing.TB) *accessSetup {
+	t.Helper()
+	ctx := context.Background()
+	p, err := accesstest.Start(oidcAnn, oidcBob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	srv := startEdge(t, "")
+	s := &accessSetup{srv: srv, api: accessAPI(t, srv), idp: p}
+	_, s.port, _ = net.SplitHostPort(srv.HTTPAddr().String())
+	if _, err := s.api.AddAccessIdP(ctx, control.AccessIdP{Name: "test", Issuer: p.Issuer, ClientID: p.ClientID,
+		ClientSecret: p.ClientSecret, Scopes: []string{"openid", "email", "profile", "groups"}}); err != nil {
+		t.Fatal(err)
+	}
+	allow := []control.AccessPolicy{{Action: "allow", Include: []string{"email_domain:example.com"}}}
+	if s.app, err = s.api.CreateAccessApp(ctx, control.AccessApp{Name: "web", Domain: "app.localhost", Policies: allow}); err != nil {
+		t.Fatal(err)
+	}
+	if s.short, err = s.api.CreateAccessApp(ctx, control.AccessApp{Name: "brief", Domain: "short.localhost", SessionDuration: "3s", Policies: allow}); err != nil {
+		t.Fatal(err)
+	}
+	tun := createTunnel(t, srv, "access", "app.localhost", "short.localhost", "open.localhost", "ssh.localhost")
+	origin := jwtOrigin(t)
+	ing, err := ingress.New(&ingress.Config{Ingress: []ingress.RuleConfig{
+		{Hostname: "app.localhost", Service: origin, OriginRequest: ingress.OriginRequestConfig{Access: &ingress.Access{
+			Required: true, TeamName: "http://app.localhost:" + s.port, AUDTag: []string{s.app.AUD}}}},
+		{Hostname: "open.localhost", Service: origin, OriginRequest: ingress.OriginRequestConfig{Access: &ingress.Access{
+			Required: true, TeamName: "http://app.localhost:" + s.port, AUDTag: []string{s.app.AUD}}}},
+		{Service: origin},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startConnector(t, srv, tun, ing, func(c *connector.Config) { c.AccessHTTPClient = localhostClient(srv) })
+	return s
+}
+
+func (s *accessSetup) url(host, path string) string { return "http://" + host + ":" + s.port + path }
+
+// TestAccessBrowser: the login in a real browser: the provider's form, the
+// session cookie, the origin seeing the JWT (and the connector checking
+// it), logout, a denied user's 403 page, a session expiring.
+func TestAccessBrowser(t *testing.T) {
+	chromium := "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	if _, err := os.Stat("browser/node_modules/playwright-core"); err != nil {
+		t.Skip("playwright-core is not installed (npm install in e2e/browser; .ci/run does it)")
+	}
+	s := startAccessSetup(t)
+	shots := t.TempDir()
+	if d := os.Getenv("ADIT_SCREENSHOTS"); d != "" {
+		shots = d
+	}
+	cfg, _ := json.Marshal(map[string]any{
+		"chromium": chromium, "issuer": s.idp.Issuer, "app": s.url("app.localhost", ""), "short": s.url("short.localhost", ""),
+		"shortWaitMs": 4000, "screenshots": shots,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "access.mjs")
+	cmd.Dir = "browser"
+	cmd.Env = append(os.Environ(), "ADIT_BROWSER_TEST="+string(cfg))
+	outb, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("playwright: %v\n%s\n%s", err, outb, stderr)
+	}
+	var out struct {
+		Error, LoginPage, AfterLoginURL, Logout, AfterLogoutURL, ShortExpiredURL string
+		Origin, Second, ShortOrigin                                              map[string]any
+		Cookies                                                                  []struct {
+			Name, SameSite, Path string
+			HTTPOnly             bool `json:"httpOnly"`
+			Secure               bool
+		}
+		Denied struct {
+			Status    int
+			RequestID string `json:"requestId"`
+			Body      string
+		}
+	}
+	if err := json.Unmarshal(outb, &out); err != nil {
+		t.Fatalf("playwright printed %s: %v", outb, err)
+	}
+	if out.Error != "" {
+		t.Fatalf("in the browser: %s\nso far: %s", out.Error, outb)
+	}
+	if !strings.HasPrefix(out.LoginPage, s.idp.Issuer+"/login") {
+		t.Errorf("first visit went to %q, want the provider's login page", out.LoginPage)
+	}
+	if out.AfterLoginURL != s.url("app.localhost", "/hello?x=1") {
+		t.Errorf("after login the browser is at %q, want back at /hello?x=1", out.AfterLoginURL)
+	}
+	if out.Origin["email"] != "ann@example.com" || out.Origin["idp"] != "test" || out.Origin["path"] != "/hello" {
+		t.Errorf("the origin saw %v, want ann's JWT from idp test at /hello", out.Origin)
+	}
+	if out.Second["email"] != "ann@example.com" {
+		t.Errorf("second visit: the origin saw %v", out.Second)
+	}
+	ok := false
+	for _, c := range out.Cookies {
+		if c.Name == "Adit_Authorization" {
+			ok = c.HTTPOnly && c.Secure && c.SameSite == "Lax" && c.Path == "/"
+			if !ok {
+				t.Errorf("session cookie %+v, want HttpOnly, Secure, SameSite=Lax", c)
+			}
+		}
+	}
+	if !ok {
+		t.Errorf("no good session cookie among %+v", out.Cookies)
+	}
+	if !strings.Contains(out.Logout, "logged out") {
+		t.Errorf("logout page: %q", out.Logout)
+	}
+	if !strings.HasPrefix(out.AfterLogoutURL, s.idp.Issuer) {
+		t.Errorf("after logout the app sent the browser to %q, want the provider", out.AfterLogoutURL)
+	}
+	d := out.Denied
+	if d.Status != 403 || d.RequestID == "" || !strings.Contains(d.Body, d.RequestID) || !strings.Contains(d.Body, `"web"`) || !strings.Contains(d.Body, "bob@other.org") {
+		t.Errorf("bob: status %d, request ID %q, page %q; want 403 naming the app and bob, with the request ID", d.Status, d.RequestID, d.Body)
+	}
+	if out.ShortOrigin["email"] != "ann@example.com" {
+		t.Errorf("short app after login: %v", out.ShortOrigin)
+	}
+	if !strings.HasPrefix(out.ShortExpiredURL, s.idp.Issuer) {
+		t.Errorf("after the 3s session: the browser is at %q, want the provider's login", out.ShortExpiredURL)
+	}
+	t.Logf("screenshots in %s", shots)
+}
+
+// TestAccessConnectorCheck: originRequest.access at the connector refuses
+// what an edge let through without a JWT for the rule's application.
+func TestAccessConnectorCheck(t *testing.T) {
+	s := startAccessSetup(t)
+	ctx := context.Background()
+	c := localhostClient(s.srv)
+	tok, err := s.api.CreateAccessServiceToken(ctx, control.CreateServiceTokenRequest{Name: "robot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.api.AddAccessPolicy(ctx, "web", control.AccessPolicy{Action: "service_auth", Include: []string{"service_token:robot"}}); err != nil {
+		t.Fatal(err)
+	}
+	get := func(host string, hdr ...string) (int, string) {
+		req, _ := http.NewRequest("GET", s.url(host, "/x"), nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}
+	// Through the edge's Access: the connector accepts the edge's JWT.
+	if code, body := get("app.localhost", "Cf-Access-Client-Id", tok.ClientID, "Cf-Access-Client-Secret", tok.ClientSecret); code != 200 {
+		t.Errorf("service token through the app: %d %s, want 200", code, body)
+	}
+	// A hostname with no Access application at the edge (a misconfigured
+	// edge): the connector refuses, even with a client-sent assertion.
+	if code, body := get("open.localhost", "Cf-Access-Jwt-Assertion", "forged"); code != 403 || !strings.Contains(body, "originRequest.access") {
+		t.Errorf("no application at the edge: %d %s, want the connector's 403", code, body)
+	}
+	// No credentials at all: the edge answers 401 JSON before the connector.
+	if code, body := get("app.localhost"); code != 401 || !strings.Contains(body, `"application":"web"`) {
+		t.Errorf("no credentials: %d %s, want the edge's 401", code, body)
+	}
+	// Revoked: refused at once.
+	if err := s.api.RevokeAccessServiceToken(ctx, "robot"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get("app.localhost", "Cf-Access-Client-Id", tok.ClientID, "Cf-Access-Client-Secret", tok.ClientSecret); code != 403 {
+		t.Errorf("revoked token: %d, want 403", code)
+	}
+}
+
+// TestAccessCLI: the administration commands and `adit access login|token|curl`
+// against a real edge and provider (the browser's part done by an HTTP client).
+func TestAccessCLI(t *testing.T) {
+	s := startAccessSetup(t)
+	home := t.TempDir()
+	env := []string{"ADIT_HOME=" + home}
+	if out, code := runAdit(t, env, "login", "--api", s.srv.APIURL(), "--token-file", s.srv.AdminTokenFile(), "--ca", s.srv.CAFile()); code != 0 {
+		t.Fatalf("adit login: %s", out)
+	}
+	secret := filepath.Join(home, "secret")
+	os.WriteFile(secret, []byte(s.idp.ClientSecret), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"access", "idp", "add", "other", "--issuer", s.idp.Issuer, "--client-id", s.idp.ClientID, "--client-secret-file", secret}, "Added identity provider other", 0},
+		{[]string{"access", "idp", "list"}, "other", 0},
+		{[]string{"access", "app", "create", "admin", "--domain", "app.localhost/admin", "--idp", "test", "--session", "1h"}, "Audience tag", 0},
+		{[]string{"access", "policy", "add", "admin", "--action", "allow", "--include", "email:ann@example.com,group:admins", "--exclude", "ip:192.0.2.0/24"}, "Added policy 1 to admin", 0},
+		{[]string{"access", "policy", "add", "admin", "--action", "sometimes", "--include", "everyone"}, "want allow, deny, bypass or service_auth", 1},
+		{[]string{"access", "app", "info", "admin"}, "email:ann@example.com,group:admins", 0},
+		{[]string{"access", "app", "list", "-o", "json"}, `"domain": "app.localhost/admin"`, 0},
+		{[]string{"access", "token", "create", "ci", "--duration", "1h"}, "Adit-Access-Client-Secret:", 0},
+		{[]string{"access", "token", "list"}, "ci", 0},
+		{[]string{"access", "token", "revoke", "ci"}, "Revoked service token ci", 0},
+		{[]string{"access", "idp", "delete", "test"}, "is used by application", 1},
+		{[]string{"access", "policy", "delete", "admin", "1"}, "0 left", 0},
+		{[]string{"access", "app", "delete", "admin"}, "Deleted application admin", 0},
+		{[]string{"access", "idp", "delete", "other"}, "Deleted identity provider other", 0},
+	} {
+		out, code := runAdit(t, env, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("adit %s: exit %d, %q; want exit %d with %q", strings.Join(tc.args, " "), code, out, tc.code, tc.want)
+		}
+	}
+
+	// adit access login: the browser part is an HTTP client that follows the
+	// URL the command prints, logs in at the provider's form and lands on
+	// the command's loopback callback.
+	cmd := exec.Command(aditBin, "access", "login", "--no-browser", s.url("app.localhost", "/"))
+	cmd.Env = append(os.Environ(), env...)
+	stderr, _ := cmd.StderrPipe()
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var printed string
+	for !strings.Contains(printed, "/.adit/login?") {
+		n, err := stderr.Read(buf)
+		if err != nil {
+			t.Fatalf("access login printed %q, then %v", printed, err)
+		}
+		printed += string(buf[:n])
+	}
+	var loginURL string
+	for _, f := range strings.Fields(printed) {
+		if strings.Contains(f, "/.adit/login?") {
+			loginURL = f
+		}
+	}
+	browserLogin(t, localhostClient(s.srv), loginURL, oidcAnn)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("access login: %v: %s", err, printed)
+	}
+	if !strings.Contains(stdout.String(), "Logged in to") {
+		t.Errorf("access login printed %q", stdout.String())
+	}
+	out, code := runAdit(t, env, "access", "token", s.url("app.localhost", "/"))
+	tok := strings.TrimSpace(out)
+	if code != 0 || strings.Count(tok, ".") != 2 {
+		t.Fatalf("access token: exit %d, %q", code, out)
+	}
+	if fi, err := os.Stat(filepath.Join(home, "access", "app.localhost.token")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v, %v; want mode 0600", fi, err)
+	}
+	req, _ := http.NewRequest("GET", s.url("app.localhost", "/with-token"), nil)
+	req.Header.Set("cf-access-token", tok)
+	resp, err := localhostClient(s.srv).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "ann@example.com") {
+		t.Errorf("the token as cf-access-token: %d %s", resp.StatusCode, body)
+	}
+	if _, err := exec.LookPath("curl"); err == nil {
+		out, code := runAdit(t, env, "access", "curl", s.url("app.localhost", "/via-curl"), "--", "-sS", "--connect-to", "app.localhost:"+s.port+":"+s.srv.HTTPAddr().String())
+		if code != 0 || !strings.Contains(out, `"email":"ann@example.com"`) || !strings.Contains(out, "/via-curl") {
+			t.Errorf("access curl: exit %d, %q", code, out)
+		}
+	}
+}
+
+// browserLogin follows u as a browser with cookies, fills in the provider's
+// form as user, and follows the redirects to the end.
+func browserLogin(t testing.TB, c *http.Client, u string, user accesstest.User) *http.Response {
+	t.Helper()
+	jar := newSecureJar()
+	c.Jar = jar
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readAll(t, resp)
+	if !strings.Contains(page, `name="username"`) {
+		t.Fatalf("GET %s: %d %s, want the provider's form", u, resp.StatusCode, page)
+	}
+	at := resp.Request.URL
+	form := strings.NewReader("id=" + at.Query().Get("id") + "&username=" + user.Name + "&password=" + user.Password)
+	req, _ = http.NewRequest("POST", at.Scheme+"://"+at.Host+"/login", form)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// secureJar keeps Secure cookies on http, as browsers do for *.localhost.
+type secureJar struct{ *cookiejar.Jar }
+
+func newSecureJar() secureJar {
+	j, _ := cookiejar.New(nil)
+	return secureJar{j}
+}
+
+func asHTTPS(u *url.URL) *url.URL {
+	c := *u
+	c.Scheme = "https"
+	return &c
+}
+
+func (j secureJar) SetCookies(u *url.URL, cs []*http.Cookie) { j.Jar.SetCookies(asHTTPS(u), cs) }
+func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cookies(asHTTPS(u)) }
