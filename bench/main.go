@@ -60,7 +60,7 @@ import (
 // Scenario names for --scenarios, in the order they run. The fixed rate
 // runs first, on fresh processes, so its RSS is the steady state of that
 // load and not the high-water mark of a 1 GiB transfer.
-var allScenarios = []string{"rate", "idle-ws", "small", "download", "upload", "restart"}
+var allScenarios = []string{"rate", "idle-ws", "small", "download", "upload", "restart", "waf", "flood"}
 
 // config is the harness's parameters. newConfig's flags set every field.
 type config struct {
@@ -86,6 +86,12 @@ type config struct {
 	childEnv      []string // extra KEY=VALUE for the edge and connectors (GOGC=400, ...)
 	startTimeout  time.Duration
 	timeout       time.Duration // the whole run
+	// The flood scenario (shield.go).
+	floodInflight int           // the edge's --flood-inflight
+	floodRate     int           // the well-behaved client's req/s
+	floodDuration time.Duration // each of its two runs
+	floodWorkers  int           // the flooder's connections
+	floodIdle     int           // the idle connections opened
 	progress      io.Writer     // progress lines; nil: none
 }
 
@@ -194,6 +200,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.cpuprofileDir, "cpuprofile-dir", "", "record perf profiles of the edge and connectors during the small-GET run nearest c=50 and the big transfers into this directory (needs perf)")
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long a connector (or restarted edge) may take to serve")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for the whole run")
+	fs.IntVar(&cfg.floodInflight, "flood-inflight", 64, "flood scenario: the edge's --flood-inflight (requests in flight before the heaviest senders are shed)")
+	fs.IntVar(&cfg.floodRate, "flood-rate", 200, "flood scenario: the well-behaved client's requests per second")
+	fs.DurationVar(&cfg.floodDuration, "flood-duration", 10*time.Second, "flood scenario: each of the well-behaved client's runs (alone, flooded)")
+	fs.IntVar(&cfg.floodWorkers, "flood-workers", 256, "flood scenario: the flooding address's connections, each sending as fast as it can")
+	fs.IntVar(&cfg.floodIdle, "flood-idle", 2000, "flood scenario: the idle connections another address opens")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

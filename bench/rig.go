@@ -59,6 +59,7 @@ type rig struct {
 	edge       *edgeProc
 	paths      []*path
 	procs      []*proc
+	edgeArgs   []string // more flags for the edge (the flood scenario's)
 }
 
 var (
@@ -214,6 +215,7 @@ func fileSize(path string) int64 {
 func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
 	args := append([]string{"edge", "--data-dir", r.dataDir,
 		"--http-addr", "127.0.0.1:0", "--tunnel-addr", r.tunnelAddr, "--api-addr", "127.0.0.1:0"}, r.cfg.metricsArgs()...)
+	args = append(args, r.edgeArgs...)
 	p, err := startProc("edge", r.bin, r.env(), args...)
 	if err != nil {
 		return nil, err

@@ -91,6 +91,10 @@ func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
 		err = runBig(ctx, r, res, name)
 	case "restart":
 		err = r.restartEdge(ctx, res)
+	case "waf":
+		err = runWAF(ctx, r, res) // shield.go
+	case "flood":
+		err = runFlood(ctx, r, res)
 	}
 	if err == nil {
 		err = ctx.Err()

@@ -471,7 +471,6 @@ Counters are per edge.
 	return cmd
 }
 
-
 func newIPRuleCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ip-rule",

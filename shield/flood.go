@@ -28,10 +28,11 @@ type FloodConfig struct {
 	// zero, 256.
 	MaxInflightPerAddr int
 	// MaxInflight caps the edge's requests in flight. When it is reached,
-	// a request is shed only if its client has at least its fair share in
-	// flight (MaxInflight over the clients with requests in flight): the
-	// heaviest senders are shed first, and one flooding address cannot
-	// starve the others. If zero, 4096.
+	// a request is shed only if its client sends at least the mean rate of
+	// the clients with requests in flight (requests per second, counted
+	// over a sliding second, shed ones included): the heaviest senders are
+	// shed first, and one flooding address cannot starve the others. If
+	// zero, 4096.
 	MaxInflight int
 	// MaxAddrs bounds the client addresses tracked; past it a new address
 	// goes uncapped until others are forgotten (counted as "untracked").
@@ -66,8 +67,9 @@ type Flood struct {
 
 	mu     sync.Mutex
 	addrs  map[netip.Addr]*floodAddr
-	total  int // requests in flight
-	active int // addresses with requests in flight
+	total  int      // requests in flight
+	active int      // addresses with requests in flight
+	rate   arrivals // every request's arrival
 
 	conns, connRate, inflightAddr, inflightGlobal, untracked prometheus.Counter
 	stop                                                     chan struct{}
@@ -78,6 +80,38 @@ type floodAddr struct {
 	conns    int
 	inflight int
 	newConns *rate.Limiter
+	rate     arrivals
+}
+
+// arrivals counts requests over a sliding second: the current second's
+// count plus the previous one's, weighted by how much of it is left.
+type arrivals struct {
+	sec       int64 // the current second, since the epoch
+	cur, prev float64
+}
+
+func (a *arrivals) add(now int64) {
+	a.roll(now)
+	a.cur++
+}
+
+func (a *arrivals) roll(now int64) {
+	sec := now / int64(time.Second)
+	if sec != a.sec {
+		if sec == a.sec+1 {
+			a.prev = a.cur
+		} else {
+			a.prev = 0
+		}
+		a.cur, a.sec = 0, sec
+	}
+}
+
+// perSecond is the rate over the sliding second ending at now.
+func (a *arrivals) perSecond(now int64) float64 {
+	a.roll(now)
+	frac := float64(now%int64(time.Second)) / float64(time.Second)
+	return a.prev*(1-frac) + a.cur
 }
 
 var (
@@ -172,16 +206,22 @@ func (f *Flood) Allow(ip netip.Addr) (func(), bool) {
 func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 	return layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {
 		key := floodKey(req.ClientIP)
+		now := time.Now().UnixNano()
 		f.mu.Lock()
 		a := f.get(key)
+		f.rate.add(now)
+		if a != nil {
+			a.rate.add(now)
+		}
 		reason := ""
 		switch {
 		case a != nil && f.cfg.MaxInflightPerAddr > 0 && a.inflight >= f.cfg.MaxInflightPerAddr:
 			reason = "inflight_addr"
 		case f.cfg.MaxInflight > 0 && f.total >= f.cfg.MaxInflight:
-			// Saturated: shed the clients at or over their fair share.
-			active := max(f.active, 1)
-			if a == nil || a.inflight+1 > max(f.cfg.MaxInflight/active, 1) {
+			// Saturated: shed the clients that send at least the mean
+			// rate of those with requests in flight.
+			mean := f.rate.perSecond(now) / float64(max(f.active, 1))
+			if a == nil || a.rate.perSecond(now) >= mean {
 				reason = "inflight_global"
 			}
 		}
