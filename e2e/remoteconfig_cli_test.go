@@ -70,6 +70,17 @@ func TestRemoteConfigCLI(t *testing.T) {
 		return strings.Count(mustAdit(t, env, "tunnel", "info", "rm"), " v3") == 2
 	})
 
+	// A version the connector cannot apply is shown by info and get.
+	mustAdit(t, env, "tunnel", "publish", "rm", "sock.example.test", "unix:/nonexistent/adit-cli-test.sock")
+	waitFor(t, "info to show the version not applied", func() bool {
+		out := mustAdit(t, env, "tunnel", "info", "rm")
+		return strings.Count(out, "v3 (v4 failed)") == 2 && strings.Contains(out, "did not apply configuration version 4: rule 2: service \"unix:/nonexistent/adit-cli-test.sock\"")
+	})
+	if out := mustAdit(t, env, "tunnel", "ingress", "get", "rm"); !strings.Contains(out, "runs version 3: version 4 not applied: rule 2:") {
+		t.Errorf("get does not show the version not applied:\n%s", out)
+	}
+	waitFor(t, "the rules in effect to still serve", served("one"))
+
 	mustAdit(t, env, "tunnel", "unpublish", "rm", "app.example.test")
 	waitFor(t, "the unpublished hostname to be unknown", func() bool {
 		code, _ := getVia(e.httpAddr, "app.example.test")
