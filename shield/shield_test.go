@@ -166,3 +166,37 @@ func TestNothingConfiguredAllocs(t *testing.T) {
 		t.Errorf("allocations per request: %v, want 0", n)
 	}
 }
+
+// The limits by Access email count only identified visitors, after Access.
+func TestRateLimitByAccessEmail(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_000_000_000, 0)}
+	l := newTestLimits(t, clock, 100, control.RateLimit{ID: "r1", Hostname: "h.example.com", Requests: 1, Period: 60, By: control.ByAccessEmail})
+	end := layer.HandlerFunc(func(http.ResponseWriter, *http.Request, *layer.Request) {})
+	before, after := l.Wrap(end), l.AfterAccess().Wrap(end)
+	send := func(h layer.Handler, email string) int {
+		rec := httptest.NewRecorder()
+		req := &layer.Request{Host: "h.example.com", ClientIP: netip.MustParseAddr("192.0.2.1")}
+		if email != "" {
+			req.Identity = &layer.Identity{Email: email}
+		}
+		h.ServeRouted(rec, httptest.NewRequest("GET", "/", nil), req)
+		return rec.Code
+	}
+	for i := range 3 {
+		if c := send(before, "a@example.com"); c != 200 {
+			t.Fatalf("before Access, request %d: got %d, want 200 (not counted there)", i, c)
+		}
+		if c := send(after, ""); c != 200 {
+			t.Fatalf("no identity, request %d: got %d, want 200 (not counted)", i, c)
+		}
+	}
+	if c := send(after, "a@example.com"); c != 200 {
+		t.Fatalf("first: got %d, want 200", c)
+	}
+	if c := send(after, "a@example.com"); c != 429 {
+		t.Fatalf("second: got %d, want 429", c)
+	}
+	if c := send(after, "b@example.com"); c != 200 {
+		t.Fatalf("another email: got %d, want 200", c)
+	}
+}
