@@ -1,6 +1,11 @@
 package controlserver
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Endpoint is an API endpoint served by another package beside the
 // control API's own (certificates, Access, the shield): the edge passes
@@ -23,3 +28,28 @@ func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, 
 // DecodeJSON reads a request body of one JSON value, at most 64 KiB, into
 // v; its errors are *APIError.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error { return decodeBody(w, r, v) }
+
+// DocumentedEndpoints lists the operations ("GET /v1/certificates") that
+// an OpenAPI document (docs/openapi.yaml) marks as served by package pkg
+// (x-adit-package: pkg on the path), for that package's test that its
+// Endpoints and the document agree.
+func DocumentedEndpoints(openapi []byte, pkg string) (map[string]bool, error) {
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openapi, &doc); err != nil {
+		return nil, err
+	}
+	ops := map[string]bool{}
+	for path, item := range doc.Paths {
+		if item["x-adit-package"] != pkg {
+			continue
+		}
+		for method := range item {
+			if method != "parameters" && !strings.HasPrefix(method, "x-") {
+				ops[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	return ops, nil
+}
