@@ -29,9 +29,11 @@
 //	length  uvarint (payload bytes; at most MaxFramePayload)
 //	payload [length]byte
 //
-// Message payloads use the protocol buffers wire encoding (field numbers are
-// documented on each message's struct), so unknown fields are skipped and new
-// fields can be added without breaking older peers. Data payloads are raw
+// Message payloads use the protocol buffers wire encoding, so unknown fields
+// are skipped and new fields can be added without breaking older peers. The
+// schema is tunnel.proto (field numbers are also noted on each message's
+// struct); the tests check the hand-written encoder against it, and every
+// message against a golden frame (testdata/messages.golden). Data payloads are raw
 // bytes. docs/protocol.md describes the same thing with examples.
 package tunnel
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -345,10 +346,20 @@ func appendBool(b []byte, num protowire.Number, v bool) []byte {
 }
 
 // appendHeader writes each (name, value) pair as an embedded message
-// {1: name, 2: value}.
+// {1: name, 2: value}, names in byte order (values of a name in theirs), so
+// that a header always encodes to the same bytes.
 func appendHeader(b []byte, num protowire.Number, h http.Header) []byte {
-	for name, values := range h {
-		for _, v := range values {
+	if len(h) == 0 {
+		return b
+	}
+	var buf [32]string
+	names := buf[:0]
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, v := range h[name] {
 			size := protowire.SizeTag(1) + protowire.SizeBytes(len(name)) +
 				protowire.SizeTag(2) + protowire.SizeBytes(len(v))
 			b = protowire.AppendTag(b, num, protowire.BytesType)
