@@ -127,7 +127,7 @@ reaches the tunnel), detect (matches are logged, requests forwarded), off.`,
 	fl.StringVar(&mode, "mode", "", "off, detect or block")
 	fl.IntVar(&paranoia, "paranoia", 0, "the CRS's paranoia level, 1-4 (default 1)")
 	fl.IntVar(&inbound, "inbound-threshold", 0, "the CRS's inbound anomaly score threshold (default 5)")
-	fl.IntVar(&outb, "outbound-threshold", 0, "the CRS's outbound anomaly score threshold (default 4)")
+	fl.IntVar(&outb, "outbound-threshold", 0, "the CRS's outbound anomaly score threshold: only 4, the default, until the edge inspects answers")
 	fl.Int64Var(&bodyLimit, "body-limit", 0, "bytes of a request body inspected (default 131072; at most 67108864)")
 	fl.StringVar(&bodyAction, "body-limit-action", "", "a longer body: reject (413, the default) or partial (inspect the first --body-limit bytes, forward all)")
 	return cmd

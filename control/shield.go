@@ -256,7 +256,8 @@ type WAFConfig struct {
 	// Paranoia is the CRS's blocking paranoia level, 1 to 4. If zero, 1.
 	Paranoia int `json:"paranoia,omitempty"`
 	// InboundThreshold and OutboundThreshold are the CRS's anomaly score
-	// thresholds. If zero, 5 and 4.
+	// thresholds. If zero, 5 and 4. The edge does not inspect answers, so
+	// an OutboundThreshold other than 4 is refused.
 	InboundThreshold  int `json:"inbound_threshold,omitempty"`
 	OutboundThreshold int `json:"outbound_threshold,omitempty"`
 	// BodyLimit is how many bytes of a request body are inspected. If
@@ -345,6 +346,12 @@ func (c *WAFConfig) Validate() error {
 	}
 	if c.OutboundThreshold == 0 {
 		c.OutboundThreshold = DefaultOutboundThreshold
+	}
+	if c.OutboundThreshold != DefaultOutboundThreshold {
+		// The outbound score comes from the CRS's response rules, and the
+		// edge does not run the WAF's response phase (answers stream
+		// through unbuffered): a threshold would change nothing.
+		return Errorf(ErrInvalid, "waf outbound threshold %d: not implemented: the edge does not inspect answers (the WAF's response phase), so only the default %d is accepted", c.OutboundThreshold, DefaultOutboundThreshold)
 	}
 	if c.InboundThreshold < 1 || c.InboundThreshold > 10000 {
 		return Errorf(ErrInvalid, "waf inbound threshold %d: want 1 to 10000", c.InboundThreshold)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
@@ -476,4 +479,111 @@ func TestShieldCLI(t *testing.T) {
 	fails("compile", "waf", "rules", "add", rig.host, "--file", ca)
 	adit("waf", "delete", rig.host)
 	fails("no waf setting", "waf", "show", rig.host)
+}
+
+// Streaming stays streaming through the WAF in detect mode: server-sent
+// events arrive as sent, WebSockets echo, a large upload arrives whole;
+// and a WebSocket passes a hostname in block mode too.
+func TestShieldWAFStreaming(t *testing.T) {
+	second := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/sse":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-second:
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprint(w, "data: two\n\n")
+		case "/ws":
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			typ, msg, err := c.Read(r.Context())
+			if err == nil {
+				c.Write(r.Context(), typ, append([]byte("echo: "), msg...))
+			}
+		default:
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "%d", n)
+		}
+	}))
+	defer origin.Close()
+	srv := startEdgeLogged(t, &syncBuffer{})
+	tun := createTunnel(t, srv, "stream", "stream.example.com", "ws.example.com")
+	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	api := shieldAPI(t, srv)
+	ctx := t.Context()
+	detect, block := control.WAFDetect, control.WAFBlock
+	if _, err := api.SetWAF(ctx, "stream.example.com", control.WAFSettings{Mode: &detect}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.SetWAF(ctx, "ws.example.com", control.WAFSettings{Mode: &block}); err != nil {
+		t.Fatal(err)
+	}
+	// Both apply once compiled: the block-mode one refuses an attack.
+	waitFor(t, "the WAF settings", func() bool {
+		resp, err := edgeGet(srv, "ws.example.com", "/?q=1%27%20OR%201%3D1--")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 403
+	})
+
+	// SSE: the first event arrives while the origin holds the second.
+	req, _ := http.NewRequestWithContext(ctx, "GET", edgeURL(srv, "/sse"), nil)
+	req.Host = "stream.example.com"
+	resp, err := edgeClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "data: one\n" {
+		t.Fatalf("first event: %q, %v", line, err)
+	}
+	close(second)
+	br.ReadString('\n')
+	if line, err := br.ReadString('\n'); err != nil || line != "data: two\n" {
+		t.Fatalf("second event: %q, %v", line, err)
+	}
+	resp.Body.Close()
+
+	// A large upload streams whole (past the 128 KiB the WAF inspects).
+	const size = 8 << 20
+	req, _ = http.NewRequestWithContext(ctx, "POST", edgeURL(srv, "/up"), io.LimitReader(zeroReader{}, size))
+	req.Host = "stream.example.com"
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = edgeClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 200 || body != strconv.Itoa(size) {
+		t.Errorf("upload: got %d %q, want 200 %d", resp.StatusCode, body, size)
+	}
+
+	// WebSockets, in detect and in block mode.
+	for _, host := range []string{"stream.example.com", "ws.example.com"} {
+		c, _, err := websocket.Dial(ctx, "ws://"+srv.HTTPAddr().String()+"/ws", &websocket.DialOptions{Host: host})
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		c.Write(ctx, websocket.MessageText, []byte("hi"))
+		if _, got, err := c.Read(ctx); err != nil || string(got) != "echo: hi" {
+			t.Errorf("%s: websocket echo: %q, %v", host, got, err)
+		}
+		c.CloseNow()
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
