@@ -648,3 +648,18 @@ func TestApplySetsEveryField(t *testing.T) {
 		t.Errorf("Apply's result shares lists with its input: %+v", o)
 	}
 }
+
+// TestCloudflaredOnlyKeys: a key cloudflared reads and adit does not is
+// refused by name with the reason, never as an unknown key, and none of
+// them is one Config holds.
+func TestCloudflaredOnlyKeys(t *testing.T) {
+	for key, why := range cloudflaredOnly {
+		if fieldIndex(reflect.TypeFor[Config](), key) >= 0 {
+			t.Errorf("%s is a Config key and cannot be refused", key)
+		}
+		_, err := Parse([]byte("tunnel: web\n" + key + ": x\n"))
+		if want := "ingress: " + key + ": " + why + " (line 2)"; err == nil || err.Error() != want {
+			t.Errorf("got %v\nwant %s", err, want)
+		}
+	}
+}

@@ -264,6 +264,9 @@ func (d *decoder) object(where string, n *yaml.Node, v reflect.Value) error {
 		i := fieldIndex(t, f.key)
 		if i < 0 {
 			if where == "" {
+				if why, ok := cloudflaredOnly[f.key]; ok { // cloudflared.go
+					return d.errf(f.key, f.knode, "%s", why)
+				}
 				return d.errf("", f.knode, "unknown top-level key %q", f.key)
 			}
 			return d.errf(where, f.knode, "unknown key %q", f.key)
