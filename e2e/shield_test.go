@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,6 +353,7 @@ func TestShieldFlood(t *testing.T) {
 	rig := startShieldRig(t, func(c *edge.Config) {
 		c.Flood.MaxInflightPerAddr = 2
 		c.Flood.MaxConnsPerAddr = 4
+		c.MetricsAddr = "127.0.0.1:0"
 	})
 	a, b := clientFrom(9), clientFrom(10)
 	rig.waitStatus(t, a, "/", http.StatusOK)
@@ -407,6 +409,19 @@ func TestShieldFlood(t *testing.T) {
 	}
 	if !refused {
 		t.Error("8 open connections from one address: none refused, want the 5th")
+	}
+
+	// Every decision is counted by reason.
+	resp, err := http.Get("http://" + rig.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := readAll(t, resp)
+	for _, reason := range []string{"inflight_addr", "conns"} {
+		re := regexp.MustCompile(`adit_edge_flood_decisions_total\{reason="` + reason + `"\} ([1-9][0-9]*)`)
+		if !re.MatchString(metrics) {
+			t.Errorf("/metrics has no nonzero adit_edge_flood_decisions_total{reason=%q}", reason)
+		}
 	}
 }
 

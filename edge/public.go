@@ -66,10 +66,14 @@ func (s *Server) listenPublic() error {
 }
 
 // wrapPublic applies step 1's connection-level parts to a public TCP
-// listener: the PROXY protocol header when configured.
+// listener: the PROXY protocol header when configured, else the
+// ConnFilters (layers.go). Behind a PROXY-protocol load balancer the peer
+// is the balancer and the visitor's address is known only once the
+// header is read, so the filters are left to the request layers, which
+// apply the same IP rules and flood caps per visitor.
 func (s *Server) wrapPublic(ln net.Listener) net.Listener {
 	if !s.cfg.ProxyProtocol {
-		return ln
+		return s.filterConns(ln)
 	}
 	trusted := s.cfg.TrustedProxies
 	return &proxyproto.Listener{

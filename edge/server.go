@@ -342,7 +342,6 @@ func (s *Server) listen() error {
 	if err := s.listenPublic(); err != nil { // public.go
 		return err
 	}
-	s.httpLn = s.filterConns(s.httpLn) // layers.go
 	apiLn, err := net.Listen("tcp", orDefault(cfg.APIAddr, "127.0.0.1:7845"))
 	if err != nil {
 		return listenError("api", orDefault(cfg.APIAddr, "127.0.0.1:7845"), fmt.Errorf("edge: api listener: %w", err))
