@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -92,4 +93,36 @@ func TestShieldValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzShieldRecords: what Validate accepts it leaves canonical: validating
+// again, after a JSON round trip, changes nothing and fails nothing.
+func FuzzShieldRecords(f *testing.F) {
+	f.Add(`{"hostname":"*","action":"deny","cidr":"10.1.2.3/8"}`, `{"hostname":"A.example.com","requests":5,"period":60,"method":"post","by":"header:X-Key"}`,
+		`{"hostname":"*.example.com","mode":"block","exclusions":[{"rule":942100,"path":"^/a"}],"rules":[{"text":"SecAction \"id:1\""}]}`)
+	f.Add(`{"hostname":"x","action":"allow","cidr":"::ffff:1.2.3.4"}`, `{"hostname":"*","requests":1,"period":1}`, `{"hostname":"*","mode":"detect","paranoia":4}`)
+	f.Fuzz(func(t *testing.T, ip, rl, waf string) {
+		check := func(v interface{ Validate() error }, fresh func() interface{ Validate() error }, in string) {
+			if json.Unmarshal([]byte(in), v) != nil || v.Validate() != nil {
+				return
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := fresh()
+			if err := json.Unmarshal(b, w); err != nil {
+				t.Fatalf("round trip of %s: %v", b, err)
+			}
+			if err := w.Validate(); err != nil {
+				t.Fatalf("%s validated, then not: %v", b, err)
+			}
+			if b2, _ := json.Marshal(w); string(b2) != string(b) {
+				t.Fatalf("validate is not idempotent: %s then %s", b, b2)
+			}
+		}
+		check(&IPRule{}, func() interface{ Validate() error } { return &IPRule{} }, ip)
+		check(&RateLimit{}, func() interface{ Validate() error } { return &RateLimit{} }, rl)
+		check(&WAFConfig{}, func() interface{ Validate() error } { return &WAFConfig{} }, waf)
+	})
 }
