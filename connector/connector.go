@@ -64,7 +64,8 @@ type Config struct {
 	// connector then tells the edge it ignores the tunnel's remote
 	// configuration, and logs so once. Empty: not said.
 	LocalConfig string
-	// HAConnections is how many connections to hold open. If zero, 4.
+	// HAConnections is how many connections to hold open. If zero,
+	// DefaultHAConnections.
 	HAConnections int
 	// Protocol is the transport: "quic", "websocket", or "auto" (the default
 	// when empty): QUIC, falling back to WebSocket over TCP when UDP is
@@ -94,7 +95,7 @@ type Config struct {
 	// port 0 picks one (see Connector.MetricsAddr). If empty, there is none.
 	MetricsAddr string
 	// GracePeriod is how long requests in flight may take to finish after
-	// Run's context is cancelled. If zero, 30s.
+	// Run's context is cancelled. If zero, DefaultGracePeriod.
 	GracePeriod time.Duration
 	// Logger receives the connector's logs. If nil, logs are discarded.
 	Logger *slog.Logger
@@ -103,6 +104,13 @@ type Config struct {
 	// and a 15s timeout.
 	AccessHTTPClient *http.Client
 }
+
+// Defaults of Config, also those of `adit tunnel run`'s flags and of the
+// config file's ha-connections and grace-period (as cloudflared's).
+const (
+	DefaultHAConnections = 4
+	DefaultGracePeriod   = 30 * time.Second
+)
 
 // ErrAuth is wrapped by Run's error when the edge refuses the tunnel for
 // good: wrong secret, unknown or deleted tunnel.
@@ -154,7 +162,7 @@ func New(cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	if cfg.HAConnections <= 0 {
-		cfg.HAConnections = 4
+		cfg.HAConnections = DefaultHAConnections
 	}
 	if cfg.RetryBase <= 0 {
 		cfg.RetryBase = time.Second
@@ -163,7 +171,7 @@ func New(cfg Config) (*Connector, error) {
 		cfg.RetryMax = 30 * time.Second
 	}
 	if cfg.GracePeriod <= 0 {
-		cfg.GracePeriod = 30 * time.Second
+		cfg.GracePeriod = DefaultGracePeriod
 	}
 	if cfg.ReconnectDelay <= 0 {
 		cfg.ReconnectDelay = 500 * time.Millisecond

@@ -45,12 +45,15 @@ type Config struct {
 	EdgeBindAddress string `yaml:"edge-bind-address,omitempty" check:"ip"`
 	// Region restricts the edge region (cloudflared's "us"). Empty: any.
 	Region string `yaml:"region,omitempty"`
-	// HAConnections is the number of connections to the edge. Zero means 4.
+	// HAConnections is the number of connections to the edge. Zero means
+	// the connector's default, 4 (connector.DefaultHAConnections).
 	HAConnections int `yaml:"ha-connections,omitempty" check:"nonnegative"`
-	// Retries is how many times a failed connection is retried before giving up.
-	// Nil means 5; zero means never retry.
+	// Retries is cloudflared's count of retries of a failed connection before
+	// it gives up. Nil: not set. `adit tunnel run` refuses it: adit retries
+	// until stopped.
 	Retries *int `yaml:"retries,omitempty" check:"nonnegative"`
-	// GracePeriod is how long shutdown waits for in-flight requests. Zero means 30s.
+	// GracePeriod is how long shutdown waits for in-flight requests. Zero means
+	// the connector's default, 30s (connector.DefaultGracePeriod).
 	GracePeriod Duration `yaml:"grace-period,omitempty" check:"nonnegative"`
 	// PostQuantum asks for post-quantum key agreement with the edge. Zero: off.
 	PostQuantum bool `yaml:"post-quantum,omitempty"`
