@@ -421,3 +421,34 @@ func asHTTPS(u *url.URL) *url.URL {
 
 func (j secureJar) SetCookies(u *url.URL, cs []*http.Cookie) { j.Jar.SetCookies(asHTTPS(u), cs) }
 func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cookies(asHTTPS(u)) }
+
+// testAccessSSHToken puts an Access application on ssh.example.test that
+// lets in one service token, and runs ssh (whose ProxyCommand is `adit
+// access ssh`) with the args: refused without the token, through with it.
+func testAccessSSHToken(t *testing.T, srv *edge.Server, args []string) {
+	ctx := context.Background()
+	api := accessAPI(t, srv)
+	if _, err := api.CreateAccessApp(ctx, control.AccessApp{Name: "ssh", Domain: "ssh.example.test", Policies: []control.AccessPolicy{
+		{Action: "service_auth", Include: []string{"service_token:ssh-bot"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := api.CreateAccessServiceToken(ctx, control.CreateServiceTokenRequest{Name: "ssh-bot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssh := func(env ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ssh", args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := ssh(); err == nil || !strings.Contains(out, "401") {
+		t.Errorf("ssh behind Access without a token: %v, %q; want a failure naming the edge's 401", err, out)
+	}
+	out, err := ssh("ADIT_ACCESS_CLIENT_ID="+tok.ClientID, "ADIT_ACCESS_CLIENT_SECRET="+tok.ClientSecret)
+	if err != nil || strings.TrimSpace(out) != "hello" {
+		t.Errorf("ssh behind Access with a service token: %v, %q; want hello", err, out)
+	}
+}

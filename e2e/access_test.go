@@ -487,4 +487,8 @@ LogLevel INFO
 	if sha256.Sum256(got) != sha256.Sum256(data) || !bytes.Equal(got, data) {
 		t.Errorf("scp of 50 MiB: got %d bytes with another checksum, want the same file", len(got))
 	}
+
+	// Behind Access (access_oidc_test.go): refused without a token, let
+	// through with a service token from the environment.
+	testAccessSSHToken(t, srv, append(sshOpts, "-p", strconv.Itoa(port), me.Username+"@ssh.example.test", "echo", "hello"))
 }
