@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
@@ -152,27 +151,14 @@ func (s *edgeSide) mustCall(t testing.TB, method, path string, in, out any) {
 	}
 }
 
-// secureJar keeps Secure cookies on http, as browsers do for localhost.
-type secureJar struct{ *cookiejar.Jar }
-
-func httpsURL(u *url.URL) *url.URL {
-	c := *u
-	c.Scheme = "https"
-	return &c
-}
-
-func (j secureJar) SetCookies(u *url.URL, cs []*http.Cookie) { j.Jar.SetCookies(httpsURL(u), cs) }
-func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cookies(httpsURL(u)) }
-
 // browser is an HTTP client that reaches every *.localhost name at the
 // side's public listener, and keeps cookies.
 func (s *edgeSide) browser(t testing.TB) *http.Client {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
 	addr := s.public.Listener.Addr().String()
 	d := &net.Dialer{}
 	return &http.Client{
-		Jar: secureJar{jar},
+		Jar: accesstest.Jar(),
 		Transport: &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 			if h, _, _ := net.SplitHostPort(a); strings.HasSuffix(h, ".localhost") {
 				a = addr
@@ -217,18 +203,9 @@ func body(t testing.TB, resp *http.Response) string {
 // and returns the final answer (the origin's, or the edge's refusal).
 func login(t testing.TB, c *http.Client, u string, user accesstest.User) *http.Response {
 	t.Helper()
-	resp := get(t, c, u, true)
-	page := body(t, resp)
-	if !strings.Contains(page, `name="username"`) {
-		t.Fatalf("GET %s as a browser: got %d %s, want the provider's login form", u, resp.StatusCode, limitString(page, 300))
-	}
-	form := url.Values{"id": {resp.Request.URL.Query().Get("id")}, "username": {user.Name}, "password": {user.Password}}
-	req, _ := http.NewRequest("POST", resp.Request.URL.Scheme+"://"+resp.Request.URL.Host+"/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "text/html")
-	resp, err := c.Do(req)
+	resp, err := accesstest.BrowserLogin(context.Background(), c, u, user)
 	if err != nil {
-		t.Fatalf("posting the login form: %v", err)
+		t.Fatal(err)
 	}
 	return resp
 }

@@ -91,6 +91,8 @@ func TestTinyRun(t *testing.T) {
 	}{
 		{figGet(1, "req/s"), []string{"direct", "adit-quic"}},
 		{figGet(4, "p99"), []string{"direct", "adit-quic"}},
+		{figGet(4, "req/s"), []string{"adit-quic-access"}}, // a valid session on every request
+		{figGet(4, cpuMetric("edge")), []string{"adit-quic-access"}},
 		{figGet(4, "edge alloc/req"), []string{"adit-quic"}},
 		{figGet(4, "connector allocs/req"), []string{"adit-quic"}},
 		{res.figDownload(), []string{"direct", "adit-quic"}},
@@ -522,7 +524,7 @@ func TestParseFlags(t *testing.T) {
 				t.Fatalf("got %v, want ok=%v", err, tc.ok)
 			}
 			if tc.name == "compare with host" {
-				if len(cfg.compares) != 1 || cfg.compares[0].target != (target{"http://127.0.0.1:7000", "app.test"}) {
+				if len(cfg.compares) != 1 || cfg.compares[0].target.base != "http://127.0.0.1:7000" || cfg.compares[0].target.host != "app.test" {
 					t.Errorf("compares: got %+v", cfg.compares)
 				}
 			}

@@ -100,7 +100,7 @@ type cpuMark struct {
 // selfClient (the Go client).
 func (r *rig) newCPUMeter(p *path, selfClient bool) *cpuMeter {
 	m := &cpuMeter{origin: r.origin, pids: map[string]int{"origin": r.origin.pid()}, extra: map[string]time.Duration{}}
-	if p.kind == kindAdit {
+	if p.kind == kindAdit || p.kind == kindAccess {
 		m.pids["edge"] = r.edge.pid()
 		m.pids["connector"] = p.conn.pid()
 	}

@@ -19,8 +19,9 @@ import (
 // target is where a path's requests go: a base URL (scheme://127.0.0.1:port)
 // and the Host header to send (empty: the URL's).
 type target struct {
-	base string
-	host string
+	base   string
+	host   string
+	header http.Header // sent with every request (adit-quic-access's session cookie)
 }
 
 func (t target) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
@@ -30,6 +31,9 @@ func (t target) request(ctx context.Context, method, path string, body io.Reader
 	}
 	if t.host != "" {
 		req.Host = t.host
+	}
+	for k, v := range t.header {
+		req.Header[k] = v
 	}
 	return req, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ const (
 	kindDirect  pathKind = iota // client → origin
 	kindAdit                    // client → edge → tunnel → connector → origin
 	kindCompare                 // a URL given with --compare
+	kindAccess                  // adit-quic's tunnel behind Access, with a session (access.go)
 )
 
 // path is one way from the load generator to the origin.
@@ -59,7 +61,8 @@ type rig struct {
 	edge       *edgeProc
 	paths      []*path
 	procs      []*proc
-	edgeArgs   []string // more flags for the edge (the flood scenario's)
+	edgeArgs   []string       // more flags for the edge (the flood scenario's)
+	closers    []func() error // in-process helpers (access.go's OpenID provider)
 }
 
 var (
@@ -152,6 +155,9 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 				res.set(figName{figStartup.scenario, side + " RSS anon, idle"}, "MB", p.name, float64(m.Anon)/1e6)
 			}
 		}
+	}
+	if slices.Contains(r.cfg.scenarios, "small") {
+		r.setupAccess(ctx) // access.go
 	}
 	for _, c := range r.cfg.compares {
 		r.paths = append(r.paths, &path{name: c.name, kind: kindCompare, target: c.target})
@@ -382,7 +388,7 @@ func (r *rig) replaceEdge(ctx context.Context) (stopped, listening time.Duration
 	listening = time.Since(started)
 	r.edge = e
 	for _, p := range r.paths {
-		if p.kind == kindAdit && p.na == "" {
+		if (p.kind == kindAdit || p.kind == kindAccess) && p.na == "" {
 			p.target.base = "http://" + e.httpAddr
 		}
 	}
@@ -392,6 +398,9 @@ func (r *rig) replaceEdge(ctx context.Context) (stopped, listening time.Duration
 // close stops every child (SIGTERM, then SIGKILL after a grace period) and
 // removes the temp dir.
 func (r *rig) close() {
+	for _, c := range r.closers {
+		c()
+	}
 	// Connectors first, so they do not spend the edge's shutdown
 	// reconnecting; the origin last.
 	for i := len(r.procs) - 1; i >= 0; i-- {

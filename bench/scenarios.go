@@ -109,7 +109,7 @@ func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
 func runSmall(ctx context.Context, r *rig, res *Results) error {
 	profileAt := res.closestConcurrency(50)
 	for _, c := range r.cfg.concurrency {
-		for _, p := range r.available(kindDirect, kindAdit, kindCompare) {
+		for _, p := range r.available(kindDirect, kindAdit, kindAccess, kindCompare) {
 			var prof *perfRun
 			if r.cfg.cpuprofileDir != "" && c == profileAt && p.kind == kindAdit {
 				prof = startPerf(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.pid(), r.cfg.warmup+r.cfg.duration)
@@ -213,7 +213,7 @@ type allocRun struct {
 // startAllocs reads the allocation counters of p's edge and connector; nil
 // for other paths or when they cannot be read.
 func startAllocs(r *rig, p *path) *allocRun {
-	if p.kind != kindAdit {
+	if p.kind != kindAdit && p.kind != kindAccess {
 		return nil
 	}
 	a := &allocRun{addrs: []string{r.edge.metrics, p.metrics}}

@@ -62,6 +62,11 @@ func (w *wrk) run(ctx context.Context, t target, path string, concurrency int, d
 	if t.host != "" {
 		args = append(args, "--header", "Host: "+t.host)
 	}
+	for k, vs := range t.header {
+		for _, v := range vs {
+			args = append(args, "--header", k+": "+v)
+		}
+	}
 	args = append(args, t.base+path)
 	ctx, cancel := context.WithTimeout(ctx, d+35*time.Second)
 	defer cancel()

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -377,50 +375,16 @@ func TestAccessCLI(t *testing.T) {
 	}
 }
 
-// browserLogin follows u as a browser with cookies, fills in the provider's
-// form as user, and follows the redirects to the end.
+// browserLogin logs in at u as user with a fresh cookie jar.
 func browserLogin(t testing.TB, c *http.Client, u string, user accesstest.User) *http.Response {
 	t.Helper()
-	jar := newSecureJar()
-	c.Jar = jar
-	req, _ := http.NewRequest("GET", u, nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := readAll(t, resp)
-	if !strings.Contains(page, `name="username"`) {
-		t.Fatalf("GET %s: %d %s, want the provider's form", u, resp.StatusCode, page)
-	}
-	at := resp.Request.URL
-	form := strings.NewReader("id=" + at.Query().Get("id") + "&username=" + user.Name + "&password=" + user.Password)
-	req, _ = http.NewRequest("POST", at.Scheme+"://"+at.Host+"/login", form)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "text/html")
-	resp, err = c.Do(req)
+	c.Jar = accesstest.Jar()
+	resp, err := accesstest.BrowserLogin(context.Background(), c, u, user)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return resp
 }
-
-// secureJar keeps Secure cookies on http, as browsers do for *.localhost.
-type secureJar struct{ *cookiejar.Jar }
-
-func newSecureJar() secureJar {
-	j, _ := cookiejar.New(nil)
-	return secureJar{j}
-}
-
-func asHTTPS(u *url.URL) *url.URL {
-	c := *u
-	c.Scheme = "https"
-	return &c
-}
-
-func (j secureJar) SetCookies(u *url.URL, cs []*http.Cookie) { j.Jar.SetCookies(asHTTPS(u), cs) }
-func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cookies(asHTTPS(u)) }
 
 // testAccessSSHToken puts an Access application on ssh.example.test that
 // lets in one service token, and runs ssh (whose ProxyCommand is `adit

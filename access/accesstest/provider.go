@@ -13,9 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -423,3 +427,51 @@ func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 
 // String names the provider in test logs.
 func (p *Provider) String() string { return fmt.Sprintf("test OpenID provider at %s", p.Issuer) }
+
+// Jar returns a cookie jar that keeps Secure cookies on plain http too, as
+// browsers do for localhost: tests reach an edge's plain HTTP listener.
+func Jar() http.CookieJar {
+	j, _ := cookiejar.New(nil)
+	return secureJar{j}
+}
+
+type secureJar struct{ *cookiejar.Jar }
+
+func asHTTPS(u *url.URL) *url.URL {
+	c := *u
+	c.Scheme = "https"
+	return &c
+}
+
+func (j secureJar) SetCookies(u *url.URL, cs []*http.Cookie) { j.Jar.SetCookies(asHTTPS(u), cs) }
+func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cookies(asHTTPS(u)) }
+
+// BrowserLogin does what a person does in a browser: opens u (Accept:
+// text/html, so the edge sends it to log in), fills in the provider's
+// form as user, and follows the redirects back. c needs a cookie jar
+// (Jar). It returns the last answer, the application's or a refusal.
+func BrowserLogin(ctx context.Context, c *http.Client, u string, user User) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/html")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if !strings.Contains(string(page), `name="username"`) {
+		return nil, fmt.Errorf("accesstest: GET %s: %d, not the provider's login form: %.300s", u, resp.StatusCode, page)
+	}
+	at := resp.Request.URL
+	form := url.Values{"id": {at.Query().Get("id")}, "username": {user.Name}, "password": {user.Password}}
+	req, err = http.NewRequestWithContext(ctx, "POST", at.Scheme+"://"+at.Host+"/login", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	return c.Do(req)
+}
