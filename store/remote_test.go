@@ -29,7 +29,7 @@ type tlsEtcd struct {
 	endpoint                  string // https://127.0.0.1:port
 	caFile, certFile, keyFile string // a client certificate the server accepts
 	otherCert, otherKey       string // a client certificate from another CA
-	serverCAFile, otherCAFile string
+	otherCAFile               string // that other CA
 }
 
 func startTLSEtcd(t *testing.T) *tlsEtcd {
