@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -18,6 +20,7 @@ import (
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/publictls"
 )
 
 // Access end to end: a real OpenID provider (access/accesstest, zitadel's
@@ -44,17 +47,23 @@ func accessAPI(t testing.TB, srv *edge.Server) *control.Client {
 }
 
 // localhostClient reaches every *.localhost name at the edge's public
-// listener (as a browser resolves *.localhost to loopback).
-func localhostClient(srv *edge.Server) *http.Client {
+// listener (as a browser resolves *.localhost to loopback): the HTTPS one
+// when roots are given (trusting them), else the plain HTTP one.
+func localhostClient(srv *edge.Server, roots ...*x509.CertPool) *http.Client {
 	d := &net.Dialer{}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, ".localhost") {
-				addr = srv.HTTPAddr().String()
-			}
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	addr := srv.HTTPAddr().String()
+	tr := &http.Transport{}
+	if len(roots) > 0 {
+		addr = srv.HTTPSAddr().String()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots[0], MinVersion: tls.VersionTLS12}
+	}
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if h, _, _ := net.SplitHostPort(a); strings.HasSuffix(h, ".localhost") {
+			a = addr
+		}
+		return d.DialContext(ctx, network, a)
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
 }
 
 // jwtOrigin answers with what reached it: the assertion's claims (not
@@ -91,10 +100,15 @@ type accessSetup struct {
 	api        *control.Client
 	idp        *accesstest.Provider
 	app, short control.AccessApp
-	port       string
+	scheme     string // http, or https with tls
+	port       string // of the listener the scheme names
+	roots      *x509.CertPool
 }
 
-func startAccessSetup(t testing.TB) *accessSetup {
+// startAccessSetup starts it on the edge's plain HTTP listener, or with tls
+// on its HTTPS listener, with a certificate for *.localhost the edge was
+// brought (its CA in roots).
+func startAccessSetup(t testing.TB, tls bool) *accessSetup {
 	t.Helper()
 	ctx := context.Background()
 	p, err := accesstest.Start(oidcAnn, oidcBob)
@@ -102,9 +116,34 @@ func startAccessSetup(t testing.TB) *accessSetup {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	srv := startEdge(t, "")
-	s := &accessSetup{srv: srv, api: accessAPI(t, srv), idp: p}
-	_, s.port, _ = net.SplitHostPort(srv.HTTPAddr().String())
+	s := &accessSetup{idp: p, scheme: "http"}
+	var srv *edge.Server
+	if tls {
+		srv, err = edge.Start(ctx, edge.Config{
+			DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+			// No ACME order leaves this machine: every name has a brought certificate.
+			ACME:   publictls.Config{CA: "https://127.0.0.1:1/directory"},
+			Logger: testLogger(t).With("side", "edge"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		caCert, certPEM, keyPEM := wildcardCert(t.(*testing.T), "*.localhost")
+		for _, h := range []string{"app.localhost", "short.localhost", "open.localhost", "ssh.localhost"} {
+			if _, err := srv.Certificates().Add(ctx, h, control.AddCertificateRequest{CertPEM: certPEM, KeyPEM: keyPEM}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.roots = x509.NewCertPool()
+		s.roots.AddCert(caCert)
+		s.scheme = "https"
+		_, s.port, _ = net.SplitHostPort(srv.HTTPSAddr().String())
+	} else {
+		srv = startEdge(t, "")
+		_, s.port, _ = net.SplitHostPort(srv.HTTPAddr().String())
+	}
+	s.srv, s.api = srv, accessAPI(t, srv)
 	if _, err := s.api.AddAccessIdP(ctx, control.AccessIdP{Name: "test", Issuer: p.Issuer, ClientID: p.ClientID,
 		ClientSecret: p.ClientSecret, Scopes: []string{"openid", "email", "profile", "groups"}}); err != nil {
 		t.Fatal(err)
@@ -118,23 +157,36 @@ func startAccessSetup(t testing.TB) *accessSetup {
 	}
 	tun := createTunnel(t, srv, "access", "app.localhost", "short.localhost", "open.localhost", "ssh.localhost")
 	origin := jwtOrigin(t)
+	team := s.url("app.localhost", "")
 	ing, err := ingress.New(&ingress.Config{Ingress: []ingress.RuleConfig{
 		{Hostname: "app.localhost", Service: origin, OriginRequest: ingress.OriginRequestConfig{Access: &ingress.Access{
-			Required: true, TeamName: "http://app.localhost:" + s.port, AUDTag: []string{s.app.AUD}}}},
+			Required: true, TeamName: team, AUDTag: []string{s.app.AUD}}}},
 		{Hostname: "open.localhost", Service: origin, OriginRequest: ingress.OriginRequestConfig{Access: &ingress.Access{
-			Required: true, TeamName: "http://app.localhost:" + s.port, AUDTag: []string{s.app.AUD}}}},
+			Required: true, TeamName: team, AUDTag: []string{s.app.AUD}}}},
 		{Service: origin},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	startConnector(t, srv, tun, ing, func(c *connector.Config) { c.AccessHTTPClient = localhostClient(srv) })
+	startConnector(t, srv, tun, ing, func(c *connector.Config) { c.AccessHTTPClient = s.client() })
 	return s
 }
 
-func (s *accessSetup) url(host, path string) string { return "http://" + host + ":" + s.port + path }
+func (s *accessSetup) url(host, path string) string {
+	return s.scheme + "://" + host + ":" + s.port + path
+}
 
-// TestAccessBrowser: the login in a real browser: the provider's form, the
+// client reaches the setup's listener for every *.localhost name.
+func (s *accessSetup) client() *http.Client {
+	if s.roots != nil {
+		return localhostClient(s.srv, s.roots)
+	}
+	return localhostClient(s.srv)
+}
+
+// TestAccessBrowser: the login in a real browser over the edge's HTTPS
+// listener (a certificate the edge was brought; the browser told to accept
+// its test CA): the provider's form, the
 // session cookie, the origin seeing the JWT (and the connector checking
 // it), logout, a denied user's 403 page, a session expiring.
 func TestAccessBrowser(t *testing.T) {
@@ -149,7 +201,7 @@ func TestAccessBrowser(t *testing.T) {
 	if _, err := os.Stat("browser/node_modules/playwright-core"); err != nil {
 		t.Skip("playwright-core is not installed (npm install in e2e/browser; .ci/run does it)")
 	}
-	s := startAccessSetup(t)
+	s := startAccessSetup(t, true)
 	shots := t.TempDir()
 	if d := os.Getenv("ADIT_SCREENSHOTS"); d != "" {
 		shots = d
@@ -237,9 +289,9 @@ func TestAccessBrowser(t *testing.T) {
 // TestAccessConnectorCheck: originRequest.access at the connector refuses
 // what an edge let through without a JWT for the rule's application.
 func TestAccessConnectorCheck(t *testing.T) {
-	s := startAccessSetup(t)
+	s := startAccessSetup(t, false)
 	ctx := context.Background()
-	c := localhostClient(s.srv)
+	c := s.client()
 	tok, err := s.api.CreateAccessServiceToken(ctx, control.CreateServiceTokenRequest{Name: "robot"})
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +335,7 @@ func TestAccessConnectorCheck(t *testing.T) {
 // TestAccessCLI: the administration commands and `adit access login|token|curl`
 // against a real edge and provider (the browser's part done by an HTTP client).
 func TestAccessCLI(t *testing.T) {
-	s := startAccessSetup(t)
+	s := startAccessSetup(t, false)
 	home := t.TempDir()
 	env := []string{"ADIT_HOME=" + home}
 	if out, code := runAdit(t, env, "login", "--api", s.srv.APIURL(), "--token-file", s.srv.AdminTokenFile(), "--ca", s.srv.CAFile()); code != 0 {
@@ -343,7 +395,7 @@ func TestAccessCLI(t *testing.T) {
 			loginURL = f
 		}
 	}
-	browserLogin(t, localhostClient(s.srv), loginURL, oidcAnn)
+	browserLogin(t, s.client(), loginURL, oidcAnn)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("access login: %v: %s", err, printed)
 	}
@@ -360,7 +412,7 @@ func TestAccessCLI(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", s.url("app.localhost", "/with-token"), nil)
 	req.Header.Set("cf-access-token", tok)
-	resp, err := localhostClient(s.srv).Do(req)
+	resp, err := s.client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
