@@ -199,6 +199,7 @@ func New(cfg Config) (*Connector, error) {
 	}
 	c.serveFn = c.serveConn
 	c.metrics = newConnMetrics(func() float64 { return float64(c.live.Load()) })
+	c.registerRemoteMetrics() // remote.go
 	r, err := newRouter(cfg.Ingress, log, cfg.AccessHTTPClient)
 	if err != nil {
 		return nil, err

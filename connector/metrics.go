@@ -27,6 +27,7 @@ import (
 //	adit_connector_reconnects_total              connection attempts after a failure or a lost connection
 //	adit_connector_bytes_total{direction}        stream bytes from_edge / to_edge, framing included
 //	adit_connector_origin_errors_total           requests whose origin could not be reached
+//	adit_connector_config_version, _config_failures_total   the remote configuration (remote.go)
 type connMetrics struct {
 	registry      *prometheus.Registry
 	requests      *prometheus.CounterVec

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/adit-dev/adit/ingress"
 	"github.com/adit-dev/adit/tunnel"
 )
@@ -34,6 +36,8 @@ type remoteState struct {
 	failed  int64  // the newest version that could not be applied
 	err     string // why
 	warned  bool   // the local-config warning was logged
+
+	failures prometheus.Counter
 }
 
 // maxConfigResultError bounds the reason sent to the edge, well within its
@@ -87,6 +91,7 @@ func (c *Connector) configUpdate(m *tunnel.ConfigUpdate, log *slog.Logger) tunne
 		}
 		if err != nil {
 			st.failed, st.err = m.Version, err.Error()
+			st.failures.Inc()
 			if len(st.err) > maxConfigResultError {
 				st.err = st.err[:maxConfigResultError]
 			}
@@ -134,6 +139,22 @@ func parseRemoteConfig(doc []byte) (*ingress.Ingress, error) {
 		}
 	}
 	return ing, nil
+}
+
+// registerRemoteMetrics adds the remote configuration's metrics to the
+// connector's registry (see metrics.go):
+//
+//	adit_connector_config_version            the remote configuration version in effect (0: none)
+//	adit_connector_config_failures_total     versions the connector could not apply
+func (c *Connector) registerRemoteMetrics() {
+	c.remote.failures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "adit_connector_config_failures_total",
+		Help: "Versions of the tunnel's remote configuration this connector could not apply.",
+	})
+	c.metrics.registry.MustRegister(c.remote.failures, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "adit_connector_config_version",
+		Help: "The version of the tunnel's remote configuration in effect; 0 if none.",
+	}, func() float64 { return float64(c.ConfigVersion()) }))
 }
 
 // features are what registerConn announces.

@@ -59,7 +59,7 @@ func TestRemoteConfigUnderLoad(t *testing.T) {
 	originA, originB := helloOrigin(t, "A"), helloOrigin(t, "B")
 	const host = "app.example.test"
 
-	startConnector(t, srv, tun, nil, withRemoteConfig)
+	first := startConnector(t, srv, tun, nil, withRemoteConfig)
 	startConnector(t, srv, tun, nil, withRemoteConfig)
 
 	body := func() (int, string) {
@@ -180,6 +180,10 @@ func TestRemoteConfigUnderLoad(t *testing.T) {
 		}
 		return len(conns) == 4
 	})
+
+	if v, f := gathered(t, first.Metrics(), "adit_connector_config_version"), gathered(t, first.Metrics(), "adit_connector_config_failures_total"); v != float64(inEffect) || f != 1 {
+		t.Errorf("metrics: config_version %v, config_failures_total %v; want %d and 1", v, f, inEffect)
+	}
 
 	close(stop)
 	wg.Wait()
