@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/ratelog"
 )
 
 // Header and cookie names.
@@ -63,6 +64,10 @@ type Layer struct {
 	st     *state
 	m      *metrics
 	wg     sync.WaitGroup
+	// rl keeps what any visitor can trigger at will (refusals) from
+	// flooding the log: one line per kind per 10s, with the count left
+	// out; the metrics count every decision.
+	rl *ratelog.Limiter
 
 	// sessions caches verified session JWTs, so a request with a known
 	// cookie costs a map lookup instead of a signature check.
@@ -90,7 +95,7 @@ func New(deps layer.Deps, cfg Config) (*Layer, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(deps.Ctx)
-	l := &Layer{cfg: cfg, ctx: ctx, cancel: cancel, log: log}
+	l := &Layer{cfg: cfg, ctx: ctx, cancel: cancel, log: log, rl: ratelog.NewLimiter(10 * time.Second)}
 	var err error
 	l.st, err = newState(ctx, deps.Etcd, log)
 	if err != nil {
@@ -245,18 +250,18 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 		return
 	case decisionLogin:
 		if tokenShown && tokenBad {
-			l.log.Info("access: deny", "app", a.rec.Name, "reason", "invalid service token", "client", req.ClientAddr, "request_id", req.ID)
+			l.rl.Logger(l.log).Info("access: deny: invalid or revoked service token", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
 			l.refuseJSON(w, req, http.StatusForbidden, a, "invalid or revoked service token")
 			return
 		}
 		if isBrowser(r) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			l.log.Info("access: login required", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
+			l.rl.Logger(l.log).Info("access: login required", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
 			target := "/.adit/login?redirect_url=" + urlQueryEscape(r.URL.RequestURI())
 			w.Header().Set("Cache-Control", "no-store")
 			http.Redirect(w, r, target, http.StatusFound)
 			return
 		}
-		l.log.Info("access: deny", "app", a.rec.Name, "reason", "no session or service token", "client", req.ClientAddr, "request_id", req.ID)
+		l.rl.Logger(l.log).Info("access: deny: no session or service token", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="adit-access"`)
 		l.refuseJSON(w, req, http.StatusUnauthorized, a, "authentication required: log in with `adit access login`, or send a service token")
 		return
@@ -267,7 +272,7 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 	} else if s.service != nil {
 		who = "service token " + s.service.rec.Name
 	}
-	l.log.Info("access: deny", "app", a.rec.Name, "policy", pol, "who", who, "client", req.ClientAddr, "request_id", req.ID)
+	l.rl.Logger(l.log).Info("access: deny by policy", "app", a.rec.Name, "policy", pol, "who", who, "client", req.ClientAddr, "request_id", req.ID)
 	if isBrowser(r) {
 		msg := fmt.Sprintf("You are not allowed to reach %q.", a.rec.Name)
 		if s.user != nil {
