@@ -13,6 +13,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
+	"github.com/adit-dev/adit/store"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/google/uuid"
 )
@@ -281,4 +282,31 @@ func TestRemoteConfigUnaskedResults(t *testing.T) {
 			t.Errorf("closed with %d (%v), want protocol", got, conn.Err())
 		}
 	})
+}
+
+// TestRemoteConfigTwoEdges: two edges on one etcd; a change stored through
+// one reaches the connectors of the other, which serves it.
+func TestRemoteConfigTwoEdges(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	shared := func(c *edge.Config) { c.EtcdEndpoints = st.Endpoints() }
+	var logsA, logsB syncBuffer
+	a, b := startEdgeLogged(t, &logsA, shared), startEdgeLogged(t, &logsB, shared)
+	tun := createTunnel(t, a, "fleet")
+	b.Sync(context.Background())
+	startConnector(t, b, tun, nil, withRemoteConfig)
+	origin := helloOrigin(t, "via b")
+
+	tc, err := a.Service().Publish(context.Background(), tun.ID, control.PublishRequest{Hostname: "fleet.example.test", Service: origin.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge b to serve the rule stored through edge a", func() bool {
+		code, body := getVia(b.HTTPAddr().String(), "fleet.example.test")
+		return code == 200 && body == "via b"
+	})
+	waitFor(t, "b's connections to report the version", func() bool { return allRun(t, a, tun.ID, 2, tc.Version) })
 }
