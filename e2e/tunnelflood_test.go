@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"runtime"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/quic-go/quic-go"
 
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/tunnel"
@@ -255,4 +257,39 @@ func TestRegisteringPerAddress(t *testing.T) {
 	}
 	c := fakeDial(t, srv)
 	fakeRegister(t, c, tun)
+}
+
+// TestTunnelQUICLimits: the edge's QUIC transport grants a connector one
+// stream (the control stream) and no datagrams, and offers no 0-RTT.
+func TestTunnelQUICLimits(t *testing.T) {
+	srv := startEdgeLogged(t, &syncBuffer{})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(srv.CAPEM())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := quic.DialAddr(ctx, srv.TunnelAddr().String(),
+		&tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{tunnel.ALPN}, MinVersion: tls.VersionTLS13},
+		&quic.Config{EnableDatagrams: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseWithError(0, "")
+	st := c.ConnectionState()
+	if st.SupportsDatagrams.Remote {
+		t.Error("the edge offers QUIC datagrams")
+	}
+	if st.Used0RTT {
+		t.Error("0-RTT was used")
+	}
+	ctrl, err := c.OpenStream()
+	if err != nil {
+		t.Fatalf("the control stream: %v", err)
+	}
+	ctrl.Write([]byte{byte(tunnel.FrameRegister)})
+	if s, err := c.OpenStream(); err == nil {
+		t.Errorf("a second stream %d was granted", s.StreamID())
+	}
+	if err := c.SendDatagram([]byte("x")); err == nil {
+		t.Error("a datagram was accepted for sending")
+	}
 }
