@@ -112,7 +112,10 @@ func New(deps layer.Deps, cfg Config) (*Layer, error) {
 		defer l.wg.Done()
 		l.st.run(ctx)
 	}()
-	if err := l.maintainKeys(ctx); err != nil {
+	kctx, kcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = l.maintainKeys(kctx)
+	kcancel()
+	if err != nil {
 		l.Close()
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
 	"github.com/adit-dev/adit/publictls"
+	"github.com/adit-dev/adit/store"
 )
 
 // Access end to end: a real OpenID provider (access/accesstest, zitadel's
@@ -467,4 +468,70 @@ func testAccessSSHToken(t *testing.T, srv *edge.Server, args []string) {
 	if err != nil || strings.TrimSpace(out) != "hello" {
 		t.Errorf("ssh behind Access with a service token: %v, %q; want hello", err, out)
 	}
+}
+
+// TestAccessRevokeTwoEdges: two edges on one etcd; a service token revoked
+// through one is refused by both within 2 s. Edge b holds no connection of
+// the tunnel, so a request Access lets through gets b's 502, one it
+// refuses its 403.
+func TestAccessRevokeTwoEdges(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var edges []*edge.Server
+	for range 2 {
+		srv, err := edge.Start(context.Background(), edge.Config{
+			DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+			EtcdEndpoints: st.Endpoints(), Logger: testLogger(t).With("side", "edge"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		edges = append(edges, srv)
+	}
+	a := edges[0]
+	ctx := context.Background()
+	api := accessAPI(t, a)
+	tun := createTunnel(t, a, "web", "app.example.test")
+	startConnector(t, a, tun, mustIngress(t, jwtOrigin(t)))
+	if _, err := api.CreateAccessApp(ctx, control.AccessApp{Name: "web", Domain: "app.example.test",
+		Policies: []control.AccessPolicy{{Action: "service_auth", Include: []string{"any_valid_service_token"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := api.CreateAccessServiceToken(ctx, control.CreateServiceTokenRequest{Name: "robot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(srv *edge.Server) int {
+		req, _ := http.NewRequest("GET", edgeURL(srv, "/"), nil)
+		req.Host = "app.example.test"
+		req.Header.Set("Adit-Access-Client-Id", tok.ClientID)
+		req.Header.Set("Adit-Access-Client-Secret", tok.ClientSecret)
+		resp, err := edgeClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	for i, srv := range edges {
+		waitFor(t, "the token on every edge", func() bool { c := status(srv); return c != 401 && c != 403 && c != 404 })
+		t.Logf("edge %d lets the token through: %d", i, status(srv))
+	}
+	start := time.Now()
+	if err := api.RevokeAccessServiceToken(ctx, "robot"); err != nil {
+		t.Fatal(err)
+	}
+	for i, srv := range edges {
+		for status(srv) != 403 {
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("edge %d still lets the revoked token through after %v", i, time.Since(start))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("both edges refuse the revoked token %v after the revocation", time.Since(start))
 }
