@@ -203,7 +203,7 @@ func Expiry(tok string) (time.Time, bool) {
 	var c struct {
 		Exp float64 `json:"exp"`
 	}
-	if json.Unmarshal(b, &c) != nil || c.Exp == 0 {
+	if json.Unmarshal(b, &c) != nil || c.Exp <= 0 || c.Exp > 1e11 {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(c.Exp), 0), true
