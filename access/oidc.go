@@ -206,6 +206,7 @@ func appIdP(snap *snapshot, a *app) (*idp, error) {
 		if p := snap.idps[a.rec.IdP]; p != nil {
 			return p, nil
 		}
+		//lint:ignore ST1005 a sentence shown to the visitor on the error page
 		return nil, fmt.Errorf("The identity provider %q of %q does not exist.", a.rec.IdP, a.rec.Name)
 	}
 	if len(snap.idps) == 1 {
@@ -213,6 +214,7 @@ func appIdP(snap *snapshot, a *app) (*idp, error) {
 			return p, nil
 		}
 	}
+	//lint:ignore ST1005 a sentence shown to the visitor on the error page
 	return nil, fmt.Errorf("%q names no identity provider, and there is not exactly one.", a.rec.Name)
 }
 

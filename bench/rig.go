@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -286,7 +285,7 @@ func waitServing(ctx context.Context, t target, c *proc, timeout time.Duration) 
 	client := newClient(1, time.Second)
 	defer client.CloseIdleConnections()
 	buf := make([]byte, 4<<10)
-	last := errors.New("no answer")
+	var last error
 	for {
 		req, err := t.request(ctx, "GET", "/1k", nil)
 		if err != nil {

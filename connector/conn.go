@@ -166,19 +166,15 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 	return &control{s: s, r: br, connID: resp.ConnectionID, edgeNode: resp.EdgeNode}, nil
 }
 
-// countGroup counts running goroutines and says when none are left.
+// countGroup counts running goroutines.
 type countGroup struct {
-	mu   sync.Mutex
-	n    int
-	zero chan struct{} // closed while n == 0; nil means "not yet made"
+	mu sync.Mutex
+	n  int
 }
 
 func (g *countGroup) add() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.n == 0 {
-		g.zero = make(chan struct{})
-	}
 	g.n++
 }
 
@@ -186,25 +182,10 @@ func (g *countGroup) done() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.n--
-	if g.n == 0 {
-		close(g.zero)
-	}
 }
 
 func (g *countGroup) count() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.n
-}
-
-// idle returns a channel closed when no goroutine is counted.
-func (g *countGroup) idle() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.n == 0 {
-		ch := make(chan struct{})
-		close(ch)
-		return ch
-	}
-	return g.zero
 }

@@ -199,10 +199,7 @@ func ValidateHostname(hostname string) (string, error) {
 	if len(h) > MaxHostnameLen {
 		return "", Errorf(ErrInvalid, "hostname is %d characters, the limit is %d", len(h), MaxHostnameLen)
 	}
-	rest := h
-	if strings.HasPrefix(rest, "*.") {
-		rest = rest[2:]
-	}
+	rest := strings.TrimPrefix(h, "*.")
 	for label := range strings.SplitSeq(rest, ".") {
 		if err := checkLabel(hostname, label); err != nil {
 			return "", err

@@ -68,14 +68,6 @@ func startRelEdge(t testing.TB, dataDir, httpAddr, tunnelAddr string, extra ...s
 	return e
 }
 
-// restart stops the edge with SIGTERM and starts it again on the same
-// addresses; it returns the new process once it serves.
-func (e *relEdge) restart(t testing.TB) *relEdge {
-	t.Helper()
-	e.stop(t)
-	return startRelEdge(t, e.dataDir, e.httpAddr, e.tunnelAddr)
-}
-
 // relTunnel is a tunnel created through the CLI on a relEdge, routed to
 // host, with its credentials file.
 type relTunnel struct {

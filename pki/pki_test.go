@@ -35,7 +35,7 @@ func TestNewCA(t *testing.T) {
 	if c.Subject.CommonName != "test CA" {
 		t.Errorf("CommonName = %q, want %q", c.Subject.CommonName, "test CA")
 	}
-	if got, want := c.NotAfter.Sub(time.Now()), CAValidity-time.Hour; got < want {
+	if got, want := time.Until(c.NotAfter), CAValidity-time.Hour; got < want {
 		t.Errorf("validity left = %v, want at least %v", got, want)
 	}
 	pub, ok := c.PublicKey.(*ecdsa.PublicKey)

@@ -429,12 +429,11 @@ func matchedIDs(tx types.Transaction) []int {
 // seen. The transaction is only touched under mu, and never after finish.
 type teeBody struct {
 	io.ReadCloser
-	tx     types.Transaction
-	mu     sync.Mutex
-	done   bool
-	full   bool // the body limit was reached; the rest is not inspected
-	eof    bool
-	closed bool
+	tx   types.Transaction
+	mu   sync.Mutex
+	done bool
+	full bool // the body limit was reached; the rest is not inspected
+	eof  bool
 }
 
 func (t *teeBody) Read(p []byte) (int, error) {

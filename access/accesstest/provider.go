@@ -84,11 +84,11 @@ func Start(users ...User) (*Provider, error) {
 	}
 	var cryptoKey [32]byte
 	rand.Read(cryptoKey[:])
-	p.op, err = op.NewOpenIDProvider(p.Issuer, &op.Config{
+	p.op, err = op.NewProvider(&op.Config{
 		CryptoKey:      cryptoKey,
 		CodeMethodS256: true,
 		AuthMethodPost: true,
-	}, p.st, op.WithAllowInsecure())
+	}, p.st, op.StaticIssuer(p.Issuer), op.WithAllowInsecure())
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -26,10 +26,9 @@ func Commands() []cli.Command {
 
 // edgeFlags are `adit edge`'s flags.
 type edgeFlags struct {
-	cfg           edge.Config
-	etcdEndpoints []string
-	etcd          etcdFlags  // etcd.go
-	https         httpsFlags // https.go
+	cfg   edge.Config
+	etcd  etcdFlags  // etcd.go
+	https httpsFlags // https.go
 }
 
 func newEdgeCmd(g *cli.Env) *cobra.Command {

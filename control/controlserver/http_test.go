@@ -241,7 +241,7 @@ func TestInternalErrors(t *testing.T) {
 			writeJSON(w, 500, control.ErrorBody{Error: "internal error; the edge's log has the details", Code: "internal"})
 			return
 		}
-		http.Error(w, "bad gateway", 502)
+		http.Error(w, "bad gateway", http.StatusBadGateway)
 	}))
 	defer srv.Close()
 	c := &control.Client{BaseURL: srv.URL, HTTPClient: srv.Client()}
