@@ -158,7 +158,12 @@ func TestNothingConfiguredAllocs(t *testing.T) {
 	w := &WAF{log: discard}
 	w.idx.Store(&wafIndex{hosts: map[string]*engine{"other.example.com": {}}})
 	end := layer.HandlerFunc(func(http.ResponseWriter, *http.Request, *layer.Request) {})
-	h := ip.Wrap(rl.Wrap(rl.AfterAccess().Wrap(w.Wrap(end))))
+	fl, err := NewFlood(layer.Deps{Logger: discard}, FloodConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	h := ip.Wrap(fl.Wrap(rl.Wrap(rl.AfterAccess().Wrap(w.Wrap(end)))))
 	r := httptest.NewRequest("GET", "/", nil)
 	req := &layer.Request{Host: "h.example.com", ClientIP: netip.MustParseAddr("192.0.2.1")}
 	rec := httptest.NewRecorder()
