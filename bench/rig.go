@@ -220,6 +220,12 @@ func fileSize(path string) int64 {
 func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
 	args := append([]string{"edge", "--data-dir", r.dataDir,
 		"--http-addr", "127.0.0.1:0", "--tunnel-addr", r.tunnelAddr, "--api-addr", "127.0.0.1:0"}, r.cfg.metricsArgs()...)
+	if r.edgeArgs == nil {
+		// The proxy's own speed: no flood caps (the harness is one
+		// address with up to --idle-ws connections).
+		args = append(args, "--flood-conns-per-addr", "-1", "--flood-new-conns-per-sec", "-1",
+			"--flood-inflight-per-addr", "-1", "--flood-inflight", "-1")
+	}
 	args = append(args, r.edgeArgs...)
 	p, err := startProc("edge", r.bin, r.env(), args...)
 	if err != nil {

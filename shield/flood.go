@@ -17,22 +17,23 @@ import (
 // FloodConfig sets the flood limits of one edge. A client address is an
 // IPv4 address or an IPv6 /64. A negative cap turns that cap off.
 type FloodConfig struct {
-	// MaxConnsPerAddr caps a client address's open connections. If zero, 256.
+	// MaxConnsPerAddr caps a client address's open connections. If zero,
+	// 4096 (an office or a carrier NAT is one address).
 	MaxConnsPerAddr int
 	// NewConnsPerSecond caps the connections a client address opens per
-	// second, with bursts of NewConnsBurst. If zero, 50 and 100.
+	// second, with bursts of NewConnsBurst. If zero, 1000 and 4096.
 	NewConnsPerSecond float64
 	NewConnsBurst     int
 	// MaxInflightPerAddr caps a client address's requests in flight
 	// (WebSocket and other upgraded connections count while open). If
-	// zero, 256.
+	// zero, 4096.
 	MaxInflightPerAddr int
 	// MaxInflight caps the edge's requests in flight. When it is reached,
 	// a request is shed only if its client sends at least the mean rate of
 	// the clients with requests in flight (requests per second, counted
 	// over a sliding second, shed ones included): the heaviest senders are
 	// shed first, and one flooding address cannot starve the others. If
-	// zero, 4096.
+	// zero, 16384.
 	MaxInflight int
 	// MaxAddrs bounds the client addresses tracked; past it a new address
 	// goes uncapped until others are forgotten (counted as "untracked").
@@ -46,14 +47,14 @@ func (c FloodConfig) withDefaults() FloodConfig {
 			*v = d
 		}
 	}
-	def(&c.MaxConnsPerAddr, 256)
-	def(&c.MaxInflightPerAddr, 256)
-	def(&c.MaxInflight, 4096)
+	def(&c.MaxConnsPerAddr, 4096)
+	def(&c.MaxInflightPerAddr, 4096)
+	def(&c.MaxInflight, 16384)
 	def(&c.MaxAddrs, 100_000)
 	if c.NewConnsPerSecond == 0 {
-		c.NewConnsPerSecond = 50
+		c.NewConnsPerSecond = 1000
 	}
-	def(&c.NewConnsBurst, 100)
+	def(&c.NewConnsBurst, 4096)
 	return c
 }
 

@@ -122,9 +122,9 @@ func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 // a negative cap turns it off).
 func addShieldFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 	fl.StringVar(&cfg.WAFLog, "waf-log", "", "append every WAF rule match to this file, in ModSecurity's error-log shape")
-	fl.IntVar(&cfg.Flood.MaxConnsPerAddr, "flood-conns-per-addr", 0, "open connections one client address may hold (default 256)")
-	fl.Float64Var(&cfg.Flood.NewConnsPerSecond, "flood-new-conns-per-sec", 0, "new connections per second one client address may open (default 50, bursts of 100)")
-	fl.IntVar(&cfg.Flood.MaxInflightPerAddr, "flood-inflight-per-addr", 0, "requests in flight one client address may have (default 256)")
-	fl.IntVar(&cfg.Flood.MaxInflight, "flood-inflight", 0, "requests in flight on this edge before the heaviest senders are shed (default 4096)")
+	fl.IntVar(&cfg.Flood.MaxConnsPerAddr, "flood-conns-per-addr", 0, "open connections one client address may hold (default 4096; -1: no cap)")
+	fl.Float64Var(&cfg.Flood.NewConnsPerSecond, "flood-new-conns-per-sec", 0, "new connections per second one client address may open (default 1000, bursts of 4096; -1: no cap)")
+	fl.IntVar(&cfg.Flood.MaxInflightPerAddr, "flood-inflight-per-addr", 0, "requests in flight one client address may have, upgraded connections included (default 4096; -1: no cap)")
+	fl.IntVar(&cfg.Flood.MaxInflight, "flood-inflight", 0, "requests in flight on this edge before the heaviest senders are shed (default 16384; -1: no cap)")
 	fl.IntVar(&cfg.RateLimitKeys, "ratelimit-max-keys", 0, "clients the rate limits track at once (default 100000)")
 }
