@@ -25,6 +25,7 @@ import (
 	"github.com/adit-dev/adit/access/accessverify"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/poll"
 	"github.com/adit-dev/adit/store"
 )
 
@@ -494,16 +495,7 @@ func TestServiceTokens(t *testing.T) {
 	}
 }
 
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitUntil = poll.Until
 
 // TestDecide covers every rule kind and action.
 func TestDecide(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/poll"
 )
 
 // aditBin is the adit binary built by TestMain.
@@ -188,16 +189,7 @@ func readAll(t testing.TB, resp *http.Response) string {
 
 // waitFor polls cond until it holds, failing the test after 30s. It is for
 // conditions with no event to wait on (a route propagating through etcd).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for delay := time.Millisecond; !cond(); delay = min(delay*2, 100*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(delay)
-	}
-}
+var waitFor = poll.Until
 
 // freeUDPAddr returns a loopback address whose port was free a moment ago,
 // for an edge that must keep its tunnel address across a restart.

@@ -7,9 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/poll"
 	"github.com/adit-dev/adit/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
@@ -42,17 +42,8 @@ func newService(t testing.TB) (*Service, *clientv3.Client) {
 // secret returns a valid tunnel secret.
 func secret(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
-// waitFor polls cond until it holds or 10s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds.
+var waitFor = poll.Until
 
 // wantErr fails unless err wraps want (nil for success).
 func wantErr(t *testing.T, what string, err, want error) {
