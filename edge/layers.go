@@ -153,6 +153,15 @@ type filteredConn struct {
 	once  sync.Once
 }
 
+// CloseWrite half-closes the connection (an upgraded one, upgrade.go),
+// as the connection it wraps would.
+func (c *filteredConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (c *filteredConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
