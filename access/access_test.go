@@ -65,6 +65,7 @@ type originSeen struct {
 	Token       string `json:"token"`
 	Path        string `json:"path"`
 	HasSecret   bool   `json:"has_secret"`
+	Lookalike   string `json:"lookalike,omitempty"`
 }
 
 func startSide(t testing.TB, cli *clientv3.Client, cfg Config) *edgeSide {
@@ -82,6 +83,11 @@ func startSide(t testing.TB, cli *clientv3.Client, cfg Config) *edgeSide {
 		}
 		if req.Identity != nil {
 			seen.Email, seen.Token = req.Identity.Email, req.Identity.ServiceToken
+		}
+		for k, v := range r.Header {
+			if strings.Contains(k, "_") {
+				seen.Lookalike = k + ": " + strings.Join(v, ",")
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(seen)
@@ -429,6 +435,17 @@ func TestClientAssertionStripped(t *testing.T) {
 	c := s.browser(t)
 	for _, host := range []string{"app.localhost", "open.localhost"} {
 		seen := decodeSeen(t, get(t, c, s.appURL(host, "/"), false, AssertionHeader, "forged", CFAssertionHeader, "forged"))
+		if host == "app.localhost" {
+			req, _ := http.NewRequest("GET", s.appURL(host, "/"), nil)
+			req.Header["Cf_Access_Jwt_Assertion"] = []string{"forged"}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := body(t, resp); resp.StatusCode != 200 || strings.Contains(b, "forged") {
+				t.Errorf("with a look-alike header: %d %s, want 200 without it", resp.StatusCode, b)
+			}
+		}
 		if seen.Assertion != "" || seen.CFAssertion != "" {
 			t.Errorf("%s: origin saw %+v, want no client-sent assertion", host, seen)
 		}

@@ -179,7 +179,24 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, req *layer.Request
 		next.ServeRouted(w, r, req)
 		return
 	}
+	stripLookalikes(h)
 	l.judge(w, r, req, snap, a, next)
+}
+
+// stripLookalikes removes header fields that name an assertion header with
+// '_' for '-' (Adit_Access_Jwt_Assertion): CGI, WSGI and some proxies
+// read both spellings as the same variable, so a client could slip its own
+// identity past an origin that trusts the header.
+func stripLookalikes(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		n := strings.ReplaceAll(k, "_", "-")
+		if strings.EqualFold(n, AssertionHeader) || strings.EqualFold(n, CFAssertionHeader) {
+			delete(h, k)
+		}
+	}
 }
 
 // judge applies a's policies to r.
