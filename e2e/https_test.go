@@ -24,6 +24,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
@@ -388,3 +389,39 @@ func TestVisitorAddress(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// startTLSEdge starts an edge with an HTTPS listener serving a certificate
+// brought for host (no ACME order: its CA is a closed loopback port), and
+// returns gRPC credentials that trust it.
+func startTLSEdge(t *testing.T, host string) (*edge.Server, credentials.TransportCredentials) {
+	t.Helper()
+	srv, err := edge.Start(context.Background(), edge.Config{
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+		ACME:   publictls.Config{CA: "https://127.0.0.1:1/dir"},
+		Logger: testLogger(t).With("side", "edge"),
+	})
+	if err != nil {
+		t.Fatalf("starting edge: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	caCert, certPEM, keyPEM := wildcardCert(t, host)
+	if _, err := srv.Certificates().Add(context.Background(), host, control.AddCertificateRequest{CertPEM: certPEM, KeyPEM: keyPEM}); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(caCert)
+	// The brought certificate serves once the edge's watch has it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := tls.Dial("tcp", srv.HTTPSAddr().String(), &tls.Config{RootCAs: roots, ServerName: host})
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the brought certificate for %s does not serve: %v", host, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return srv, credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: host})
+}
