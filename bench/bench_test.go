@@ -68,7 +68,7 @@ func TestTinyRun(t *testing.T) {
 	profiles := filepath.Join(t.TempDir(), "pprof")
 	res, paths := tinyRun(t,
 		"--pprof-dir", profiles, "--big-timeout", "1s", "--loadgen", "go",
-		"--scenarios", "rate,idle-ws,small,download,upload",
+		"--scenarios", "rate,idle-ws,small,download,upload,https",
 		"--duration", "200ms", "--warmup", "50ms", "--concurrency", "1,4",
 		"--big-size", "1MiB", "--idle-ws", "20", "--rate", "100", "--rate-duration", "500ms",
 		"--timeout", "10m", // a deadline, not a speed check: a busy 2-core CI machine is slow
@@ -160,6 +160,13 @@ func TestTinyRun(t *testing.T) {
 	if res.Settings.Connector != "adit-connector" || res.Settings.ConnectorBinaryBytes <= 0 || res.Settings.EdgeBinaryBytes <= res.Settings.ConnectorBinaryBytes {
 		t.Errorf("settings: got connector %q of %d bytes, edge %d bytes; want adit-connector, smaller than adit",
 			res.Settings.Connector, res.Settings.ConnectorBinaryBytes, res.Settings.EdgeBinaryBytes)
+	}
+	for _, m := range []string{"new handshakes/s", "GET 1KiB c=50 req/s"} {
+		for _, p := range []string{"direct", "adit-quic"} {
+			if v, ok := res.get(figHTTPS(m), p); !ok || v <= 0 {
+				t.Errorf("HTTPS %s %s: got %v, %v; want > 0", m, p, v, ok)
+			}
+		}
 	}
 	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`", "load generator: the harness's Go client",
 		"connector CPU", "µs/req", "s/GB", metricCeiling} {

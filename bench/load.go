@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ type target struct {
 	base   string
 	host   string
 	header http.Header // sent with every request (adit-quic-access's session cookie)
+	tls    *tls.Config // for an https:// base (the https scenario)
 }
 
 func (t target) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
@@ -137,6 +139,7 @@ func getOnce(c *http.Client, req *http.Request, buf []byte) error {
 // over the same window.
 func closedLoop(ctx context.Context, t target, path string, concurrency int, warmup, duration time.Duration, mark func()) (latencyStats, error) {
 	c := newClient(concurrency, 30*time.Second)
+	c.Transport.(*http.Transport).TLSClientConfig = t.tls
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, warmup+duration+35*time.Second)
 	defer cancel()

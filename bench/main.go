@@ -60,7 +60,7 @@ import (
 // Scenario names for --scenarios, in the order they run. The fixed rate
 // runs first, on fresh processes, so its RSS is the steady state of that
 // load and not the high-water mark of a 1 GiB transfer.
-var allScenarios = []string{"rate", "idle-ws", "small", "download", "upload", "restart", "waf", "flood"}
+var allScenarios = []string{"rate", "idle-ws", "small", "download", "upload", "restart", "waf", "flood", "https"}
 
 // config is the harness's parameters. newConfig's flags set every field.
 type config struct {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +42,9 @@ import (
 const (
 	roleEnv       = "ADIT_BENCH_ROLE"
 	originAddrEnv = "ADIT_BENCH_ORIGIN_ADDR"
+	// originTLSEnv, if set to "CERTFILE:KEYFILE", makes the origin serve
+	// HTTPS with that certificate (the https scenario's reference).
+	originTLSEnv = "ADIT_BENCH_ORIGIN_TLS"
 )
 
 var reOrigin = regexp.MustCompile(`origin listening on (\S+), stats on (\S+)\n`)
@@ -90,20 +94,25 @@ func runOrigin() int {
 		io.Copy(io.Discard, os.Stdin)
 		stop()
 	}()
-	o, err := serveOrigin(os.Getenv(originAddrEnv))
+	certFile, keyFile, _ := strings.Cut(os.Getenv(originTLSEnv), ":")
+	o, err := serveOrigin(os.Getenv(originAddrEnv), certFile, keyFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Printf("origin listening on http://%s, stats on http://%s\n", o.addr, o.statsAddr)
+	scheme := "http"
+	if certFile != "" {
+		scheme = "https"
+	}
+	fmt.Printf("origin listening on %s://%s, stats on http://%s\n", scheme, o.addr, o.statsAddr)
 	<-ctx.Done()
 	o.close()
 	return 0
 }
 
-// serveOrigin starts the origin's servers: the endpoints on addr, the
-// stats on 127.0.0.1:0.
-func serveOrigin(addr string) (*origin, error) {
+// serveOrigin starts the origin's servers: the endpoints on addr (over
+// TLS with certFile and keyFile, if set), the stats on 127.0.0.1:0.
+func serveOrigin(addr, certFile, keyFile string) (*origin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("bench: origin: %w", err)
@@ -145,7 +154,11 @@ func serveOrigin(addr string) (*origin, error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(originStats{Accepted: o.accepted.Load(), Served1k: o.served1k.Load()})
 	})}
-	go o.srv.Serve(ln)
+	if certFile != "" {
+		go o.srv.ServeTLS(ln, certFile, keyFile)
+	} else {
+		go o.srv.Serve(ln)
+	}
 	go o.stats.Serve(statsLn)
 	return o, nil
 }
@@ -203,12 +216,12 @@ type originProc struct {
 
 // startOrigin starts the origin process listening on addr. Its stdin is a
 // pipe the harness holds: if the harness dies, the origin exits too.
-func startOrigin(ctx context.Context, addr string) (*originProc, error) {
+func startOrigin(ctx context.Context, addr string, env ...string) (*originProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: origin: %w", err)
 	}
-	p := newProc("origin", exe, childEnv(roleEnv+"=origin", originAddrEnv+"="+addr))
+	p := newProc("origin", exe, childEnv(append([]string{roleEnv + "=origin", originAddrEnv + "=" + addr}, env...)...))
 	stdin, err := p.cmd.StdinPipe() // closed by Wait
 	if err != nil {
 		return nil, fmt.Errorf("bench: origin: %w", err)

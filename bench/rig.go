@@ -40,9 +40,10 @@ type path struct {
 // edgeProc is an `adit edge` process and what it printed.
 type edgeProc struct {
 	*proc
-	httpAddr string
-	metrics  string   // metrics address, with --pprof-dir
-	login    []string // the printed `adit login ...` arguments, after "adit"
+	httpAddr  string
+	httpsAddr string   // the public HTTPS listener (the https scenario)
+	metrics   string   // metrics address, with --pprof-dir
+	login     []string // the printed `adit login ...` arguments, after "adit"
 }
 
 // rig is everything the harness started: the binaries, the origin, an
@@ -65,9 +66,10 @@ type rig struct {
 }
 
 var (
-	reHTTPAddr = regexp.MustCompile(`public HTTP\s+(\S+)`)
-	reLogin    = regexp.MustCompile(`(?m)^\s+adit (login .*)$`)
-	reCreated  = regexp.MustCompile(`Created tunnel (\S+) with id ([0-9a-f-]{36})`)
+	reHTTPAddr  = regexp.MustCompile(`public HTTP\s+(\S+)`)
+	reHTTPSAddr = regexp.MustCompile(`public HTTPS\s+(\S+)`)
+	reLogin     = regexp.MustCompile(`(?m)^\s+adit (login .*)$`)
+	reCreated   = regexp.MustCompile(`Created tunnel (\S+) with id ([0-9a-f-]{36})`)
 )
 
 // protocols are the adit transports measured, in table order.
@@ -218,8 +220,12 @@ func fileSize(path string) int64 {
 }
 
 func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
+	// The HTTPS listener serves certificates brought with `adit cert add`
+	// (https.go); its ACME CA is a closed loopback port, so that no order
+	// leaves the machine.
 	args := append([]string{"edge", "--data-dir", r.dataDir,
-		"--http-addr", "127.0.0.1:0", "--tunnel-addr", r.tunnelAddr, "--api-addr", "127.0.0.1:0"}, r.cfg.metricsArgs()...)
+		"--http-addr", "127.0.0.1:0", "--tunnel-addr", r.tunnelAddr, "--api-addr", "127.0.0.1:0",
+		"--https-addr", "127.0.0.1:0", "--acme-ca", "https://127.0.0.1:1/directory"}, r.cfg.metricsArgs()...)
 	if r.edgeArgs == nil {
 		// The proxy's own speed: no flood caps (the harness is one
 		// address with up to --idle-ws connections).
@@ -238,6 +244,10 @@ func (r *rig) startEdge(ctx context.Context) (*edgeProc, error) {
 		return nil, err
 	}
 	e.httpAddr = m[1]
+	if m, err = p.waitMatch(ctx, reHTTPSAddr, time.Minute); err != nil {
+		return nil, err
+	}
+	e.httpsAddr = m[1]
 	if e.metrics, err = r.cfg.waitMetrics(ctx, p); err != nil {
 		return nil, err
 	}

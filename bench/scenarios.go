@@ -95,6 +95,8 @@ func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
 		err = runWAF(ctx, r, res) // shield.go
 	case "flood":
 		err = runFlood(ctx, r, res)
+	case "https":
+		err = runHTTPS(ctx, r, res) // https.go
 	}
 	if err == nil {
 		err = ctx.Err()

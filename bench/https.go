@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The https scenario (issue 10), on the first adit path: the edge's public
+// HTTPS listener, with a certificate brought for the path's hostname
+// (`adit cert add`), against a Go TLS server straight (a second origin
+// process serving HTTPS with the same certificate):
+//
+//   - new TLS handshakes per second: 8 workers each dial, complete a full
+//     handshake (no session resumption) and close, for --duration;
+//   - keep-alive 1 KiB GETs at c=50 over HTTP/1.1 and TLS: req/s, p50, p99.
+//
+// Both as values per path and as ratios (edge / direct), measured in one run.
+
+var figHTTPS = func(m string) figName { return figName{"HTTPS", m} }
+
+const handshakeWorkers = 8
+
+func runHTTPS(ctx context.Context, r *rig, res *Results) error {
+	p := r.aditPath()
+	if p == nil || r.edge.httpsAddr == "" {
+		return nil
+	}
+	certFile, keyFile, roots, err := writeBenchCert(r.tmp, p.hostname)
+	if err != nil {
+		return err
+	}
+	if _, err := runCmd(ctx, 2*time.Minute, r.bin, r.env(), "cert", "add", p.hostname, "--cert", certFile, "--key", keyFile); err != nil {
+		return err
+	}
+	defer runCmd(context.Background(), time.Minute, r.bin, r.env(), "cert", "delete", p.hostname)
+	tlsConf := &tls.Config{RootCAs: roots, ServerName: p.hostname}
+	if err := waitHandshake(ctx, r.edge.httpsAddr, tlsConf, time.Minute); err != nil {
+		return fmt.Errorf("the brought certificate does not serve: %w", err)
+	}
+	ref, err := startOrigin(ctx, "127.0.0.1:0", originTLSEnv+"="+certFile+":"+keyFile)
+	if err != nil {
+		return err
+	}
+	defer ref.stop(5 * time.Second)
+	refAddr := ref.url[len("https://"):]
+
+	targets := []struct {
+		name string
+		addr string
+		t    target
+	}{
+		{"direct", refAddr, target{base: ref.url, tls: tlsConf}},
+		{p.name, r.edge.httpsAddr, target{base: "https://" + r.edge.httpsAddr, host: p.hostname, tls: tlsConf}},
+	}
+	hs := map[string]float64{}
+	rps := map[string]float64{}
+	for _, tg := range targets {
+		n, err := handshakes(ctx, tg.addr, tlsConf, r.cfg.duration)
+		if err != nil {
+			return fmt.Errorf("%s handshakes: %w", tg.name, err)
+		}
+		hs[tg.name] = n
+		res.set(figHTTPS("new handshakes/s"), "1/s", tg.name, n)
+		s, err := closedLoop(ctx, tg.t, "/1k", 50, r.cfg.warmup, r.cfg.duration, nil)
+		if err != nil {
+			return fmt.Errorf("%s GETs: %w", tg.name, err)
+		}
+		rps[tg.name] = s.RequestsPerSecond
+		res.set(figHTTPS("GET 1KiB c=50 req/s"), "req/s", tg.name, s.RequestsPerSecond)
+		res.set(figHTTPS("GET 1KiB c=50 p50"), "µs", tg.name, us(s.P50))
+		res.set(figHTTPS("GET 1KiB c=50 p99"), "µs", tg.name, us(s.P99))
+		r.cfg.logf("HTTPS %s: %.0f new handshakes/s; c=50 GETs %.0f req/s, p99 %s, %d errors", tg.name, n, s.RequestsPerSecond, s.P99.Round(time.Microsecond), s.Errors)
+	}
+	if hs["direct"] > 0 && rps["direct"] > 0 {
+		res.set(figHTTPS("handshakes/s vs direct"), "ratio", p.name, hs[p.name]/hs["direct"])
+		res.set(figHTTPS("GET c=50 req/s vs direct"), "ratio", p.name, rps[p.name]/rps["direct"])
+	}
+	return nil
+}
+
+// handshakes counts the full TLS handshakes with addr that
+// handshakeWorkers complete in d, per second.
+func handshakes(ctx context.Context, addr string, conf *tls.Config, d time.Duration) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		n       atomic.Int64
+		errOnce sync.Once
+		first   error
+		wg      sync.WaitGroup
+	)
+	start := time.Now()
+	for range handshakeWorkers {
+		wg.Go(func() {
+			d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: conf.Clone()}
+			for ctx.Err() == nil {
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					if ctx.Err() == nil {
+						errOnce.Do(func() { first = err })
+					}
+					continue
+				}
+				c.Close()
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n.Load() == 0 && first != nil {
+		return 0, first
+	}
+	return float64(n.Load()) / time.Since(start).Seconds(), nil
+}
+
+func waitHandshake(ctx context.Context, addr string, conf *tls.Config, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		d := &tls.Dialer{Config: conf.Clone()}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// writeBenchCert writes a CA-signed certificate for host (ECDSA P-256, as
+// ACME CAs issue) into dir, and returns its files and the root to trust.
+func writeBenchCert(dir, host string) (certFile, keyFile string, roots *x509.CertPool, err error) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "adit bench CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", "", nil, err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return "", "", nil, err
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "https-cert.pem"), filepath.Join(dir, "https-key.pem")
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
+	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", "", nil, err
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(caCert)
+	return certFile, keyFile, roots, nil
+}
