@@ -2,21 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/adit-dev/adit/pki"
 )
 
 // The https scenario (issue 10), on the first adit path: the edge's public
@@ -142,36 +138,26 @@ func waitHandshake(ctx context.Context, addr string, conf *tls.Config, timeout t
 	}
 }
 
-// writeBenchCert writes a CA-signed certificate for host (ECDSA P-256, as
-// ACME CAs issue) into dir, and returns its files and the root to trust.
+// writeBenchCert writes a certificate for host signed by a CA of its own
+// (ECDSA P-256, as ACME CAs issue) into dir, the chain first, and returns
+// its files and the root to trust.
 func writeBenchCert(dir, host string) (certFile, keyFile string, roots *x509.CertPool, err error) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "adit bench CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caPEM, caKeyPEM, err := pki.NewCA("adit bench CA")
 	if err != nil {
 		return "", "", nil, err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	certPEM, keyPEM, err := pki.IssueServerCert(caPEM, caKeyPEM, []string{host}, 24*time.Hour)
 	if err != nil {
 		return "", "", nil, err
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
 	certFile, keyFile = filepath.Join(dir, "https-cert.pem"), filepath.Join(dir, "https-key.pem")
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
-	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+	if err := os.WriteFile(certFile, append(certPEM, caPEM...), 0o600); err != nil {
 		return "", "", nil, err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return "", "", nil, err
 	}
 	roots = x509.NewCertPool()
-	roots.AddCert(caCert)
+	roots.AppendCertsFromPEM(caPEM)
 	return certFile, keyFile, roots, nil
 }
