@@ -402,6 +402,11 @@ func (r *rig) replaceEdge(ctx context.Context) (stopped, listening time.Duration
 	}
 	listening = time.Since(started)
 	r.edge = e
+	// The new edge's API listens on another port: log the CLI in again,
+	// for the scenarios that administer the edge (waf, https).
+	if _, err := runCmd(ctx, time.Minute, r.bin, r.env(), e.login...); err != nil {
+		return stopped, listening, started, err
+	}
 	for _, p := range r.paths {
 		if (p.kind == kindAdit || p.kind == kindAccess) && p.na == "" {
 			p.target.base = "http://" + e.httpAddr
