@@ -93,7 +93,7 @@ type Config struct {
 	Logger *slog.Logger
 	// QUIC tunes the tunnel transport. Zero fields take the edge's
 	// defaults (limits.go): a keepalive every 1s and a 5s idle timeout, so a
-	// dead connector is found within seconds, and at most 16 streams opened
+	// dead connector is found within seconds, and at most 1 stream (the control stream) opened
 	// by a connector; then tunnelquic's.
 	QUIC tunnelquic.Config
 	// WebSocket tunes the WebSocket transport, served on TCP at the same
