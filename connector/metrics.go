@@ -43,23 +43,10 @@ type connMetrics struct {
 func newConnMetrics(live func() float64) *connMetrics {
 	m := &connMetrics{
 		registry: metrics.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adit_connector_requests_total",
-			Help: "Request streams served, by the status sent back to the edge (\"none\" if none was).",
-		}, []string{"code"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "adit_connector_request_duration_seconds",
-			Help:    "Time from a request stream's arrival to its response header.",
-			Buckets: metrics.DurationBuckets,
-		}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "adit_connector_streams_in_flight",
 			Help: "Request streams being served.",
 		}),
-		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adit_connector_registrations_total",
-			Help: "Connection attempts, by result: ok, refused (the edge reached and said no), failed (edge unreachable or the attempt broke off).",
-		}, []string{"result"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "adit_connector_reconnects_total",
 			Help: "Connection attempts made after a failed attempt or a lost connection.",
@@ -69,20 +56,19 @@ func newConnMetrics(live func() float64) *connMetrics {
 			Help: "Requests whose origin service could not be reached.",
 		}),
 	}
-	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "adit_connector_bytes_total",
-		Help: "Bytes of request streams received from and sent to the edge, framing included.",
-	}, []string{"direction"})
-	m.bytesIn = bytes.WithLabelValues("from_edge")
-	m.bytesOut = bytes.WithLabelValues("to_edge")
-	for _, r := range []string{"ok", "refused", "failed"} {
-		m.registrations.WithLabelValues(r)
-	}
-	m.registry.MustRegister(m.requests, m.duration, m.inflight, m.registrations, m.reconnects, bytes, m.originErrors,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "adit_connector_tunnel_connections",
-			Help: "Registered connections to the edge.",
-		}, live))
+	t := metrics.NewTunnel(m.registry, metrics.TunnelOpts{
+		Prefix:            "adit_connector",
+		RequestsHelp:      "Request streams served, by the status sent back to the edge (\"none\" if none was).",
+		DurationHelp:      "Time from a request stream's arrival to its response header.",
+		RegistrationsHelp: "Connection attempts, by result: ok, refused (the edge reached and said no), failed (edge unreachable or the attempt broke off).",
+		BytesHelp:         "Bytes of request streams received from and sent to the edge, framing included.",
+		ConnectionsHelp:   "Registered connections to the edge.",
+		In:                "from_edge",
+		Out:               "to_edge",
+		Connections:       live,
+	})
+	m.requests, m.duration, m.registrations, m.bytesIn, m.bytesOut = t.Requests, t.Duration, t.Registrations, t.BytesIn, t.BytesOut
+	m.registry.MustRegister(m.inflight, m.reconnects, m.originErrors)
 	return m
 }
 

@@ -46,19 +46,6 @@ type edgeMetrics struct {
 func newEdgeMetrics(reg *registry) *edgeMetrics {
 	m := &edgeMetrics{
 		registry: metrics.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adit_edge_requests_total",
-			Help: "Public HTTP requests answered, by status code.",
-		}, []string{"code"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "adit_edge_request_duration_seconds",
-			Help:    "Time from a public request's arrival to its response header.",
-			Buckets: metrics.DurationBuckets,
-		}),
-		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adit_edge_registrations_total",
-			Help: "Connector registrations, by result: ok, refused (unknown tunnel, wrong secret, state unavailable), failed (protocol error, timeout).",
-		}, []string{"result"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "adit_edge_request_retries_total",
 			Help: "Requests sent again on another tunnel connection after theirs failed before any answer.",
@@ -76,20 +63,23 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 			Help: "Tunnel connections closed by the edge once their connector unregistered and their streams finished.",
 		}),
 	}
-	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "adit_edge_bytes_total",
-		Help: "Bytes of request streams sent to and received from connectors, framing included.",
-	}, []string{"direction"})
-	m.bytesOut = bytes.WithLabelValues("to_connector")
-	m.bytesIn = bytes.WithLabelValues("from_connector")
+	t := metrics.NewTunnel(m.registry, metrics.TunnelOpts{
+		Prefix:            "adit_edge",
+		RequestsHelp:      "Public HTTP requests answered, by status code.",
+		DurationHelp:      "Time from a public request's arrival to its response header.",
+		RegistrationsHelp: "Connector registrations, by result: ok, refused (unknown tunnel, wrong secret, state unavailable), failed (protocol error, timeout).",
+		BytesHelp:         "Bytes of request streams sent to and received from connectors, framing included.",
+		ConnectionsHelp:   "Registered connector connections.",
+		In:                "from_connector",
+		Out:               "to_connector",
+		Connections:       func() float64 { return float64(reg.count()) },
+	})
+	m.requests, m.duration, m.registrations, m.bytesIn, m.bytesOut = t.Requests, t.Duration, t.Registrations, t.BytesIn, t.BytesOut
 	for _, code := range []string{"200", "404", "502"} {
 		m.requests.WithLabelValues(code)
 	}
-	for _, r := range []string{"ok", "refused", "failed"} {
-		m.registrations.WithLabelValues(r)
-	}
 	m.rejected.WithLabelValues("body_too_large")
-	m.registry.MustRegister(m.requests, m.duration, m.registrations, bytes, m.retries, m.rejected, m.suspected, m.drained,
+	m.registry.MustRegister(m.retries, m.rejected, m.suspected, m.drained,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "adit_edge_streams_in_flight",
 			Help: "Request streams open to connectors.",
@@ -100,10 +90,6 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 			}
 			return float64(n)
 		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "adit_edge_tunnel_connections",
-			Help: "Registered connector connections.",
-		}, func() float64 { return float64(reg.count()) }),
 	)
 	return m
 }

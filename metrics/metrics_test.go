@@ -67,6 +67,9 @@ func TestServer(t *testing.T) {
 
 	conns.Store(2)
 	code, body = get(t, base+"/ready")
+	if code != 200 {
+		t.Errorf("/ready with 2 connections: got %d, want 200", code)
+	}
 	var m map[string]any
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		t.Fatalf("/ready body %q: %v", body, err)
