@@ -71,7 +71,7 @@ func TestChaos(t *testing.T) {
 		t.Skip("chaos test: skipped with -short")
 	}
 	dataDir := t.TempDir()
-	e := startRelEdge(t, dataDir, relFreeTCPAddr(t), freeUDPAddr(t))
+	e := startRelEdge(t, dataDir, "127.0.0.1:0", "127.0.0.1:0") // restarts reuse the bound addresses
 	tun := createRelTunnel(t, e, "chaos", "chaos.test")
 	origin := relOrigin(t)
 	replicas := []*replica{

@@ -160,8 +160,7 @@ func TestEdgeRestart(t *testing.T) {
 	home := t.TempDir()
 	env := []string{"ADIT_HOME=" + home}
 	dataDir := t.TempDir()
-	tunnelAddr := freeUDPAddr(t)
-	e := startEdgeProc(t, dataDir, tunnelAddr)
+	e := startEdgeProc(t, dataDir, "127.0.0.1:0")
 	mustAdit(t, env, e.login...)
 	mustAdit(t, env, "tunnel", "create", "durable")
 	mustAdit(t, env, "tunnel", "route", "dns", "durable", "durable.test")
@@ -174,8 +173,8 @@ func TestEdgeRestart(t *testing.T) {
 	})
 
 	e.stop(t)
-	e2 := startEdgeProc(t, dataDir, tunnelAddr)
-	mustAdit(t, env, e2.login...) // the API port is new; the token is the same
+	e2 := startEdgeProc(t, dataDir, e.tunnelAddr) // the address connectors know
+	mustAdit(t, env, e2.login...)                 // the API port is new; the token is the same
 	waitFor(t, "the connector to come back", func() bool {
 		code, body := getVia(e2.httpAddr, "durable.test")
 		return code == 200 && body == "still here"

@@ -191,8 +191,10 @@ func readAll(t testing.TB, resp *http.Response) string {
 // conditions with no event to wait on (a route propagating through etcd).
 var waitFor = poll.Until
 
-// freeUDPAddr returns a loopback address whose port was free a moment ago,
-// for an edge that must keep its tunnel address across a restart.
+// freeUDPAddr returns a loopback address whose port was free a moment ago:
+// an edge address where nothing answers. (An edge that must keep its
+// address across a restart starts on port 0 and restarts on the address
+// it bound, so no test races for a port.)
 func freeUDPAddr(t testing.TB) string {
 	t.Helper()
 	// The edge listens on TCP with the same port number (WebSocket

@@ -202,9 +202,10 @@ func mustBin(t testing.TB, bin string, env []string, args ...string) string {
 // edgeProc is an `adit edge` process and what it printed.
 type edgeProc struct {
 	*proc
-	httpAddr string
-	apiURL   string
-	login    []string // the printed login command's arguments, after "adit"
+	httpAddr   string
+	tunnelAddr string // the bound UDP address, for a restart on the same one
+	apiURL     string
+	login      []string // the printed login command's arguments, after "adit"
 }
 
 var (
@@ -219,6 +220,7 @@ func startEdgeProc(t testing.TB, dataDir, tunnelAddr string) *edgeProc {
 		"--http-addr", "127.0.0.1:0", "--tunnel-addr", tunnelAddr, "--api-addr", "127.0.0.1:0")
 	e := &edgeProc{proc: p}
 	e.httpAddr = p.waitMatch(t, reHTTPAddr)[1]
+	e.tunnelAddr = p.waitMatch(t, reTunnelAddr)[1]
 	e.apiURL = p.waitMatch(t, reAPIURL)[1]
 	for _, f := range strings.Fields(p.waitMatch(t, reLogin)[1]) {
 		e.login = append(e.login, strings.Trim(f, `"`))

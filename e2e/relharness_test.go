@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,18 +29,6 @@ var (
 	reRegistered       = regexp.MustCompile(`connection registered`)
 	reTunnelAddr       = regexp.MustCompile(`tunnels\s+(\S+) \(udp`)
 )
-
-// relFreeTCPAddr returns a loopback TCP address that was free a moment ago,
-// for a process that must keep its address across a restart.
-func relFreeTCPAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // relEdge is an `adit edge` process on fixed addresses, so that it can be
 // restarted (or killed and started again) under the same ones.

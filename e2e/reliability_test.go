@@ -136,7 +136,7 @@ func testKillReplicaUnderLoad(t *testing.T, proto string) {
 // room for a loaded machine.
 func TestEdgeRestartReconnect(t *testing.T) {
 	dataDir := t.TempDir()
-	e := startRelEdge(t, dataDir, relFreeTCPAddr(t), freeUDPAddr(t))
+	e := startRelEdge(t, dataDir, "127.0.0.1:0", "127.0.0.1:0") // restarts reuse the bound addresses
 	tun := createRelTunnel(t, e, "restart", "restart.test")
 	r := startReplica(t, e, tun, relOrigin(t), 4)
 	waitFor(t, "the tunnel to serve", func() bool {
