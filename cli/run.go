@@ -30,6 +30,7 @@ type runFlags struct {
 	serverName      string
 	gracePeriod     time.Duration
 	metricsAddr     string
+	logRequests     bool
 	logFile         string
 	pidFile         string
 
@@ -88,6 +89,7 @@ retries, tag, warp-routing, ...) is refused by name with the reason.`,
 	fl.DurationVar(&f.gracePeriod, "grace-period", connector.DefaultGracePeriod, "how long requests in flight may finish after SIGINT/SIGTERM")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready, /healthcheck and /debug/pprof/ on host:port (port 0 picks one; default: off)")
 	fl.StringVar(&f.logFile, "logfile", "", "append logs to this file (0600) as well as to stderr")
+	fl.BoolVar(&f.logRequests, "log-requests", false, "log each request served at info level, with its request ID (default: debug level)")
 	fl.StringVar(&f.pidFile, "pidfile", "", "write the process ID to this file after the first connection; removed at exit")
 	return cmd
 }
@@ -163,6 +165,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		Protocol:      f.protocol,
 		GracePeriod:   f.gracePeriod,
 		MetricsAddr:   f.metricsAddr,
+		LogRequests:   f.logRequests,
 		Logger:        log,
 	})
 	if err != nil {

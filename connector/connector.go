@@ -97,6 +97,9 @@ type Config struct {
 	// GracePeriod is how long requests in flight may take to finish after
 	// Run's context is cancelled. If zero, DefaultGracePeriod.
 	GracePeriod time.Duration
+	// LogRequests logs each request served at info level ("connector:
+	// served", with its request ID). If false, at debug level.
+	LogRequests bool
 	// Logger receives the connector's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 	// AccessHTTPClient fetches the edge's Access keys for rules with

@@ -152,7 +152,7 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 		// A small answer of known length goes out in one write: header,
 		// body and end together (one packet instead of three).
 		if writeSmallResponse(s, &rh, resp.Body, log) {
-			log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
+			c.served(log, h.Method, req.URL.Path, resp.StatusCode)
 		}
 		return
 	}
@@ -161,7 +161,7 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 		return
 	}
 	if c.sendBody(s, resp, log) {
-		log.Debug("connector: served", "method", h.Method, "path", req.URL.Path, "status", resp.StatusCode)
+		c.served(log, h.Method, req.URL.Path, resp.StatusCode)
 	}
 }
 
@@ -309,4 +309,14 @@ func writeSmallResponse(s tunnel.Stream, rh *tunnel.ResponseHeader, body io.Read
 	}
 	s.CloseWrite()
 	return true
+}
+
+// served logs a request served: at info level with Config.LogRequests,
+// else at debug level.
+func (c *Connector) served(log *slog.Logger, method, path string, status int) {
+	lvl := slog.LevelDebug
+	if c.cfg.LogRequests {
+		lvl = slog.LevelInfo
+	}
+	log.Log(context.Background(), lvl, "connector: served", "method", method, "path", path, "status", status)
 }

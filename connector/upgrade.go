@@ -72,7 +72,7 @@ func (c *Connector) upgradeHandshake(s tunnel.Stream, rd *streamReader, h *tunne
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		if c.sendBody(s, resp, log) {
-			log.Debug("connector: served", "method", req.Method, "path", req.URL.Path, "status", resp.StatusCode)
+			c.served(log, req.Method, req.URL.Path, resp.StatusCode)
 		}
 		return nil
 	}
