@@ -36,7 +36,10 @@ const (
 // IPRule allows or denies the addresses of a CIDR for a hostname. For one
 // client address, the matching rule with the longest prefix decides (an
 // allow wins a tie); a hostname's own rules come before the AllHosts
-// rules; an address no rule matches is allowed.
+// rules; an address no rule matches is allowed. The AllHosts deny rules
+// are also applied to each connection before the hostname is known (an
+// AllHosts allow with a longer prefix lets an address through there; a
+// hostname's allow rule cannot).
 type IPRule struct {
 	ID       string `json:"id"`
 	Hostname string `json:"hostname"` // a hostname or AllHosts

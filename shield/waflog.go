@@ -45,8 +45,14 @@ func (l *errorLog) rule(mr types.MatchedRule) {
 	l.w.Flush()
 }
 
+// maxMarker bounds the X-CRS-Test value written to the log.
+const maxMarker = 256
+
 // marker writes the X-CRS-Test line of a request.
 func (l *errorLog) marker(req *layer.Request, value string) {
+	if len(value) > maxMarker {
+		value = value[:maxMarker]
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.w.WriteString(time.Now().UTC().Format("[2006-01-02T15:04:05.000000Z] "))
