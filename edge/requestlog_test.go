@@ -124,3 +124,42 @@ func TestRequestLogEndpointDocumented(t *testing.T) {
 		t.Errorf("docs/openapi.yaml: want %s with x-adit-package: edge, got %v", ep.Pattern, ops)
 	}
 }
+
+// TestCloseEndsRequestStreams: an edge closing ends the request streams it
+// serves at once, rather than wait for them in the API server's shutdown.
+func TestCloseEndsRequestStreams(t *testing.T) {
+	s := startTestEdge(t)
+	tun, err := s.Service().CreateTunnel(t.Context(), "streamed", make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := os.ReadFile(s.AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := control.NewClient(s.APIURL(), strings.TrimSpace(string(token)), s.CAPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		ended <- c.TailRequests(context.Background(), tun.ID, control.TailOptions{}, func(control.RequestLogLine) error { return nil })
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.reqLog.active.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never subscribed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A stream still open when the API server's shutdown times out makes
+	// Close fail ("api server: context deadline exceeded").
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close with a request stream open: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("TailRequests did not return after the edge closed")
+	}
+}
