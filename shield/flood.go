@@ -256,7 +256,19 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 	})
 }
 
+// shedDelay is how long a shed request's answer is held: a flooding
+// client that sends its next request as soon as it has an answer then
+// costs the edge a parse and a page per delay and connection, not as many
+// as it can send.
+const shedDelay = 500 * time.Millisecond
+
 func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request, reason string) {
+	t := time.NewTimer(shedDelay)
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		t.Stop()
+	}
 	w.Header().Set("Retry-After", "1")
 	if reason == "inflight_addr" {
 		f.inflightAddr.Inc()
