@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/poll"
 )
 
 // fixedRouter routes every host to one tunnel.
@@ -57,13 +58,7 @@ func TestRequestLogSlowSubscriber(t *testing.T) {
 		l.stream(rec, httptest.NewRequest("GET", "/", nil).WithContext(ctx), s)
 		close(streamDone)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for s.dropped.Load() != 0 || len(s.ch) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stream did not take the buffered entries")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "the stream to take the buffered entries", func() bool { return s.dropped.Load() == 0 && len(s.ch) == 0 })
 	cancel()
 	<-streamDone
 	sc := bufio.NewScanner(strings.NewReader(rec.Body.String()))
@@ -145,13 +140,7 @@ func TestCloseEndsRequestStreams(t *testing.T) {
 	go func() {
 		ended <- c.TailRequests(context.Background(), tun.ID, control.TailOptions{}, func(control.RequestLogLine) error { return nil })
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for s.reqLog.active.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stream never subscribed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "the stream to subscribe", func() bool { return s.reqLog.active.Load() > 0 })
 	// A stream still open when the API server's shutdown times out makes
 	// Close fail ("api server: context deadline exceeded").
 	if err := s.Close(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/poll"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -151,13 +152,7 @@ func (r *upgradeRig) close() {
 // given its stream back.
 func (r *upgradeRig) waitIdle(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for r.tc.inflight.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("streams in flight: got %d, want 0", r.tc.inflight.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, "no stream in flight", func() bool { return r.tc.inflight.Load() == 0 })
 }
 
 const upgradeRequest = "GET /chat?room=1 HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade, X-Hop\r\nUpgrade: websocket\r\n" +
