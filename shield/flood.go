@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,9 +69,10 @@ type Flood struct {
 
 	mu     sync.Mutex
 	addrs  map[netip.Addr]*floodAddr
-	total  int      // requests in flight
-	active int      // addresses with requests in flight
-	rate   arrivals // every request's arrival
+	total  int          // requests in flight
+	active int          // addresses with requests in flight
+	rate   arrivals     // every request's arrival
+	held   atomic.Int64 // shed answers being held (shed)
 
 	conns, connRate, inflightAddr, inflightGlobal, untracked prometheus.Counter
 	stop                                                     chan struct{}
@@ -260,15 +262,23 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 // client that sends its next request as soon as it has an answer then
 // costs the edge a parse and a page per delay and connection, not as many
 // as it can send.
-const shedDelay = 500 * time.Millisecond
+// At most maxHeld shed answers are held at once (each holds a goroutine
+// and its connection); past it, they are answered at once.
+const (
+	shedDelay = 500 * time.Millisecond
+	maxHeld   = 4096
+)
 
 func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request, reason string) {
-	t := time.NewTimer(shedDelay)
-	select {
-	case <-t.C:
-	case <-r.Context().Done():
-		t.Stop()
+	if f.held.Add(1) <= maxHeld {
+		t := time.NewTimer(shedDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
 	}
+	f.held.Add(-1)
 	w.Header().Set("Retry-After", "1")
 	if reason == "inflight_addr" {
 		f.inflightAddr.Inc()
