@@ -98,6 +98,28 @@ func waitHTTPS(t *testing.T, client *http.Client, url string) *http.Response {
 	return nil
 }
 
+// waitCertificate waits until the edge lists an ACME certificate for host,
+// for up to two minutes.
+func waitCertificate(t *testing.T, srv *edge.Server, host string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		certs, err := srv.Certificates().List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range certs {
+			if c.Hostname == host && !c.NotAfter.IsZero() {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for %s ordered within 2 minutes of its route; certificates: %+v", host, certs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestHTTPSCertificateFromACME(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -113,6 +135,8 @@ func TestHTTPSCertificateFromACME(t *testing.T) {
 			tun := createTunnel(t, srv, "web", "app.test")
 			startConnector(t, srv, tun, mustIngress(t, origin.URL))
 
+			// The route alone starts the order: no handshake asks for it.
+			waitCertificate(t, srv, "app.test")
 			client := tlsClient(pb.IssuedRoots, srv.HTTPSAddr().String())
 			resp := waitHTTPS(t, client, "https://app.test/x")
 			var got echoed
@@ -231,6 +255,7 @@ func TestHTTPSRenewal(t *testing.T) {
 	origin := headerOrigin(t)
 	tun := createTunnel(t, srv, "web", "app.test")
 	startConnector(t, srv, tun, mustIngress(t, origin.URL))
+	waitCertificate(t, srv, "app.test")
 	client := tlsClient(pb.IssuedRoots, srv.HTTPSAddr().String())
 	resp := waitHTTPS(t, client, "https://app.test/")
 	resp.Body.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/publictls"
 )
 
@@ -62,6 +63,16 @@ func (s *Server) listenPublic() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	s.endpoints = append(s.endpoints, s.certs.Endpoints()...)
+	// A route added anywhere starts its certificate's order at once; a
+	// removed one stops its renewals.
+	s.state.OnEvent(func(ev controlserver.Event) {
+		switch ev.Kind {
+		case controlserver.RouteAdded:
+			s.certs.Manage(ev.Host)
+		case controlserver.RouteRemoved:
+			s.certs.Unmanage(ev.Host)
+		}
+	})
 	return nil
 }
 

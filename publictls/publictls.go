@@ -95,7 +95,8 @@ type Manager struct {
 	routes  Routes
 	storage *etcdStorage
 	cache   *certmagic.Cache
-	magic   *certmagic.Config
+	magic   *certmagic.Config // handshakes, with on-demand orders
+	eager   *certmagic.Config // routes' certificates, ordered up front, and renewals
 	issuer  *certmagic.ACMEIssuer
 	manual  *manualCerts
 
@@ -118,35 +119,44 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	zl := zapslog.New(log, zapslog.Options{MinLevel: zapcore.WarnLevel, SetMinLevel: true, Prefix: "certmagic: "})
 
+	// Two configurations share the cache, the storage and the issuer's
+	// settings: magic answers handshakes (on demand, behind decide), and
+	// eager manages the certificates of routes (certmagic obtains nothing
+	// up front for a configuration with on-demand TLS) and renews them.
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.eager, nil },
 		RenewCheckInterval: cfg.RenewCheckInterval,
 		OCSPCheckInterval:  cfg.RenewCheckInterval,
 		Logger:             zl,
-	})
-	m.magic = certmagic.New(m.cache, certmagic.Config{
-		Storage:  m.storage,
-		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: m.decide},
-		OnEvent:  m.onEvent,
-		Logger:   zl,
 	})
 	ca := cfg.CA
 	if ca == "" {
 		ca = LetsEncrypt
 	}
-	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
-		CA:                      ca,
-		Email:                   cfg.Email,
-		Agreed:                  true,
-		TrustedRoots:            cfg.CARoots,
-		ListenHost:              cfg.ListenHost,
-		AltHTTPPort:             orInt(cfg.HTTPPort, 80),
-		AltTLSALPNPort:          orInt(cfg.TLSPort, 443),
-		DisableHTTPChallenge:    cfg.DisableHTTP01,
-		DisableTLSALPNChallenge: cfg.DisableTLSALPN01,
-		Logger:                  zl,
-	})
-	m.magic.Issuers = []certmagic.Issuer{m.issuer}
+	newConfig := func(onDemand *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
+		c := certmagic.New(m.cache, certmagic.Config{
+			Storage:  m.storage,
+			OnDemand: onDemand,
+			OnEvent:  m.onEvent,
+			Logger:   zl,
+		})
+		issuer := certmagic.NewACMEIssuer(c, certmagic.ACMEIssuer{
+			CA:                      ca,
+			Email:                   cfg.Email,
+			Agreed:                  true,
+			TrustedRoots:            cfg.CARoots,
+			ListenHost:              cfg.ListenHost,
+			AltHTTPPort:             orInt(cfg.HTTPPort, 80),
+			AltTLSALPNPort:          orInt(cfg.TLSPort, 443),
+			DisableHTTPChallenge:    cfg.DisableHTTP01,
+			DisableTLSALPNChallenge: cfg.DisableTLSALPN01,
+			Logger:                  zl,
+		})
+		c.Issuers = []certmagic.Issuer{issuer}
+		return c, issuer
+	}
+	m.magic, m.issuer = newConfig(&certmagic.OnDemandConfig{DecisionFunc: m.decide})
+	m.eager, _ = newConfig(nil)
 
 	var err error
 	m.manual, err = loadManual(m.ctx, cli, log)
@@ -183,7 +193,7 @@ func (m *Manager) Manage(host string) {
 	if strings.HasPrefix(host, "*.") || m.manual.covers(host) {
 		return
 	}
-	if err := m.magic.ManageAsync(m.ctx, []string{host}); err != nil {
+	if err := m.eager.ManageAsync(m.ctx, []string{host}); err != nil {
 		m.log.Warn("publictls: cannot manage a certificate", "host", host, "err", err)
 	}
 }
