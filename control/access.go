@@ -160,6 +160,10 @@ func ParseAccessRule(s string) (AccessRule, error) {
 			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		}
 		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				// Wider than the mapped IPv4 space: not an IPv4 range.
+				return AccessRule{}, Errorf(ErrInvalid, "rule %q: %q is an IPv4-mapped prefix shorter than /96; write the IPv4 or IPv6 range itself", s, value)
+			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		r.Prefix = p.Masked()
