@@ -1,7 +1,9 @@
 package controlserver
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -29,11 +31,32 @@ func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, 
 // v; its errors are *APIError.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error { return decodeBody(w, r, v) }
 
-// DocumentedEndpoints lists the operations ("GET /v1/certificates") that
-// an OpenAPI document (docs/openapi.yaml) marks as served by package pkg
-// (x-adit-package: pkg on the path), for that package's test that its
-// Endpoints and the document agree.
-func DocumentedEndpoints(openapi []byte, pkg string) (map[string]bool, error) {
+// CheckDocumented compares the endpoints package pkg serves with the
+// operations an OpenAPI document (docs/openapi.yaml) marks as served by it
+// (x-adit-package: pkg on the path), and returns what differs, one line
+// each: for that package's test that its Endpoints and the document agree.
+func CheckDocumented(openapi []byte, pkg string, served []Endpoint) ([]string, error) {
+	documented, err := documentedEndpoints(openapi, pkg)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, e := range served {
+		if !documented[e.Pattern] {
+			problems = append(problems, fmt.Sprintf("endpoint %s is not in docs/openapi.yaml (with x-adit-package: %s)", e.Pattern, pkg))
+		}
+		delete(documented, e.Pattern)
+	}
+	for op := range documented {
+		problems = append(problems, fmt.Sprintf("docs/openapi.yaml describes %s, which package %s does not serve", op, pkg))
+	}
+	slices.Sort(problems)
+	return problems, nil
+}
+
+// documentedEndpoints lists the operations ("GET /v1/certificates") of an
+// OpenAPI document marked as served by package pkg.
+func documentedEndpoints(openapi []byte, pkg string) (map[string]bool, error) {
 	var doc struct {
 		Paths map[string]map[string]any `yaml:"paths"`
 	}
