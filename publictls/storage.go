@@ -31,12 +31,16 @@ type etcdStorage struct {
 	mu      sync.Mutex
 	session *concurrency.Session
 	held    map[string]*concurrency.Mutex
+	// local holds a name's lock within this edge: an etcd mutex of one
+	// session does not exclude itself, and two certmagic configurations
+	// (on-demand and eager) share this storage.
+	local map[string]chan struct{}
 }
 
 var _ certmagic.Storage = (*etcdStorage)(nil)
 
 func newEtcdStorage(cli *clientv3.Client, prefix, locks string) *etcdStorage {
-	return &etcdStorage{cli: cli, prefix: prefix, locks: locks, held: make(map[string]*concurrency.Mutex)}
+	return &etcdStorage{cli: cli, prefix: prefix, locks: locks, held: make(map[string]*concurrency.Mutex), local: make(map[string]chan struct{})}
 }
 
 func (s *etcdStorage) key(k string) string { return s.prefix + strings.Trim(k, "/") }
@@ -151,12 +155,26 @@ func (s *etcdStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, 
 // Lock takes the etcd lock of name, held by this edge's session: if the
 // edge dies, its lease ends and the lock with it.
 func (s *etcdStorage) Lock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	local := s.local[name]
+	if local == nil {
+		local = make(chan struct{}, 1)
+		s.local[name] = local
+	}
+	s.mu.Unlock()
+	select {
+	case local <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("publictls: lock %q: %w", name, ctx.Err())
+	}
 	sess, err := s.sessionFor(ctx)
 	if err != nil {
+		<-local
 		return err
 	}
 	m := concurrency.NewMutex(sess, s.locks+name)
 	if err := m.Lock(ctx); err != nil {
+		<-local
 		return fmt.Errorf("publictls: lock %q: %w", name, err)
 	}
 	s.mu.Lock()
@@ -169,11 +187,14 @@ func (s *etcdStorage) Unlock(ctx context.Context, name string) error {
 	s.mu.Lock()
 	m := s.held[name]
 	delete(s.held, name)
+	local := s.local[name]
 	s.mu.Unlock()
 	if m == nil {
 		return fmt.Errorf("publictls: unlock %q: not held", name)
 	}
-	return m.Unlock(ctx)
+	err := m.Unlock(ctx)
+	<-local
+	return err
 }
 
 func (s *etcdStorage) sessionFor(ctx context.Context) (*concurrency.Session, error) {

@@ -106,6 +106,23 @@ func TestEtcdStorageLock(t *testing.T) {
 	if err := b.Unlock(ctx, "issue_cert_app.test"); err != nil {
 		t.Fatal(err)
 	}
+	// Within one edge too (its two certmagic configurations share a
+	// storage, and an etcd session does not exclude itself).
+	if err := a.Lock(ctx, "issue_cert_app.test"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := a.Lock(short, "issue_cert_app.test"); err == nil {
+		t.Fatal("a second Lock on the same storage got the lock while it was held")
+	}
+	if err := a.Unlock(ctx, "issue_cert_app.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Lock(ctx, "issue_cert_app.test"); err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+	a.Unlock(ctx, "issue_cert_app.test")
 	if err := b.Unlock(ctx, "issue_cert_app.test"); err == nil {
 		t.Error("Unlock of a lock not held succeeded")
 	}
