@@ -25,8 +25,8 @@ import (
 	"github.com/adit-dev/adit/access/accessverify"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
-	"github.com/adit-dev/adit/poll"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/poll"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // The users of the test provider.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // Endpoints are the Access API (/v1/access/..., docs/openapi.yaml), served

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adit-dev/adit/edge/layer"
-	"github.com/adit-dev/adit/ratelog"
+	"github.com/adit-dev/adit/internal/ratelog"
 )
 
 // Header and cookie names.

@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // tokenRecord is a service token as stored: its secret only as a sha256.

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/internal/pki"
 )
 
 // The https scenario (issue 10), on the first adit path: the edge's public

@@ -11,7 +11,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/credentials"
-	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/internal/pki"
 )
 
 func newAdminCmd(g *Env) *cobra.Command {

@@ -19,8 +19,8 @@ import (
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/credentials"
-	"github.com/adit-dev/adit/pki"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/pki"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // testEdge is a real control API: an embedded etcd, controlserver.Service and

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/adit-dev/adit/metrics"
+	"github.com/adit-dev/adit/internal/metrics"
 )
 
 func newTunnelReadyCmd(g *Env) *cobra.Command {

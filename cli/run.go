@@ -14,7 +14,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/ingress"
-	"github.com/adit-dev/adit/procs"
+	"github.com/adit-dev/adit/internal/procs"
 )
 
 // runFlags are `adit tunnel run`'s flags.

@@ -28,7 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/adit-dev/adit/ingress"
-	"github.com/adit-dev/adit/ratelog"
+	"github.com/adit-dev/adit/internal/ratelog"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
 	"github.com/adit-dev/adit/tunnel/tunnelws"

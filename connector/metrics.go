@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/adit-dev/adit/metrics"
+	"github.com/adit-dev/adit/internal/metrics"
 	"github.com/adit-dev/adit/tunnel"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/adit-dev/adit/ratelog"
+	"github.com/adit-dev/adit/internal/ratelog"
 	"github.com/adit-dev/adit/tunnel"
 )
 

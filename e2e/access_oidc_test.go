@@ -20,8 +20,8 @@ import (
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/store"
 	"github.com/adit-dev/adit/publictls"
-	"github.com/adit-dev/adit/store"
 )
 
 // Access end to end: a real OpenID provider (access/accesstest, zitadel's

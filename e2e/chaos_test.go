@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adit-dev/adit/metrics"
+	"github.com/adit-dev/adit/internal/metrics"
 )
 
 // waitReplicaReady waits until the replica reports n registered

@@ -20,7 +20,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
-	"github.com/adit-dev/adit/poll"
+	"github.com/adit-dev/adit/internal/poll"
 )
 
 // aditBin is the adit binary built by TestMain.

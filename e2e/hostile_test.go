@@ -31,7 +31,7 @@ import (
 
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/edge"
-	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/internal/pki"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
 )

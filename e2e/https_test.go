@@ -23,9 +23,9 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
-	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/internal/pki"
+	"github.com/adit-dev/adit/internal/store"
 	"github.com/adit-dev/adit/publictls"
-	"github.com/adit-dev/adit/store"
 )
 
 // The edge's public HTTPS listener against a real ACME server (Pebble):

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"github.com/adit-dev/adit/metrics"
+	"github.com/adit-dev/adit/internal/metrics"
 )
 
 // waitConnections waits until the edge reports n registered tunnel

@@ -13,7 +13,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/google/uuid"
 )

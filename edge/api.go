@@ -9,7 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/adit-dev/adit/control/controlserver"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // readYourWrites wraps the control API so that a change made through it is

@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/adit-dev/adit/metrics"
+	"github.com/adit-dev/adit/internal/metrics"
 	"github.com/adit-dev/adit/tunnel"
 )
 

@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/poll"
+	"github.com/adit-dev/adit/internal/poll"
 )
 
 // fixedRouter routes every host to one tunnel.

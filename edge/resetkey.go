@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/internal/pki"
 )
 
 // resetKeyFile holds the edge's QUIC stateless reset key (32 random

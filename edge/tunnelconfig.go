@@ -12,7 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/adit-dev/adit/control/controlserver"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 	"github.com/adit-dev/adit/tunnel"
 )
 

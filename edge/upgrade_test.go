@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/poll"
+	"github.com/adit-dev/adit/internal/poll"
 	"github.com/adit-dev/adit/tunnel"
 )
 

@@ -38,8 +38,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/adit-dev/adit/store"
-	"github.com/adit-dev/adit/zapslog"
+	"github.com/adit-dev/adit/internal/store"
+	"github.com/adit-dev/adit/internal/zapslog"
 )
 
 // LetsEncrypt is the default ACME directory: Let's Encrypt's production CA.

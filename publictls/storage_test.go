@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 func openStore(t *testing.T) *store.Store {

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/adit-dev/adit/edge/layer"
-	"github.com/adit-dev/adit/ratelog"
+	"github.com/adit-dev/adit/internal/ratelog"
 )
 
 // FloodConfig sets the flood limits of one edge. A client address is an

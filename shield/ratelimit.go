@@ -17,8 +17,8 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
-	"github.com/adit-dev/adit/ratelog"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/ratelog"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // RateLimitConfig tunes the rate limits of one edge.

@@ -21,7 +21,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // WAFConfig configures the WAF of one edge (the per-hostname settings

@@ -16,7 +16,7 @@ import (
 	"github.com/adit-dev/adit/cli"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/edge"
-	"github.com/adit-dev/adit/procs"
+	"github.com/adit-dev/adit/internal/procs"
 )
 
 // Commands returns `edge` and `quickstart`, for cli.Program's Commands.

@@ -15,7 +15,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/ingress"
-	"github.com/adit-dev/adit/procs"
+	"github.com/adit-dev/adit/internal/procs"
 )
 
 func newQuickstartCmd(g *cli.Env) *cobra.Command {

@@ -13,7 +13,7 @@ import (
 // it too.
 var forbidden = []string{
 	"github.com/adit-dev/adit/edge",
-	"github.com/adit-dev/adit/store",
+	"github.com/adit-dev/adit/internal/store",
 	"github.com/adit-dev/adit/control/controlserver",
 	"github.com/adit-dev/adit/cli/edgecmd",
 	"go.etcd.io/etcd/server/v3",

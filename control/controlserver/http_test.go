@@ -19,7 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/pki"
+	"github.com/adit-dev/adit/internal/pki"
 )
 
 // testCA is a throwaway CA and a certificate it signed for 127.0.0.1.

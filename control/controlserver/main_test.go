@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/poll"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/poll"
+	"github.com/adit-dev/adit/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 )

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 

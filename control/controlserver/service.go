@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 )
 
 // TCPRoutes returns every public TCP port route, by port.

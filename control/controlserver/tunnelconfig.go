@@ -13,13 +13,13 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/ingress"
-	"github.com/adit-dev/adit/store"
+	"github.com/adit-dev/adit/internal/store"
 	"github.com/adit-dev/adit/tunnel"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // A tunnel's remote configuration: versioned documents in etcd (see
-// store/configkeys.go), validated here exactly as `adit tunnel ingress
+// internal/store/configkeys.go), validated here exactly as `adit tunnel ingress
 // validate` validates a file, pushed to connectors by the edge
 // (edge/tunnelconfig.go).
 

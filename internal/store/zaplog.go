@@ -6,7 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/adit-dev/adit/zapslog"
+	"github.com/adit-dev/adit/internal/zapslog"
 )
 
 // newZapLogger returns a zap logger for etcd's server and client that passes
