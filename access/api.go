@@ -147,7 +147,7 @@ func (l *Layer) addIdP(w http.ResponseWriter, r *http.Request) error {
 	if err := l.create(r.Context(), store.AccessIdPKey(p.Name), fmt.Sprintf("identity provider %q", p.Name), p); err != nil {
 		return err
 	}
-	l.log.Info("access: identity provider added", "idp", p.Name, "issuer", p.Issuer)
+	l.log.Info("identity provider added", "idp", p.Name, "issuer", p.Issuer)
 	p.ClientSecretSet = p.ClientSecret != ""
 	p.ClientSecret = ""
 	controlserver.WriteJSON(w, http.StatusCreated, p)
@@ -168,7 +168,7 @@ func (l *Layer) deleteIdP(w http.ResponseWriter, r *http.Request) error {
 	if err := l.remove(r.Context(), store.AccessIdPKey(name), fmt.Sprintf("identity provider %q", name)); err != nil {
 		return err
 	}
-	l.log.Info("access: identity provider deleted", "idp", name)
+	l.log.Info("identity provider deleted", "idp", name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -216,7 +216,7 @@ func (l *Layer) createApp(w http.ResponseWriter, r *http.Request) error {
 	if err := l.create(ctx, store.AccessAppKey(a.Name), fmt.Sprintf("application %q", a.Name), a); err != nil {
 		return err
 	}
-	l.log.Info("access: application created", "app", a.Name, "domain", a.Domain)
+	l.log.Info("application created", "app", a.Name, "domain", a.Domain)
 	controlserver.WriteJSON(w, http.StatusCreated, a)
 	return nil
 }
@@ -236,7 +236,7 @@ func (l *Layer) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	if err := l.remove(r.Context(), store.AccessAppKey(name), fmt.Sprintf("application %q", name)); err != nil {
 		return err
 	}
-	l.log.Info("access: application deleted", "app", name)
+	l.log.Info("application deleted", "app", name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -273,7 +273,7 @@ func (l *Layer) addPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	return l.editApp(w, r, func(a *control.AccessApp) error {
 		a.Policies = append(a.Policies, p)
-		l.log.Info("access: policy added", "app", a.Name, "position", len(a.Policies), "action", p.Action,
+		l.log.Info("policy added", "app", a.Name, "position", len(a.Policies), "action", p.Action,
 			"include", strings.Join(p.Include, ","), "require", strings.Join(p.Require, ","), "exclude", strings.Join(p.Exclude, ","))
 		return nil
 	})
@@ -289,7 +289,7 @@ func (l *Layer) deletePolicy(w http.ResponseWriter, r *http.Request) error {
 			return control.Errorf(control.ErrNotFound, "application %q has no policy %d (it has %d)", a.Name, n, len(a.Policies))
 		}
 		a.Policies = slices.Delete(a.Policies, n-1, n)
-		l.log.Info("access: policy deleted", "app", a.Name, "position", n)
+		l.log.Info("policy deleted", "app", a.Name, "position", n)
 		return nil
 	})
 }
@@ -331,7 +331,7 @@ func (l *Layer) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := l.create(r.Context(), store.AccessServiceTokenKey(req.Name), fmt.Sprintf("service token %q", req.Name), rec); err != nil {
 		return err
 	}
-	l.log.Info("access: service token created", "token", req.Name, "client_id", rec.ClientID, "expires", rec.ExpiresAt)
+	l.log.Info("service token created", "token", req.Name, "client_id", rec.ClientID, "expires", rec.ExpiresAt)
 	controlserver.WriteJSON(w, http.StatusCreated, control.AccessServiceTokenCreated{AccessServiceToken: rec.AccessServiceToken, ClientSecret: secret})
 	return nil
 }
@@ -341,7 +341,7 @@ func (l *Layer) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err := l.remove(r.Context(), store.AccessServiceTokenKey(name), fmt.Sprintf("service token %q", name)); err != nil {
 		return err
 	}
-	l.log.Info("access: service token revoked", "token", name)
+	l.log.Info("service token revoked", "token", name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -369,7 +369,7 @@ func (l *Layer) rotateKey(w http.ResponseWriter, r *http.Request) error {
 		return control.Errorf(control.ErrConflict, "a key was just rotated; try again")
 	}
 	l.st.waitRev(r.Context(), rev)
-	l.log.Info("access: signing key rotated", "kid", rec.KID)
+	l.log.Info("signing key rotated", "kid", rec.KID)
 	controlserver.WriteJSON(w, http.StatusCreated, rec.AccessKey)
 	return nil
 }

@@ -95,7 +95,7 @@ func (l *Layer) maintainKeys(ctx context.Context) error {
 			if _, _, wrote, err := putKeyIfAbsent(ctx, l.st.cli, kid, now, now.Add(keyActivation)); err != nil {
 				return err
 			} else if wrote {
-				l.log.Info("access: signing key rotated", "kid", kid)
+				l.log.Info("signing key rotated", "kid", kid)
 			}
 		}
 	}
@@ -107,7 +107,7 @@ func (l *Layer) maintainKeys(ctx context.Context) error {
 			if _, err := l.st.cli.Delete(ctx, store.AccessKeyKey(old)); err != nil {
 				return fmt.Errorf("access: retiring signing key %s: %w", old, err)
 			}
-			l.log.Info("access: signing key retired", "kid", old)
+			l.log.Info("signing key retired", "kid", old)
 		}
 	}
 	return nil
@@ -124,7 +124,7 @@ func (l *Layer) keyLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			if err := l.maintainKeys(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("access: signing keys", "err", err)
+				l.log.Warn("signing keys", "err", err)
 			}
 		}
 	}

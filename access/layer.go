@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/ratelog"
 )
 
@@ -90,10 +91,7 @@ func New(deps layer.Deps, cfg Config) (*Layer, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(deps.Logger, "access")
 	ctx, cancel := context.WithCancel(deps.Ctx)
 	l := &Layer{cfg: cfg, ctx: ctx, cancel: cancel, log: log, rl: ratelog.NewLimiter(10 * time.Second)}
 	var err error
@@ -236,7 +234,7 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 	switch decision {
 	case decisionBypass:
 		if l.log.Enabled(r.Context(), slog.LevelDebug) {
-			l.log.Debug("access: bypass", "app", a.rec.Name, "policy", pol, "request_id", req.ID)
+			l.log.Debug("bypass", "app", a.rec.Name, "policy", pol, "request_id", req.ID)
 		}
 		next.ServeRouted(w, r, req)
 		return
@@ -246,7 +244,7 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 			id.ServiceToken = s.service.rec.Name
 			tok, err := l.serviceAssertion(snap, s.service, a, r, now)
 			if err != nil {
-				l.log.Error("access: signing an assertion", "app", a.rec.Name, "err", err, "request_id", req.ID)
+				l.log.Error("signing an assertion", "app", a.rec.Name, "err", err, "request_id", req.ID)
 				l.page(w, r, req.ID, http.StatusServiceUnavailable, "Access is not ready", "The edge could not sign the request's identity.")
 				return
 			}
@@ -262,24 +260,24 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 		h[AssertionHeader] = []string{sessionJWT}
 		h[CFAssertionHeader] = []string{sessionJWT}
 		if l.log.Enabled(r.Context(), slog.LevelDebug) {
-			l.log.Debug("access: allow", "app", a.rec.Name, "policy", pol, "email", s.user.Email, "request_id", req.ID)
+			l.log.Debug("allow", "app", a.rec.Name, "policy", pol, "email", s.user.Email, "request_id", req.ID)
 		}
 		next.ServeRouted(w, r, req)
 		return
 	case decisionLogin:
 		if tokenShown && tokenBad {
-			l.rl.Logger(l.log).Info("access: deny: invalid or revoked service token", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
+			l.rl.Logger(l.log).Info("deny: invalid or revoked service token", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
 			l.refuseJSON(w, req, http.StatusForbidden, a, "invalid or revoked service token")
 			return
 		}
 		if isBrowser(r) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			l.rl.Logger(l.log).Info("access: login required", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
+			l.rl.Logger(l.log).Info("login required", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
 			target := "/.adit/login?redirect_url=" + urlQueryEscape(r.URL.RequestURI())
 			w.Header().Set("Cache-Control", "no-store")
 			http.Redirect(w, r, target, http.StatusFound)
 			return
 		}
-		l.rl.Logger(l.log).Info("access: deny: no session or service token", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
+		l.rl.Logger(l.log).Info("deny: no session or service token", "app", a.rec.Name, "client", req.ClientAddr, "request_id", req.ID)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="adit-access"`)
 		l.refuseJSON(w, req, http.StatusUnauthorized, a, "authentication required: log in with `adit access login`, or send a service token")
 		return
@@ -290,7 +288,7 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 	} else if s.service != nil {
 		who = "service token " + s.service.rec.Name
 	}
-	l.rl.Logger(l.log).Info("access: deny by policy", "app", a.rec.Name, "policy", pol, "who", who, "client", req.ClientAddr, "request_id", req.ID)
+	l.rl.Logger(l.log).Info("deny by policy", "app", a.rec.Name, "policy", pol, "who", who, "client", req.ClientAddr, "request_id", req.ID)
 	if isBrowser(r) {
 		msg := fmt.Sprintf("You are not allowed to reach %q.", a.rec.Name)
 		if s.user != nil {
@@ -459,7 +457,7 @@ func (l *Layer) endpoint(w http.ResponseWriter, r *http.Request, req *layer.Requ
 				l.clearSession(w, a)
 			}
 		}
-		l.log.Info("access: logout", "host", req.Host, "request_id", req.ID)
+		l.log.Info("logout", "host", req.Host, "request_id", req.ID)
 		layer.WritePage(w, r, layer.Page{Code: http.StatusOK, Title: "Logged out", Message: "You are logged out of " + req.Host + ".", RequestID: req.ID})
 	default:
 		l.page(w, r, req.ID, http.StatusNotFound, "Not found", "No such Access endpoint.")

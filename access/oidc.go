@@ -150,7 +150,7 @@ func (l *Layer) startLogin(w http.ResponseWriter, r *http.Request, rid string, s
 	}
 	op, err := l.provider(r.Context(), p)
 	if err != nil {
-		l.log.Warn("access: identity provider unreachable", "app", a.rec.Name, "idp", p.rec.Name, "err", err, "request_id", rid)
+		l.log.Warn("identity provider unreachable", "app", a.rec.Name, "idp", p.rec.Name, "err", err, "request_id", rid)
 		l.m.logins.WithLabelValues(a.rec.Name, "idp_error").Inc()
 		l.page(w, r, rid, http.StatusBadGateway, "Identity provider unreachable",
 			fmt.Sprintf("The identity provider %q of %q could not be reached. Try again shortly.", p.rec.Name, a.rec.Name))
@@ -246,7 +246,7 @@ func (l *Layer) callback(w http.ResponseWriter, r *http.Request, rid string, sna
 	}
 	if e := q.Get("error"); e != "" {
 		l.m.logins.WithLabelValues(a.rec.Name, "refused").Inc()
-		l.log.Info("access: login refused by the identity provider", "app", a.rec.Name, "error", e, "request_id", rid)
+		l.log.Info("login refused by the identity provider", "app", a.rec.Name, "error", e, "request_id", rid)
 		l.page(w, r, rid, http.StatusForbidden, "Login refused", fmt.Sprintf("The identity provider refused the login to %q: %s", a.rec.Name, limitString(e+" "+q.Get("error_description"), 200)))
 		return
 	}
@@ -258,7 +258,7 @@ func (l *Layer) callback(w http.ResponseWriter, r *http.Request, rid string, sna
 	id, err := l.exchange(r, p, q.Get("code"), &st)
 	if err != nil {
 		l.m.logins.WithLabelValues(a.rec.Name, "failed").Inc()
-		l.log.Warn("access: login failed", "app", a.rec.Name, "idp", p.rec.Name, "err", err, "request_id", rid)
+		l.log.Warn("login failed", "app", a.rec.Name, "idp", p.rec.Name, "err", err, "request_id", rid)
 		l.page(w, r, rid, http.StatusBadGateway, "Login failed", fmt.Sprintf("The login to %q through %q did not complete. Start again from the application.", a.rec.Name, p.rec.Name))
 		return
 	}
@@ -284,7 +284,7 @@ func (l *Layer) callback(w http.ResponseWriter, r *http.Request, rid string, sna
 		return
 	}
 	l.m.logins.WithLabelValues(a.rec.Name, "ok").Inc()
-	l.log.Info("access: login", "app", a.rec.Name, "idp", p.rec.Name, "email", id.email, "groups", id.groups, "request_id", rid)
+	l.log.Info("login", "app", a.rec.Name, "idp", p.rec.Name, "email", id.email, "groups", id.groups, "request_id", rid)
 	l.setSession(w, a, tok)
 	w.Header().Set("Cache-Control", "no-store")
 	if st.CLICallback != "" {

@@ -286,7 +286,7 @@ func (st *state) load(ctx context.Context) error {
 func (st *state) put(recs records, key string, val []byte) {
 	v, err := parseRecord(key, val)
 	if err != nil {
-		st.log.Warn("access: ignoring a bad record", "key", key, "err", err)
+		st.log.Warn("ignoring a bad record", "key", key, "err", err)
 		delete(recs, key)
 		return
 	}
@@ -304,7 +304,7 @@ func (st *state) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		st.log.Warn("access: watch interrupted; reloading", "err", err)
+		st.log.Warn("watch interrupted; reloading", "err", err)
 		for {
 			t := time.NewTimer(delay)
 			select {

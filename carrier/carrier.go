@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // Options says how to reach a tunnel's TCP service through an edge.
@@ -196,10 +198,7 @@ func ServeListener(ctx context.Context, ln net.Listener, opts Options) error {
 		ln.Close()
 		return err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(opts.Logger, "carrier")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -241,20 +240,20 @@ func ServeListener(ctx context.Context, ln net.Listener, opts Options) error {
 			from := local.RemoteAddr().String()
 			remote, err := d.dial(ctx)
 			if err != nil {
-				log.Error("carrier: connection not carried", "from", from, "hostname", opts.Hostname, "err", err)
+				log.Error("connection not carried", "from", from, "hostname", opts.Hostname, "err", err)
 				Abort(local)
 				return
 			}
 			mu.Lock()
 			conns[remote] = struct{}{}
 			mu.Unlock()
-			log.Debug("carrier: connection carried", "from", from, "hostname", opts.Hostname)
+			log.Debug("connection carried", "from", from, "hostname", opts.Hostname)
 			err = Pipe(local, remote)
 			mu.Lock()
 			delete(conns, remote)
 			mu.Unlock()
 			if err != nil && ctx.Err() == nil {
-				log.Warn("carrier: connection broke off", "from", from, "hostname", opts.Hostname, "err", err)
+				log.Warn("connection broke off", "from", from, "hostname", opts.Hostname, "err", err)
 			}
 		}()
 	}

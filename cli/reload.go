@@ -11,6 +11,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/connector/configwatch"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // watchConfig reloads c's ingress rules from path whenever the file changes
@@ -38,7 +39,7 @@ func watchConfig(ctx context.Context, log *slog.Logger, path string, cur *ingres
 			case <-ctx.Done():
 				return
 			case <-hup:
-				log.Info("configwatch: SIGHUP: reloading the config", "config", path)
+				logs.Component(log, "configwatch").Info("SIGHUP: reloading the config", "config", path)
 				w.Reload()
 			}
 		}

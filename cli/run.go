@@ -14,6 +14,7 @@ import (
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/procs"
 )
 
@@ -118,7 +119,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		}
 		defer fh.Close()
 	}
-	log := g.Logger()
+	log := logs.Component(g.Logger(), "connector")
 	for _, n := range notes {
 		log.Info(n)
 	}
@@ -172,7 +173,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		return err
 	}
 	if remote {
-		log.Info("connector: no config file; taking the ingress rules from the edge (adit tunnel ingress set, adit tunnel publish)", "searched", strings.Join(configCandidates(g.Home), ", "))
+		log.Info("no config file; taking the ingress rules from the edge (adit tunnel ingress set, adit tunnel publish)", "searched", strings.Join(configCandidates(g.Home), ", "))
 	}
 	if f.url == "" && !remote {
 		stop, err := watchConfig(ctx, log, f.config, cfg, c) // live reload, SIGHUP
@@ -184,7 +185,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 	if f.pidFile != "" {
 		defer writePIDFile(g, f.pidFile, c)()
 	}
-	log.Info("connector: starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
+	log.Info("starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
 	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
 	// The metrics listener is the one a connector opens.
 	return AddrInUse(c.Run(ctx), "--metrics (or metrics: in the config file)")

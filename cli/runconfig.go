@@ -11,6 +11,7 @@ import (
 
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // A config.yml's top level, as `tunnel run --config` takes it.
@@ -189,7 +190,7 @@ func writePIDFile(g *Env, path string, c *connector.Connector) (stop func()) {
 			return
 		}
 		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			g.Logger().Error("connector: pidfile not written", "err", err)
+			logs.Component(g.Logger(), "connector").Error("pidfile not written", "err", err)
 			return
 		}
 		wrote = true

@@ -34,7 +34,7 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	}
 	// The connection's ID once; later lines carry conn_index (reconnect.go).
 	log = log.With("edge_node", ctrl.edgeNode)
-	log.Info("connector: connection registered", "conn_id", ctrl.connID, "protocol", conn.Protocol())
+	log.Info("connection registered", "conn_id", ctrl.connID, "protocol", conn.Protocol())
 	c.live.Add(1)
 	defer c.live.Add(-1)
 	c.readyOnce.Do(func() { close(c.ready) })
@@ -88,14 +88,14 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	// read the unregister may still be on its way, and a response may
 	// still be in our send buffer. It closes the connection then.
 	ctrl.write(&tunnel.Unregister{Reason: "connector shutting down"})
-	log.Info("connector: unregistered; draining", "in_flight", streams.count())
+	log.Info("unregistered; draining", "in_flight", streams.count())
 	grace := time.NewTimer(c.cfg.GracePeriod)
 	defer grace.Stop()
 	select {
 	case <-conn.Done():
-		log.Info("connector: drained", "reason", conn.Err())
+		log.Info("drained", "reason", conn.Err())
 	case <-grace.C:
-		log.Warn("connector: grace period over; closing with requests in flight", "in_flight", streams.count())
+		log.Warn("grace period over; closing with requests in flight", "in_flight", streams.count())
 	}
 	conn.Close(tunnel.CodeNormal, "connector shutting down")
 	if rotating {

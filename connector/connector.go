@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/ratelog"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
@@ -179,10 +180,7 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.ReconnectDelay <= 0 {
 		cfg.ReconnectDelay = 500 * time.Millisecond
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(cfg.Logger, "connector")
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: cfg.ServerName}
 	if len(cfg.EdgeCA) > 0 {
 		pool := x509.NewCertPool()

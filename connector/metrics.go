@@ -203,7 +203,7 @@ func (c *Connector) serveMetrics() (func(), error) {
 	}
 	addr := srv.Addr()
 	c.metricsAddr.Store(&addr)
-	c.log.Info("connector: metrics listening", "addr", addr.String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
+	c.log.Info("metrics listening", "addr", addr.String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
 	return func() {
 		srv.Close()
 		c.metricsAddr.Store(nil)

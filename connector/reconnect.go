@@ -152,7 +152,7 @@ func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
 			case <-t.C:
 			}
 			if c.PacketsReceived() == n {
-				log.Info("connector: the edge restarted and this connection has gone quiet; reconnecting", "quiet_for", quietProof)
+				log.Info("the edge restarted and this connection has gone quiet; reconnecting", "quiet_for", quietProof)
 				c.Close(tunnel.CodeNormal, "edge restarted")
 			}
 		}()
@@ -211,7 +211,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		}
 		if errors.Is(err, ErrAuth) {
 			c.metrics.registrations.WithLabelValues("refused").Inc()
-			log.Error("connector: edge refused the tunnel", "err", err)
+			log.Error("edge refused the tunnel", "err", err)
 			return err
 		}
 		kind := classify(err)
@@ -236,7 +236,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		switch {
 		case errors.Is(err, errRotate):
 			// transport.go: QUIC works again; redial at once.
-			log.Info("connector: moving the connection back to QUIC")
+			log.Info("moving the connection back to QUIC")
 			losses = 0
 			continue
 		case kind == failRefused:
@@ -251,11 +251,11 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			losses++
 		}
 		c.metrics.reconnects.Inc()
-		lost := "connector: could not connect; retrying"
+		lost := "could not connect; retrying"
 		if !at.registered.IsZero() {
-			lost = "connector: connection lost; reconnecting"
+			lost = "connection lost; reconnecting"
 		} else if kind == failRefused {
-			lost = "connector: edge did not register the connection; backing off"
+			lost = "edge did not register the connection; backing off"
 		}
 		noisy.Warn(lost, "err", err, "retry_in", delay.Round(time.Millisecond))
 

@@ -51,7 +51,7 @@ func (c *Connector) readControl(ctrl *control, log *slog.Logger) {
 		t, p, err := tunnel.ReadFrame(ctrl.r)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				log.Debug("connector: control stream ended", "err", err)
+				log.Debug("control stream ended", "err", err)
 			}
 			return
 		}
@@ -60,7 +60,7 @@ func (c *Connector) readControl(ctrl *control, log *slog.Logger) {
 		}
 		var m tunnel.ConfigUpdate
 		if err := tunnel.DecodeMessage(p, &m); err != nil {
-			log.Warn("connector: bad config frame from the edge", "err", err)
+			log.Warn("bad config frame from the edge", "err", err)
 			continue
 		}
 		res := c.configUpdate(&m, log)
@@ -79,7 +79,7 @@ func (c *Connector) configUpdate(m *tunnel.ConfigUpdate, log *slog.Logger) tunne
 	if !c.cfg.RemoteConfig {
 		if !st.warned {
 			st.warned = true
-			c.log.Warn("connector: the tunnel has a remote configuration on the edge; ignoring it: this connector runs from its local config",
+			c.log.Warn("the tunnel has a remote configuration on the edge; ignoring it: this connector runs from its local config",
 				"remote_version", m.Version, "config", c.cfg.LocalConfig)
 		}
 		return tunnel.ConfigResult{Local: true}
@@ -95,13 +95,13 @@ func (c *Connector) configUpdate(m *tunnel.ConfigUpdate, log *slog.Logger) tunne
 			if len(st.err) > maxConfigResultError {
 				st.err = st.err[:maxConfigResultError]
 			}
-			c.log.Error("connector: configuration not applied; keeping the one in effect", "version", m.Version, "in_effect", st.version, "err", err)
+			c.log.Error("configuration not applied; keeping the one in effect", "version", m.Version, "in_effect", st.version, "err", err)
 		} else {
 			st.version = m.Version
 			if st.failed < st.version {
 				st.failed, st.err = 0, ""
 			}
-			c.log.Info("connector: configuration applied", "version", m.Version, "rules", len(ing.Rules))
+			c.log.Info("configuration applied", "version", m.Version, "rules", len(ing.Rules))
 		}
 	}
 	return tunnel.ConfigResult{Version: st.version, FailedVersion: st.failed, Error: st.err}

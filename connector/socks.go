@@ -178,7 +178,7 @@ func socksReplyCode(err error) byte {
 // destination.
 func serveSOCKS(stream *streamConn, d *tcpDialer, log *slog.Logger) {
 	fail := func(reply []byte, msg string, err error) {
-		log.Info("connector: socks request refused: "+msg, "err", err)
+		log.Info("socks request refused: "+msg, "err", err)
 		if reply != nil {
 			stream.Write(reply)
 		}
@@ -225,8 +225,8 @@ func serveSOCKS(stream *streamConn, d *tcpDialer, log *slog.Logger) {
 		origin.Close()
 		return
 	}
-	log.Debug("connector: socks connection open")
+	log.Debug("socks connection open")
 	if err := carrier.Pipe(stream, origin); err != nil {
-		log.Debug("connector: socks connection broke off", "err", err)
+		log.Debug("socks connection broke off", "err", err)
 	}
 }

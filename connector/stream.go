@@ -32,7 +32,7 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 
 	var h tunnel.RequestHeader
 	if err := tunnel.ReadMessage(rd.Reader, &h); err != nil {
-		c.rl.Logger(log).Warn("connector: bad request stream", "err", err)
+		c.rl.Logger(log).Warn("bad request stream", "err", err)
 		return
 	}
 	log = withLazy(log, slog.String("request_id", h.RequestID), slog.String("host", h.Host))
@@ -44,7 +44,7 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 	case tunnel.StreamTCP:
 		c.serveTCP(s, rd.Reader, &h, log) // tcp.go
 	default:
-		c.rl.Logger(log).Warn("connector: unsupported stream type", "type", h.Type)
+		c.rl.Logger(log).Warn("unsupported stream type", "type", h.Type)
 		tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusBadGateway, Error: "connector does not serve " + h.Type.String() + " streams"})
 		s.CloseWrite()
 	}
@@ -87,7 +87,7 @@ func (r *streamReader) take() []byte {
 func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Logger) (req *http.Request, rule *ingress.Rule, svc origin.HTTPService, ok bool) {
 	req, err := newOriginRequest(h)
 	if err != nil {
-		c.rl.Logger(log).Warn("connector: bad request header", "err", err)
+		c.rl.Logger(log).Warn("bad request header", "err", err)
 		respondError(s, http.StatusBadRequest, "bad request: "+err.Error())
 		return nil, nil, nil, false
 	}
@@ -95,7 +95,7 @@ func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Lo
 	rule, svc = rt.match(h.Host, req.URL.Path)
 	if rule != nil {
 		if why := rt.checkAccess(rule.Index, req.Header); why != "" {
-			c.rl.Logger(log).Warn("connector: refused by originRequest.access", "rule", rule.Index+1, "reason", why)
+			c.rl.Logger(log).Warn("refused by originRequest.access", "rule", rule.Index+1, "reason", why)
 			refuseAccess(s, h.RequestID, why, log)
 			return nil, nil, nil, false
 		}
@@ -105,7 +105,7 @@ func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Lo
 		if rule != nil {
 			msg = fmt.Sprintf("ingress rule %d serves %s, not HTTP; reach it with `adit access`", rule.Index+1, rule.Service.Kind)
 		}
-		log.Warn("connector: "+msg, "path", req.URL.Path)
+		log.Warn(""+msg, "path", req.URL.Path)
 		respondError(s, http.StatusBadGateway, msg)
 		return nil, nil, nil, false
 	}
@@ -157,7 +157,7 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 		return
 	}
 	if err := tunnel.WriteMessage(s, &rh); err != nil {
-		log.Debug("connector: edge went away", "err", err)
+		log.Debug("edge went away", "err", err)
 		return
 	}
 	if c.sendBody(s, resp, log) {
@@ -171,7 +171,7 @@ func (c *Connector) originUnreachable(s tunnel.Stream, rule *ingress.Rule, svc o
 		return // the failure is the cancellation; nobody reads an answer
 	}
 	c.metrics.originErrors.Inc()
-	log.Error("connector: origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
+	log.Error("origin unreachable", "rule", rule.Index+1, "service", svc.String(), "err", err)
 	respondError(s, http.StatusBadGateway, err.Error())
 }
 
@@ -184,7 +184,7 @@ func (c *Connector) abandoned(s tunnel.Stream, log *slog.Logger) bool {
 	if s.Context().Err() == nil {
 		return false
 	}
-	c.rl.Logger(log).Info("connector: request cancelled: the edge's client went away", "status", statusClientClosed)
+	c.rl.Logger(log).Info("request cancelled: the edge's client went away", "status", statusClientClosed)
 	return true
 }
 
@@ -212,7 +212,7 @@ func (c *Connector) sendBody(s tunnel.Stream, resp *http.Response, log *slog.Log
 	if _, err := io.Copy(bw, resp.Body); err != nil {
 		if !c.abandoned(s, log) {
 			// Abort: the edge must see a broken body, not a short one.
-			log.Warn("connector: response body from origin broke off", "err", err)
+			log.Warn("response body from origin broke off", "err", err)
 		}
 		return false
 	}
@@ -282,7 +282,7 @@ func writeSmallResponse(s tunnel.Stream, rh *tunnel.ResponseHeader, body io.Read
 	defer smallBufPool.Put(bp)
 	b, err := tunnel.AppendMessage((*bp)[:0], rh)
 	if err != nil {
-		log.Warn("connector: response header too large", "err", err)
+		log.Warn("response header too large", "err", err)
 		respondError(s, http.StatusBadGateway, "origin response header too large")
 		return false
 	}
@@ -294,7 +294,7 @@ func writeSmallResponse(s tunnel.Stream, rh *tunnel.ResponseHeader, body io.Read
 	if _, err := io.ReadFull(body, b[dataAt:]); err != nil {
 		// The origin sent less than it announced: send what we have as a
 		// broken body, so the edge sees an error, not a short answer.
-		log.Warn("connector: response body from origin broke off", "err", err)
+		log.Warn("response body from origin broke off", "err", err)
 		s.Write(b[:hdrLen])
 		return false
 	}
@@ -304,7 +304,7 @@ func writeSmallResponse(s tunnel.Stream, rh *tunnel.ResponseHeader, body io.Read
 	b = tunnel.AppendEnd(b)
 	*bp = b[:0]
 	if _, err := s.Write(b); err != nil {
-		log.Debug("connector: edge went away", "err", err)
+		log.Debug("edge went away", "err", err)
 		return false
 	}
 	s.CloseWrite()
@@ -318,5 +318,5 @@ func (c *Connector) served(log *slog.Logger, method, path string, status int) {
 	if c.cfg.LogRequests {
 		lvl = slog.LevelInfo
 	}
-	log.Log(context.Background(), lvl, "connector: served", "method", method, "path", path, "status", status)
+	log.Log(context.Background(), lvl, "served", "method", method, "path", path, "status", status)
 }

@@ -74,12 +74,12 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 	rt := c.router.Load()
 	rule, _ := rt.match(h.Host, "/")
 	if rule == nil {
-		log.Warn("connector: no ingress rule matches a tcp stream")
+		log.Warn("no ingress rule matches a tcp stream")
 		respondError(s, http.StatusBadGateway, fmt.Sprintf("no ingress rule matches host %q", h.Host))
 		return
 	}
 	if why := rt.checkAccess(rule.Index, h.Header); why != "" {
-		c.rl.Logger(log).Warn("connector: refused by originRequest.access", "rule", rule.Index+1, "reason", why)
+		c.rl.Logger(log).Warn("refused by originRequest.access", "rule", rule.Index+1, "reason", why)
 		respondError(s, http.StatusForbidden, "refused by the connector's Access check (originRequest.access): "+why)
 		return
 	}
@@ -87,7 +87,7 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 	mode := tcpModeOf(rule)
 	if mode == tcpNone {
 		msg := fmt.Sprintf("ingress rule %d serves %s over HTTP, not TCP; reach it through the edge's HTTP listener, not `adit access` or a TCP port", rule.Index+1, rule.Service.Kind)
-		log.Warn("connector: " + msg)
+		log.Warn("" + msg)
 		respondError(s, http.StatusMisdirectedRequest, msg) // the edge shows a 4xx to the client
 		return
 	}
@@ -96,10 +96,10 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 
 	if mode == tcpSOCKS {
 		if err := tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusOK}); err != nil {
-			log.Debug("connector: edge went away", "err", err)
+			log.Debug("edge went away", "err", err)
 			return
 		}
-		log.Debug("connector: socks stream open")
+		log.Debug("socks stream open")
 		serveSOCKS(stream, d, log)
 		return
 	}
@@ -111,7 +111,7 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 		var err error
 		if dest, err = bastionDestination(h.Header); err != nil {
 			msg := fmt.Sprintf("ingress rule %d is a bastion: %v", rule.Index+1, err)
-			log.Warn("connector: " + msg)
+			log.Warn("" + msg)
 			respondError(s, http.StatusBadRequest, msg)
 			return
 		}
@@ -123,24 +123,24 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 	if err != nil {
 		var denied *deniedError
 		if errors.As(err, &denied) {
-			log.Warn("connector: destination refused by ipRules", "err", err)
+			log.Warn("destination refused by ipRules", "err", err)
 		} else {
-			log.Error("connector: origin unreachable", "err", err)
+			log.Error("origin unreachable", "err", err)
 		}
 		respondError(s, http.StatusBadGateway, err.Error())
 		return
 	}
 	if err := tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusOK}); err != nil {
 		origin.Close()
-		log.Debug("connector: edge went away", "err", err)
+		log.Debug("edge went away", "err", err)
 		return
 	}
-	log.Debug("connector: tcp stream open")
+	log.Debug("tcp stream open")
 	if err := carrier.Pipe(stream, origin); err != nil {
-		log.Debug("connector: tcp stream broke off", "err", err)
+		log.Debug("tcp stream broke off", "err", err)
 		return
 	}
-	log.Debug("connector: tcp stream closed")
+	log.Debug("tcp stream closed")
 }
 
 // bastionDestination reads the destination a client asked a bastion rule

@@ -169,11 +169,11 @@ func (c *Connector) probeQUIC(ctx context.Context) {
 		conn, err := tunnelquic.Dial(pctx, addr, tc, c.quicConfig())
 		cancel()
 		if err != nil {
-			c.log.Debug("connector: QUIC still fails; staying on WebSocket", "edge", addr, "err", err, "next_probe", delay)
+			c.log.Debug("QUIC still fails; staying on WebSocket", "edge", addr, "err", err, "next_probe", delay)
 			continue
 		}
 		conn.Close(tunnel.CodeNormal, "probe")
-		c.log.Info("connector: QUIC works again; moving connections back from WebSocket", "edge", addr)
+		c.log.Info("QUIC works again; moving connections back from WebSocket", "edge", addr)
 		c.transport.quicWorks()
 	}
 }
@@ -220,7 +220,7 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 	err = qerr
 	retry := c.quicRetryInterval()
 	if c.transport.fallback(time.Now().Add(retry)) {
-		c.log.Warn("connector: QUIC to the edge failed while TCP works; using WebSocket over TCP (is UDP blocked?)",
+		c.log.Warn("QUIC to the edge failed while TCP works; using WebSocket over TCP (is UDP blocked?)",
 			"edge", addr, "quic_err", err, "retry_quic_after", retry, "first_probe", min(quicFirstProbe, retry))
 	}
 	return wconn, nil

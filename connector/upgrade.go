@@ -67,7 +67,7 @@ func (c *Connector) upgradeHandshake(s tunnel.Stream, rd *streamReader, h *tunne
 	}()
 	rh := responseHeader(resp)
 	if err := tunnel.WriteMessage(s, &rh); err != nil {
-		log.Debug("connector: edge went away", "err", err)
+		log.Debug("edge went away", "err", err)
 		return nil
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
@@ -78,10 +78,10 @@ func (c *Connector) upgradeHandshake(s tunnel.Stream, rd *streamReader, h *tunne
 	}
 	rwc, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
-		log.Error("connector: origin switched protocols without a writable body")
+		log.Error("origin switched protocols without a writable body")
 		return nil
 	}
-	log.Debug("connector: upgraded", "path", req.URL.Path, "upgrade", resp.Header.Get("Upgrade"))
+	log.Debug("upgraded", "path", req.URL.Path, "upgrade", resp.Header.Get("Upgrade"))
 	switched = true
 	return &upgraded{origin: rwc, pending: rd.take()}
 }
@@ -99,7 +99,7 @@ func pipeUpgrade(s tunnel.Stream, pending []byte, origin io.ReadWriteCloser, log
 		if aborted.Swap(true) {
 			return // the error is the first abort's doing
 		}
-		log.Debug("connector: upgraded connection broke off", "direction", dir, "err", err)
+		log.Debug("upgraded connection broke off", "direction", dir, "err", err)
 		s.Close()
 		origin.Close()
 	}

@@ -77,11 +77,11 @@ func testVisitorCancelIs499(t *testing.T, proto string) {
 		t.Errorf("connector: %v streams counted 502", got)
 	}
 	out := logs.String()
-	if c := strings.Count(out, `msg="connector: request cancelled: the edge's client went away"`); c < 1 || c > 2 {
+	if c := strings.Count(out, `msg="request cancelled: the edge's client went away" component=connector`); c < 1 || c > 2 {
 		t.Errorf("connector log lines for %d cancelled requests: got %d, want 1 (2 at an interval's edge)", n, c)
 	}
-	for _, msg := range []string{"connector: origin unreachable", "proxy: tunnel stream failed", "connector: response body from origin broke off"} {
-		if strings.Contains(out, msg) {
+	for _, msg := range []string{"origin unreachable", "tunnel stream failed", "response body from origin broke off"} {
+		if strings.Contains(out, `msg="`+msg+`"`) {
 			t.Errorf("log has %q for a cancelled request", msg)
 		}
 	}

@@ -415,7 +415,7 @@ func TestFakeConnectorControlStream(t *testing.T) {
 	if code, body := getVia(srv.HTTPAddr().String(), "bystander.test"); code != 200 || body != "hello" {
 		t.Errorf("a well-behaved tunnel: got %d %q, want 200 hello", code, body)
 	}
-	for _, msg := range []string{"edge: registration failed", "edge: unexpected control frame", "edge: bad control frame"} {
+	for _, msg := range []string{"registration failed", "unexpected control frame", "bad control frame"} {
 		if n := logLines(logs, msg); n != 1 {
 			t.Errorf("log lines %q: got %d, want 1 (rate-limited)", msg, n)
 
@@ -525,7 +525,7 @@ func TestFakeConnectorRequestStreams(t *testing.T) {
 	if code, body := getVia(srv.HTTPAddr().String(), "bystander.test"); code != 200 || body != "hello" {
 		t.Errorf("a well-behaved tunnel: got %d %q, want 200 hello", code, body)
 	}
-	if n := logLines(logs, "proxy: tunnel stream failed"); n > 1 {
+	if n := logLines(logs, "tunnel stream failed"); n > 1 {
 		t.Errorf("log lines %q: got %d, want at most 1 (rate-limited)", "proxy: tunnel stream failed", n)
 	}
 }
@@ -668,7 +668,7 @@ func TestBrokenEdge(t *testing.T) {
 	if c.Connections() != 1 {
 		t.Errorf("connector holds %d connections, want 1", c.Connections())
 	}
-	for _, msg := range []string{"connector: bad request stream", "connector: bad request header"} {
+	for _, msg := range []string{"bad request stream", "bad request header"} {
 		if n := logLines(logs, msg); n != 1 {
 			t.Errorf("log lines %q: got %d, want 1 (rate-limited)", msg, n)
 

@@ -25,7 +25,7 @@ import (
 
 var (
 	reEdgeMetrics      = regexp.MustCompile(`metrics\s+http://(\S+)/metrics`)
-	reConnectorMetrics = regexp.MustCompile(`connector: metrics listening.* addr=(\S+)`)
+	reConnectorMetrics = regexp.MustCompile(`msg="metrics listening" component=connector .*addr=(\S+)`)
 	reRegistered       = regexp.MustCompile(`connection registered`)
 	reTunnelAddr       = regexp.MustCompile(`tunnels\s+(\S+) \(udp`)
 )

@@ -155,17 +155,17 @@ func TestTail(t *testing.T) {
 			return strings.Contains(edgeLogs.String(), "request_id="+id)
 		})
 		line := lineWith(edgeLogs.String(), "request_id="+id)
-		for _, want := range []string{`msg="edge: request"`, "host=a.tail.test", "path=/logged", "status=200", "method=GET", "tunnel=" + tun.ID} {
+		for _, want := range []string{`msg=request component=edge`, "host=a.tail.test", "path=/logged", "status=200", "method=GET", "tunnel=" + tun.ID} {
 			if !strings.Contains(line, want) {
 				t.Errorf("request log line %q lacks %q", line, want)
 			}
 		}
-		reg := lineWith(edgeLogs.String(), "edge: connector registered")
+		reg := lineWith(edgeLogs.String(), "connector registered")
 		label := regexp.MustCompile(`conn=[0-9a-f]{8}/[0-9a-f]{8}#[01] `)
 		if !label.MatchString(reg) || !strings.Contains(reg, "conn_id=") || !strings.Contains(reg, "tunnel="+tun.ID) {
 			t.Errorf("edge registration line %q: want the conn label, conn_id and tunnel", reg)
 		}
-		creg := lineWith(connLogs.String(), "connector: connection registered")
+		creg := lineWith(connLogs.String(), "connection registered")
 		if !strings.Contains(creg, "conn_index=") || !strings.Contains(creg, "conn_id=") {
 			t.Errorf("connector registration line %q: want conn_index and conn_id", creg)
 		}

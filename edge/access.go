@@ -73,7 +73,7 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *layer.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{carrier.Subprotocol}})
 	if err != nil {
 		// Accept has answered the client.
-		log.Info("edge: access upgrade failed", "err", err)
+		log.Info("access upgrade failed", "err", err)
 		ts.stream.Close()
 		return
 	}
@@ -88,12 +88,12 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *layer.
 		remoteAddr = remote
 	}
 	conn := carrier.NewConn(ws, nil, remoteAddr)
-	log.Debug("edge: access connection open")
+	log.Debug("access connection open")
 	if err := carrier.Pipe(conn, ts); err != nil {
-		log.Debug("edge: access connection broke off", "err", err)
+		log.Debug("access connection broke off", "err", err)
 		return
 	}
-	log.Debug("edge: access connection closed")
+	log.Debug("access connection closed")
 }
 
 // tcpStream is an open TCP stream whose connector answered 200: a byte pipe
@@ -185,12 +185,12 @@ func logTCPRefusal(log *slog.Logger, err error) {
 	)
 	switch {
 	case errors.Is(err, errTunnelOffline):
-		log.Info("edge: tcp connection refused: tunnel offline")
+		log.Info("tcp connection refused: tunnel offline")
 	case errors.As(err, &refused):
-		log.Info("edge: tcp connection refused by the connector", "status", refused.status, "connector_error", refused.msg)
+		log.Info("tcp connection refused by the connector", "status", refused.status, "connector_error", refused.msg)
 	case errors.As(err, &oe):
-		log.Info("edge: tcp connection refused: origin unreachable; the connector's log has the cause", "connector_error", oe.msg)
+		log.Info("tcp connection refused: origin unreachable; the connector's log has the cause", "connector_error", oe.msg)
 	default:
-		log.Warn("edge: tcp stream failed", "err", err)
+		log.Warn("tcp stream failed", "err", err)
 	}
 }

@@ -110,7 +110,7 @@ func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration)
 		quiet := now.Sub(h.lastHeard)
 		h.lastPackets, h.lastHeard = n, now
 		if h.suspect.CompareAndSwap(true, false) {
-			s.log.Info("edge: connection heard from again", "conn", tc.label(),
+			s.log.Info("connection heard from again", "conn", tc.label(),
 				"quiet_for", quiet.Round(time.Millisecond))
 		}
 		return
@@ -121,7 +121,7 @@ func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration)
 	h.suspect.Store(true)
 	s.metrics.suspect()
 	moved := h.abandonWaiters()
-	s.log.Warn("edge: connection quiet; routing around it until it is heard from or times out",
+	s.log.Warn("connection quiet; routing around it until it is heard from or times out",
 		"conn", tc.label(),
 		"quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond), "requests_moved", moved)
 }
@@ -182,7 +182,7 @@ func (s *Server) replaceStale(tc *tunnelConn, log *slog.Logger) {
 		if old == tc || old.info.ConnectorID != tc.info.ConnectorID || old.info.Index != tc.info.Index {
 			continue
 		}
-		log.Info("edge: connector registered this slot again; closing its previous connection", "previous", old.info.ID)
+		log.Info("connector registered this slot again; closing its previous connection", "previous", old.info.ID)
 		s.spawn(func() { s.disconnect(old, tunnel.CodeNormal, "replaced by a newer connection of the same connector") })
 	}
 }

@@ -229,7 +229,7 @@ func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http
 	_, readErr, writeErr := tunnel.CopyBody(dst, body)
 	if readErr != nil || writeErr != nil {
 		if readErr != nil {
-			p.log.Warn("proxy: response body from the tunnel broke off", "host", r.Host, "request_id", info.ID, "err", readErr)
+			p.log.Warn("response body from the tunnel broke off", "host", r.Host, "request_id", info.ID, "err", readErr)
 		}
 		// Abort the client's connection: the answer is incomplete.
 		panic(http.ErrAbortHandler)
@@ -288,7 +288,7 @@ func (p *proxy) proxyError(w http.ResponseWriter, r *http.Request, info *layer.R
 		writeErrorPage(w, r, http.StatusBadGateway, "Origin unreachable",
 			fmt.Sprintf("The tunnel's connector could not reach the origin service for %q. The connector's log has the cause under this request ID.", hostOnly(r.Host)), id)
 	default:
-		p.log.Warn("proxy: tunnel stream failed", "host", r.Host, "request_id", id, "err", err)
+		p.log.Warn("tunnel stream failed", "host", r.Host, "request_id", id, "err", err)
 		writeErrorPage(w, r, http.StatusBadGateway, "Tunnel error",
 			fmt.Sprintf("The request for %q failed inside the tunnel: %v", hostOnly(r.Host), err), id)
 	}

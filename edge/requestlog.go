@@ -100,7 +100,7 @@ func (l *requestLog) finished(r *http.Request, status int, start time.Time, h ht
 		e.ClientIP = ap.Addr().Unmap().String()
 	}
 	if l.log != nil {
-		l.log.Info("edge: request", "tunnel", e.TunnelID, "host", e.Host, "method", e.Method, "path", e.Path,
+		l.log.Info("request", "tunnel", e.TunnelID, "host", e.Host, "method", e.Method, "path", e.Path,
 			"status", e.Status, "duration_ms", e.DurationMS, "request_id", e.RequestID, "client", e.ClientIP)
 	}
 	if l.active.Load() == 0 {

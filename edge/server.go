@@ -44,6 +44,7 @@ import (
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/metrics"
 	"github.com/adit-dev/adit/internal/pki"
 	"github.com/adit-dev/adit/internal/ratelog"
@@ -235,10 +236,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("edge: data directory: %w", err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(cfg.Logger, "edge")
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second),
 		errc: make(chan error, 1), down: make(map[string]error)}
 	s.metrics = newEdgeMetrics(s.reg)
@@ -255,7 +253,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.serve()
-	log.Info("edge: serving",
+	log.Info("serving",
 		"node", s.node,
 		"http", s.httpLn.Addr().String(),
 		"tunnel", s.tunnelLn.Addr().String()+"/udp",
@@ -357,7 +355,7 @@ func (s *Server) listen() error {
 		if err != nil {
 			return listenError("metrics", cfg.MetricsAddr, fmt.Errorf("edge: %w", err))
 		}
-		s.log.Info("edge: metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
+		s.log.Info("metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
 	}
 
 	s.advertise = cfg.AdvertiseAddr
@@ -430,7 +428,7 @@ func (s *Server) goServe(name string, serve func() error) {
 // fail records that the named part stopped serving.
 func (s *Server) fail(name string, err error) {
 	err = fmt.Errorf("edge: %s stopped: %w", name, err)
-	s.log.Error("edge: server stopped", "server", name, "err", err)
+	s.log.Error("server stopped", "server", name, "err", err)
 	s.downMu.Lock()
 	s.down[name] = err
 	s.downMu.Unlock()
@@ -476,12 +474,12 @@ func (s *Server) onEvent(ev controlserver.Event) {
 	switch ev.Kind {
 	case controlserver.TunnelDeleted:
 		for _, tc := range s.reg.byTunnel(ev.TunnelID) {
-			s.log.Info("edge: tunnel deleted; disconnecting", "conn", tc.label())
+			s.log.Info("tunnel deleted; disconnecting", "conn", tc.label())
 			s.spawn(func() { s.disconnect(tc, tunnel.CodeTunnelDeleted, "tunnel "+ev.TunnelID+" was deleted") })
 		}
 	case controlserver.ConnectionRemoved:
 		if tc := s.reg.get(ev.ConnID); tc != nil {
-			s.log.Info("edge: connection record removed; disconnecting", "conn", tc.label())
+			s.log.Info("connection record removed; disconnecting", "conn", tc.label())
 			s.spawn(func() { s.disconnect(tc, tunnel.CodeRemoved, "connection removed by an operator") })
 		}
 	}

@@ -88,7 +88,7 @@ func (t *tcpPorts) reconcile() {
 		if _, ok := want[port]; !ok {
 			ln.Close()
 			delete(t.listeners, port)
-			t.log.Info("edge: tcp route removed; port closed", "port", port)
+			t.log.Info("tcp route removed; port closed", "port", port)
 		}
 	}
 	for port := range t.failed {
@@ -103,14 +103,14 @@ func (t *tcpPorts) reconcile() {
 		ln, err := net.Listen("tcp", net.JoinHostPort(t.host, strconv.Itoa(port)))
 		if err != nil {
 			if t.failed[port] != err.Error() {
-				t.log.Error("edge: cannot listen on a routed tcp port", "port", port, "tunnel", r.TunnelID, "err", err)
+				t.log.Error("cannot listen on a routed tcp port", "port", port, "tunnel", r.TunnelID, "err", err)
 				t.failed[port] = err.Error()
 			}
 			continue
 		}
 		delete(t.failed, port)
 		t.listeners[port] = ln
-		t.log.Info("edge: tcp port open", "addr", ln.Addr().String(), "tunnel", r.TunnelID, "hostname", r.Hostname)
+		t.log.Info("tcp port open", "addr", ln.Addr().String(), "tunnel", r.TunnelID, "hostname", r.Hostname)
 		t.wg.Add(1)
 		go t.accept(port, ln)
 	}
@@ -164,12 +164,12 @@ func (t *tcpPorts) serve(port int, c net.Conn) {
 		return
 	}
 	defer ts.release()
-	log.Debug("edge: tcp connection open")
+	log.Debug("tcp connection open")
 	if err := carrier.Pipe(c, ts); err != nil {
-		log.Debug("edge: tcp connection broke off", "err", err)
+		log.Debug("tcp connection broke off", "err", err)
 		return
 	}
-	log.Debug("edge: tcp connection closed")
+	log.Debug("tcp connection closed")
 }
 
 // close closes the listeners, aborts the connections and waits for them.

@@ -111,7 +111,7 @@ func (s *Server) followConfigs(cli *clientv3.Client, rev int64) int64 {
 	wch := cli.Watch(clientv3.WithRequireLeader(s.ctx), store.TunnelConfigLatestPrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
-			s.log.Warn("edge: configuration watch failed; reloading", "err", err)
+			s.log.Warn("configuration watch failed; reloading", "err", err)
 			return rev
 		}
 		for _, ev := range wr.Events {
@@ -131,7 +131,7 @@ func (s *Server) followConfigs(cli *clientv3.Client, rev int64) int64 {
 func (s *Server) configChanged(val []byte) {
 	id, doc, ok := decodeConfigRecord(val)
 	if !ok {
-		s.log.Warn("edge: skipping an unreadable configuration record")
+		s.log.Warn("skipping an unreadable configuration record")
 		return
 	}
 	if !s.configs.put(id, doc) {
@@ -147,7 +147,7 @@ func (s *Server) configChanged(val []byte) {
 // pushConfig sends doc to tc's connector unless it has it already.
 func (s *Server) pushConfig(tc *tunnelConn, doc configDoc) {
 	if err := tc.remote.send(doc); err != nil {
-		s.rl.Logger(s.log).Info("edge: sending the configuration failed", "tunnel", tc.info.TunnelID, "conn", tc.info.ID, "version", doc.version, "err", err)
+		s.rl.Logger(s.log).Info("sending the configuration failed", "tunnel", tc.info.TunnelID, "conn", tc.info.ID, "version", doc.version, "err", err)
 	}
 }
 
@@ -205,7 +205,7 @@ func (s *Server) configResult(tc *tunnelConn, m *tunnel.ConfigResult, log *slog.
 	info := tc.info
 	info.ConfigVersion, info.ConfigFailedVersion, info.ConfigError, info.ConfigLocal = m.Version, m.FailedVersion, m.Error, m.Local
 	if m.Error != "" {
-		log.Warn("edge: connector could not apply the configuration", "version", m.FailedVersion, "runs", m.Version, "err", m.Error)
+		log.Warn("connector could not apply the configuration", "version", m.FailedVersion, "runs", m.Version, "err", m.Error)
 	}
 	if s.reg.get(tc.info.ID) != tc {
 		return true // gone; its record with it
@@ -213,7 +213,7 @@ func (s *Server) configResult(tc *tunnelConn, m *tunnel.ConfigResult, log *slog.
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	if err := s.presence.Add(ctx, info); err != nil {
-		s.rl.Logger(log).Warn("edge: recording the connector's configuration version", "err", err)
+		s.rl.Logger(log).Warn("recording the connector's configuration version", "err", err)
 	}
 	return true
 }

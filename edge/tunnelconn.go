@@ -26,7 +26,7 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	host, ok := s.reg.registering.begin(c.RemoteAddr()) // tunnellimits.go
 	if !ok {
 		s.metrics.registration("failed")
-		s.rl.Logger(log).Warn("edge: too many connections registering from one address", "max", maxRegisteringPerAddr)
+		s.rl.Logger(log).Warn("too many connections registering from one address", "max", maxRegisteringPerAddr)
 		c.Close(tunnel.CodeShutdown, "edge busy: too many connections registering from "+host)
 		return
 	}
@@ -34,13 +34,13 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	s.reg.registering.end(host)
 	if err != nil {
 		s.metrics.registration(registrationResult(err))
-		s.rl.Logger(log).Info("edge: registration failed", "err", err)
+		s.rl.Logger(log).Info("registration failed", "err", err)
 		return
 	}
 	// The IDs once; later lines name the connection by its label.
 	log = log.With("conn", tc.label())
 	s.metrics.registration("ok")
-	log.Info("edge: connector registered", "tunnel", tc.info.TunnelID, "conn_id", tc.info.ID,
+	log.Info("connector registered", "tunnel", tc.info.TunnelID, "conn_id", tc.info.ID,
 		"connector", tc.info.ConnectorID, "index", tc.info.Index, "version", tc.info.Version)
 	s.replaceStale(tc, log) // health.go
 
@@ -55,7 +55,7 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		<-c.Done()
 	}
 	s.unregister(tc)
-	log.Info("edge: connection closed", "after", tc.since().Round(time.Millisecond), "reason", c.Err())
+	log.Info("connection closed", "after", tc.since().Round(time.Millisecond), "reason", c.Err())
 }
 
 func (s *Server) unregister(tc *tunnelConn) {
@@ -65,7 +65,7 @@ func (s *Server) unregister(tc *tunnelConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.presence.Remove(ctx, tc.info.TunnelID, tc.info.ID); err != nil {
-		s.log.Warn("edge: removing connection record", "conn", tc.label(), "conn_id", tc.info.ID, "err", err)
+		s.log.Warn("removing connection record", "conn", tc.label(), "conn_id", tc.info.ID, "err", err)
 	}
 }
 
@@ -172,7 +172,7 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 		t, p, err := tunnel.ReadFrameLimit(ctrl.r, maxControlFrame)
 		if err != nil {
 			if controlBroken(err) { // health.go
-				s.rl.Logger(log).Warn("edge: bad control frame", "err", err)
+				s.rl.Logger(log).Warn("bad control frame", "err", err)
 				tc.conn.Close(tunnel.CodeProtocol, "control stream: "+err.Error())
 			}
 			return
@@ -181,24 +181,24 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 		case tunnel.FrameUnregister:
 			var m tunnel.Unregister
 			if err := tunnel.DecodeMessage(p, &m); err != nil {
-				s.rl.Logger(log).Warn("edge: bad control frame", "err", err)
+				s.rl.Logger(log).Warn("bad control frame", "err", err)
 				tc.conn.Close(tunnel.CodeProtocol, "bad unregister frame")
 				return
 			}
 			if tc.draining.Swap(true) {
 				continue // said already; one watcher is enough
 			}
-			log.Info("edge: connector unregistered; no new requests on this connection", "reason", m.Reason)
+			log.Info("connector unregistered; no new requests on this connection", "reason", m.Reason)
 			s.spawn(func() { s.closeWhenDrained(tc) }) // health.go
 		case tunnel.FrameConfigResult:
 			var m tunnel.ConfigResult
 			if err := tunnel.DecodeMessage(p, &m); err != nil || tc.remote == nil || !s.configResult(tc, &m, log) { // tunnelconfig.go
-				s.rl.Logger(log).Warn("edge: bad control frame", "type", t, "err", err)
+				s.rl.Logger(log).Warn("bad control frame", "type", t, "err", err)
 				tc.conn.Close(tunnel.CodeProtocol, "unexpected or bad config_result frame")
 				return
 			}
 		default:
-			s.rl.Logger(log).Warn("edge: unexpected control frame", "type", t)
+			s.rl.Logger(log).Warn("unexpected control frame", "type", t)
 			tc.conn.Close(tunnel.CodeProtocol, fmt.Sprintf("unexpected %s frame on the control stream", t))
 			return
 		}

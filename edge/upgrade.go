@@ -116,7 +116,7 @@ func takeUpgrade(req *http.Request, resp *http.Response, up *upgradeState, info 
 		err = brw.Flush()
 	}
 	if err != nil {
-		up.log.Debug("edge: writing 101 to the client failed", "request_id", info.ID, "host", req.Host, "err", err)
+		up.log.Debug("writing 101 to the client failed", "request_id", info.ID, "host", req.Host, "err", err)
 		conn.Close()
 		body.Close()
 		up.cancel()
@@ -191,7 +191,7 @@ func (u *upgradedConn) copyToStream(pending []byte) {
 func (u *upgradedConn) end(dir string, err error) {
 	if err != nil {
 		if !u.closed.Load() { // else the error is the close's doing
-			u.log.Debug("edge: upgraded connection broke off", "request_id", u.requestID, "host", u.host, "direction", dir, "err", err)
+			u.log.Debug("upgraded connection broke off", "request_id", u.requestID, "host", u.host, "direction", dir, "err", err)
 		}
 		u.close()
 	}

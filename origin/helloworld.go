@@ -60,7 +60,7 @@ func newHelloWorld(o ingress.OriginRequest, logger *slog.Logger) (HTTPService, e
 	go func() {
 		defer close(h.served)
 		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("origin: hello_world server stopped", "err", err)
+			logger.Error("hello_world server stopped", "err", err)
 		}
 	}()
 
@@ -185,7 +185,7 @@ func (h *helloServer) page(w http.ResponseWriter, r *http.Request) {
 		Headers                   []helloHeader
 	}{r.Method, r.Host, r.URL.Path, r.URL.RawQuery, headers})
 	if err != nil {
-		h.logger.Debug("origin: hello_world page", "err", err)
+		h.logger.Debug("hello_world page", "err", err)
 	}
 }
 

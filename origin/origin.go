@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -65,9 +66,7 @@ type HTTPService interface {
 // http_status or hello_world service, with a transport built from rule.Origin
 // (zero fields mean their defaults). A nil logger discards logs.
 func NewHTTP(rule *ingress.Rule, logger *slog.Logger) (HTTPService, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logs.Component(logger, "origin")
 	svc := rule.Service
 	logger = logger.With("service", svc.String())
 	o := rule.Origin.WithDefaults()
@@ -328,13 +327,13 @@ func (p *proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err = p.roundTripUpgrade(out)
 	} else if p.disableChunked && out.ContentLength <= 0 && hasBody(out) && !lacksBody(out.Method) {
 		req.Body.Close()
-		p.logger.Info("origin: refused a request body of unknown length (disableChunkedEncoding)", "host", public, "path", u.Path)
+		p.logger.Info("refused a request body of unknown length (disableChunkedEncoding)", "host", public, "path", u.Path)
 		return lengthRequired(req), nil
 	} else {
 		resp, err = p.transport.RoundTrip(out)
 	}
 	if err != nil {
-		p.logger.Debug("origin: request failed", "host", public, "path", u.Path, "err", err)
+		p.logger.Debug("request failed", "host", public, "path", u.Path, "err", err)
 		return nil, fmt.Errorf("origin: %s: %w", p.target.name, err)
 	}
 	return resp, nil

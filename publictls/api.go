@@ -78,7 +78,7 @@ func (m *Manager) Add(ctx context.Context, host string, req control.AddCertifica
 	if _, err := m.cli.Put(ctx, manualPrefix+host, string(b)); err != nil {
 		return control.Certificate{}, err
 	}
-	m.log.Info("publictls: brought certificate stored", "host", host, "not_after", c.Leaf.NotAfter)
+	m.log.Info("brought certificate stored", "host", host, "not_after", c.Leaf.NotAfter)
 	return describe(host, control.CertSourceManual, c.Leaf), nil
 }
 

@@ -104,14 +104,14 @@ func (mc *manualCerts) apply(exact, wild map[string]*tls.Certificate, key string
 	}
 	var rec manualRecord
 	if err := json.Unmarshal(val, &rec); err != nil {
-		mc.log.Warn("publictls: skipping an unreadable certificate record", "host", host, "err", err)
+		mc.log.Warn("skipping an unreadable certificate record", "host", host, "err", err)
 		return
 	}
 	// Expiry is not checked here: an expired certificate still loads (and
 	// `adit cert list` shows it) rather than vanish.
 	c, err := parseManual(host, []byte(rec.CertPEM), []byte(rec.KeyPEM), time.Time{})
 	if err != nil {
-		mc.log.Warn("publictls: skipping a brought certificate", "host", host, "err", err)
+		mc.log.Warn("skipping a brought certificate", "host", host, "err", err)
 		return
 	}
 	m[name] = c
@@ -150,7 +150,7 @@ func (mc *manualCerts) watch(ctx context.Context) {
 		}
 		delay = min(2*delay, 10*time.Second)
 		if err := mc.load(ctx); err != nil && ctx.Err() == nil {
-			mc.log.Warn("publictls: brought certificates not reloaded; serving the last known ones", "err", err)
+			mc.log.Warn("brought certificates not reloaded; serving the last known ones", "err", err)
 		}
 	}
 }

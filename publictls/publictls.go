@@ -38,6 +38,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 	"github.com/adit-dev/adit/internal/zapslog"
 )
@@ -109,10 +110,7 @@ type Manager struct {
 // them, and starts managing (loading from etcd, or ordering) the
 // certificates of every exact route.
 func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (*Manager, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(cfg.Logger, "publictls")
 	log = log.With("component", "publictls")
 	m := &Manager{cfg: cfg, log: log, cli: cli, routes: routes,
 		storage: newEtcdStorage(cli, acmePrefix, lockPrefix)}
@@ -194,7 +192,7 @@ func (m *Manager) Manage(host string) {
 		return
 	}
 	if err := m.eager.ManageAsync(m.ctx, []string{host}); err != nil {
-		m.log.Warn("publictls: cannot manage a certificate", "host", host, "err", err)
+		m.log.Warn("cannot manage a certificate", "host", host, "err", err)
 	}
 }
 
@@ -299,18 +297,18 @@ func (m *Manager) onEvent(ctx context.Context, event string, data map[string]any
 		}
 		renewal, _ := data["renewal"].(bool)
 		if renewal {
-			m.log.Error("publictls: renewing a certificate failed; the current one keeps serving until it expires; retrying with growing delays", "host", host, "err", msg)
+			m.log.Error("renewing a certificate failed; the current one keeps serving until it expires; retrying with growing delays", "host", host, "err", msg)
 		} else {
-			m.log.Error("publictls: ordering a certificate failed; HTTPS for this hostname fails until it succeeds (plain HTTP still works); retrying with growing delays", "host", host, "err", msg)
+			m.log.Error("ordering a certificate failed; HTTPS for this hostname fails until it succeeds (plain HTTP still works); retrying with growing delays", "host", host, "err", msg)
 		}
 		b, _ := json.Marshal(status{Error: msg, At: time.Now().UTC()})
 		if _, err := m.cli.Put(ctx, statusPrefix+host, string(b)); err != nil {
-			m.log.Warn("publictls: recording a failed order", "host", host, "err", err)
+			m.log.Warn("recording a failed order", "host", host, "err", err)
 		}
 	case "cert_obtained":
-		m.log.Info("publictls: certificate obtained", "host", host)
+		m.log.Info("certificate obtained", "host", host)
 		if _, err := m.cli.Delete(ctx, statusPrefix+host); err != nil {
-			m.log.Warn("publictls: clearing a failed order", "host", host, "err", err)
+			m.log.Warn("clearing a failed order", "host", host, "err", err)
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/ratelog"
 )
 
@@ -128,7 +129,7 @@ func NewFlood(deps layer.Deps, cfg FloodConfig) (*Flood, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Flood{cfg: cfg.withDefaults(), quiet: ratelog.NewLimiter(10 * time.Second).Logger(deps.Logger.With("layer", "flood")),
+	f := &Flood{cfg: cfg.withDefaults(), quiet: ratelog.NewLimiter(10 * time.Second).Logger(logs.Component(deps.Logger, "shield").With("layer", "flood")),
 		addrs: map[netip.Addr]*floodAddr{},
 		conns: d.counter("conns"), connRate: d.counter("conn_rate"), inflightAddr: d.counter("inflight_addr"),
 		inflightGlobal: d.counter("inflight_global"), untracked: d.counter("untracked"),
@@ -187,13 +188,13 @@ func (f *Flood) Allow(ip netip.Addr) (func(), bool) {
 	if f.cfg.MaxConnsPerAddr > 0 && a.conns >= f.cfg.MaxConnsPerAddr {
 		f.mu.Unlock()
 		f.conns.Inc()
-		f.quiet.Info("shield: connection refused: too many open from one address", "addr", key, "cap", f.cfg.MaxConnsPerAddr)
+		f.quiet.Info("connection refused: too many open from one address", "addr", key, "cap", f.cfg.MaxConnsPerAddr)
 		return nil, false
 	}
 	if a.newConns != nil && !a.newConns.Allow() {
 		f.mu.Unlock()
 		f.connRate.Inc()
-		f.quiet.Info("shield: connection refused: one address opens too many per second", "addr", key)
+		f.quiet.Info("connection refused: one address opens too many per second", "addr", key)
 		return nil, false
 	}
 	a.conns++
@@ -282,13 +283,13 @@ func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request,
 	w.Header().Set("Retry-After", "1")
 	if reason == "inflight_addr" {
 		f.inflightAddr.Inc()
-		f.quiet.Info("shield: request shed: too many in flight from one address", "addr", req.ClientIP, "request_id", req.ID)
+		f.quiet.Info("request shed: too many in flight from one address", "addr", req.ClientIP, "request_id", req.ID)
 		layer.Refuse(w, r, req, http.StatusTooManyRequests, "Too many requests",
 			"Your address has too many requests in flight at this edge; try again in a moment.")
 		return
 	}
 	f.inflightGlobal.Inc()
-	f.quiet.Info("shield: request shed: the edge is saturated", "addr", req.ClientIP, "request_id", req.ID)
+	f.quiet.Info("request shed: the edge is saturated", "addr", req.ClientIP, "request_id", req.ID)
 	layer.Refuse(w, r, req, http.StatusServiceUnavailable, "Edge saturated",
 		"This edge is saturated and is shedding the clients that send the most; try again in a moment.")
 }

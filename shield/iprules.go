@@ -13,6 +13,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 )
 
@@ -39,7 +40,7 @@ func NewIPRules(deps layer.Deps) (*IPRules, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &IPRules{log: deps.Logger.With("layer", "ip-rules"), denied: d.counter("request"), connDen: d.counter("connection")}
+	l := &IPRules{log: logs.Component(deps.Logger, "shield").With("layer", "ip-rules"), denied: d.counter("request"), connDen: d.counter("connection")}
 	ctx, cancel := contextFrom(deps.Ctx)
 	l.cancel = cancel
 	l.done, err = watchPrefix(ctx, deps.Etcd, store.IPRulesPrefix, l.log, l.apply)
@@ -65,7 +66,7 @@ func (l *IPRules) apply(recs map[string][]byte) {
 	for k, v := range recs {
 		var r control.IPRule
 		if err := json.Unmarshal(v, &r); err != nil || r.Validate() != nil {
-			l.log.Warn("shield: skipping an unreadable ip rule", "key", k)
+			l.log.Warn("skipping an unreadable ip rule", "key", k)
 			continue
 		}
 		rules = append(rules, r)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/ratelog"
 	"github.com/adit-dev/adit/internal/store"
 )
@@ -66,7 +67,7 @@ func NewRateLimits(deps layer.Deps, cfg RateLimitConfig) (*RateLimits, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := deps.Logger.With("layer", "ratelimit")
+	log := logs.Component(deps.Logger, "shield").With("layer", "ratelimit")
 	l := &RateLimits{log: log, quiet: ratelog.NewLimiter(10 * time.Second).Logger(log), now: cfg.Now,
 		maxKeys: int64(cfg.MaxKeys), byID: map[string]*limiter{}, sweepd: make(chan struct{}),
 		blocked: d.counter("blocked"), logged: d.counter("logged"), untracked: d.counter("untracked")}
@@ -121,11 +122,11 @@ func (l *RateLimits) wrap(next layer.Handler, email bool) layer.Handler {
 			}
 			if lim.rule.Action == control.LimitLog {
 				l.logged.Inc()
-				l.quiet.Info("shield: over a rate limit (logged only)", "limit", lim.rule.ID, "host", req.Host, "client", req.ClientAddr, "request_id", req.ID)
+				l.quiet.Info("over a rate limit (logged only)", "limit", lim.rule.ID, "host", req.Host, "client", req.ClientAddr, "request_id", req.ID)
 				continue
 			}
 			l.blocked.Inc()
-			l.quiet.Info("shield: over a rate limit", "limit", lim.rule.ID, "host", req.Host, "client", req.ClientAddr, "request_id", req.ID)
+			l.quiet.Info("over a rate limit", "limit", lim.rule.ID, "host", req.Host, "client", req.ClientAddr, "request_id", req.ID)
 			secs := int64((retry + time.Second - 1) / time.Second)
 			w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
 			layer.Refuse(w, r, req, http.StatusTooManyRequests, "Too many requests",
@@ -198,7 +199,7 @@ func (lim *limiter) hit(l *RateLimits, key []byte, now time.Time) (time.Duration
 		if l.keys.Add(1) > l.maxKeys {
 			l.keys.Add(-1)
 			l.untracked.Inc()
-			l.quiet.Warn("shield: rate limit keys full; a client is not counted", "limit", lim.rule.ID, "max_keys", l.maxKeys)
+			l.quiet.Warn("rate limit keys full; a client is not counted", "limit", lim.rule.ID, "max_keys", l.maxKeys)
 			return 0, false
 		}
 		c = &counter{win: win}
@@ -270,7 +271,7 @@ func (l *RateLimits) apply(recs map[string][]byte) {
 	for k, v := range recs {
 		var rule control.RateLimit
 		if err := json.Unmarshal(v, &rule); err != nil || rule.Validate() != nil {
-			l.log.Warn("shield: skipping an unreadable rate limit", "key", k)
+			l.log.Warn("skipping an unreadable rate limit", "key", k)
 			continue
 		}
 		lim := l.byID[rule.ID]

@@ -21,6 +21,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 )
 
@@ -70,7 +71,7 @@ func NewWAF(deps layer.Deps, cfg WAFConfig) (*WAF, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &WAF{log: deps.Logger.With("layer", "waf"), cache: map[string]*engine{},
+	w := &WAF{log: logs.Component(deps.Logger, "shield").With("layer", "waf"), cache: map[string]*engine{},
 		blocked: d.counter("blocked"), detected: d.counter("detected"), bodyLimit: d.counter("body_limit"), errs: d.counter("error")}
 	if cfg.LogFile != "" {
 		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -147,7 +148,7 @@ func (w *WAF) apply(recs map[string][]byte) {
 	for k, v := range recs {
 		var c control.WAFConfig
 		if err := json.Unmarshal(v, &c); err != nil || c.Validate() != nil {
-			w.log.Warn("shield: skipping an unreadable waf setting", "key", k)
+			w.log.Warn("skipping an unreadable waf setting", "key", k)
 			continue
 		}
 		text := Directives(c)
@@ -156,7 +157,7 @@ func (w *WAF) apply(recs map[string][]byte) {
 			var err error
 			e, err = w.compile(c, text)
 			if err != nil {
-				w.log.Error("shield: waf setting does not compile; the hostname has no WAF", "host", c.Hostname, "err", err)
+				w.log.Error("waf setting does not compile; the hostname has no WAF", "host", c.Hostname, "err", err)
 				continue
 			}
 			w.cache[text] = e
@@ -348,7 +349,7 @@ func (w *WAF) serve(e *engine, next layer.Handler, rw http.ResponseWriter, r *ht
 		rbr, err := tx.RequestBodyReader()
 		if err != nil {
 			w.errs.Inc()
-			w.log.Error("shield: waf body buffer", "request_id", req.ID, "err", err)
+			w.log.Error("waf body buffer", "request_id", req.ID, "err", err)
 			layer.Refuse(rw, r, req, http.StatusInternalServerError, "WAF error", "The WAF could not inspect this request.")
 			return
 		}
@@ -357,7 +358,7 @@ func (w *WAF) serve(e *engine, next layer.Handler, rw http.ResponseWriter, r *ht
 	it, err := tx.ProcessRequestBody()
 	if err != nil {
 		w.errs.Inc()
-		w.log.Error("shield: waf body processing", "request_id", req.ID, "err", err)
+		w.log.Error("waf body processing", "request_id", req.ID, "err", err)
 	}
 	if it != nil {
 		w.refuse(e, rw, r, req, tx, it)
@@ -385,13 +386,13 @@ func (w *WAF) refuse(e *engine, rw http.ResponseWriter, r *http.Request, req *la
 	ids := matchedIDs(tx)
 	if status == http.StatusRequestEntityTooLarge {
 		w.bodyLimit.Inc()
-		w.log.Info("shield: waf refused a body over its limit", "host", req.Host, "request_id", req.ID, "client", req.ClientAddr, "limit", e.cfg.BodyLimit)
+		w.log.Info("waf refused a body over its limit", "host", req.Host, "request_id", req.ID, "client", req.ClientAddr, "limit", e.cfg.BodyLimit)
 		layer.Refuse(rw, r, req, status, "Request body too large",
 			fmt.Sprintf("The request body is longer than the %d bytes the firewall of %s inspects.", e.cfg.BodyLimit, req.Host))
 		return
 	}
 	w.blocked.Inc()
-	w.log.Info("shield: waf blocked a request", "host", req.Host, "request_id", req.ID, "client", req.ClientAddr,
+	w.log.Info("waf blocked a request", "host", req.Host, "request_id", req.ID, "client", req.ClientAddr,
 		"method", r.Method, "path", r.URL.Path, "rules", ids, "rule", it.RuleID, "status", status)
 	layer.Refuse(rw, r, req, status, "Blocked by the web application firewall",
 		"The firewall of "+req.Host+" blocked this request. If you think it should not have, give the site's owner the request ID below.")
@@ -408,7 +409,7 @@ func (w *WAF) noteDetected(e *engine, req *layer.Request, tx types.Transaction) 
 		return
 	}
 	w.detected.Inc()
-	w.log.Info("shield: waf would have blocked a request (detect mode)", "host", req.Host, "request_id", req.ID,
+	w.log.Info("waf would have blocked a request (detect mode)", "host", req.Host, "request_id", req.ID,
 		"client", req.ClientAddr, "rules", matchedIDs(tx), "rule", it.RuleID)
 }
 

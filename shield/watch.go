@@ -30,7 +30,7 @@ func watchPrefix(ctx context.Context, cli *clientv3.Client, prefix string, log *
 			if ctx.Err() != nil {
 				return
 			}
-			log.Warn("shield: watch interrupted; reloading", "prefix", prefix, "err", err)
+			log.Warn("watch interrupted; reloading", "prefix", prefix, "err", err)
 			delay = min(max(2*delay, 50*time.Millisecond), 5*time.Second)
 			t := time.NewTimer(delay)
 			select {

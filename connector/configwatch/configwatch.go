@@ -30,6 +30,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/adit-dev/adit/ingress"
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // Config configures a [Watcher].
@@ -115,10 +116,7 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = 100 * time.Millisecond
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(cfg.Logger, "configwatch")
 	return &Watcher{
 		cfg:    cfg,
 		path:   path,
@@ -200,7 +198,7 @@ func (w *Watcher) notifications() (<-chan struct{}, func()) {
 		if err == nil {
 			return out, func() { close(done); fw.Close() }
 		}
-		w.log.Info("configwatch: cannot watch for file changes; polling instead", "err", err, "interval", w.cfg.PollInterval)
+		w.log.Info("cannot watch for file changes; polling instead", "err", err, "interval", w.cfg.PollInterval)
 	}
 	// The baseline is taken here, before Run compares the file with
 	// Config.Current, not when the goroutine first runs: a change made in
@@ -246,7 +244,7 @@ func (w *Watcher) fsnotify(notify func(), done <-chan struct{}) (*fsnotify.Watch
 					return
 				}
 				// An overflow loses events: look at the file in case.
-				w.log.Warn("configwatch: file notification error", "err", err)
+				w.log.Warn("file notification error", "err", err)
 				notify()
 			}
 		}
@@ -307,14 +305,14 @@ func (w *Watcher) check(trigger Trigger) {
 		return
 	}
 	if trigger == TriggerFile && reflect.DeepEqual(cfg, w.read) {
-		w.log.Debug("configwatch: config file unchanged")
+		w.log.Debug("config file unchanged")
 		return
 	}
 	prevRead := w.read
 	w.read = cfg
 	restart := RestartKeys(w.started, cfg)
 	if w.started != nil && len(restart) > 0 {
-		w.log.Warn("configwatch: config change needs a restart; ignored until then", "keys", strings.Join(restart, ", "))
+		w.log.Warn("config change needs a restart; ignored until then", "keys", strings.Join(restart, ", "))
 	}
 	if trigger == TriggerFile && w.applied != nil && reflect.DeepEqual(ingressPart(cfg), ingressPart(w.applied)) {
 		return

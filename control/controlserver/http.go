@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // maxBodyBytes bounds API request bodies.
@@ -57,9 +58,7 @@ type apiHandler struct {
 // docs/openapi.yaml describes the API. The extra endpoints are served beside
 // the API's own, behind the same check. A nil logger discards.
 func NewHandler(svc *Service, logger *slog.Logger, extra ...Endpoint) http.Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logs.Component(logger, "control")
 	h := &apiHandler{svc: svc, log: logger, mux: http.NewServeMux()}
 	for _, r := range h.routes() {
 		h.handle(r.pattern, r.fn)
@@ -135,7 +134,7 @@ func bearerToken(r *http.Request) string {
 func (h *apiHandler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	he := asHTTPError(err)
 	if he.Err != nil && !errors.Is(he.Err, context.Canceled) {
-		h.log.Error("control: api request failed", "method", r.Method, "path", r.URL.Path, "err", he.Err)
+		h.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", he.Err)
 	}
 	writeJSON(w, he.Status, control.ErrorBody{Error: he.Msg, Code: he.Code})
 }

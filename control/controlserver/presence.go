@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -41,9 +42,7 @@ type Presence struct {
 // whole seconds) and keeps it alive until ctx is done or Close. A nil logger
 // discards.
 func NewPresence(ctx context.Context, cli *clientv3.Client, ttl time.Duration, logger *slog.Logger) (*Presence, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logs.Component(logger, "control")
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
@@ -129,7 +128,7 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 		if ctx.Err() != nil {
 			return
 		}
-		p.log.Warn("control: presence: lease keepalive ended; taking a new lease")
+		p.log.Warn("presence: lease keepalive ended; taking a new lease")
 		delay := 50 * time.Millisecond
 		for {
 			p.mu.Lock()
@@ -137,7 +136,7 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 			ch, err = p.grant(ctx)
 			p.mu.Unlock()
 			if err == nil {
-				p.log.Info("control: presence: connections published under a new lease")
+				p.log.Info("presence: connections published under a new lease")
 				break
 			}
 			if !sleepCtx(ctx, delay) {

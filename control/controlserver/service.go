@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,9 +29,7 @@ var _ control.API = (*Service)(nil)
 // NewService returns a Service storing its records through cli. info is what
 // EdgeInfo reports. A nil logger discards.
 func NewService(cli *clientv3.Client, info control.EdgeInfo, logger *slog.Logger) *Service {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logs.Component(logger, "control")
 	return &Service{cli: cli, info: info, log: logger}
 }
 
@@ -90,7 +89,7 @@ func (s *Service) CreateTunnel(ctx context.Context, name string, secret []byte) 
 		}
 		return control.Tunnel{}, control.Errorf(control.ErrConflict, "a tunnel named %q already exists%s", name, other)
 	}
-	s.log.Info("control: tunnel created", "tunnel", rec.ID, "name", name)
+	s.log.Info("tunnel created", "tunnel", rec.ID, "name", name)
 	return rec.tunnel(), nil
 }
 
@@ -107,7 +106,7 @@ func (s *Service) ListTunnels(ctx context.Context, opts control.ListOptions) ([]
 	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
 		var c control.Connection
 		if err := json.Unmarshal(kv.Value, &c); err != nil {
-			s.log.Warn("control: skipping an unreadable connection record", "key", string(kv.Key), "err", err)
+			s.log.Warn("skipping an unreadable connection record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		conns[c.TunnelID] = append(conns[c.TunnelID], c)
@@ -116,7 +115,7 @@ func (s *Service) ListTunnels(ctx context.Context, opts control.ListOptions) ([]
 	for _, kv := range resp.Responses[0].GetResponseRange().GetKvs() {
 		var rec tunnelRecord
 		if err := json.Unmarshal(kv.Value, &rec); err != nil {
-			s.log.Warn("control: skipping an unreadable tunnel record", "key", string(kv.Key), "err", err)
+			s.log.Warn("skipping an unreadable tunnel record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		if rec.DeletedAt != nil && !opts.IncludeDeleted || opts.Name != "" && rec.Name != opts.Name {
@@ -199,7 +198,7 @@ func (s *Service) connections(ctx context.Context, tunnelID string) ([]control.C
 	for _, kv := range resp.Kvs {
 		var c control.Connection
 		if err := json.Unmarshal(kv.Value, &c); err != nil {
-			s.log.Warn("control: skipping an unreadable connection record", "key", string(kv.Key), "err", err)
+			s.log.Warn("skipping an unreadable connection record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		conns = append(conns, c)
@@ -279,7 +278,7 @@ func (s *Service) DeleteTunnel(ctx context.Context, id string, force bool) error
 			return etcdError("delete tunnel", err)
 		}
 		if resp.Succeeded {
-			s.log.Info("control: tunnel deleted", "tunnel", rec.ID, "name", rec.Name, "force", force, "routes_removed", routes)
+			s.log.Info("tunnel deleted", "tunnel", rec.ID, "name", rec.Name, "force", force, "routes_removed", routes)
 			s.deleteTunnelTCPRoutes(ctx, rec.ID)
 			return nil
 		}
@@ -298,7 +297,7 @@ func (s *Service) CleanupTunnel(ctx context.Context, id string) error {
 	if err != nil {
 		return etcdError("cleanup tunnel", err)
 	}
-	s.log.Info("control: tunnel connections cleaned up", "tunnel", rec.ID, "connections", resp.Deleted)
+	s.log.Info("tunnel connections cleaned up", "tunnel", rec.ID, "connections", resp.Deleted)
 	return nil
 }
 
@@ -350,7 +349,7 @@ func (s *Service) RouteDNS(ctx context.Context, tunnelID, hostname string, overw
 			return control.Route{}, etcdError("route", err)
 		}
 		if txn.Succeeded {
-			s.log.Info("control: route set", "hostname", host, "tunnel", rec.ID)
+			s.log.Info("route set", "hostname", host, "tunnel", rec.ID)
 			return r, nil
 		}
 	}
@@ -367,7 +366,7 @@ func (s *Service) ListRoutes(ctx context.Context) ([]control.Route, error) {
 	for _, kv := range resp.Kvs {
 		var r control.Route
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			s.log.Warn("control: skipping an unreadable route record", "key", string(kv.Key), "err", err)
+			s.log.Warn("skipping an unreadable route record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		routes = append(routes, r)
@@ -389,7 +388,7 @@ func (s *Service) DeleteRoute(ctx context.Context, hostname string) error {
 	if resp.Deleted == 0 {
 		return control.Errorf(control.ErrNotFound, "no route for %s", host)
 	}
-	s.log.Info("control: route deleted", "hostname", host)
+	s.log.Info("route deleted", "hostname", host)
 	return nil
 }
 

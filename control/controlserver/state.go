@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -102,9 +103,7 @@ func newStateData() stateData {
 // they are loaded. It then keeps them current with a watch until ctx is done
 // (see Done). A nil logger discards.
 func NewState(ctx context.Context, cli *clientv3.Client, logger *slog.Logger) (*State, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logs.Component(logger, "control")
 	s := &State{cli: cli, log: logger, done: make(chan struct{})}
 	d, err := s.load(ctx)
 	if err != nil {
@@ -244,7 +243,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 	case strings.HasPrefix(key, store.TunnelsPrefix):
 		var rec tunnelRecord
 		if err := json.Unmarshal(val, &rec); err != nil {
-			s.log.Warn("control: state: skipping an unreadable tunnel record", "key", key, "err", err)
+			s.log.Warn("state: skipping an unreadable tunnel record", "key", key, "err", err)
 			return Event{}, false
 		}
 		id := strings.TrimPrefix(key, store.TunnelsPrefix)
@@ -257,7 +256,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 	case strings.HasPrefix(key, store.RoutesPrefix):
 		var r control.Route
 		if err := json.Unmarshal(val, &r); err != nil {
-			s.log.Warn("control: state: skipping an unreadable route record", "key", key, "err", err)
+			s.log.Warn("state: skipping an unreadable route record", "key", key, "err", err)
 			return Event{}, false
 		}
 		host := strings.TrimPrefix(key, store.RoutesPrefix)
@@ -270,7 +269,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 	case strings.HasPrefix(key, store.ConnectionsPrefix):
 		var c control.Connection
 		if err := json.Unmarshal(val, &c); err != nil {
-			s.log.Warn("control: state: skipping an unreadable connection record", "key", key, "err", err)
+			s.log.Warn("state: skipping an unreadable connection record", "key", key, "err", err)
 			return Event{}, false
 		}
 		tunnelID, connID, ok := connectionKeyIDs(key)
@@ -349,7 +348,7 @@ func (s *State) run(ctx context.Context) {
 			delay = 0 // it had been working: a new streak
 		}
 		if delay == 0 {
-			s.log.Warn("control: state: watch interrupted; reloading", "err", err)
+			s.log.Warn("state: watch interrupted; reloading", "err", err)
 		}
 		if !sleepCtx(ctx, delay) {
 			return
@@ -434,7 +433,7 @@ func (s *State) reload(ctx context.Context) bool {
 			events := diffEvents(s.data, d)
 			s.data = d
 			s.mu.Unlock()
-			s.log.Info("control: state: reloaded", "revision", d.rev)
+			s.log.Info("state: reloaded", "revision", d.rev)
 			s.emit(events)
 			return true
 		}

@@ -71,7 +71,7 @@ func (s *Service) RouteTCP(ctx context.Context, tunnelID string, port int, hostn
 			return control.TCPRoute{}, etcdError("route tcp", err)
 		}
 		if txn.Succeeded {
-			s.log.Info("control: tcp route set", "port", port, "tunnel", rec.ID, "hostname", host)
+			s.log.Info("tcp route set", "port", port, "tunnel", rec.ID, "hostname", host)
 			return r, nil
 		}
 	}
@@ -121,7 +121,7 @@ func sortTCPRoutes(routes []control.TCPRoute) {
 // decodeTCPRoute reads a TCP route record; the port comes from the key.
 func (s *Service) decodeTCPRoute(key string, val []byte) (control.TCPRoute, bool) {
 	return decodeTCPRoute(key, val, func(err error) {
-		s.log.Warn("control: skipping an unreadable tcp route record", "key", key, "err", err)
+		s.log.Warn("skipping an unreadable tcp route record", "key", key, "err", err)
 	})
 }
 
@@ -166,7 +166,7 @@ func (s *Service) DeleteTCPRoute(ctx context.Context, port int) error {
 	if resp.Deleted == 0 {
 		return control.Errorf(control.ErrNotFound, "no tcp route for port %d", port)
 	}
-	s.log.Info("control: tcp route deleted", "port", port)
+	s.log.Info("tcp route deleted", "port", port)
 	return nil
 }
 
@@ -177,7 +177,7 @@ func (s *Service) DeleteTCPRoute(ctx context.Context, port int) error {
 func (s *Service) deleteTunnelTCPRoutes(ctx context.Context, tunnelID string) {
 	resp, err := s.cli.Get(ctx, store.TCPRoutesPrefix, clientv3.WithPrefix())
 	if err != nil {
-		s.log.Warn("control: tcp routes of a deleted tunnel not removed", "tunnel", tunnelID, "err", err)
+		s.log.Warn("tcp routes of a deleted tunnel not removed", "tunnel", tunnelID, "err", err)
 		return
 	}
 	var ports []int
@@ -191,12 +191,12 @@ func (s *Service) deleteTunnelTCPRoutes(ctx context.Context, tunnelID string) {
 		_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
 			Then(clientv3.OpDelete(key)).Commit()
 		if err != nil {
-			s.log.Warn("control: tcp route of a deleted tunnel not removed", "tunnel", tunnelID, "port", r.Port, "err", err)
+			s.log.Warn("tcp route of a deleted tunnel not removed", "tunnel", tunnelID, "port", r.Port, "err", err)
 			continue
 		}
 		ports = append(ports, r.Port)
 	}
 	if len(ports) > 0 {
-		s.log.Info("control: tcp routes of a deleted tunnel removed", "tunnel", tunnelID, "ports", ports)
+		s.log.Info("tcp routes of a deleted tunnel removed", "tunnel", tunnelID, "ports", ports)
 	}
 }

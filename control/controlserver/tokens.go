@@ -76,7 +76,7 @@ func (s *Service) EnsureAdminToken(ctx context.Context, path string) (created bo
 			return false, fmt.Errorf("control: admin token file %s is empty; delete it to get a new token", path)
 		}
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			s.log.Warn("control: the admin token file is readable by other users; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+			s.log.Warn("the admin token file is readable by other users; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 		}
 		return false, s.adoptAdminToken(ctx, token, path)
 	case errors.Is(err, fs.ErrNotExist):
@@ -88,7 +88,7 @@ func (s *Service) EnsureAdminToken(ctx context.Context, path string) (created bo
 		if err := s.adoptAdminToken(ctx, token, path); err != nil {
 			return false, err
 		}
-		s.log.Info("control: admin API token created", "path", path, "id", control.TokenID(token))
+		s.log.Info("admin API token created", "path", path, "id", control.TokenID(token))
 		return true, nil
 	default:
 		return false, fmt.Errorf("control: admin token: %w", err)
@@ -116,7 +116,7 @@ func (s *Service) adoptAdminToken(ctx context.Context, token, path string) error
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		var old tokenRecord
 		if len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &old) == nil && old.RevokedAt != nil {
-			s.log.Warn("control: the token in the admin token file was revoked; use the rotated token, or delete the file and restart for a new one",
+			s.log.Warn("the token in the admin token file was revoked; use the rotated token, or delete the file and restart for a new one",
 				"path", path, "id", control.TokenID(token), "revoked_at", old.RevokedAt)
 			return nil
 		}
@@ -128,7 +128,7 @@ func (s *Service) adoptAdminToken(ctx context.Context, token, path string) error
 		return r.Edge == s.info.Node && r.Name == control.DefaultTokenName && store.TokenKey(hash) != key
 	}, nil)
 	for _, t := range revoked {
-		s.log.Info("control: an older admin token of this edge revoked", "id", t.ID, "created_at", t.CreatedAt)
+		s.log.Info("an older admin token of this edge revoked", "id", t.ID, "created_at", t.CreatedAt)
 	}
 	return err
 }
@@ -160,7 +160,7 @@ func (s *Service) CheckToken(ctx context.Context, token string) bool {
 	}
 	resp, err := s.cli.Get(ctx, store.TokenKey(tokenHash(token)))
 	if err != nil {
-		s.log.Error("control: cannot check an API token", "err", err)
+		s.log.Error("cannot check an API token", "err", err)
 		return false
 	}
 	if len(resp.Kvs) != 1 {
@@ -168,7 +168,7 @@ func (s *Service) CheckToken(ctx context.Context, token string) bool {
 	}
 	var rec tokenRecord
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		s.log.Error("control: unreadable API token record", "key", string(resp.Kvs[0].Key), "err", err)
+		s.log.Error("unreadable API token record", "key", string(resp.Kvs[0].Key), "err", err)
 		return false
 	}
 	return rec.RevokedAt == nil
@@ -191,7 +191,7 @@ func (s *Service) tokens(ctx context.Context, hashPrefix string) ([]storedToken,
 	for _, kv := range resp.Kvs {
 		st := storedToken{hash: strings.TrimPrefix(string(kv.Key), store.TokensPrefix), rev: kv.ModRevision}
 		if len(st.hash) < control.TokenIDLen || json.Unmarshal(kv.Value, &st.rec) != nil {
-			s.log.Warn("control: skipping an unreadable token record", "key", string(kv.Key))
+			s.log.Warn("skipping an unreadable token record", "key", string(kv.Key))
 			continue
 		}
 		out = append(out, st)
@@ -289,7 +289,7 @@ func (s *Service) RotateToken(ctx context.Context, name string) (control.RotateT
 	for i, t := range revoked {
 		ids[i] = t.ID
 	}
-	s.log.Info("control: api token rotated", "name", name, "id", hash[:control.TokenIDLen], "revoked", ids)
+	s.log.Info("api token rotated", "name", name, "id", hash[:control.TokenIDLen], "revoked", ids)
 	return control.RotateTokenResponse{Token: token, Info: rec.info(hash), Revoked: revoked}, nil
 }
 
@@ -313,7 +313,7 @@ func (s *Service) RevokeToken(ctx context.Context, id, callerToken string) error
 	}
 	revoked, err := s.revokeWhere(ctx, "revoke token", func(hash string, _ tokenRecord) bool { return strings.HasPrefix(hash, id) }, nil)
 	for _, t := range revoked {
-		s.log.Info("control: api token revoked", "id", t.ID, "name", t.Name)
+		s.log.Info("api token revoked", "id", t.ID, "name", t.Name)
 	}
 	return err
 }

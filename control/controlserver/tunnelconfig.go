@@ -155,7 +155,7 @@ func (s *Service) storeConfig(ctx context.Context, tunnelRef, change string, bui
 			return control.TunnelConfig{}, etcdError("store configuration", err)
 		}
 		if txn.Succeeded {
-			s.log.Info("control: tunnel configuration stored", "tunnel", rec.ID, "version", next.Version, "change", change)
+			s.log.Info("tunnel configuration stored", "tunnel", rec.ID, "version", next.Version, "change", change)
 			return next.api(true), nil
 		}
 	}
@@ -226,7 +226,7 @@ func (s *Service) TunnelConfigHistory(ctx context.Context, tunnelRef string) ([]
 	for _, kv := range resp.Kvs {
 		var r ConfigRecord
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			s.log.Warn("control: skipping an unreadable configuration record", "key", string(kv.Key), "err", err)
+			s.log.Warn("skipping an unreadable configuration record", "key", string(kv.Key), "err", err)
 			continue
 		}
 		out = append(out, r.api(false))
@@ -340,7 +340,7 @@ func (s *Service) Unpublish(ctx context.Context, tunnelRef, hostname string) (co
 				Then(clientv3.OpDelete(store.RouteKey(host))).Commit(); err != nil {
 				return tc, etcdError("delete route", err)
 			}
-			s.log.Info("control: route deleted", "hostname", host)
+			s.log.Info("route deleted", "hostname", host)
 		}
 	}
 	return tc, nil

@@ -32,6 +32,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // Readiness is the body of /ready.
@@ -114,10 +116,7 @@ func Handler(cfg Config) http.Handler {
 }
 
 func orDiscard(log *slog.Logger) *slog.Logger {
-	if log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return log
+	return logs.Component(log, "metrics")
 }
 
 // Server is a running metrics listener.
@@ -153,7 +152,7 @@ func Listen(cfg Config) (*Server, error) {
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics: server stopped", "err", err)
+			log.Error("server stopped", "err", err)
 		}
 	}()
 	return s, nil

@@ -36,6 +36,8 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"time"
+
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // Config tunes Adapt. The zero value is ready to use.
@@ -75,9 +77,7 @@ func (c Config) withDefaults() Config {
 	if c.DownAfter == 0 {
 		c.DownAfter = 2 * time.Second
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = logs.Component(c.Logger, "procs")
 	return c
 }
 
@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg Config, lastCPU time.Duration) {
 		case <-ctx.Done():
 			if g.one {
 				runtime.SetDefaultGOMAXPROCS()
-				cfg.Logger.Debug("procs: stopped: default GOMAXPROCS", "gomaxprocs", runtime.GOMAXPROCS(0))
+				cfg.Logger.Debug("stopped: default GOMAXPROCS", "gomaxprocs", runtime.GOMAXPROCS(0))
 			}
 			return
 		case now := <-t.C:
@@ -123,10 +123,10 @@ func run(ctx context.Context, cfg Config, lastCPU time.Duration) {
 			switch g.observe(now, use, queue) {
 			case toOne:
 				runtime.GOMAXPROCS(1)
-				cfg.Logger.Debug("procs: light load: one P", "cpu_cores", round2(use))
+				cfg.Logger.Debug("light load: one P", "cpu_cores", round2(use))
 			case toDefault:
 				runtime.SetDefaultGOMAXPROCS()
-				cfg.Logger.Debug("procs: one P is not enough: default GOMAXPROCS", "cpu_cores", round2(use),
+				cfg.Logger.Debug("one P is not enough: default GOMAXPROCS", "cpu_cores", round2(use),
 					"run_queue", round2(queue), "gomaxprocs", runtime.GOMAXPROCS(0))
 			}
 		}

@@ -84,14 +84,14 @@ func TestAdaptAndRestore(t *testing.T) {
 		DownAfter: time.Nanosecond, Logger: slog.New(log)}) {
 		t.Fatal("Adapt: got false, want it to run")
 	}
-	if msg := <-log; msg != "procs: light load: one P" {
+	if msg := <-log; msg != "light load: one P" {
 		t.Fatalf("first change: got %q", msg)
 	}
 	if got := runtime.GOMAXPROCS(0); got != 1 {
 		t.Errorf("GOMAXPROCS on light load: got %d, want 1", got)
 	}
 	cancel()
-	if msg := <-log; msg != "procs: stopped: default GOMAXPROCS" {
+	if msg := <-log; msg != "stopped: default GOMAXPROCS" {
 		t.Fatalf("at the end: got %q", msg)
 	}
 	if got := runtime.GOMAXPROCS(0); got != want {

@@ -10,7 +10,7 @@
 // events with the plain logger.
 //
 //	rl := ratelog.NewLimiter(10 * time.Second)
-//	rl.Logger(log).Warn("edge: bad control frame", "remote", addr, "err", err)
+//	rl.Logger(log).Warn("bad control frame", "remote", addr, "err", err)
 package ratelog
 
 import (

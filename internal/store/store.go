@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 // Config says which etcd to use.
@@ -66,10 +68,7 @@ const maxUnixSocketPath = 100
 // external cluster, and returns once etcd has answered a request.
 // Canceling ctx aborts Open; it does not affect the returned Store.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger := logs.Component(cfg.Logger, "etcd")
 	timeout := cfg.DialTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -49,10 +50,7 @@ type Config struct {
 }
 
 func (c Config) logger() *slog.Logger {
-	if c.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return c.Logger
+	return logs.Component(c.Logger, "tunnelquic")
 }
 
 func (c Config) quicConfig() *quic.Config {

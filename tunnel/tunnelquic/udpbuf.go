@@ -24,7 +24,7 @@ func listenUDP(addr *net.UDPAddr, log *slog.Logger) (*net.UDPConn, error) {
 	}
 	rcv, snd, err := growBuffers(pc)
 	if err != nil {
-		log.Debug("tunnelquic: reading UDP buffer sizes", "err", err)
+		log.Debug("reading UDP buffer sizes", "err", err)
 		return pc, nil
 	}
 	if msg := bufferWarning(rcv, snd, udpBufferSize); msg != "" {
@@ -84,7 +84,7 @@ func bufferWarning(rcv, snd, want int) string {
 	if rcv >= want && snd >= want {
 		return ""
 	}
-	return fmt.Sprintf("tunnelquic: the kernel limits UDP socket buffers below the %d KiB QUIC needs for fast transfers "+
+	return fmt.Sprintf("the kernel limits UDP socket buffers below the %d KiB QUIC needs for fast transfers "+
 		"(large uploads and downloads will be slower); raise the limit as root with "+
 		"`sysctl -w net.core.rmem_max=%d net.core.wmem_max=%d` and keep it in /etc/sysctl.d/, "+
 		"or use --protocol websocket", want>>10, want, want)

@@ -62,6 +62,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/tunnel"
 )
 
@@ -150,10 +151,7 @@ func (c Config) handshakeTimeout() time.Duration {
 }
 
 func (c Config) logger() *slog.Logger {
-	if c.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return c.Logger
+	return logs.Component(c.Logger, "tunnelws")
 }
 
 func (c Config) yamuxConfig() *yamux.Config {
@@ -319,7 +317,7 @@ func Serve(ln net.Listener, tlsConf *tls.Config, cfg Config) (tunnel.Listener, e
 // mostly scanners) into debug records.
 func httpErrorLog(l *slog.Logger) *log.Logger {
 	return log.New(writerFunc(func(p []byte) (int, error) {
-		l.Debug("tunnelws: " + strings.TrimSpace(string(p)))
+		l.Debug("" + strings.TrimSpace(string(p)))
 		return len(p), nil
 	}), "", 0)
 }
@@ -359,7 +357,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{tunnel.ALPN}})
 	if err != nil {
-		l.log.Debug("tunnelws: upgrade refused", "remote", r.RemoteAddr, "err", err)
+		l.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	raw.SetDeadline(time.Time{}) // the http.Server's handshake deadlines
