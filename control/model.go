@@ -52,7 +52,7 @@ type Route struct {
 // EdgeInfo tells connectors and API clients how to reach the edge.
 type EdgeInfo struct {
 	Node        string   `json:"node"`
-	TunnelAddrs []string `json:"tunnel_addrs"` // host:port connectors dial
+	TunnelAddrs []string `json:"tunnel_addrs"` // host:port connectors dial: this edge's, then every other live edge's
 	CAPEM       string   `json:"ca_pem"`       // CA that signed the edge's tunnel/API certificate
 }
 
@@ -83,7 +83,10 @@ type API interface {
 	RouteTCP(ctx context.Context, tunnelID string, port int, hostname string, overwrite bool) (TCPRoute, error)
 	ListTCPRoutes(ctx context.Context) ([]TCPRoute, error)
 	DeleteTCPRoute(ctx context.Context, port int) error
+	// EdgeInfo tells connectors how to reach the fleet: the tunnel addresses of every live edge, this one first.
 	EdgeInfo(ctx context.Context) (EdgeInfo, error)
+	// ListEdges lists the live edges of the fleet by name (their records in etcd, fleet.go).
+	ListEdges(ctx context.Context) ([]EdgeNode, error)
 }
 
 // Errors of both API implementations; test with errors.Is.

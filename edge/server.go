@@ -92,6 +92,16 @@ type Config struct {
 	NodeName string
 	// Logger receives the edge's logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// Region labels the edge in the fleet's registry (--region), for
+	// connectors and DNS to prefer the nearest edges. If empty, none.
+	Region string
+	// Version is the adit version the edge shows in the fleet's registry.
+	// If empty, "devel".
+	Version string
+	// LeaseTTL is how long the edge's registry record and connection
+	// records outlive the edge's death (their etcd lease). If zero, 10s;
+	// rounded up to whole seconds.
+	LeaseTTL time.Duration
 	// QUIC tunes the tunnel transport. Zero fields take the edge's
 	// defaults (limits.go): a keepalive every 1s and a 5s idle timeout, so a
 	// dead connector is found within seconds, and at most 1 stream (the control stream) opened
@@ -206,6 +216,9 @@ type Server struct {
 	createdToken   bool
 	advertise      string
 
+	fleetMu sync.Mutex
+	fleet   fleetRecord // fleet.go: the registry record's own state
+
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // every goroutine the server starts (spawn)
@@ -233,6 +246,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("edge: a data directory is required")
 	}
+	if err := checkFleetConfig(cfg); err != nil { // fleet.go
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("edge: data directory: %w", err)
 	}
@@ -253,6 +269,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.serve()
+	s.fleet = fleetRecord{started: time.Now().UTC().Round(0), health: control.EdgeHealthOK}
+	if err := s.registerEdge(ctx); err != nil { // fleet.go
+		return nil, err
+	}
 	log.Info("serving",
 		"node", s.node,
 		"http", s.httpLn.Addr().String(),
@@ -314,7 +334,7 @@ func (s *Server) open(ctx context.Context) error {
 	if err := s.watchConfigs(ctx, cli); err != nil { // tunnelconfig.go
 		return fmt.Errorf("edge: loading tunnel configurations: %w", err)
 	}
-	s.presence, err = controlserver.NewPresence(s.ctx, cli, 0, s.log)
+	s.presence, err = controlserver.NewPresence(s.ctx, cli, cfg.LeaseTTL, s.log)
 	if err != nil {
 		return fmt.Errorf("edge: connection records: %w", err)
 	}
@@ -540,6 +560,9 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	s.closing.Store(true)
+	if s.presence != nil {
+		s.unregisterEdge() // fleet.go: other edges and DNS stop sending visitors first
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/adit-dev/adit/cli"
+	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/internal/procs"
@@ -61,11 +62,14 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	addEdgeOpsFlags(fl, &f.cfg)         // --metrics and limits
 	addEtcdFlags(fl, &f.cfg, &f.etcd)   // etcd.go: TLS and auth for --etcd-endpoints
 	addHTTPSFlags(fl, &f.cfg, &f.https) // https.go: --https-addr, ACME, PROXY protocol
+	addFleetFlags(fl, &f.cfg)           // fleet.go: --region
+	cmd.AddCommand(cli.FleetCommands(g)...)
 	return cmd
 }
 
 func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	f.cfg.Logger = g.Logger()
+	f.cfg.Version = connector.Version
 	if err := f.etcd.apply(&f.cfg); err != nil {
 		return err
 	}

@@ -391,10 +391,3 @@ func (s *Service) DeleteRoute(ctx context.Context, hostname string) error {
 	s.log.Info("route deleted", "hostname", host)
 	return nil
 }
-
-// EdgeInfo returns the info NewService was given.
-func (s *Service) EdgeInfo(ctx context.Context) (control.EdgeInfo, error) {
-	info := s.info
-	info.TunnelAddrs = append([]string{}, info.TunnelAddrs...)
-	return info, nil
-}

@@ -1,0 +1,109 @@
+package edge
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/poll"
+)
+
+// TestFleetRegistry: an edge registers itself in the fleet's registry with
+// its addresses, region and health; a second edge on the same etcd shows
+// up there and in EdgeInfo's tunnel addresses, leaves them when it drains
+// and when it closes.
+func TestFleetRegistry(t *testing.T) {
+	ctx := context.Background()
+	a, err := Start(ctx, Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0",
+		APIAddr: "127.0.0.1:0", NodeName: "edge-a", Region: "eu-west", Version: "v1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	edges, err := a.Service().ListEdges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(edges) != 1 {
+		t.Fatalf("ListEdges: got %+v, want edge-a alone", edges)
+	}
+	e := edges[0]
+	want := control.EdgeNode{Name: "edge-a", Region: "eu-west", Version: "v1.2.3", Started: e.Started,
+		PublicAddrs: []string{a.HTTPAddr().String()}, HTTPAddr: a.HTTPAddr().String(),
+		TunnelAddr: "localhost:" + port(a.TunnelAddr().String()), APIAddr: a.APIAddr().String(), Health: control.EdgeHealthOK}
+	if e.Started.IsZero() || !reflect.DeepEqual(e, want) {
+		t.Errorf("record: got %+v, want %+v", e, want)
+	}
+
+	b, err := Start(ctx, Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0",
+		APIAddr: "127.0.0.1:0", NodeName: "edge-b", EtcdEndpoints: a.store.Endpoints(), AdvertiseAddr: "127.0.0.1:" + port(a.TunnelAddr().String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	names := func() []string {
+		edges, err := a.Service().ListEdges(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ns []string
+		for _, e := range edges {
+			ns = append(ns, e.Name+"="+e.Health)
+		}
+		return ns
+	}
+	if got := names(); !slices.Equal(got, []string{"edge-a=ok", "edge-b=ok"}) {
+		t.Errorf("edges: got %v", got)
+	}
+	info, err := a.Service().EdgeInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{a.advertise, b.advertise}; !slices.Equal(info.TunnelAddrs, want) {
+		t.Errorf("EdgeInfo.TunnelAddrs: got %v, want %v", info.TunnelAddrs, want)
+	}
+
+	if err := b.SetHealth(ctx, control.EdgeHealthDraining); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); !slices.Equal(got, []string{"edge-a=ok", "edge-b=draining"}) {
+		t.Errorf("after SetHealth: got %v", got)
+	}
+	if info, _ := a.Service().EdgeInfo(ctx); len(info.TunnelAddrs) != 1 {
+		t.Errorf("EdgeInfo lists a draining edge: %v", info.TunnelAddrs)
+	}
+	if err := b.SetHealth(ctx, "sick"); err == nil || !strings.Contains(err.Error(), `health "sick"`) {
+		t.Errorf("SetHealth(sick): got %v, want an error naming it", err)
+	}
+	b.Close()
+	poll.Until(t, "edge-b leaves the registry", func() bool { return slices.Equal(names(), []string{"edge-a=ok"}) })
+}
+
+// TestFleetConfigChecked: a bad region or lease TTL fails Start naming it.
+func TestFleetConfigChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"space in region", Config{Region: "eu west"}, `region "eu west"`},
+		{"long region", Config{Region: strings.Repeat("a", 64)}, "region"},
+		{"negative ttl", Config{LeaseTTL: -1}, "lease TTL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.DataDir = t.TempDir()
+			_, err := Start(context.Background(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func port(hostport string) string {
+	_, p, _ := strings.Cut(hostport, ":")
+	return p
+}
