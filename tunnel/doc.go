@@ -50,4 +50,7 @@ const ALPN = "adit/1"
 //   - 2 (2026-12-02): remote configuration: the config (ConfigUpdate) and
 //     config_result (ConfigResult) control frames, sent only to a connector
 //     that announces FeatureRemoteConfig (see config.go).
-const ProtocolVersion = 2
+//   - 3 (2026-12-02): a fleet of edges: the edges (EdgeList) and goaway
+//     (GoAway) control frames, sent only to a connector that announces
+//     FeatureFleet (see fleet.go).
+const ProtocolVersion = 3

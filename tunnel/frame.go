@@ -20,6 +20,8 @@ const (
 
 	FrameConfig       FrameType = 0x05 // ConfigUpdate, edge → connector, control stream (version 2)
 	FrameConfigResult FrameType = 0x06 // ConfigResult, connector → edge, control stream (version 2)
+	FrameEdges        FrameType = 0x07 // EdgeList, edge → connector, control stream (version 3)
+	FrameGoAway       FrameType = 0x08 // GoAway, edge → connector, control stream (version 3)
 
 	FrameRequest  FrameType = 0x10 // RequestHeader, edge → connector, first frame of a request stream
 	FrameResponse FrameType = 0x11 // ResponseHeader, connector → edge
@@ -43,6 +45,10 @@ func (t FrameType) String() string {
 		return "config"
 	case FrameConfigResult:
 		return "config_result"
+	case FrameEdges:
+		return "edges"
+	case FrameGoAway:
+		return "goaway"
 	case FrameRequest:
 		return "request"
 	case FrameResponse:

@@ -24,6 +24,7 @@ func allMessages() []Message {
 		&RegisterRequest{}, &RegisterResponse{}, &Unregister{}, &Disconnect{},
 		&RequestHeader{}, &ResponseHeader{}, &Trailers{},
 		&ConfigUpdate{}, &ConfigResult{},
+		&EdgeList{}, &GoAway{},
 	}
 }
 
@@ -55,13 +56,20 @@ func sampleMessages() []struct {
 			ConnectorID: "0d9e8f7a-6b5c-4d3e-2f1a-0b9c8d7e6f5a",
 			Version:     "adit 0.1.0",
 			Features:    []string{"trailers", "", "serialized-headers"},
-			Protocol:    ProtocolVersion,
+			Protocol:    2,
 		}},
 		{"register/large secret", &RegisterRequest{TunnelID: "t", Secret: bigSecret(64 << 10)}},
 		{"register/max uint32", &RegisterRequest{ConnIndex: 1<<32 - 1, Protocol: 1<<32 - 1}},
 		{"registered/ok", &RegisterResponse{ConnectionID: "c0ffee00-1111-4222-8333-444455556666", EdgeNode: "edge-a"}},
 		{"registered/refused", &RegisterResponse{Error: "bad tunnel secret", Permanent: true}},
 		{"unregister", &Unregister{Reason: "connector shutting down"}},
+		{"edges", &EdgeList{Edges: []FleetEdge{
+			{Name: "edge-a", Addr: "203.0.113.1:7844", Region: "eu"},
+			{Name: "edge-b", Addr: "[2001:db8::2]:7844", Region: "us", Draining: true},
+			{Addr: "edge-c.example.com:7844"},
+		}}},
+		{"edges/empty", &EdgeList{}},
+		{"goaway", &GoAway{Reason: "edge draining"}},
 		{"unregister/empty", &Unregister{}},
 		{"disconnect", &Disconnect{Reason: "tunnel deleted", Permanent: true}},
 		{"disconnect/temporary", &Disconnect{Reason: "edge restarting"}},

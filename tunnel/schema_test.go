@@ -55,6 +55,8 @@ var messageNames = map[reflect.Type]protoreflect.Name{
 	reflect.TypeFor[RequestHeader]():    "RequestHeader",
 	reflect.TypeFor[ResponseHeader]():   "ResponseHeader",
 	reflect.TypeFor[Trailers]():         "Trailers",
+	reflect.TypeFor[EdgeList]():         "EdgeList",
+	reflect.TypeFor[GoAway]():           "GoAway",
 }
 
 func descriptorOf(t testing.TB, fd protoreflect.FileDescriptor, m Message) protoreflect.MessageDescriptor {
@@ -118,7 +120,7 @@ func TestSchemaCoversMessages(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []protoreflect.Name{"HeaderField"} {
+	for _, name := range []protoreflect.Name{"HeaderField", "FleetEdge"} {
 		if fd.Messages().ByName(name) == nil {
 			t.Errorf("tunnel.proto has no %s", name)
 		}
@@ -134,7 +136,7 @@ func isList(t reflect.Type) bool {
 // kindsFor are the schema kinds a Go field type may have.
 func kindsFor(t reflect.Type) []protoreflect.Kind {
 	switch {
-	case t == headerType:
+	case t == headerType, t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
 		return []protoreflect.Kind{protoreflect.MessageKind}
 	case t.Kind() == reflect.String:
 		return []protoreflect.Kind{protoreflect.StringKind, protoreflect.BytesKind}
@@ -197,8 +199,14 @@ func TestAditDecodesSchemaBytes(t *testing.T) {
 // toDynamic copies m's fields into a message of md, by name.
 func toDynamic(t testing.TB, md protoreflect.MessageDescriptor, m Message) *dynamicpb.Message {
 	t.Helper()
+	return structToDynamic(t, md, reflect.ValueOf(m).Elem())
+}
+
+// structToDynamic copies the fields of struct v into a message of md, by
+// name; a slice of structs is a repeated embedded message.
+func structToDynamic(t testing.TB, md protoreflect.MessageDescriptor, v reflect.Value) *dynamicpb.Message {
+	t.Helper()
 	dm := dynamicpb.NewMessage(md)
-	v := reflect.ValueOf(m).Elem()
 	for i := range v.NumField() {
 		f := v.Type().Field(i)
 		fdesc := md.Fields().ByName(snake(f.Name))
@@ -219,6 +227,11 @@ func toDynamic(t testing.TB, md protoreflect.MessageDescriptor, m Message) *dyna
 					}
 					list.Append(protoreflect.ValueOfMessage(hf))
 				}
+			}
+		case isList(f.Type) && f.Type.Elem().Kind() == reflect.Struct:
+			list := dm.Mutable(fdesc).List()
+			for j := range fv.Len() {
+				list.Append(protoreflect.ValueOfMessage(structToDynamic(t, fdesc.Message(), fv.Index(j))))
 			}
 		case isList(f.Type):
 			list := dm.Mutable(fdesc).List()
@@ -271,7 +284,13 @@ func scalar(fd protoreflect.FieldDescriptor, v reflect.Value) protoreflect.Value
 func fromDynamic(t testing.TB, dm *dynamicpb.Message, like Message) Message {
 	t.Helper()
 	out := newMessage(like)
-	v := reflect.ValueOf(out).Elem()
+	dynamicToStruct(dm, reflect.ValueOf(out).Elem())
+	return out
+}
+
+// dynamicToStruct copies dm into struct v, by name; a repeated embedded
+// message fills a slice of structs.
+func dynamicToStruct(dm protoreflect.Message, v reflect.Value) {
 	md := dm.Descriptor()
 	for i := range v.NumField() {
 		f := v.Type().Field(i)
@@ -296,14 +315,17 @@ func fromDynamic(t testing.TB, dm *dynamicpb.Message, like Message) Message {
 			list := val.List()
 			s := reflect.MakeSlice(f.Type, list.Len(), list.Len())
 			for j := range list.Len() {
-				setScalar(s.Index(j), list.Get(j))
+				if f.Type.Elem().Kind() == reflect.Struct {
+					dynamicToStruct(list.Get(j).Message(), s.Index(j))
+				} else {
+					setScalar(s.Index(j), list.Get(j))
+				}
 			}
 			fv.Set(s)
 		default:
 			setScalar(fv, val)
 		}
 	}
-	return out
 }
 
 func setScalar(dst reflect.Value, v protoreflect.Value) {
