@@ -28,6 +28,7 @@ type runFlags struct {
 	protocol        string
 	haConnections   int
 	edgeAddrs       []string
+	region          string
 	serverName      string
 	gracePeriod     time.Duration
 	metricsAddr     string
@@ -86,6 +87,7 @@ retries, tag, warp-routing, ...) is refused by name with the reason.`,
 	fl.StringVar(&f.protocol, "protocol", "auto", "transport to the edge: auto (QUIC, falling back to WebSocket over TCP when UDP is blocked), quic or websocket")
 	fl.IntVar(&f.haConnections, "ha-connections", connector.DefaultHAConnections, "connections to hold open to the edge")
 	fl.StringSliceVar(&f.edgeAddrs, "edge", nil, "edge tunnel address(es) host:port, instead of those in the credentials")
+	fl.StringVar(&f.region, "region", "", "prefer the fleet's edges with this region label (adit edge --region); the connections still spread over two edges")
 	fl.StringVar(&f.serverName, "edge-server-name", "", "TLS name to verify on the edge certificate (default: the edge address's host)")
 	fl.DurationVar(&f.gracePeriod, "grace-period", connector.DefaultGracePeriod, "how long requests in flight may finish after SIGINT/SIGTERM")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve /metrics, /ready, /healthcheck and /debug/pprof/ on host:port (port 0 picks one; default: off)")
@@ -157,6 +159,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		TunnelID:      creds.TunnelID,
 		Secret:        creds.TunnelSecret,
 		EdgeAddrs:     edges,
+		Region:        f.region,
 		EdgeCA:        []byte(creds.EdgeCA),
 		ServerName:    f.serverName,
 		Ingress:       ing,
@@ -185,7 +188,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 	if f.pidFile != "" {
 		defer writePIDFile(g, f.pidFile, c)()
 	}
-	log.Info("starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "ha_connections", f.haConnections)
+	log.Info("starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "region", f.region, "ha_connections", f.haConnections)
 	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
 	// The metrics listener is the one a connector opens.
 	return AddrInUse(c.Run(ctx), "--metrics (or metrics: in the config file)")

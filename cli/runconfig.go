@@ -74,6 +74,10 @@ var runKeys = map[string]runKey{
 		s.f.logFile = cfg.LogFile
 		return nil
 	}},
+	"region": {flag: "region", use: func(s *runSettings, cfg *ingress.Config) error {
+		s.f.region = cfg.Region
+		return nil
+	}},
 	"pidfile": {flag: "pidfile", use: func(s *runSettings, cfg *ingress.Config) error {
 		s.f.pidFile = cfg.PIDFile
 		return nil
@@ -93,9 +97,6 @@ var runKeys = map[string]runKey{
 	}},
 	"edge-bind-address": {refuse: func(cfg *ingress.Config) string {
 		return "not implemented: the system picks the local address to dial the edge from"
-	}},
-	"region": {refuse: func(cfg *ingress.Config) string {
-		return "not implemented: adit has no edge regions; the credentials (or --edge) name the edges to dial"
 	}},
 	"retries": {refuse: func(cfg *ingress.Config) string {
 		return "not implemented: adit retries a lost edge connection until it is stopped " +

@@ -32,7 +32,6 @@ func TestRunKeysCoverConfig(t *testing.T) {
 func TestRunRefusesUnimplementedSettings(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	tests := []struct{ setting, want string }{
-		{"region: us", "region: not implemented: adit has no edge regions"},
 		{"retries: 3", "retries: not implemented: adit retries a lost edge connection until it is stopped"},
 		{"edge-ip-version: \"6\"", "edge-ip-version: not implemented"},
 		{"edge-bind-address: 192.0.2.1", "edge-bind-address: not implemented"},

@@ -38,9 +38,9 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	c.live.Add(1)
 	defer c.live.Add(-1)
 	c.readyOnce.Do(func() { close(c.ready) })
-	at.setRegistered()
-	go c.readControl(ctrl, log) // remote.go; ends with the connection
-	link := c.links[addr]       // reconnect.go
+	at.setRegistered(ctrl.edgeNode)
+	go c.readControl(ctrl, addr, log) // remote.go; ends with the connection
+	link := c.edges.link(addr)        // reconnect.go
 	link.add(conn)
 	defer link.remove(conn)
 
@@ -66,7 +66,7 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	if conn.Protocol() == "websocket" && c.cfg.Protocol != ProtocolWebSocket {
 		quicBack = c.transport.quicBackChan()
 	}
-	rotating := false
+	rotating, moving := false, false
 	select {
 	case <-conn.Done():
 		if isStatelessReset(conn.Err()) {
@@ -81,14 +81,21 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 		}
 		defer c.transport.endRotation()
 		rotating = true
+	case <-at.move:
+		// edges.go: the slot has a connection to another edge now.
+		moving = true
 	}
 
 	// Drain: ask for no new requests, let the ones in flight finish. Only
 	// the edge knows when none is left: a request it sent just before it
 	// read the unregister may still be on its way, and a response may
 	// still be in our send buffer. It closes the connection then.
-	ctrl.write(&tunnel.Unregister{Reason: "connector shutting down"})
-	log.Info("unregistered; draining", "in_flight", streams.count())
+	reason := "connector shutting down"
+	if moving {
+		reason = "connection moved to another edge"
+	}
+	ctrl.write(&tunnel.Unregister{Reason: reason})
+	log.Info("unregistered; draining", "reason", reason, "in_flight", streams.count())
 	grace := time.NewTimer(c.cfg.GracePeriod)
 	defer grace.Stop()
 	select {
@@ -97,12 +104,19 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	case <-grace.C:
 		log.Warn("grace period over; closing with requests in flight", "in_flight", streams.count())
 	}
-	conn.Close(tunnel.CodeNormal, "connector shutting down")
-	if rotating {
+	conn.Close(tunnel.CodeNormal, reason)
+	switch {
+	case rotating:
 		return errRotate
+	case moving:
+		return errMoved
 	}
 	return nil
 }
+
+// errMoved ends a connection that drained because its slot moved to
+// another edge (edges.go).
+var errMoved = errors.New("connection moved to another edge")
 
 func connError(conn tunnel.Conn) error {
 	err := conn.Err()

@@ -44,9 +44,14 @@ type Config struct {
 	// TunnelID and Secret identify and authenticate the tunnel.
 	TunnelID string
 	Secret   []byte
-	// EdgeAddrs are the edge tunnel addresses (host:port) to dial. HA
-	// connection i dials EdgeAddrs[i % len(EdgeAddrs)].
+	// EdgeAddrs are the edge tunnel addresses (host:port) to dial. The HA
+	// connections spread over them, and over the edges of the fleet once
+	// an edge lists them (edges.go); then these are a fallback.
 	EdgeAddrs []string
+	// Region is the connector's region label: its connections prefer the
+	// edges of the fleet with this region (edges.go). If empty, none is
+	// preferred.
+	Region string
 	// EdgeCA is the PEM CA that verifies the edge. If empty, the system roots.
 	EdgeCA []byte
 	// ServerName overrides the TLS name checked on the edge certificate. If
@@ -132,8 +137,9 @@ type Connector struct {
 	readyOnce sync.Once
 	live      atomic.Int32
 
-	links       map[string]*edgeLink // reconnect.go: by edge address
-	transport   transportState       // transport.go: "auto" fallback
+	edges       *edgeSet       // edges.go: the edges known, and which slot is on which
+	runs        sync.WaitGroup // serveConn goroutines (reconnect.go's startRun)
+	transport   transportState // transport.go: "auto" fallback
 	serveFn     func(ctx context.Context, index int, addr string, log *slog.Logger, at *attempt) error
 	metrics     *connMetrics // metrics.go
 	metricsAddr atomic.Pointer[net.Addr]
@@ -195,9 +201,9 @@ func New(cfg Config) (*Connector, error) {
 		id:      uuid.NewString(),
 		tlsConf: tlsConf,
 		ready:   make(chan struct{}),
-		links:   newEdgeLinks(cfg.EdgeAddrs),
 		rl:      ratelog.NewLimiter(10 * time.Second),
 	}
+	c.edges = newEdgeSet(cfg.EdgeAddrs, cfg.Region, c.id, cfg.HAConnections)
 	c.serveFn = c.serveConn
 	c.metrics = newConnMetrics(func() float64 { return float64(c.live.Load()) })
 	c.registerRemoteMetrics() // remote.go
@@ -265,6 +271,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	c.runs.Wait() // connections that moved away and still drain
 	if err := context.Cause(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -59,12 +59,15 @@ const dialHandshakeTimeout = 2 * time.Second
 
 // attempt is what one call of serveConn reports back to its supervisor.
 type attempt struct {
-	registered time.Time // when the edge registered the connection; zero if it did not
-	onRegister func()    // called once when it registers
+	registered time.Time       // when the edge registered the connection; zero if it did not
+	node       string          // the edge node that registered it
+	onRegister func()          // called once when it registers
+	move       <-chan struct{} // closed when the slot has moved on: unregister and drain (edges.go)
 }
 
-func (a *attempt) setRegistered() {
+func (a *attempt) setRegistered(node string) {
 	a.registered = time.Now()
+	a.node = node
 	if a.onRegister != nil {
 		a.onRegister()
 	}
@@ -84,16 +87,6 @@ type edgeLink struct {
 	mu    sync.Mutex
 	up    chan struct{}             // closed, and replaced, at each registration
 	conns map[tunnel.Conn]time.Time // registered connections, and when
-}
-
-func newEdgeLinks(addrs []string) map[string]*edgeLink {
-	m := make(map[string]*edgeLink, len(addrs))
-	for _, a := range addrs {
-		if m[a] == nil {
-			m[a] = &edgeLink{up: make(chan struct{}), conns: make(map[tunnel.Conn]time.Time)}
-		}
-	}
-	return m
 }
 
 func (l *edgeLink) wait() <-chan struct{} {
@@ -190,28 +183,64 @@ func classify(err error) failureKind {
 	return failTransport
 }
 
+// run is one serveConn of a slot, on its own goroutine.
+type run struct {
+	addr       string
+	at         *attempt
+	move       chan struct{} // closed to have it unregister and drain
+	registered chan struct{} // closed when it registers
+	done       chan struct{} // closed when serveConn returned, with err
+	err        error
+}
+
+func (r *run) isRegistered() bool {
+	select {
+	case <-r.registered:
+		return true
+	default:
+		return false
+	}
+}
+
+// startRun starts serveConn for slot index on the edge at addr.
+func (c *Connector) startRun(ctx context.Context, index int, addr string, log *slog.Logger) *run {
+	r := &run{addr: addr, move: make(chan struct{}), registered: make(chan struct{}), done: make(chan struct{})}
+	link := c.edges.link(addr)
+	r.at = &attempt{move: r.move, onRegister: func() {
+		c.metrics.registrations.WithLabelValues("ok").Inc()
+		link.registered()
+		c.edges.registered(addr, r.at.node)
+		close(r.registered)
+	}}
+	c.runs.Add(1)
+	go func() {
+		defer c.runs.Done()
+		defer close(r.done)
+		r.err = c.serveFn(ctx, index, addr, log.With("edge", addr), r.at)
+	}()
+	return r
+}
+
 // superviseConn keeps HA connection index up until ctx ends. It returns a
 // non-nil error only for a permanent refusal.
 func (c *Connector) superviseConn(ctx context.Context, index int) error {
-	addr := c.cfg.EdgeAddrs[index%len(c.cfg.EdgeAddrs)]
-	link := c.links[addr]
-	prober := index < len(c.cfg.EdgeAddrs)
-	log := c.log.With("conn_index", index, "edge", addr)
+	log := c.log.With("conn_index", index)
 	noisy := c.rl.Logger(log)
 	refusals, losses := 0, 0
 	for {
+		addr := c.edges.choose(index) // edges.go
+		link := c.edges.link(addr)
 		woken := link.wait()
-		at := &attempt{onRegister: func() {
-			c.metrics.registrations.WithLabelValues("ok").Inc()
-			link.registered()
-		}}
-		err := c.serveFn(ctx, index, addr, log, at)
+		changed := c.edges.changedChan()
+		r := c.holdSlot(ctx, index, c.startRun(ctx, index, addr, log), log)
+		err, at := r.err, r.at
+		addr = r.addr
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, ErrAuth) {
 			c.metrics.registrations.WithLabelValues("refused").Inc()
-			log.Error("edge refused the tunnel", "err", err)
+			log.Error("edge refused the tunnel", "edge", addr, "err", err)
 			return err
 		}
 		kind := classify(err)
@@ -227,6 +256,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 				refusals = 0
 			}
 		}
+		c.edgeEnded(addr, err, kind)
 
 		var delay time.Duration
 		wake := woken // a sibling registering while we could not
@@ -239,11 +269,16 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			log.Info("moving the connection back to QUIC")
 			losses = 0
 			continue
+		case c.edges.elsewhere(addr):
+			// Another edge is healthy: go there now.
+			c.metrics.reconnects.Inc()
+			noisy.Warn("connection to the edge ended; reconnecting to another edge", "edge", addr, "err", err)
+			continue
 		case kind == failRefused:
 			delay = backoff(c.cfg.RetryBase, c.cfg.RetryMax, refusals)
 			refusals++
 			wake = nil
-		case prober || losses == 0:
+		case c.edges.prober(index, addr) || losses == 0:
 			delay = jitter(c.cfg.ReconnectDelay)
 			losses++
 		default:
@@ -257,7 +292,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		} else if kind == failRefused {
 			lost = "edge did not register the connection; backing off"
 		}
-		noisy.Warn(lost, "err", err, "retry_in", delay.Round(time.Millisecond))
+		noisy.Warn(lost, "edge", addr, "err", err, "retry_in", delay.Round(time.Millisecond))
 
 		t := time.NewTimer(delay)
 		select {
@@ -266,7 +301,66 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			return nil
 		case <-wake:
 			t.Stop()
+		case <-changed:
+			// An edge joined or came back, or a slot registered.
+			t.Stop()
 		case <-t.C:
+		}
+	}
+}
+
+// edgeEnded records what the end of a connection to addr says about
+// that edge (edges.go): code 4 from the edge means it is leaving; any
+// other failure but an orderly close by the edge marks it failed.
+func (c *Connector) edgeEnded(addr string, err error, kind failureKind) {
+	var ce *tunnel.CloseError
+	switch {
+	case err == nil, errors.Is(err, errRotate), errors.Is(err, errMoved):
+	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeShutdown:
+		c.edges.setDraining(addr)
+	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeNormal && kind == failTransport:
+		// drained or replaced: the edge is fine
+	default:
+		c.edges.failed(addr)
+	}
+}
+
+// holdSlot waits for r to end, moving the slot to another edge when the
+// edges say so (edges.go: make-before-break). It returns the run that
+// ended: r, or the one it moved to.
+func (c *Connector) holdSlot(ctx context.Context, index int, r *run, log *slog.Logger) *run {
+	for {
+		changed, retry := c.edges.changedChan(), c.edges.retryChan()
+		select {
+		case <-r.done:
+			return r
+		case <-changed:
+		case <-retry:
+		}
+		if !r.isRegistered() || ctx.Err() != nil {
+			continue
+		}
+		to, why, ok := c.edges.moveTarget(index, r.addr)
+		if !ok {
+			continue
+		}
+		log.Info("moving the connection to another edge", "from", r.addr, "to", to, "why", why)
+		nr := c.startRun(ctx, index, to, log)
+		select {
+		case <-nr.registered:
+			c.edges.moved(index, to, true)
+			close(r.move) // the old one unregisters and drains on its own
+			r = nr
+		case <-nr.done:
+			c.edges.moved(index, to, false)
+			c.rl.Logger(log).Info("could not move the connection; keeping it", "to", to, "err", nr.err)
+		case <-r.done:
+			// The old connection ended while the new one was dialing:
+			// the new one is the slot's now.
+			c.edgeEnded(r.addr, r.err, classify(r.err))
+			c.edges.moved(index, to, true)
+			log.Info("connection lost while moving it", "edge", r.addr, "err", r.err)
+			r = nr
 		}
 	}
 }

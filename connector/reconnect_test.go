@@ -88,7 +88,7 @@ func (e *fakeEdge) serve(ctx context.Context, index int, addr string, log *slog.
 	e.mu.Lock()
 	e.reg[index] = time.Now()
 	e.mu.Unlock()
-	at.setRegistered()
+	at.setRegistered("edge-test")
 	for {
 		state, changed := e.get()
 		if state != "up" {

@@ -45,8 +45,9 @@ type remoteState struct {
 const maxConfigResultError = 2000
 
 // readControl reads the edge's control messages after registration until
-// the stream ends, answering each configuration.
-func (c *Connector) readControl(ctrl *control, log *slog.Logger) {
+// the stream ends, answering each configuration and taking the fleet's
+// edges and goaways (edges.go).
+func (c *Connector) readControl(ctrl *control, addr string, log *slog.Logger) {
 	for {
 		t, p, err := tunnel.ReadFrame(ctrl.r)
 		if err != nil {
@@ -55,7 +56,12 @@ func (c *Connector) readControl(ctrl *control, log *slog.Logger) {
 			}
 			return
 		}
-		if t != tunnel.FrameConfig {
+		switch t {
+		case tunnel.FrameEdges, tunnel.FrameGoAway:
+			c.fleetFrame(t, p, addr, log) // fleet.go
+			continue
+		case tunnel.FrameConfig:
+		default:
 			continue // disconnect and frames of later versions: nothing to do here
 		}
 		var m tunnel.ConfigUpdate
@@ -159,10 +165,11 @@ func (c *Connector) registerRemoteMetrics() {
 
 // features are what registerConn announces.
 func (c *Connector) features() []string {
+	f := []string{tunnel.FeatureFleet} // edges.go
 	if c.cfg.RemoteConfig || c.cfg.LocalConfig != "" {
-		return []string{tunnel.FeatureRemoteConfig}
+		f = append(f, tunnel.FeatureRemoteConfig)
 	}
-	return nil
+	return f
 }
 
 // write sends m on the control stream; writes from the reader and the

@@ -80,9 +80,9 @@ ingress:
 	}
 
 	// Refused by name, with the reason, before anything starts.
-	os.WriteFile(cfgFile, []byte(cfg+"region: us\n"), 0o600)
+	os.WriteFile(cfgFile, []byte(cfg+"retries: 3\n"), 0o600)
 	out, code := runAdit(t, env, "tunnel", "run", "--config", cfgFile)
-	if code == 0 || !strings.Contains(out, cfgFile+": region: not implemented") {
-		t.Errorf("region: exit %d, %q; want a refusal naming it", code, out)
+	if code == 0 || !strings.Contains(out, cfgFile+": retries: not implemented") {
+		t.Errorf("retries: exit %d, %q; want a refusal naming it", code, out)
 	}
 }

@@ -43,7 +43,8 @@ type Config struct {
 	EdgeIPVersion string `yaml:"edge-ip-version,omitempty" check:"oneof=auto 4 6"`
 	// EdgeBindAddress is the local address to dial the edge from. Empty: any.
 	EdgeBindAddress string `yaml:"edge-bind-address,omitempty" check:"ip"`
-	// Region restricts the edge region (cloudflared's "us"). Empty: any.
+	// Region is the edge region the connector prefers (matched against the
+	// fleet's edges, adit edge --region); cloudflared's "us" restricts. Empty: any.
 	Region string `yaml:"region,omitempty"`
 	// HAConnections is the number of connections to the edge. Zero means
 	// the connector's default, 4 (connector.DefaultHAConnections).
