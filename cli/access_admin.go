@@ -108,23 +108,14 @@ The client secret is read from a file (never a command-line argument).`,
 			if err != nil {
 				return fmt.Errorf("access idp list: %w", apiError(err))
 			}
-			if output == "json" {
-				return writeJSON(g.Stdout, idps)
-			}
-			if len(idps) == 0 {
-				fmt.Fprintln(g.Stdout, "No identity providers.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "NAME\tISSUER\tCLIENT ID\tSCOPES\tCREATED")
-			for _, p := range idps {
-				sc := strings.Join(p.Scopes, ",")
-				if sc == "" {
-					sc = "(default)"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Issuer, p.ClientID, sc, formatTime(p.CreatedAt))
-			}
-			return w.Flush()
+			return printList(g.Stdout, output, idps, "No identity providers.", "NAME\tISSUER\tCLIENT ID\tSCOPES\tCREATED",
+				func(p control.AccessIdP) []any {
+					sc := strings.Join(p.Scopes, ",")
+					if sc == "" {
+						sc = "(default)"
+					}
+					return []any{p.Name, p.Issuer, p.ClientID, sc, formatTime(p.CreatedAt)}
+				})
 		},
 	}
 	listAPI.register(listCmd)
@@ -213,19 +204,10 @@ policy, nobody gets in.`,
 			if err != nil {
 				return fmt.Errorf("access app list: %w", apiError(err))
 			}
-			if listOut == "json" {
-				return writeJSON(g.Stdout, apps)
-			}
-			if len(apps) == 0 {
-				fmt.Fprintln(g.Stdout, "No applications.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "NAME\tDOMAIN\tIDP\tSESSION\tPOLICIES\tAUD")
-			for _, a := range apps {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", a.Name, a.Domain, orDash(a.IdP), orDash(a.SessionDuration), len(a.Policies), a.AUD)
-			}
-			return w.Flush()
+			return printList(g.Stdout, listOut, apps, "No applications.", "NAME\tDOMAIN\tIDP\tSESSION\tPOLICIES\tAUD",
+				func(a control.AccessApp) []any {
+					return []any{a.Name, a.Domain, orDash(a.IdP), orDash(a.SessionDuration), len(a.Policies), a.AUD}
+				})
 		},
 	}
 	listAPI.register(list)
@@ -434,19 +416,10 @@ an application lets them in with a service_auth policy naming the token.`,
 			if err != nil {
 				return fmt.Errorf("access token list: %w", apiError(err))
 			}
-			if listOut == "json" {
-				return writeJSON(g.Stdout, ts)
-			}
-			if len(ts) == 0 {
-				fmt.Fprintln(g.Stdout, "No service tokens.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "NAME\tCLIENT ID\tCREATED\tEXPIRES")
-			for _, t := range ts {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Name, t.ClientID, formatTime(t.CreatedAt), formatTime(t.ExpiresAt))
-			}
-			return w.Flush()
+			return printList(g.Stdout, listOut, ts, "No service tokens.", "NAME\tCLIENT ID\tCREATED\tEXPIRES",
+				func(t control.AccessServiceToken) []any {
+					return []any{t.Name, t.ClientID, formatTime(t.CreatedAt), formatTime(t.ExpiresAt)}
+				})
 		},
 	}
 	listAPI.register(list)

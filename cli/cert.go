@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,29 +48,17 @@ func newCertListCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("cert list: %w", apiError(err))
 			}
-			if output == "json" {
-				if certs == nil {
-					certs = []control.Certificate{}
-				}
-				return writeJSON(g.Stdout, certs)
-			}
-			if len(certs) == 0 {
-				fmt.Fprintln(g.Stdout, "No certificates.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "HOSTNAME\tSOURCE\tISSUER\tNOT AFTER\tLAST ERROR")
-			for _, ct := range certs {
-				notAfter, issuer, lastErr := "-", orDash(ct.Issuer), "-"
-				if !ct.NotAfter.IsZero() {
-					notAfter = ct.NotAfter.UTC().Format(time.RFC3339)
-				}
-				if ct.LastError != "" {
-					lastErr = ct.ErrorAt.UTC().Format(time.RFC3339) + " " + clip(ct.LastError)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ct.Hostname, ct.Source, issuer, notAfter, lastErr)
-			}
-			return w.Flush()
+			return printList(g.Stdout, output, certs, "No certificates.", "HOSTNAME\tSOURCE\tISSUER\tNOT AFTER\tLAST ERROR",
+				func(ct control.Certificate) []any {
+					notAfter, lastErr := "-", "-"
+					if !ct.NotAfter.IsZero() {
+						notAfter = ct.NotAfter.UTC().Format(time.RFC3339)
+					}
+					if ct.LastError != "" {
+						lastErr = ct.ErrorAt.UTC().Format(time.RFC3339) + " " + clip(ct.LastError)
+					}
+					return []any{ct.Hostname, ct.Source, orDash(ct.Issuer), notAfter, lastErr}
+				})
 		},
 	}
 	api.register(cmd)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -37,30 +36,16 @@ func newTunnelRouteListCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("route list: %w", apiError(err))
 			}
-			if output == "json" {
-				if routes == nil {
-					routes = []control.Route{}
+			var names map[string]string
+			if output != "json" && len(routes) > 0 {
+				if names, err = tunnelNames(ctx, c); err != nil {
+					return fmt.Errorf("route list: %w", apiError(err))
 				}
-				return writeJSON(g.Stdout, routes)
 			}
-			if len(routes) == 0 {
-				fmt.Fprintln(g.Stdout, "No routes.")
-				return nil
-			}
-			names, err := tunnelNames(ctx, c)
-			if err != nil {
-				return fmt.Errorf("route list: %w", apiError(err))
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "HOSTNAME\tTUNNEL ID\tTUNNEL NAME\tCREATED")
-			for _, r := range routes {
-				name := names[r.TunnelID]
-				if name == "" {
-					name = "-"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Hostname, r.TunnelID, name, formatTime(r.CreatedAt))
-			}
-			return w.Flush()
+			return printList(g.Stdout, output, routes, "No routes.", "HOSTNAME\tTUNNEL ID\tTUNNEL NAME\tCREATED",
+				func(r control.Route) []any {
+					return []any{r.Hostname, r.TunnelID, orDash(names[r.TunnelID]), formatTime(r.CreatedAt)}
+				})
 		},
 	}
 	api.register(cmd)

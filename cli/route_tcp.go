@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -57,23 +56,14 @@ ingress rules choose the origin (without HOSTNAME, its catch-all rule).
 				if err != nil {
 					return fmt.Errorf("route tcp: %w", apiError(err))
 				}
-				if output == "json" {
-					return writeJSON(g.Stdout, routes)
-				}
-				if len(routes) == 0 {
-					fmt.Fprintln(g.Stdout, "No tcp routes.")
-					return nil
-				}
-				w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-				fmt.Fprintln(w, "PORT\tTUNNEL ID\tHOSTNAME\tCREATED")
-				for _, r := range routes {
-					host := r.Hostname
-					if host == "" {
-						host = "(catch-all)"
-					}
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", r.Port, r.TunnelID, host, formatTime(r.CreatedAt))
-				}
-				return w.Flush()
+				return printList(g.Stdout, output, routes, "No tcp routes.", "PORT\tTUNNEL ID\tHOSTNAME\tCREATED",
+					func(r control.TCPRoute) []any {
+						host := r.Hostname
+						if host == "" {
+							host = "(catch-all)"
+						}
+						return []any{r.Port, r.TunnelID, host, formatTime(r.CreatedAt)}
+					})
 			case del:
 				port, err := parsePort(args[0])
 				if err != nil {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -213,19 +212,10 @@ func newWAFListCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return shieldErr(cmd, err)
 			}
-			if output == "json" {
-				return writeJSON(g.Stdout, cfgs)
-			}
-			if len(cfgs) == 0 {
-				fmt.Fprintln(g.Stdout, "No WAF settings.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "HOSTNAME\tMODE\tPARANOIA\tTHRESHOLDS\tEXCLUSIONS\tRULES")
-			for _, c := range cfgs {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d/%d\t%d\t%d\n", c.Hostname, c.Mode, c.Paranoia, c.InboundThreshold, c.OutboundThreshold, len(c.Exclusions), len(c.Rules))
-			}
-			return w.Flush()
+			return printList(g.Stdout, output, cfgs, "No WAF settings.", "HOSTNAME\tMODE\tPARANOIA\tTHRESHOLDS\tEXCLUSIONS\tRULES",
+				func(c control.WAFConfig) []any {
+					return []any{c.Hostname, c.Mode, c.Paranoia, fmt.Sprintf("%d/%d", c.InboundThreshold, c.OutboundThreshold), len(c.Exclusions), len(c.Rules)}
+				})
 		},
 	}
 	api.register(cmd)
@@ -448,20 +438,11 @@ Counters are per edge.
 			if err != nil {
 				return shieldErr(cmd, err)
 			}
-			if listOutput == "json" {
-				return writeJSON(g.Stdout, lims)
-			}
-			if len(lims) == 0 {
-				fmt.Fprintln(g.Stdout, "No rate limits.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "ID\tHOSTNAME\tLIMIT\tBY\tPATH\tMETHOD\tACTION\tTIMEOUT")
-			for _, l := range lims {
-				fmt.Fprintf(w, "%s\t%s\t%d/%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, l.Hostname, l.Requests, l.Period.Duration(), l.By,
-					orDash(l.Path), orDash(l.Method), l.Action, l.Timeout.Duration())
-			}
-			return w.Flush()
+			return printList(g.Stdout, listOutput, lims, "No rate limits.", "ID\tHOSTNAME\tLIMIT\tBY\tPATH\tMETHOD\tACTION\tTIMEOUT",
+				func(l control.RateLimit) []any {
+					return []any{l.ID, l.Hostname, fmt.Sprintf("%d/%s", l.Requests, l.Period.Duration()), l.By,
+						orDash(l.Path), orDash(l.Method), l.Action, l.Timeout.Duration()}
+				})
 		},
 	}
 	listAPI.register(list)
@@ -553,19 +534,10 @@ come before '*''s. '*' deny rules refuse the connection itself.
 			if err != nil {
 				return shieldErr(cmd, err)
 			}
-			if listOutput == "json" {
-				return writeJSON(g.Stdout, rules)
-			}
-			if len(rules) == 0 {
-				fmt.Fprintln(g.Stdout, "No ip rules.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "ID\tHOSTNAME\tACTION\tCIDR\tNOTE\tCREATED")
-			for _, r := range rules {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Hostname, r.Action, r.CIDR, strconv.Quote(r.Note), formatTime(r.CreatedAt))
-			}
-			return w.Flush()
+			return printList(g.Stdout, listOutput, rules, "No ip rules.", "ID\tHOSTNAME\tACTION\tCIDR\tNOTE\tCREATED",
+				func(r control.IPRule) []any {
+					return []any{r.ID, r.Hostname, r.Action, r.CIDR, strconv.Quote(r.Note), formatTime(r.CreatedAt)}
+				})
 		},
 	}
 	listAPI.register(list)

@@ -195,34 +195,21 @@ func newTunnelListCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list: %w", apiError(err))
 			}
-			if output == "json" {
-				if ts == nil {
-					ts = []control.Tunnel{}
-				}
-				return writeJSON(g.Stdout, ts)
-			}
-			if len(ts) == 0 {
-				fmt.Fprintln(g.Stdout, "No tunnels found.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
 			header := "ID\tNAME\tCREATED\tCONNECTIONS"
 			if showDeleted {
 				header += "\tDELETED"
 			}
-			fmt.Fprintln(w, header)
-			for _, t := range ts {
-				line := fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, t.Name, formatTime(t.CreatedAt), connSummary(t.Connections))
+			return printList(g.Stdout, output, ts, "No tunnels found.", header, func(t control.Tunnel) []any {
+				row := []any{t.ID, t.Name, formatTime(t.CreatedAt), connSummary(t.Connections)}
 				if showDeleted {
 					deleted := "-"
 					if t.DeletedAt != nil {
 						deleted = formatTime(*t.DeletedAt)
 					}
-					line += "\t" + deleted
+					row = append(row, deleted)
 				}
-				fmt.Fprintln(w, line)
-			}
-			return w.Flush()
+				return row
+			})
 		},
 	}
 	api.register(cmd)

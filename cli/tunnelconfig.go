@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -165,19 +164,10 @@ func newIngressHistoryCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("ingress history: %w", apiError(err))
 			}
-			if output == "json" {
-				return writeJSON(g.Stdout, hist)
-			}
-			if len(hist) == 0 {
-				fmt.Fprintf(g.Stdout, "Tunnel %s has no remote configuration.\n", args[0])
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "VERSION\tCREATED\tRULES\tCHANGE")
-			for _, h := range hist {
-				fmt.Fprintf(w, "%d\t%s\t%d\t%s\n", h.Version, formatTime(h.CreatedAt), h.Rules, h.Change)
-			}
-			return w.Flush()
+			return printList(g.Stdout, output, hist, fmt.Sprintf("Tunnel %s has no remote configuration.", args[0]), "VERSION\tCREATED\tRULES\tCHANGE",
+				func(h control.TunnelConfig) []any {
+					return []any{h.Version, formatTime(h.CreatedAt), h.Rules, h.Change}
+				})
 		},
 	}
 	api.register(cmd)
