@@ -133,7 +133,7 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		Short:         prog.Short,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// No completion command: it is noise for an operator tool.
+		// cobra's own completion command is replaced by ours (completion.go).
 		CompletionOptions:          cobra.CompletionOptions{DisableDefaultCmd: true},
 		SuggestionsMinimumDistance: suggestDistance,
 		Version:                    version(),
@@ -160,6 +160,8 @@ func newRootCmd(g *Env, prog Program) *cobra.Command {
 		newWAFCmd(g), newRateLimitCmd(g), newIPRuleCmd(g), // shield.go
 		newCertCmd(g), // cert.go
 		newTailCmd(g), // tail.go
+
+		newServiceCmd(g), newCompletionCmd(g), // service.go, completion.go
 	)
 	for _, c := range prog.Commands {
 		root.AddCommand(c(g))
