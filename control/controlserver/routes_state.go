@@ -32,3 +32,16 @@ func (s *State) ExactRoutes() []string {
 	slices.Sort(hosts)
 	return hosts
 }
+
+// WildcardRoutes lists the hostnames routed by a wildcard, as
+// "*.example.com", sorted.
+func (s *State) WildcardRoutes() []string {
+	s.mu.RLock()
+	hosts := make([]string, 0, len(s.data.wild))
+	for base := range s.data.wild {
+		hosts = append(hosts, "*."+base)
+	}
+	s.mu.RUnlock()
+	slices.Sort(hosts)
+	return hosts
+}

@@ -444,7 +444,25 @@ func (s *State) reload(ctx context.Context) bool {
 	}
 }
 
-// diffEvents reports the tunnels deleted and the connections removed between old and cur.
+// routeEvents reports the routes added, moved and removed between two
+// route maps (host → tunnel ID); prefix makes a map's key a hostname.
+func routeEvents(old, cur map[string]string, prefix string) []Event {
+	var events []Event
+	for host, id := range cur {
+		if oid, ok := old[host]; !ok || oid != id {
+			events = append(events, Event{Kind: RouteAdded, TunnelID: id, Host: prefix + host})
+		}
+	}
+	for host := range old {
+		if _, ok := cur[host]; !ok {
+			events = append(events, Event{Kind: RouteRemoved, Host: prefix + host})
+		}
+	}
+	return events
+}
+
+// diffEvents reports the tunnels deleted, the connections removed and the
+// routes changed between old and cur.
 func diffEvents(old, cur stateData) []Event {
 	var events []Event
 	for id, t := range old.tunnels {
@@ -460,8 +478,10 @@ func diffEvents(old, cur stateData) []Event {
 		}
 	}
 	events = append(events, tcpRoutesEvent(old, cur)...)
+	events = append(events, routeEvents(old.exact, cur.exact, "")...)
+	events = append(events, routeEvents(old.wild, cur.wild, "*.")...)
 	slices.SortFunc(events, func(a, b Event) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.TunnelID, b.TunnelID), cmp.Compare(a.ConnID, b.ConnID))
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.TunnelID, b.TunnelID), cmp.Compare(a.ConnID, b.ConnID), cmp.Compare(a.Host, b.Host))
 	})
 	return events
 }

@@ -281,12 +281,23 @@ func TestDiffEvents(t *testing.T) {
 	cur.tunnels["live"] = control.Tunnel{ID: "live"}
 	cur.tunnels["deleting"] = control.Tunnel{ID: "deleting", DeletedAt: &del}
 	cur.conns["live"] = map[string]control.Connection{"c2": {}}
+	old.exact["kept.example.com"], cur.exact["kept.example.com"] = "live", "live"
+	old.exact["moved.example.com"], cur.exact["moved.example.com"] = "live", "other"
+	old.exact["removed.example.com"] = "live"
+	cur.exact["added.example.com"] = "live"
+	old.wild["old.example.com"] = "live"
+	cur.wild["new.example.com"] = "live"
 
 	got := diffEvents(old, cur)
 	want := []Event{
 		{Kind: TunnelDeleted, TunnelID: "deleting"},
 		{Kind: TunnelDeleted, TunnelID: "gone"},
 		{Kind: ConnectionRemoved, TunnelID: "live", ConnID: "c1"},
+		{Kind: RouteAdded, TunnelID: "live", Host: "*.new.example.com"},
+		{Kind: RouteAdded, TunnelID: "live", Host: "added.example.com"},
+		{Kind: RouteAdded, TunnelID: "other", Host: "moved.example.com"},
+		{Kind: RouteRemoved, Host: "*.old.example.com"},
+		{Kind: RouteRemoved, Host: "removed.example.com"},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("diffEvents = %+v, want %+v", got, want)

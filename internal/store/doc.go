@@ -24,6 +24,7 @@
 //	/adit/ip-rules/<id>                     JSON control.IPRule (hostname or "*", allow|deny, cidr, note)
 //	/adit/rate-limits/<id>                  JSON control.RateLimit
 //	/adit/waf/<hostname>                    JSON control.WAFConfig of a hostname, or of "*" (every other one)
+//	/adit/dns/txt/<fqdn>/<id>               JSON TXT record the edges' DNS servers answer (ACME DNS-01), under a lease
 //
 // The functions below build these keys; package control gives them meaning.
 package store
