@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/net/netutil"
 
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 )
 
@@ -111,11 +112,7 @@ const (
 // TXT records from etcd and watches them until Close, and follows routes.
 // Listen opens its sockets.
 func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (*Server, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{cfg: cfg, log: log.With("component", "dns"), routes: routes, names: newRouteNames()}
+	s := &Server{cfg: cfg, log: logs.Component(cfg.Logger, "dns"), routes: routes, names: newRouteNames()}
 	if cfg.Addr == "" {
 		return nil, errors.New("edgedns: a listen address is required (--dns-addr)")
 	}
