@@ -42,7 +42,7 @@ type Presence struct {
 // whole seconds) and keeps it alive until ctx is done or Close. A nil logger
 // discards.
 func NewPresence(ctx context.Context, cli *clientv3.Client, ttl time.Duration, logger *slog.Logger) (*Presence, error) {
-	logger = logs.Component(logger, "control")
+	logger = logs.Component(logger, "presence")
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
@@ -128,7 +128,7 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 		if ctx.Err() != nil {
 			return
 		}
-		p.log.Warn("presence: lease keepalive ended; taking a new lease")
+		p.log.Warn("lease keepalive ended; taking a new lease")
 		delay := 50 * time.Millisecond
 		for {
 			p.mu.Lock()
@@ -136,7 +136,7 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 			ch, err = p.grant(ctx)
 			p.mu.Unlock()
 			if err == nil {
-				p.log.Info("presence: connections published under a new lease")
+				p.log.Info("connections published under a new lease")
 				break
 			}
 			if !sleepCtx(ctx, delay) {

@@ -70,8 +70,9 @@ type State struct {
 	cli *clientv3.Client
 	log *slog.Logger
 
-	mu   sync.RWMutex
-	data stateData
+	mu       sync.RWMutex
+	data     stateData
+	advanced chan struct{} // closed (and replaced) whenever data.rev grows; nil until needed; see WaitRevision
 
 	hmu      sync.Mutex
 	handlers []func(Event)
@@ -103,7 +104,7 @@ func newStateData() stateData {
 // they are loaded. It then keeps them current with a watch until ctx is done
 // (see Done). A nil logger discards.
 func NewState(ctx context.Context, cli *clientv3.Client, logger *slog.Logger) (*State, error) {
-	logger = logs.Component(logger, "control")
+	logger = logs.Component(logger, "state")
 	s := &State{cli: cli, log: logger, done: make(chan struct{})}
 	d, err := s.load(ctx)
 	if err != nil {
@@ -209,6 +210,40 @@ func (s *State) Connections(tunnelID string) []control.Connection {
 	return sortConnections(cs)
 }
 
+// WaitRevision waits until State reflects etcd revision rev or later, or ctx
+// ends (its error is returned then).
+func (s *State) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		s.mu.Lock()
+		if s.advanced == nil {
+			s.advanced = make(chan struct{})
+		}
+		cur, ch := s.data.rev, s.advanced
+		s.mu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// setRevLocked records that State now reflects rev (if newer) and wakes
+// WaitRevision. s.mu must be held for writing.
+func (s *State) setRevLocked(rev int64) {
+	if rev <= s.data.rev {
+		return
+	}
+	s.data.rev = rev
+	if s.advanced != nil {
+		close(s.advanced)
+	}
+	s.advanced = make(chan struct{})
+}
+
 // Revision is the etcd revision State reflects.
 func (s *State) Revision() int64 {
 	s.mu.RLock()
@@ -243,7 +278,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 	case strings.HasPrefix(key, store.TunnelsPrefix):
 		var rec tunnelRecord
 		if err := json.Unmarshal(val, &rec); err != nil {
-			s.log.Warn("state: skipping an unreadable tunnel record", "key", key, "err", err)
+			s.log.Warn("skipping an unreadable tunnel record", "key", key, "err", err)
 			return Event{}, false
 		}
 		id := strings.TrimPrefix(key, store.TunnelsPrefix)
@@ -256,7 +291,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 	case strings.HasPrefix(key, store.RoutesPrefix):
 		var r control.Route
 		if err := json.Unmarshal(val, &r); err != nil {
-			s.log.Warn("state: skipping an unreadable route record", "key", key, "err", err)
+			s.log.Warn("skipping an unreadable route record", "key", key, "err", err)
 			return Event{}, false
 		}
 		host := strings.TrimPrefix(key, store.RoutesPrefix)
@@ -269,7 +304,7 @@ func (s *State) put(d *stateData, key string, val []byte) (Event, bool) {
 	case strings.HasPrefix(key, store.ConnectionsPrefix):
 		var c control.Connection
 		if err := json.Unmarshal(val, &c); err != nil {
-			s.log.Warn("state: skipping an unreadable connection record", "key", key, "err", err)
+			s.log.Warn("skipping an unreadable connection record", "key", key, "err", err)
 			return Event{}, false
 		}
 		tunnelID, connID, ok := connectionKeyIDs(key)
@@ -348,7 +383,7 @@ func (s *State) run(ctx context.Context) {
 			delay = 0 // it had been working: a new streak
 		}
 		if delay == 0 {
-			s.log.Warn("state: watch interrupted; reloading", "err", err)
+			s.log.Warn("watch interrupted; reloading", "err", err)
 		}
 		if !sleepCtx(ctx, delay) {
 			return
@@ -390,7 +425,7 @@ func (s *State) watch(ctx context.Context) error {
 		if wr.IsProgressNotify() {
 			// Every event up to the header's revision has been delivered.
 			s.mu.Lock()
-			s.data.rev = max(s.data.rev, wr.Header.Revision)
+			s.setRevLocked(wr.Header.Revision)
 			s.mu.Unlock()
 			continue
 		}
@@ -398,6 +433,7 @@ func (s *State) watch(ctx context.Context) error {
 			continue
 		}
 		var events []Event
+		var rev int64
 		s.mu.Lock()
 		for _, ev := range wr.Events {
 			var e Event
@@ -411,8 +447,9 @@ func (s *State) watch(ctx context.Context) error {
 			if ok {
 				events = append(events, e)
 			}
-			s.data.rev = max(s.data.rev, ev.Kv.ModRevision)
+			rev = max(rev, ev.Kv.ModRevision)
 		}
+		s.setRevLocked(rev)
 		s.mu.Unlock()
 		s.emit(events)
 	}
@@ -431,9 +468,12 @@ func (s *State) reload(ctx context.Context) bool {
 		if err == nil {
 			s.mu.Lock()
 			events := diffEvents(s.data, d)
+			rev := d.rev
+			d.rev = s.data.rev
 			s.data = d
+			s.setRevLocked(rev)
 			s.mu.Unlock()
-			s.log.Info("state: reloaded", "revision", d.rev)
+			s.log.Info("reloaded", "revision", d.rev)
 			s.emit(events)
 			return true
 		}

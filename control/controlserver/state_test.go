@@ -365,3 +365,34 @@ func TestEventKindString(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitRevision: a write is visible in State once WaitRevision returns for
+// the write's revision, and WaitRevision ends with ctx when the revision never
+// comes.
+func TestWaitRevision(t *testing.T) {
+	t.Parallel()
+	svc, cli := newService(t)
+	s := newState(t, cli)
+	ctx := t.Context()
+	for i := range 20 {
+		tun, err := svc.CreateTunnel(ctx, fmt.Sprintf("t%d", i), secret(byte(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := cli.Get(ctx, store.Prefix, clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitRevision(ctx, resp.Header.Revision); err != nil {
+			t.Fatalf("WaitRevision(%d): %v", resp.Header.Revision, err)
+		}
+		if _, ok := s.Tunnel(tun.ID); !ok {
+			t.Fatalf("tunnel %s not in State after WaitRevision", tun.ID)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.WaitRevision(short, s.Revision()+1000); err == nil {
+		t.Error("WaitRevision for a revision that never comes returned nil")
+	}
+}

@@ -32,7 +32,7 @@ func isTCPRouteKey(key string) bool { return strings.HasPrefix(key, store.TCPRou
 // putTCPRoute applies a TCP route record to d.
 func (s *State) putTCPRoute(d *stateData, key string, val []byte) (Event, bool) {
 	r, ok := decodeTCPRoute(key, val, func(err error) {
-		s.log.Warn("state: skipping an unreadable tcp route record", "key", key, "err", err)
+		s.log.Warn("skipping an unreadable tcp route record", "key", key, "err", err)
 	})
 	if !ok {
 		return Event{}, false
