@@ -29,6 +29,9 @@ const (
 	FrameData     FrameType = 0x20 // raw body bytes
 	FrameTrailers FrameType = 0x21 // Headers: the body's trailers; ends the body
 	FrameEnd      FrameType = 0x22 // empty: ends the body without trailers
+
+	FramePeerForward FrameType = 0x30 // PeerForward, entry edge → holding edge, first frame of a peer link stream (peer.go)
+	FramePeerReply   FrameType = 0x31 // PeerReply, holding edge → entry edge, first frame it sends on it
 )
 
 func (t FrameType) String() string {
@@ -59,6 +62,10 @@ func (t FrameType) String() string {
 		return "trailers"
 	case FrameEnd:
 		return "end"
+	case FramePeerForward:
+		return "peer_forward"
+	case FramePeerReply:
+		return "peer_reply"
 	}
 	return fmt.Sprintf("frame(0x%02x)", uint8(t))
 }

@@ -25,6 +25,7 @@ func allMessages() []Message {
 		&RequestHeader{}, &ResponseHeader{}, &Trailers{},
 		&ConfigUpdate{}, &ConfigResult{},
 		&EdgeList{}, &GoAway{},
+		&PeerForward{}, &PeerReply{},
 	}
 }
 
@@ -107,6 +108,10 @@ func sampleMessages() []struct {
 		{"config_result/applied", &ConfigResult{Version: 3}},
 		{"config_result/refused", &ConfigResult{Version: 3, FailedVersion: 4, Error: "rule 1: unix socket /run/app.sock: no such file"}},
 		{"config_result/local", &ConfigResult{Local: true}},
+		{"peer_forward", &PeerForward{TunnelID: "6a1f2c3e-7b4d-4e8f-9a0b-1c2d3e4f5a6b", EntryNode: "edge-fra-1"}},
+		{"peer_forward/empty", &PeerForward{}},
+		{"peer_reply/ok", &PeerReply{}},
+		{"peer_reply/refused", &PeerReply{Error: "edge-ams-2 has no connection for tunnel 6a1f2c3e-7b4d-4e8f-9a0b-1c2d3e4f5a6b"}},
 	}
 }
 

@@ -57,6 +57,8 @@ var messageNames = map[reflect.Type]protoreflect.Name{
 	reflect.TypeFor[Trailers]():         "Trailers",
 	reflect.TypeFor[EdgeList]():         "EdgeList",
 	reflect.TypeFor[GoAway]():           "GoAway",
+	reflect.TypeFor[PeerForward]():      "PeerForward",
+	reflect.TypeFor[PeerReply]():        "PeerReply",
 }
 
 func descriptorOf(t testing.TB, fd protoreflect.FileDescriptor, m Message) protoreflect.MessageDescriptor {

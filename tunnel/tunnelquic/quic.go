@@ -227,6 +227,11 @@ func (c *conn) Protocol() string     { return "quic" }
 // on the connection so far.
 func (c *conn) PacketsReceived() uint64 { return c.qc.ConnectionStats().PacketsReceived }
 
+// RTT is QUIC's smoothed round-trip time on the connection (RFC 9002
+// §5.3), sampled from every acknowledged packet, keepalives included; the
+// edge ranks its peer links by it.
+func (c *conn) RTT() time.Duration { return c.qc.ConnectionStats().SmoothedRTT }
+
 // streamAborted is the QUIC stream error code for an abandoned stream.
 const streamAborted quic.StreamErrorCode = 1
 
