@@ -223,35 +223,44 @@ func testServerSentEvents(t *testing.T, proto string) {
 func TestWebSocketEcho(t *testing.T) { forEachProtocol(t, testWebSocketEcho) }
 
 func testWebSocketEcho(t *testing.T, proto string) {
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
-				return
-			}
-		}
-	}))
+	origin := httptest.NewServer(http.HandlerFunc(wsEcho))
 	defer origin.Close()
 	srv := startEdge(t, "")
 	tun := createTunnel(t, srv, "ws", "ws.test")
 	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
+	checkWSEcho(t, srv.HTTPAddr().String(), "ws.test", 5)
+}
 
+// wsEcho accepts a WebSocket and sends every message back after "echo: ".
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	for {
+		typ, msg, err := c.Read(r.Context())
+		if err != nil {
+			return
+		}
+		if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
+			return
+		}
+	}
+}
+
+// checkWSEcho opens a WebSocket to host's /ws through the edge at addr and
+// checks that n messages come back from wsEcho.
+func checkWSEcho(t *testing.T, addr, host string, n int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+srv.HTTPAddr().String()+"/ws", &websocket.DialOptions{Host: "ws.test"})
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{Host: host})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	for i := range 5 {
+	for i := range n {
 		msg := fmt.Sprintf("message %d", i)
 		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
 			t.Fatal(err)

@@ -50,7 +50,7 @@ func (p *proxy) serveAccess(w http.ResponseWriter, r *http.Request, info *layer.
 			dest.Set(name, v)
 		}
 	}
-	ts, err := openTCPStream(r.Context(), p.t.reg, info.TunnelID, &tunnel.RequestHeader{
+	ts, err := openTCPStream(r.Context(), p.t, info.TunnelID, &tunnel.RequestHeader{
 		Type:       tunnel.StreamTCP,
 		Host:       hostOnly(r.Host),
 		Header:     dest,
@@ -121,8 +121,8 @@ func (t *tcpStream) release() {
 // caller must release it. Otherwise the error is errTunnelOffline, an
 // *originError (the connector's reason, for the logs), a *tcpRefusedError
 // (a 4xx answer, its reason for the client), or a stream failure.
-func openTCPStream(ctx context.Context, reg *registry, tunnelID string, h *tunnel.RequestHeader) (*tcpStream, error) {
-	tc, s, err := (&tunnelTransport{reg: reg}).openStream(ctx, tunnelID)
+func openTCPStream(ctx context.Context, tr *tunnelTransport, tunnelID string, h *tunnel.RequestHeader) (*tcpStream, error) {
+	tc, s, err := tr.openStream(ctx, tunnelID)
 	if err != nil {
 		return nil, err
 	}

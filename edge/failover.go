@@ -85,13 +85,17 @@ func (t *tunnelTransport) roundTrip(ctx context.Context, req *http.Request, info
 
 // openStreamSkip picks a connection other than those in skip and opens a
 // stream on it. A connection that fails to open a stream costs no request:
-// the next one is tried. The connection's inflight count includes the
+// the next one is tried. Once this edge has none left, the edges of the
+// fleet that hold one are tried (peer.go), each as one more connection. The connection's inflight count includes the
 // stream; the caller gives it back.
 func (t *tunnelTransport) openStreamSkip(ctx context.Context, tunnelID string, skip []*tunnelConn) (*tunnelConn, tunnel.Stream, error) {
 	tried := slices.Clip(skip) // appends never write into the caller's array
 	var lastErr error
 	for {
 		tc := t.reg.pick(tunnelID, tried)
+		if tc == nil && t.peers != nil {
+			tc = t.peers.pick(tunnelID, tried) // peer.go: forward to an edge that holds one
+		}
 		if tc == nil {
 			if lastErr != nil {
 				return nil, nil, fmt.Errorf("%w (last error: %v)", errTunnelOffline, lastErr)

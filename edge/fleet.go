@@ -38,6 +38,7 @@ func (s *Server) edgeNode() control.EdgeNode {
 		HTTPAddr:   s.reachable(s.httpLn.Addr()),
 		TunnelAddr: s.advertise,
 		APIAddr:    s.reachable(s.apiLn.Addr()),
+		PeerAddr:   s.PeerAddr(), // peer.go
 		Health:     health,
 	}
 	n.PublicAddrs = []string{n.HTTPAddr}

@@ -15,8 +15,8 @@ import (
 
 // ListenError is a listener Start could not open (a port in use, an
 // address not on this machine). Listener names it as the edge's Config
-// does: "http" (HTTPAddr), "https" (HTTPSAddr), "api" (APIAddr), "tunnel" (TunnelAddr) or
-// "metrics" (MetricsAddr), so a command line can name its flag.
+// does: "http" (HTTPAddr), "https" (HTTPSAddr), "api" (APIAddr), "tunnel" (TunnelAddr),
+// "metrics" (MetricsAddr) or "peer" (PeerAddr), so a command line can name its flag.
 type ListenError struct {
 	Listener string
 	Addr     string

@@ -308,8 +308,9 @@ func (e *originError) Error() string { return "origin unreachable: " + e.msg }
 // tunnelTransport carries one request over one stream of a tunnel
 // connection.
 type tunnelTransport struct {
-	reg *registry
-	m   *edgeMetrics // nil records nothing
+	reg   *registry
+	m     *edgeMetrics // nil records nothing
+	peers *peers       // peer.go: where to forward when reg has no connection; nil: nowhere
 }
 
 // openStream picks a connection and opens a stream on it (see

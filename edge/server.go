@@ -102,6 +102,15 @@ type Config struct {
 	// records outlive the edge's death (their etcd lease). If zero, 10s;
 	// rounded up to whole seconds.
 	LeaseTTL time.Duration
+	// PeerAddr is the UDP address of the peer link, over which the edges
+	// of a fleet forward a request to an edge that holds a connection of
+	// its tunnel (peer.go). If empty, the tunnel address's host with port
+	// DefaultPeerPort (7846) when the tunnel address has the standard port
+	// 7844, else with a port the system picks (other edges read it from
+	// the fleet record, so two edges on one machine need no ports chosen).
+	// "off": no peer link; this edge neither forwards requests nor takes
+	// forwarded ones.
+	PeerAddr string
 	// QUIC tunes the tunnel transport. Zero fields take the edge's
 	// defaults (limits.go): a keepalive every 1s and a 5s idle timeout, so a
 	// dead connector is found within seconds, and at most 1 stream (the control stream) opened
@@ -190,6 +199,7 @@ type Server struct {
 	// served beside the control API's own.
 	endpoints []controlserver.Endpoint
 	tcp       *tcpPorts      // tcp.go: listeners of the public TCP port routes
+	peers     *peers         // peer.go: forwarding to the edges of the fleet; nil if off
 	configs   *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
 
 	metrics    *edgeMetrics     // metrics.go
@@ -393,8 +403,8 @@ func (s *Server) listen() error {
 	if err != nil {
 		return fmt.Errorf("edge: admin token: %w", err)
 	}
-	s.openRequestLog() // requestlog.go
-	return nil
+	s.openRequestLog()    // requestlog.go
+	return s.listenPeer() // peer.go
 }
 
 // serve starts one goroutine per listener and loop.
@@ -402,6 +412,7 @@ func (s *Server) serve() {
 	cfg := s.cfg
 	p := newProxy(s.state, s.reg, s.metrics, s.rl.Logger(s.log), s.layers)
 	p.trusted = cfg.TrustedProxies
+	p.t.peers = s.peers                                 // peer.go: nil if off
 	s.servePublic(s.metrics.instrument(s.limitBody(p))) // public.go
 	s.apiSrv = &http.Server{
 		Handler:           readYourWrites(controlserver.NewHandler(s.svc, s.log, s.endpoints...), s.store.Client(), s.state),
@@ -409,7 +420,7 @@ func (s *Server) serve() {
 		ErrorLog:          s.httpErrorLog(),
 	}
 	s.apiSrv.RegisterOnShutdown(s.reqLog.close) // request streams end with the API server
-	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, s.reg, s.log, s.rl.Logger(s.log))
+	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, p.t, s.log, s.rl.Logger(s.log))
 	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
 	s.goServe("tunnel (quic)", func() error { return s.acceptTunnels(s.tunnelLn) })
 	s.goServe("tunnel (websocket)", func() error { return s.acceptTunnels(s.wsLn) })
@@ -577,6 +588,7 @@ func (s *Server) close() error {
 	// Tell connectors first, so they move on at once: closing the
 	// listener ends the connections without a word to the peer.
 	s.closeTunnelConns(ctx) // shutdown.go
+	errs = append(errs, s.closePeers())
 	for _, ln := range []interface{ Close() error }{s.tunnelLn, s.wsLn, s.httpLn, s.httpsLn, s.h3Conn, s.apiLn} {
 		if ln != nil {
 			ln.Close() // already closed by their servers' Shutdown, or about to be

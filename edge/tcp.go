@@ -22,7 +22,7 @@ type tcpPorts struct {
 	ctx   context.Context
 	host  string // listen host; "" for every interface
 	state *controlserver.State
-	reg   *registry
+	t     *tunnelTransport // opens the streams (forwarding through a peer edge too)
 	log   *slog.Logger
 	noisy *slog.Logger // rate-limited, for what any client can trigger
 
@@ -37,7 +37,7 @@ type tcpPorts struct {
 // startTCPPorts opens the listeners of the current routes and follows the
 // routes from then on. httpAddr is the public HTTP address as configured;
 // noisy logs per-connection refusals (nil: log).
-func startTCPPorts(ctx context.Context, httpAddr string, state *controlserver.State, reg *registry, log, noisy *slog.Logger) *tcpPorts {
+func startTCPPorts(ctx context.Context, httpAddr string, state *controlserver.State, tr *tunnelTransport, log, noisy *slog.Logger) *tcpPorts {
 	host, _, err := net.SplitHostPort(httpAddr)
 	if err != nil {
 		host = ""
@@ -46,7 +46,7 @@ func startTCPPorts(ctx context.Context, httpAddr string, state *controlserver.St
 		ctx:       ctx,
 		host:      host,
 		state:     state,
-		reg:       reg,
+		t:         tr,
 		log:       log,
 		noisy:     noisy,
 		listeners: make(map[int]net.Listener),
@@ -152,7 +152,7 @@ func (t *tcpPorts) serve(port int, c net.Conn) {
 		return
 	}
 	log = log.With("tunnel", r.TunnelID, "hostname", r.Hostname)
-	ts, err := openTCPStream(t.ctx, t.reg, r.TunnelID, &tunnel.RequestHeader{
+	ts, err := openTCPStream(t.ctx, t.t, r.TunnelID, &tunnel.RequestHeader{
 		Type:       tunnel.StreamTCP,
 		Host:       r.Hostname,
 		ClientAddr: c.RemoteAddr().String(),

@@ -58,6 +58,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	fl.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "key (PEM) for --tls-cert")
 	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
 	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
+	fl.StringVar(&f.cfg.PeerAddr, "peer-addr", "", "UDP address of the peer link other edges of the fleet forward requests over (QUIC, mutual TLS with the fleet's CA; default: the --tunnel-addr host, port 7846, or a free port when --tunnel-addr's port is not 7844; off: none)")
 	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: the one kept in --data-dir/node-name, made from the host name and a random suffix on first start)")
 	addEdgeOpsFlags(fl, &f.cfg)         // --metrics and limits
 	addEtcdFlags(fl, &f.cfg, &f.etcd)   // etcd.go: TLS and auth for --etcd-endpoints
@@ -89,6 +90,9 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 		fmt.Fprintf(out, "  public HTTPS %s (certificates from %s)\n", a, f.cfg.ACME.CA)
 	}
 	fmt.Fprintf(out, "  tunnels      %s (udp, quic) and %s (tcp, websocket)\n", srv.TunnelAddr(), srv.TunnelTCPAddr())
+	if a := srv.PeerAddr(); a != "" {
+		fmt.Fprintf(out, "  peer link    %s (udp, quic)\n", a)
+	}
 	fmt.Fprintf(out, "  API          %s\n", srv.APIURL())
 	if a := srv.MetricsAddr(); a != nil {
 		fmt.Fprintf(out, "  metrics      http://%s/metrics\n", a)

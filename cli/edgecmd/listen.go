@@ -14,6 +14,7 @@ var listenFlags = map[string]string{
 	"api":     "--api-addr",
 	"tunnel":  "--tunnel-addr",
 	"metrics": "--metrics",
+	"peer":    "--peer-addr",
 }
 
 // startError names the flag to change when an edge listener's address is

@@ -232,6 +232,10 @@ func (c *conn) PacketsReceived() uint64 { return c.qc.ConnectionStats().PacketsR
 // edge ranks its peer links by it.
 func (c *conn) RTT() time.Duration { return c.qc.ConnectionStats().SmoothedRTT }
 
+// TLS is the connection's TLS state: the certificates the peer presented
+// (the edge's peer links name the peer by its certificate).
+func (c *conn) TLS() tls.ConnectionState { return c.qc.ConnectionState().TLS }
+
 // streamAborted is the QUIC stream error code for an abandoned stream.
 const streamAborted quic.StreamErrorCode = 1
 
