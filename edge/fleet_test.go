@@ -33,7 +33,7 @@ func TestFleetRegistry(t *testing.T) {
 	e := edges[0]
 	want := control.EdgeNode{Name: "edge-a", Region: "eu-west", Version: "v1.2.3", Started: e.Started,
 		PublicAddrs: []string{a.HTTPAddr().String()}, HTTPAddr: a.HTTPAddr().String(),
-		TunnelAddr: "localhost:" + port(a.TunnelAddr().String()), APIAddr: a.APIAddr().String(), Health: control.EdgeHealthOK}
+		TunnelAddr: "localhost:" + port(a.TunnelAddr().String()), APIAddr: a.APIAddr().String(), PeerAddr: a.PeerAddr(), Health: control.EdgeHealthOK}
 	if e.Started.IsZero() || !reflect.DeepEqual(e, want) {
 		t.Errorf("record: got %+v, want %+v", e, want)
 	}
