@@ -44,6 +44,7 @@ import (
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/edge/layer"
+	"github.com/adit-dev/adit/edgedns"
 	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/metrics"
 	"github.com/adit-dev/adit/internal/pki"
@@ -145,6 +146,13 @@ type Config struct {
 	// client's X-Forwarded-For is replaced.
 	TrustedProxies []netip.Prefix
 
+	// DNS, if DNS.Addr is set, makes the edge an authoritative DNS server
+	// of DNS.Zones (package edgedns; --dns-addr, --dns-zone): routed names
+	// answer with the fleet's live edges, and HTTPS orders certificates
+	// for wildcard routes in those zones by ACME DNS-01. The edge fills in
+	// its node name, logger and metrics. If DNS.Addr is empty, there is none.
+	DNS edgedns.Config
+
 	// MetricsAddr, if set, is the host:port of a plain-HTTP listener for
 	// /metrics, /ready and /healthcheck (package metrics); port 0 picks one
 	// (see Server.MetricsAddr). If empty, there is none.
@@ -221,6 +229,8 @@ type Server struct {
 	httpsSrv *http.Server
 	h3Srv    *http3.Server
 	certs    *publictls.Manager
+
+	dns *edgedns.Server // dns.go: when Config.DNS.Addr
 
 	adminTokenFile string
 	createdToken   bool
@@ -348,6 +358,9 @@ func (s *Server) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("edge: connection records: %w", err)
 	}
+	if err := s.openDNS(); err != nil { // dns.go
+		return err
+	}
 	s.layers, err = s.buildLayers(layer.Deps{Ctx: s.ctx, Etcd: cli, Logger: s.log, Metrics: s.metrics.registry})
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -366,6 +379,9 @@ func (s *Server) listen() error {
 	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), s.tlsConf, qc, cfg.WebSocket, s.log)
 	if err != nil {
 		return listenError("tunnel", orDefault(cfg.TunnelAddr, ":7844"), err)
+	}
+	if err := s.listenDNS(); err != nil { // dns.go: before the public listeners' certificates need it
+		return err
 	}
 	if err := s.listenPublic(); err != nil { // public.go
 		return err
@@ -422,6 +438,7 @@ func (s *Server) serve() {
 	s.apiSrv.RegisterOnShutdown(s.reqLog.close) // request streams end with the API server
 	s.tcp = startTCPPorts(s.ctx, orDefault(cfg.HTTPAddr, ":8080"), s.state, p.t, s.log, s.rl.Logger(s.log))
 	s.goServe("api", func() error { return s.apiSrv.Serve(s.apiLn) })
+	s.serveDNS() // dns.go
 	s.goServe("tunnel (quic)", func() error { return s.acceptTunnels(s.tunnelLn) })
 	s.goServe("tunnel (websocket)", func() error { return s.acceptTunnels(s.wsLn) })
 	s.spawn(s.watchHealth)
@@ -594,6 +611,7 @@ func (s *Server) close() error {
 			ln.Close() // already closed by their servers' Shutdown, or about to be
 		}
 	}
+	errs = append(errs, s.closeDNS()) // dns.go: its servers end before wg.Wait
 	s.cancel()
 	if s.tcp != nil {
 		s.tcp.close()

@@ -30,6 +30,7 @@ type edgeFlags struct {
 	cfg   edge.Config
 	etcd  etcdFlags  // etcd.go
 	https httpsFlags // https.go
+	dns   dnsFlags   // dns.go
 }
 
 func newEdgeCmd(g *cli.Env) *cobra.Command {
@@ -63,6 +64,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	addEdgeOpsFlags(fl, &f.cfg)         // --metrics and limits
 	addEtcdFlags(fl, &f.cfg, &f.etcd)   // etcd.go: TLS and auth for --etcd-endpoints
 	addHTTPSFlags(fl, &f.cfg, &f.https) // https.go: --https-addr, ACME, PROXY protocol
+	addDNSFlags(fl, &f.cfg, &f.dns)     // dns.go: --dns-addr, --dns-zone
 	addFleetFlags(fl, &f.cfg)           // fleet.go: --region
 	cmd.AddCommand(cli.FleetCommands(g)...)
 	return cmd
@@ -75,6 +77,9 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 		return err
 	}
 	if err := f.https.apply(&f.cfg); err != nil {
+		return err
+	}
+	if err := f.dns.apply(&f.cfg); err != nil {
 		return err
 	}
 	procs.Adapt(ctx, procs.Config{Logger: f.cfg.Logger}) // one P while the load is light
@@ -94,6 +99,7 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 		fmt.Fprintf(out, "  peer link    %s (udp, quic)\n", a)
 	}
 	fmt.Fprintf(out, "  API          %s\n", srv.APIURL())
+	fmt.Fprint(out, dnsLine(srv, &f.cfg))
 	if a := srv.MetricsAddr(); a != nil {
 		fmt.Fprintf(out, "  metrics      http://%s/metrics\n", a)
 	}
