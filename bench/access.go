@@ -99,3 +99,86 @@ func (r *rig) accessSession(ctx context.Context) (string, error) {
 	}
 	return "", fmt.Errorf("access: no session cookie after the login")
 }
+
+// figAccess names the access scenario's figures.
+func figAccess(m string) figName { return figName{"Access GET 1KiB c=50", m} }
+
+// accessRounds is how many measured runs each path gets in the access
+// scenario, in the order A B B A A B B A...
+const accessRounds = 6
+
+// runAccess measures what Access costs a request: c=50 1 KiB GETs on
+// adit-quic and on adit-quic-access (the same edge, tunnel and connector;
+// an Access application and a session cookie), in short runs that
+// alternate between the two, A B B A ..., each --duration/2 after a
+// warm-up, so that a change in the machine's load (another job starting)
+// weighs on both alike. It sums the CPU time of each process and the
+// requests the origin answered per path, and reports the CPU per request
+// and the ratio with Access to without. The load comes from the
+// harness's Go client.
+func runAccess(ctx context.Context, r *rig, res *Results) error {
+	var base, acc *path
+	for _, p := range r.available(kindAdit) {
+		if p.protocol == "quic" {
+			base = p
+		}
+	}
+	for _, p := range r.available(kindAccess) {
+		acc = p
+	}
+	if base == nil || acc == nil {
+		r.cfg.logf("access: n/a: needs the adit-quic and adit-quic-access paths")
+		return nil
+	}
+	const c = 50
+	slice := max(r.cfg.duration/2, time.Second)
+	warm := min(max(r.cfg.warmup, 200*time.Millisecond), time.Second)
+	type sum struct {
+		cpu    map[string]time.Duration
+		served int64
+		reqs   float64 // requests the client completed in the windows
+		secs   float64
+	}
+	sums := map[*path]*sum{base: {cpu: map[string]time.Duration{}}, acc: {cpu: map[string]time.Duration{}}}
+	order := []*path{base, acc}
+	for i := range 2 * accessRounds {
+		p := order[(i+1)/2%2] // A B B A A B B A ...
+		meter := r.newCPUMeter(p, true)
+		s, err := closedLoop(ctx, p.target, "/1k", c, warm, slice, meter.mark)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		used, served, err := meter.used()
+		if err != nil {
+			return err
+		}
+		t := sums[p]
+		for side, d := range used {
+			t.cpu[side] += d
+		}
+		t.served += served
+		t.reqs += s.RequestsPerSecond * slice.Seconds()
+		t.secs += slice.Seconds()
+	}
+	per := map[*path]map[string]float64{}
+	for _, p := range order {
+		t := sums[p]
+		if t.served <= 0 {
+			return fmt.Errorf("%s: the origin answered no request", p.name)
+		}
+		per[p] = cpuPer(t.cpu, float64(t.served), time.Microsecond, true)
+		per[p]["edge+connector"] = per[p]["edge"] + per[p]["connector"]
+		res.set(figAccess("req/s"), "req/s", p.name, t.reqs/t.secs)
+		for _, side := range []string{"edge", "connector", "edge+connector", "total"} {
+			res.set(figAccess(cpuMetric(side)), unitCPUReq, p.name, per[p][side])
+		}
+		r.cfg.logf("access %s: %.0f req/s; CPU µs/req: client %.1f, origin %.1f, edge %.1f, connector %.1f, total %.1f",
+			p.name, t.reqs/t.secs, per[p]["client"], per[p]["origin"], per[p]["edge"], per[p]["connector"], per[p]["total"])
+	}
+	for _, side := range []string{"edge+connector", "total"} {
+		ratio := per[acc][side] / per[base][side]
+		res.set(figAccess(cpuMetric(side)+" with/without Access"), "x", acc.name, ratio)
+		r.cfg.logf("access: %s CPU per request with Access / without: %.3fx", side, ratio)
+	}
+	return nil
+}

@@ -16,7 +16,9 @@
 // stream (MB/s); a fixed request rate (latency from the scheduled time,
 // RSS and CPU of the edge and connector); many idle WebSockets (RSS per
 // connection on each side); the time from `tunnel run` to the first proxied
-// 200; and the time to serve again after the edge restarts. For the small
+// 200; the time to serve again after the edge restarts; and what Access
+// costs a request (access.go: adit-quic with and without an Access
+// session, alternating). For the small
 // GETs and the transfers it also reports the CPU budget: the CPU time each
 // process on the path (load generator, origin, edge, connector) spends per
 // request or per GB, and the req/s ratio to direct that budget allows on
@@ -60,7 +62,7 @@ import (
 // Scenario names for --scenarios, in the order they run. The fixed rate
 // runs first, on fresh processes, so its RSS is the steady state of that
 // load and not the high-water mark of a 1 GiB transfer.
-var allScenarios = []string{"rate", "idle-ws", "small", "download", "upload", "restart", "waf", "flood", "https"}
+var allScenarios = []string{"rate", "idle-ws", "small", "access", "download", "upload", "restart", "waf", "flood", "https"}
 
 // config is the harness's parameters. newConfig's flags set every field.
 type config struct {

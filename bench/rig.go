@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,7 +156,7 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 			}
 		}
 	}
-	if slices.Contains(r.cfg.scenarios, "small") {
+	if r.cfg.has("small") || r.cfg.has("access") {
 		r.setupAccess(ctx) // access.go
 	}
 	for _, c := range r.cfg.compares {

@@ -87,6 +87,8 @@ func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
 		err = runIdleWS(ctx, r, res)
 	case "small":
 		err = runSmall(ctx, r, res)
+	case "access":
+		err = runAccess(ctx, r, res) // access.go
 	case "download", "upload":
 		err = runBig(ctx, r, res, name)
 	case "restart":
@@ -117,7 +119,7 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 				prof = startPerf(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.pid(), r.cfg.warmup+r.cfg.duration)
 			}
 			var gprof *pprofRun
-			if c == profileAt && p.kind == kindAdit {
+			if c == profileAt && (p.kind == kindAdit || p.kind == kindAccess) {
 				gprof = startPprof(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.metrics, r.cfg.warmup+r.cfg.duration)
 			}
 			err := r.warmUp(ctx, p.target, c)
