@@ -75,13 +75,22 @@ func Login(ctx context.Context, opts Options) (string, error) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, `<!doctype html><html><head><meta charset="utf-8"><title>Logged in · adit</title></head>`+
 			`<body style="font:16px system-ui;margin:4em auto;max-width:40em"><h1>Logged in</h1><p>You can close this window and go back to the terminal.</p></body></html>`)
+		// The page goes out before Login returns and stops the server.
+		http.NewResponseController(w).Flush()
 		select {
 		case got <- result{tok: q.Get("token")}:
 		default:
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Let the callback's answer finish; the browser is waiting for it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+	}()
 
 	u := *app
 	u.Path = "/.adit/login"
