@@ -3,6 +3,7 @@ package access
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +67,7 @@ type originSeen struct {
 	Email       string `json:"email"`
 	Token       string `json:"token"`
 	Path        string `json:"path"`
+	Cookie      string `json:"cookie,omitempty"`
 	HasSecret   bool   `json:"has_secret"`
 	Lookalike   string `json:"lookalike,omitempty"`
 }
@@ -79,7 +83,7 @@ func startSide(t testing.TB, cli *clientv3.Client, cfg Config) *edgeSide {
 	origin := layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {
 		seen := originSeen{
 			Assertion: r.Header.Get(AssertionHeader), CFAssertion: r.Header.Get(CFAssertionHeader),
-			Path: r.URL.Path, HasSecret: r.Header.Get(ClientSecretHeader) != "" || r.Header.Get(CFClientSecretHeader) != "",
+			Path: r.URL.Path, Cookie: strings.Join(r.Header["Cookie"], " | "), HasSecret: r.Header.Get(ClientSecretHeader) != "" || r.Header.Get(CFClientSecretHeader) != "",
 		}
 		if req.Identity != nil {
 			seen.Email, seen.Token = req.Identity.Email, req.Identity.ServiceToken
@@ -241,13 +245,24 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureConfig(t, Config{})
+}
+
+// testClock is a clock a test moves forward.
+type testClock struct{ ahead atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.ahead.Add(int64(d)) }
+
+func newFixtureConfig(t testing.TB, cfg Config) *fixture {
+	t.Helper()
 	p, err := accesstest.Start(ann, bob, eve)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
 	f := &fixture{idp: p, cli: openStore(t)}
-	f.side = startSide(t, f.cli, Config{})
+	f.side = startSide(t, f.cli, cfg)
 	f.side.mustCall(t, "POST", "/v1/access/idps", control.AccessIdP{
 		Name: "test", Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: p.ClientSecret,
 		Scopes: []string{"openid", "email", "profile", "groups"},
@@ -293,6 +308,24 @@ func TestLoginFlow(t *testing.T) {
 	}
 	if cookie == nil {
 		t.Fatal("no session cookie in the jar")
+	}
+	// The origin gets the assertion, not the session: the cookie is the
+	// edge's (the visitor's other cookies pass), and the assertion is no
+	// session at the edge. It is signed once for the session.
+	if seen.Cookie != "" {
+		t.Errorf("the origin saw the cookies %q, want none", seen.Cookie)
+	}
+	if seen.Assertion == cookie.Value {
+		t.Errorf("the origin's assertion is the session itself")
+	}
+	again := decodeSeen(t, get(t, c, s.appURL("app.localhost", "/y"), false, "Cookie", "theme=dark; "+SessionCookie+"_x=1; other=2"))
+	if again.Cookie != "theme=dark; other=2" || again.Assertion != seen.Assertion {
+		t.Errorf("second request: origin saw cookies %q and assertion %.20q, want theme and other, and the same assertion", again.Cookie, again.Assertion)
+	}
+	for _, h := range [][]string{{CFTokenHeader, seen.Assertion}, {"Cookie", SessionCookie + "=" + seen.Assertion}} {
+		if resp := get(t, s.browser(t), s.appURL("app.localhost", "/"), false, h...); resp.StatusCode != 401 {
+			t.Errorf("the assertion as %s: got %d, want 401", h[0], resp.StatusCode)
+		}
 	}
 
 	// The origin's check: the JWKS at /cdn-cgi/access/certs, the app's audience.
@@ -376,7 +409,7 @@ func TestTokensRefused(t *testing.T) {
 	k := snap.signer(time.Now())
 	now := time.Now()
 	mk := func(aud string, iat, exp time.Time, email string) string {
-		tok, err := sign(k, claims{Claims: jwt.Claims{Audience: jwt.Audience{aud}, IssuedAt: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(exp)}, Type: "app", Email: email, Groups: []string{"eng"}})
+		tok, err := sign(k, testSession(aud, "app.localhost", email, iat, exp))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -385,7 +418,7 @@ func TestTokensRefused(t *testing.T) {
 	valid := mk(f.app.AUD, now, now.Add(time.Hour), "ann@example.com")
 	forgedKey, _ := newKeyRecord(k.rec.KID, now, now) // same key ID, other key
 	fk, _ := parseRecord(store.AccessKeyKey("x"), mustJSON(forgedKey))
-	forged, _ := sign(fk.(*signingKey), claims{Claims: jwt.Claims{Audience: jwt.Audience{f.app.AUD}, IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}, Type: "app", Email: "ann@example.com", Groups: []string{"eng"}})
+	forged, _ := sign(fk.(*signingKey), testSession(f.app.AUD, "app.localhost", "ann@example.com", now, now.Add(time.Hour)))
 	parts := strings.Split(valid, ".")
 	tampered := parts[0] + "." + strings.TrimRight(parts[1], "=") + "x." + parts[2]
 	cases := []struct {
@@ -399,6 +432,16 @@ func TestTokensRefused(t *testing.T) {
 		{"wrong audience", mk("0123", now, now.Add(time.Hour), "ann@example.com"), false},
 		{"other app", mk(f.adm.AUD, now, now.Add(time.Hour), "ann@example.com"), false},
 		{"no email", mk(f.app.AUD, now, now.Add(time.Hour), ""), false},
+		{"no session ID (an origin's assertion)", func() string {
+			c := testSession(f.app.AUD, "app.localhost", "ann@example.com", now, now.Add(time.Hour))
+			c.ID = ""
+			tok, _ := sign(k, c)
+			return tok
+		}(), false},
+		{"issued on another hostname", func() string {
+			tok, _ := sign(k, testSession(f.app.AUD, "other.localhost", "ann@example.com", now, now.Add(time.Hour)))
+			return tok
+		}(), false},
 		{"garbage", "a.b.c", false},
 	}
 	c := s.browser(t)
@@ -415,6 +458,17 @@ func TestTokensRefused(t *testing.T) {
 				t.Errorf("%s as %s: got %d %s, want ok=%v", tc.name, how, resp.StatusCode, limitString(b, 200), tc.ok)
 			}
 		}
+	}
+}
+
+// testSession is the claims of a session for aud on host.
+func testSession(aud, host, email string, iat, exp time.Time) claims {
+	return claims{
+		Claims: jwt.Claims{
+			Issuer: "http://" + host, Subject: email, Audience: jwt.Audience{aud}, ID: randomString(16),
+			IssuedAt: jwt.NewNumericDate(iat), NotBefore: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(exp),
+		},
+		Type: "app", Email: email, Groups: []string{"eng"},
 	}
 }
 
@@ -604,10 +658,18 @@ func TestMatch(t *testing.T) {
 // TestKeyRotation: a rotated key signs new sessions once active, and
 // sessions the old one signed stay valid.
 func TestKeyRotation(t *testing.T) {
-	f := newFixture(t)
+	clock := new(testClock)
+	f := newFixtureConfig(t, Config{Now: clock.Now})
 	s := f.side
 	c := s.browser(t)
-	old := decodeSeen(t, login(t, c, s.appURL("app.localhost", "/"), ann)).Assertion
+	before := decodeSeen(t, login(t, c, s.appURL("app.localhost", "/"), ann)).Assertion
+	u, _ := url.Parse(s.appURL("app.localhost", "/"))
+	var old string
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == SessionCookie {
+			old = ck.Value
+		}
+	}
 	var k control.AccessKey
 	s.mustCall(t, "POST", "/v1/access/keys", nil, &k)
 	var set struct{ Keys []struct{ Kid string } }
@@ -622,9 +684,28 @@ func TestKeyRotation(t *testing.T) {
 	if got := snapKID(s.l.st.snap.Load().signer(time.Now().Add(keyActivation))); got != k.KID {
 		t.Errorf("signer once active: %s, want %s", got, k.KID)
 	}
-	if seen := decodeSeen(t, get(t, c, s.appURL("app.localhost", "/"), false, CFTokenHeader, old)); seen.Email != "ann@example.com" {
+	clock.Advance(keyActivation)
+	seen := decodeSeen(t, get(t, s.browser(t), s.appURL("app.localhost", "/"), false, CFTokenHeader, old))
+	if seen.Email != "ann@example.com" {
 		t.Errorf("old session after rotation: %+v", seen)
 	}
+	// The session's assertion is signed again, by the new key.
+	if seen.Assertion == before || kidOfJWT(t, seen.Assertion) != k.KID {
+		t.Errorf("assertion after rotation signed by %s, want a new one by %s", kidOfJWT(t, seen.Assertion), k.KID)
+	}
+}
+
+// kidOfJWT is the key ID in a JWT's header.
+func kidOfJWT(t testing.TB, tok string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(tok, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatalf("JWT header %q: %v", h, err)
+	}
+	var v struct{ Kid string }
+	json.Unmarshal(b, &v)
+	return v.Kid
 }
 
 func snapKID(k *signingKey) string {
@@ -683,21 +764,46 @@ func BenchmarkLayer(b *testing.B) {
 	}
 	json.Unmarshal(rec.Body.Bytes(), &a)
 	now := time.Now()
-	tok, _ := sign(l.st.snap.Load().signer(now), claims{Claims: jwt.Claims{Audience: jwt.Audience{a.AUD}, IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}, Type: "app", Email: "ann@example.com"})
+	tok, _ := sign(l.st.snap.Load().signer(now), testSession(a.AUD, "app.example.com", "ann@example.com", now, now.Add(time.Hour)))
 	var passed int
 	h := l.Wrap(layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) { passed++ }))
 	for _, tc := range []struct{ name, host string }{{"session", "app.example.com"}, {"no-app", "other.example.com"}} {
 		b.Run(tc.name, func(b *testing.B) {
 			r := httptest.NewRequest("GET", "http://"+tc.host+"/x", nil)
-			r.Header.Set("Cookie", SessionCookie+"="+tok)
+			cookie := []string{SessionCookie + "=" + tok}
 			w := httptest.NewRecorder()
 			passed = 0
 			b.ReportAllocs()
 			for b.Loop() {
+				r.Header["Cookie"] = cookie // the layer takes it out
 				h.ServeRouted(w, r, &layer.Request{ID: "x", Host: tc.host, ClientIP: netip.MustParseAddr("127.0.0.1")})
 			}
-			if passed == 0 {
-				b.Fatal("nothing passed")
+			if passed != b.N {
+				b.Fatalf("%d of %d requests passed", passed, b.N)
+			}
+		})
+	}
+}
+
+// TestStripSessionCookies: the session cookies leave, the others stay.
+func TestStripSessionCookies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want []string // nil: no Cookie field
+	}{
+		{"only the session", []string{SessionCookie + "=abc"}, nil},
+		{"a path application's session", []string{SessionCookie + "_0123456789ab=abc"}, nil},
+		{"others kept", []string{"a=1; " + SessionCookie + "=abc;b=2"}, []string{"a=1; b=2"}},
+		{"a look-alike name kept", []string{SessionCookie + "X=1"}, []string{SessionCookie + "X=1"}},
+		{"several fields", []string{SessionCookie + "=abc", "a=1", SessionCookie + "_x=y; c=3"}, []string{"a=1", "c=3"}},
+		{"none", []string{"a=1"}, []string{"a=1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{"Cookie": slices.Clone(tc.in)}
+			stripSessionCookies(h)
+			if got := h["Cookie"]; !slices.Equal(got, tc.want) || (tc.want == nil && got != nil) {
+				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -34,6 +34,7 @@ func (l *Layer) Endpoints() []controlserver.Endpoint {
 		{Pattern: "DELETE /v1/access/apps/{name}", Handle: l.deleteApp},
 		{Pattern: "POST /v1/access/apps/{name}/policies", Handle: l.addPolicy},
 		{Pattern: "DELETE /v1/access/apps/{name}/policies/{n}", Handle: l.deletePolicy},
+		{Pattern: "POST /v1/access/apps/{name}/revoke-sessions", Handle: l.revokeSessions},
 		{Pattern: "GET /v1/access/service-tokens", Handle: l.listTokens},
 		{Pattern: "POST /v1/access/service-tokens", Handle: l.createToken},
 		{Pattern: "DELETE /v1/access/service-tokens/{name}", Handle: l.revokeToken},

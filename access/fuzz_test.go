@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adit-dev/adit/control"
@@ -30,11 +29,11 @@ func FuzzSession(f *testing.F) {
 	snap := l.st.snap.Load()
 	a, _ := compileApp(control.AccessApp{Name: "a", Domain: "a.example.com", AUD: "aud"})
 	now := time.Now()
-	valid, err := sign(snap.signer(now), claims{Claims: jwt.Claims{Audience: jwt.Audience{"aud"}, Expiry: jwt.NewNumericDate(now.Add(time.Hour))}, Type: "app", Email: "a@b.c"})
+	valid, err := sign(snap.signer(now), testSession("aud", "a.example.com", "a@b.c", now, now.Add(time.Hour)))
 	if err != nil {
 		f.Fatal(err)
 	}
-	if l.session(snap, valid, a, now) == nil {
+	if l.session(snap, valid, a, "a.example.com", now) == nil {
 		f.Fatal("the valid seed is refused")
 	}
 	f.Add(valid, 10, byte('x'))
@@ -50,7 +49,7 @@ func FuzzSession(f *testing.F) {
 				return
 			}
 		}
-		if c := l.session(snap, tok, a, now); c != nil {
+		if c := l.session(snap, tok, a, "a.example.com", now); c != nil {
 			t.Fatalf("token %q accepted: %+v", tok, c)
 		}
 	})

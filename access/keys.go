@@ -177,27 +177,29 @@ const maxTokenLen = 8 << 10
 
 // verify checks a JWT's signature against the snapshot's keys and its
 // expiry, and decodes its claims into out; the caller checks the audience.
-func verify(snap *snapshot, token string, now time.Time, out any) error {
+// It returns the ID of the key that signed it.
+func verify(snap *snapshot, token string, now time.Time, out any) (string, error) {
 	if len(token) > maxTokenLen {
-		return errors.New("access: token too long")
+		return "", errors.New("access: token too long")
 	}
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(tok.Headers) != 1 {
-		return errors.New("access: want one signature")
+		return "", errors.New("access: want one signature")
 	}
-	k := snap.keys[tok.Headers[0].KeyID]
+	kid := tok.Headers[0].KeyID
+	k := snap.keys[kid]
 	if k == nil {
-		return errNoKey
+		return "", errNoKey
 	}
 	var std jwt.Claims
 	if err := tok.Claims(&k.priv.PublicKey, &std, out); err != nil {
-		return err
+		return "", err
 	}
 	if std.Expiry == nil {
-		return errors.New("access: token without expiry")
+		return "", errors.New("access: token without expiry")
 	}
-	return std.ValidateWithLeeway(jwt.Expected{Time: now}, 5*time.Second)
+	return kid, std.ValidateWithLeeway(jwt.Expected{Time: now}, 5*time.Second)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -63,6 +63,7 @@ type Layer struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 	st     *state
+	rv     *revocations
 	m      *metrics
 	wg     sync.WaitGroup
 	// rl keeps what any visitor can trigger at will (refusals) from
@@ -71,10 +72,35 @@ type Layer struct {
 	rl *ratelog.Limiter
 
 	// sessions caches verified session JWTs, so a request with a known
-	// cookie costs a map lookup instead of a signature check.
-	sessions     sync.Map // string → *claims
+	// cookie costs a map lookup instead of a signature check, and the
+	// assertion signed for each, so the origin's JWT is signed once per
+	// session rather than per request.
+	sessions     sync.Map // string → *session
 	sessionCount atomic.Int64
 }
+
+// session is a verified session JWT in the cache.
+type session struct {
+	c       *claims
+	asrt    atomic.Pointer[assertion] // the origin's JWT, once signed
+	checked atomic.Uint64             // the revocations' generation it was last found current at
+}
+
+// assertion is a JWT the edge signed for the origin, and what it needs to
+// know when to sign another.
+type assertion struct {
+	jwt string
+	kid string    // the key that signed it: a newer signer replaces it
+	exp time.Time // when it ends
+}
+
+// assertionLifetime is how long an origin's assertion for a person is
+// valid (at most until the session ends); it is signed again
+// assertionRenew before it ends.
+const (
+	assertionLifetime = time.Hour
+	assertionRenew    = 10 * time.Minute
+)
 
 // maxCachedSessions bounds the session cache; past it, it starts over.
 const maxCachedSessions = 20000
@@ -100,15 +126,24 @@ func New(deps layer.Deps, cfg Config) (*Layer, error) {
 		cancel()
 		return nil, err
 	}
+	l.rv, err = newRevocations(ctx, deps.Etcd, log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	l.m, err = newMetrics(deps.Metrics)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
 		l.st.run(ctx)
+	}()
+	go func() {
+		defer l.wg.Done()
+		watchLoop(ctx, log, "revoked sessions", l.rv.watch, l.rv.load)
 	}()
 	kctx, kcancel := context.WithTimeout(ctx, 30*time.Second)
 	err = l.maintainKeys(kctx)
@@ -174,6 +209,7 @@ func (l *Layer) serve(w http.ResponseWriter, r *http.Request, req *layer.Request
 	}
 	a := match(exact, wild, clean)
 	if a == nil {
+		stripSessionCookies(h)
 		next.ServeRouted(w, r, req)
 		return
 	}
@@ -212,25 +248,28 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 			delete(h, k)
 		}
 	}
-	var sessionJWT string
+	var sess *session
 	if t := firstHeader(h, TokenHeader, CFTokenHeader); t != "" {
-		if c := l.session(snap, t, a, now); c != nil {
-			s.user, sessionJWT = c, t
+		if ss := l.session(snap, t, a, req.Host, now); ss != nil {
+			sess, s.user = ss, ss.c
 		}
 		delete(h, TokenHeader)
 		delete(h, CFTokenHeader)
 	}
 	if s.user == nil {
 		eachSessionCookie(h, func(v string) bool {
-			if cl := l.session(snap, v, a, now); cl != nil {
-				s.user, sessionJWT = cl, v
+			if ss := l.session(snap, v, a, req.Host, now); ss != nil {
+				sess, s.user = ss, ss.c
 				return true
 			}
 			return false
 		})
 	}
+	// The session cookie is the edge's: the origin learns who the visitor
+	// is from the assertion, and does not carry ~0.5 KB more per request.
+	stripSessionCookies(h)
 	decision, pol := decide(a, &s)
-	l.m.decisions.WithLabelValues(a.rec.Name, decision).Inc()
+	l.m.decision(a, decision).Inc()
 	switch decision {
 	case decisionBypass:
 		if l.log.Enabled(r.Context(), slog.LevelDebug) {
@@ -249,16 +288,20 @@ func (l *Layer) judge(w http.ResponseWriter, r *http.Request, req *layer.Request
 				return
 			}
 			id.Assertion = tok
-			h[AssertionHeader] = []string{tok}
-			h[CFAssertionHeader] = []string{tok}
+			setAssertion(h, tok)
 		}
 		req.Identity = id
 		next.ServeRouted(w, r, req)
 		return
 	case decisionAllow:
-		req.Identity = &layer.Identity{App: a.rec.Name, Email: s.user.Email, Groups: s.user.Groups, IdP: s.user.IdP, Assertion: sessionJWT}
-		h[AssertionHeader] = []string{sessionJWT}
-		h[CFAssertionHeader] = []string{sessionJWT}
+		tok, err := l.personAssertion(snap, sess, now)
+		if err != nil {
+			l.log.Error("signing an assertion", "app", a.rec.Name, "err", err, "request_id", req.ID)
+			l.page(w, r, req.ID, http.StatusServiceUnavailable, "Access is not ready", "The edge could not sign the request's identity.")
+			return
+		}
+		req.Identity = &layer.Identity{App: a.rec.Name, Email: s.user.Email, Groups: s.user.Groups, IdP: s.user.IdP, Assertion: tok}
+		setAssertion(h, tok)
 		if l.log.Enabled(r.Context(), slog.LevelDebug) {
 			l.log.Debug("allow", "app", a.rec.Name, "policy", pol, "email", s.user.Email, "request_id", req.ID)
 		}
@@ -307,7 +350,7 @@ func eachSessionCookie(h http.Header, f func(v string) bool) {
 	for _, line := range h["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
 			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if !ok || !strings.HasPrefix(name, SessionCookie) {
+			if !ok || !isSessionCookie(name) {
 				continue
 			}
 			if f(strings.Trim(val, `"`)) {
@@ -317,45 +360,141 @@ func eachSessionCookie(h http.Header, f func(v string) bool) {
 	}
 }
 
-// session returns the claims of a valid session JWT for a, from the cache
-// or by checking it.
-func (l *Layer) session(snap *snapshot, tok string, a *app, now time.Time) *claims {
+// session returns the valid session JWT tok for a on host, from the cache
+// or by checking it. A session is valid until it expires while the key
+// that signed it is kept, for its application's audience and on the
+// hostname it was issued on; it names a person and has an ID, so an
+// assertion the edge signed for an origin (no ID) is never a session.
+func (l *Layer) session(snap *snapshot, tok string, a *app, host string, now time.Time) *session {
 	if v, ok := l.sessions.Load(tok); ok {
-		c := v.(*claims)
-		if c.Expiry.Time().After(now) && c.Audience.Contains(a.rec.AUD) && c.Email != "" && snap.keys[c.kid] != nil {
-			return c
-		}
+		s := v.(*session)
+		c := s.c
 		if !c.Expiry.Time().After(now) {
 			l.sessions.Delete(tok)
 			l.sessionCount.Add(-1)
+			return nil
 		}
-		return nil
+		if c.Audience[0] != a.rec.AUD || snap.keys[c.kid] == nil || !issuedFor(c.Issuer, host) || !l.current(s, a) {
+			return nil
+		}
+		return s
 	}
 	c := new(claims)
-	if err := verify(snap, tok, now, c); err != nil || c.Type != "app" || len(c.Audience) != 1 {
+	kid, err := verify(snap, tok, now, c)
+	if err != nil || c.Type != "app" || len(c.Audience) != 1 || c.Email == "" || c.ID == "" {
 		return nil
 	}
-	c.kid = kidOf(tok)
+	c.kid = kid
+	s := &session{c: c}
 	if l.sessionCount.Add(1) > maxCachedSessions {
 		l.sessions.Clear()
 		l.sessionCount.Store(1)
 	}
-	if _, loaded := l.sessions.LoadOrStore(tok, c); loaded {
+	if v, loaded := l.sessions.LoadOrStore(tok, s); loaded {
 		l.sessionCount.Add(-1)
+		s = v.(*session)
 	}
-	if !c.Audience.Contains(a.rec.AUD) || c.Email == "" {
+	if c.Audience[0] != a.rec.AUD || !issuedFor(c.Issuer, host) || !l.current(s, a) {
 		return nil
 	}
-	return c
+	return s
 }
 
-// kidOf is the key ID of a JWT already verified.
-func kidOf(tok string) string {
-	t, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(t.Headers) == 0 {
-		return ""
+// issuedFor reports whether iss, the issuer of a session
+// (scheme://hostname), names host (a lower-case hostname without port).
+func issuedFor(iss, host string) bool {
+	_, h, ok := strings.Cut(iss, "://")
+	return ok && strings.EqualFold(h, host)
+}
+
+// personAssertion returns the origin's JWT for a session: signed once and
+// reused until shortly before it ends or until another key signs.
+func (l *Layer) personAssertion(snap *snapshot, s *session, now time.Time) (string, error) {
+	k := snap.signer(now)
+	if k == nil {
+		return "", errors.New("no signing key")
 	}
-	return t.Headers[0].KeyID
+	c := s.c
+	end := c.Expiry.Time()
+	if as := s.asrt.Load(); as != nil && as.kid == k.rec.KID && (now.Before(as.exp.Add(-assertionRenew)) || !as.exp.Before(end)) {
+		return as.jwt, nil
+	}
+	exp := now.Add(assertionLifetime)
+	if end.Before(exp) {
+		exp = end
+	}
+	// Small on purpose (it goes to the origin with every request, twice):
+	// no ID, no nbf, no application name (aud says it).
+	tok, err := sign(k, claims{
+		Claims: jwt.Claims{
+			Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience,
+			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
+		},
+		Type: "app", Email: c.Email, Groups: c.Groups, IdP: c.IdP,
+	})
+	if err != nil {
+		return "", err
+	}
+	s.asrt.Store(&assertion{jwt: tok, kid: k.rec.KID, exp: exp})
+	return tok, nil
+}
+
+// setAssertion puts the origin's JWT in h under both names, with one
+// allocation.
+func setAssertion(h http.Header, tok string) {
+	v := []string{tok, tok}
+	h[AssertionHeader] = v[0:1:1]
+	h[CFAssertionHeader] = v[1:2:2]
+}
+
+// stripSessionCookies removes the session cookies (SessionCookie and
+// SessionCookie_*) from h's Cookie fields and keeps the others. It
+// allocates only when the visitor sends other cookies beside a session.
+func stripSessionCookies(h http.Header) {
+	lines := h["Cookie"]
+	n := 0
+	for _, line := range lines {
+		if strings.Contains(line, SessionCookie) {
+			line = withoutSessionCookies(line)
+		}
+		if line != "" {
+			lines[n] = line
+			n++
+		}
+	}
+	switch {
+	case n == 0 && len(lines) > 0:
+		delete(h, "Cookie")
+	case n < len(lines):
+		clear(lines[n:])
+		h["Cookie"] = lines[:n]
+	}
+}
+
+// withoutSessionCookies is a Cookie field without its session cookies.
+func withoutSessionCookies(line string) string {
+	var b strings.Builder
+	for part := range strings.SplitSeq(line, ";") {
+		p := strings.TrimSpace(part)
+		if p == "" {
+			continue
+		}
+		name, _, _ := strings.Cut(p, "=")
+		if isSessionCookie(name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// isSessionCookie reports whether a cookie of that name is a session.
+func isSessionCookie(name string) bool {
+	rest, ok := strings.CutPrefix(name, SessionCookie)
+	return ok && (rest == "" || rest[0] == '_')
 }
 
 // checkServiceToken returns the service token with that client ID and
@@ -375,14 +514,16 @@ func checkServiceToken(snap *snapshot, id, secret string, now time.Time) *servic
 // serviceAssertion returns the JWT for t in a, signing one when the
 // cached one is near its end.
 func (l *Layer) serviceAssertion(snap *snapshot, t *serviceToken, a *app, r *http.Request, now time.Time) (string, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if c, ok := t.assertions[a.rec.Name]; ok && now.Before(c.exp.Add(-time.Hour)) {
-		return c.jwt, nil
-	}
 	k := snap.signer(now)
 	if k == nil {
-		return "", fmt.Errorf("no signing key")
+		return "", errors.New("no signing key")
+	}
+	host := hostOnly(r.Host)
+	key := serviceAssertionKey{app: a.rec.Name, host: host}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.assertions[key]; ok && c.kid == k.rec.KID && now.Before(c.exp.Add(-time.Hour)) {
+		return c.jwt, nil
 	}
 	exp := now.Add(24 * time.Hour)
 	if t.rec.ExpiresAt.Before(exp) {
@@ -390,18 +531,18 @@ func (l *Layer) serviceAssertion(snap *snapshot, t *serviceToken, a *app, r *htt
 	}
 	tok, err := sign(k, claims{
 		Claims: jwt.Claims{
-			Issuer: scheme(r) + "://" + hostOnly(r.Host), Audience: jwt.Audience{a.rec.AUD},
-			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
+			Issuer: scheme(r) + "://" + host, Audience: jwt.Audience{a.rec.AUD},
+			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
 		},
-		Type: "app", App: a.rec.Name, CommonName: t.rec.ClientID, ServiceToken: t.rec.Name,
+		Type: "app", CommonName: t.rec.ClientID, ServiceToken: t.rec.Name,
 	})
 	if err != nil {
 		return "", err
 	}
-	if t.assertions == nil {
-		t.assertions = make(map[string]cachedAssertion)
+	if t.assertions == nil || len(t.assertions) >= maxServiceAssertions {
+		t.assertions = make(map[serviceAssertionKey]assertion)
 	}
-	t.assertions[a.rec.Name] = cachedAssertion{jwt: tok, exp: exp}
+	t.assertions[key] = assertion{jwt: tok, kid: k.rec.KID, exp: exp}
 	return tok, nil
 }
 
@@ -437,7 +578,7 @@ func (l *Layer) endpoint(w http.ResponseWriter, r *http.Request, req *layer.Requ
 			// Already logged in: hand the session over at once.
 			var tok string
 			eachSessionCookie(r.Header, func(v string) bool {
-				if l.session(snap, v, a, l.now()) != nil {
+				if l.session(snap, v, a, req.Host, l.now()) != nil {
 					tok = v
 				}
 				return tok != ""
@@ -452,11 +593,7 @@ func (l *Layer) endpoint(w http.ResponseWriter, r *http.Request, req *layer.Requ
 	case callbackPath:
 		l.callback(w, r, req.ID, snap)
 	case "/.adit/logout", "/cdn-cgi/access/logout":
-		for _, list := range [][]*app{exact, wild} {
-			for _, a := range list {
-				l.clearSession(w, a)
-			}
-		}
+		l.logout(w, r, req.Host, snap, exact, wild)
 		l.log.Info("logout", "host", req.Host, "request_id", req.ID)
 		layer.WritePage(w, r, layer.Page{Code: http.StatusOK, Title: "Logged out", Message: "You are logged out of " + req.Host + ".", RequestID: req.ID})
 	default:
@@ -527,6 +664,25 @@ func hostOnly(hostport string) string {
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// decision returns the decisions counter of a and d, without the label
+// lookup on every request.
+func (m *metrics) decision(a *app, d string) prometheus.Counter {
+	cs := a.counters.Load()
+	if cs == nil {
+		cs = new([len(decisionNames)]prometheus.Counter)
+		for i, n := range decisionNames {
+			cs[i] = m.decisions.WithLabelValues(a.rec.Name, n)
+		}
+		a.counters.Store(cs)
+	}
+	for i, n := range decisionNames {
+		if n == d {
+			return cs[i]
+		}
+	}
+	return m.decisions.WithLabelValues(a.rec.Name, d)
+}
 
 // metrics are the layer's counters.
 type metrics struct {

@@ -233,7 +233,7 @@ func (l *Layer) callback(w http.ResponseWriter, r *http.Request, rid string, sna
 	}
 	now := l.now()
 	var st loginState
-	if err := verify(snap, c.Value, now, &st); err != nil || !st.Audience.Contains(loginAudience) || st.State != state {
+	if _, err := verify(snap, c.Value, now, &st); err != nil || !st.Audience.Contains(loginAudience) || st.State != state {
 		l.page(w, r, rid, http.StatusBadRequest, "Login failed", "The login state does not match. Start again from the application.")
 		return
 	}

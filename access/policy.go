@@ -108,6 +108,10 @@ const (
 	decisionLogin       = "login" // no session: sent to log in (browser) or 401
 )
 
+// decisionNames are the decisions, in the order metrics.decision keeps
+// their counters.
+var decisionNames = [...]string{decisionAllow, decisionDeny, decisionBypass, decisionServiceAuth, decisionLogin}
+
 // decide evaluates an application's policies for s, as Cloudflare Access
 // does: bypass and service_auth policies first, in order, then allow and
 // deny in order, the first match deciding; no match is a denial. Allow and

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -49,6 +50,10 @@ type app struct {
 	path     string // "" or "/path", lower-case (paths match without case)
 	session  time.Duration
 	policies []policy
+
+	// counters are the decisions metric's counters for this application,
+	// looked up once (metrics.decision).
+	counters atomic.Pointer[[len(decisionNames)]prometheus.Counter]
 }
 
 // serviceToken is a service token in memory.
@@ -56,13 +61,16 @@ type serviceToken struct {
 	rec tokenRecord
 
 	mu         sync.Mutex
-	assertions map[string]cachedAssertion // by application name
+	assertions map[serviceAssertionKey]assertion
 }
 
-type cachedAssertion struct {
-	jwt string
-	exp time.Time
-}
+// serviceAssertionKey is what a service token's assertion is for: the
+// issuer names the hostname (a wildcard application has many).
+type serviceAssertionKey struct{ app, host string }
+
+// maxServiceAssertions bounds a service token's cached assertions; past
+// it, the cache starts over.
+const maxServiceAssertions = 1024
 
 // signingKey is a signing key in memory.
 type signingKey struct {
@@ -298,13 +306,19 @@ func (st *state) put(recs records, key string, val []byte) {
 // run watches until ctx ends, reloading after any failure.
 func (st *state) run(ctx context.Context) {
 	defer close(st.done)
+	watchLoop(ctx, st.log, "Access records", st.watch, st.load)
+}
+
+// watchLoop runs watch until ctx ends; after a failure it calls load
+// (with backoff, until it succeeds) and watches again.
+func watchLoop(ctx context.Context, log logger, what string, watch, load func(context.Context) error) {
 	delay := 50 * time.Millisecond
 	for {
-		err := st.watch(ctx)
+		err := watch(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		st.log.Warn("watch interrupted; reloading", "err", err)
+		log.Warn("watch interrupted; reloading", "what", what, "err", err)
 		for {
 			t := time.NewTimer(delay)
 			select {
@@ -314,7 +328,7 @@ func (st *state) run(ctx context.Context) {
 			case <-t.C:
 			}
 			delay = min(2*delay, 5*time.Second)
-			if err := st.load(ctx); err == nil {
+			if err := load(ctx); err == nil {
 				delay = 50 * time.Millisecond
 				break
 			}
@@ -363,11 +377,16 @@ func (st *state) watch(ctx context.Context) error {
 // waitRev waits, at most 2 s, until the snapshot includes revision rev:
 // an API write answers once this edge applies it.
 func (st *state) waitRev(ctx context.Context, rev int64) {
+	waitFor(ctx, func() bool { return st.snap.Load().rev >= rev })
+}
+
+// waitFor waits, at most 2 s, until done.
+func waitFor(ctx context.Context, done func() bool) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
-	for st.snap.Load().rev < rev {
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return

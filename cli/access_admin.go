@@ -256,7 +256,7 @@ policy, nobody gets in.`,
 		},
 	}
 	deleteAPI.register(del)
-	cmd.AddCommand(create, list, info, del)
+	cmd.AddCommand(create, list, info, del, newAccessAppRevokeCmd(g))
 	return cmd
 }
 

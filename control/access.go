@@ -52,6 +52,23 @@ type AccessApp struct {
 	CreatedAt time.Time      `json:"created_at"`
 }
 
+// RevokeAccessSessionsRequest asks to revoke an application's sessions
+// (Cloudflare's "revoke existing tokens"): every session issued until now,
+// or only those of Email. The people log in again.
+type RevokeAccessSessionsRequest struct {
+	// Email limits the revocation to one person's sessions. If empty, all.
+	Email string `json:"email,omitempty"`
+}
+
+// AccessSessionsRevoked is the answer to RevokeAccessSessionsRequest.
+type AccessSessionsRevoked struct {
+	App   string `json:"app"`
+	Email string `json:"email,omitempty"`
+	// IssuedBefore: sessions issued before this time (whole seconds, as
+	// JWTs count) are refused on every edge.
+	IssuedBefore time.Time `json:"issued_before"`
+}
+
 // Policy actions, as Cloudflare Access names them.
 const (
 	ActionAllow       = "allow"

@@ -129,3 +129,15 @@ func (c *Client) RotateAccessKey(ctx context.Context) (AccessKey, error) {
 	err := c.do(ctx, http.MethodPost, "/v1/access/keys", nil, nil, &out)
 	return out, err
 }
+
+// RevokeAccessSessions revokes an application's sessions issued until now
+// (only email's, if not empty) on every edge.
+func (c *Client) RevokeAccessSessions(ctx context.Context, app, email string) (AccessSessionsRevoked, error) {
+	seg, err := pathSegment("application name", app)
+	if err != nil {
+		return AccessSessionsRevoked{}, err
+	}
+	var out AccessSessionsRevoked
+	err = c.do(ctx, http.MethodPost, "/v1/access/apps/"+seg+"/revoke-sessions", nil, RevokeAccessSessionsRequest{Email: email}, &out)
+	return out, err
+}

@@ -76,7 +76,7 @@ func jwtOrigin(t testing.TB) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := map[string]any{"path": r.URL.Path, "client_assertion": r.Header.Get("Adit-Access-Jwt-Assertion") != ""}
+		out := map[string]any{"path": r.URL.Path, "client_assertion": r.Header.Get("Adit-Access-Jwt-Assertion") != "", "cookie": r.Header.Get("Cookie")}
 		if tok := r.Header.Get("Cf-Access-Jwt-Assertion"); tok != "" {
 			if parts := strings.Split(tok, "."); len(parts) == 3 {
 				b, _ := base64.RawURLEncoding.DecodeString(parts[1])
@@ -480,18 +480,7 @@ func TestAccessRevokeTwoEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	var edges []*edge.Server
-	for range 2 {
-		srv, err := edge.Start(context.Background(), edge.Config{
-			DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-			EtcdEndpoints: st.Endpoints(), Logger: testLogger(t).With("side", "edge"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		edges = append(edges, srv)
-	}
+	edges := []*edge.Server{startEdgeOnEtcd(t, st.Endpoints()), startEdgeOnEtcd(t, st.Endpoints())}
 	a := edges[0]
 	ctx := context.Background()
 	api := accessAPI(t, a)
