@@ -346,6 +346,28 @@ func TestLoginFlow(t *testing.T) {
 	if _, err := vOther.Verify(context.Background(), seen.Assertion); err == nil {
 		t.Error("the assertion verified for another application's audience")
 	}
+	// Another team (another etcd, its own keys, the same key ID: keys are
+	// named by their rotation period) signs the same claims: refused.
+	team2 := startSide(t, openStore(t), Config{})
+	now := time.Now()
+	k2 := team2.l.st.snap.Load().signer(now)
+	if k2.rec.KID != s.l.st.snap.Load().signer(now).rec.KID {
+		t.Logf("the two teams' keys have different IDs: %s", k2.rec.KID)
+	}
+	c2 := testSession(f.app.AUD, "app.localhost", "ann@example.com", now, now.Add(time.Hour))
+	c2.ID = ""
+	if tok, _ := sign(k2, c2); tok != "" {
+		if _, err := v.Verify(context.Background(), tok); err == nil {
+			t.Error("an assertion another team signed verified")
+		}
+	}
+	// This team's key, issued for another hostname: refused.
+	c3 := testSession(f.app.AUD, "other.localhost", "ann@example.com", now, now.Add(time.Hour))
+	if tok, _ := sign(s.l.st.snap.Load().signer(now), c3); tok != "" {
+		if _, err := v.Verify(context.Background(), tok); err == nil || !strings.Contains(err.Error(), "issuer") {
+			t.Errorf("an assertion issued for another hostname: %v, want refused for its issuer", err)
+		}
+	}
 
 	// The same browser reaches the admin app (another audience) only after
 	// logging in to it; ann may.

@@ -42,9 +42,9 @@ func accessVerifiers(ing *ingress.Ingress, hc *http.Client) ([]*accessverify.Ver
 	return vs, cancel, nil
 }
 
-// checkAccess verifies the Access JWT of a request to rule i, if the rule
-// requires one; it returns why the request is refused, or "".
-func (r *router) checkAccess(i int, h http.Header) string {
+// checkAccess verifies the Access JWT of a request for host to rule i, if
+// the rule requires one; it returns why the request is refused, or "".
+func (r *router) checkAccess(i int, host string, h http.Header) string {
 	if r.access == nil || r.access[i] == nil {
 		return ""
 	}
@@ -54,7 +54,7 @@ func (r *router) checkAccess(i int, h http.Header) string {
 	if tok == "" {
 		tok = h.Get("Cf-Access-Jwt-Assertion")
 	}
-	if _, err := r.access[i].Verify(ctx, tok); err != nil {
+	if _, err := r.access[i].VerifyHost(ctx, tok, host); err != nil {
 		return err.Error()
 	}
 	return ""

@@ -94,7 +94,7 @@ func (c *Connector) route(s tunnel.Stream, h *tunnel.RequestHeader, log *slog.Lo
 	rt := c.router.Load()
 	rule, svc = rt.match(h.Host, req.URL.Path)
 	if rule != nil {
-		if why := rt.checkAccess(rule.Index, req.Header); why != "" {
+		if why := rt.checkAccess(rule.Index, h.Host, req.Header); why != "" {
 			c.rl.Logger(log).Warn("refused by originRequest.access", "rule", rule.Index+1, "reason", why)
 			refuseAccess(s, h.RequestID, why, log)
 			return nil, nil, nil, false

@@ -78,7 +78,7 @@ func (c *Connector) serveTCP(s tunnel.Stream, br *bufio.Reader, h *tunnel.Reques
 		respondError(s, http.StatusBadGateway, fmt.Sprintf("no ingress rule matches host %q", h.Host))
 		return
 	}
-	if why := rt.checkAccess(rule.Index, h.Header); why != "" {
+	if why := rt.checkAccess(rule.Index, h.Host, h.Header); why != "" {
 		c.rl.Logger(log).Warn("refused by originRequest.access", "rule", rule.Index+1, "reason", why)
 		respondError(s, http.StatusForbidden, "refused by the connector's Access check (originRequest.access): "+why)
 		return
