@@ -21,8 +21,11 @@ import (
 // TestMain lets the test binary be the origin process: the harness starts
 // its own executable for it.
 func TestMain(m *testing.M) {
-	if os.Getenv(roleEnv) == "origin" {
+	switch os.Getenv(roleEnv) {
+	case "origin":
 		os.Exit(runOrigin())
+	case "proxy":
+		os.Exit(runProxy())
 	}
 	os.Exit(m.Run())
 }
@@ -48,7 +51,7 @@ func tinyRun(t *testing.T, args ...string) (*Results, map[string]PathInfo) {
 	for _, p := range res.Paths {
 		paths[p.Name] = p
 	}
-	for _, name := range []string{"direct", "adit-quic", "adit-websocket"} {
+	for _, name := range []string{"direct", "proxy2", "adit-quic", "adit-websocket"} {
 		if _, ok := paths[name]; !ok {
 			t.Fatalf("results lack path %s; got %v", name, res.Paths)
 		}
@@ -89,8 +92,8 @@ func TestTinyRun(t *testing.T) {
 		fig   figName
 		paths []string
 	}{
-		{figGet(1, "req/s"), []string{"direct", "adit-quic"}},
-		{figGet(4, "p99"), []string{"direct", "adit-quic"}},
+		{figGet(1, "req/s"), []string{"direct", "proxy2", "adit-quic"}},
+		{figGet(4, "p99"), []string{"direct", "proxy2", "adit-quic"}},
 		{figGet(4, "req/s"), []string{"adit-quic-access"}}, // a valid session on every request
 		{figGet(4, cpuMetric("edge")), []string{"adit-quic-access"}},
 		{figGet(4, "edge alloc/req"), []string{"adit-quic"}},
@@ -121,9 +124,11 @@ func TestTinyRun(t *testing.T) {
 	}
 	for _, scenario := range []string{res.figDownload().scenario, res.figUpload().scenario} {
 		for _, side := range cpuRows {
-			ps := []string{"direct", "adit-quic"}
-			if side == "edge" || side == "connector" {
-				ps = ps[1:]
+			var ps []string
+			for _, p := range []string{"direct", "proxy2", "adit-quic"} {
+				if slices.Contains(cpuSidesOf(p), side) {
+					ps = append(ps, p)
+				}
 			}
 			want = append(want, struct {
 				fig   figName
@@ -133,7 +138,7 @@ func TestTinyRun(t *testing.T) {
 	}
 	for _, w := range want {
 		ps := w.paths
-		if paths["adit-websocket"].Available {
+		if paths["adit-websocket"].Available && slices.Contains(ps, "adit-quic") {
 			ps = append(ps, "adit-websocket")
 		}
 		for _, p := range ps {
@@ -210,7 +215,8 @@ func TestTinyRunWrk(t *testing.T) {
 		t.Errorf("adit-quic edge allocs/req: got %v, %v; want > 0", v, ok)
 	}
 	// The CPU budget, with wrk's own CPU time as the client's.
-	for p, sides := range map[string][]string{"direct": {"client", "origin", "total"}, "adit-quic": cpuRows} {
+	for _, p := range []string{"direct", "proxy2", "adit-quic"} {
+		sides := cpuSidesOf(p)
 		for _, side := range sides {
 			if v, ok := res.get(figGet(c, cpuMetric(side)), p); !ok || v <= 0 {
 				t.Errorf("%s %s: got %v, %v; want > 0", p, cpuMetric(side), v, ok)
@@ -600,7 +606,11 @@ func TestCPUPer(t *testing.T) {
 		{"µs per request, with total",
 			map[string]time.Duration{"client": 300 * time.Millisecond, "origin": 100 * time.Millisecond, "edge": 250 * time.Millisecond, "connector": 350 * time.Millisecond},
 			10000, time.Microsecond, true,
-			map[string]float64{"client": 30, "origin": 10, "edge": 25, "connector": 35, "total": 100}},
+			map[string]float64{"client": 30, "origin": 10, "edge": 25, "connector": 35, "hops": 60, "total": 100}},
+		{"proxy2: its two hops",
+			map[string]time.Duration{"client": 300 * time.Millisecond, "origin": 100 * time.Millisecond, "proxy hop 1": 400 * time.Millisecond, "proxy hop 2": 400 * time.Millisecond},
+			10000, time.Microsecond, true,
+			map[string]float64{"client": 30, "origin": 10, "proxy hop 1": 40, "proxy hop 2": 40, "hops": 80, "total": 120}},
 		{"s per GB: 512 MB moved", map[string]time.Duration{"client": time.Second, "origin": 500 * time.Millisecond}, 0.512, time.Second, true,
 			map[string]float64{"client": 1 / 0.512, "origin": 0.5 / 0.512, "total": 1.5 / 0.512}},
 		{"compare path: no total", map[string]time.Duration{"client": 2 * time.Second, "origin": time.Second}, 1000, time.Microsecond, false,
@@ -727,5 +737,17 @@ func TestClockCPU(t *testing.T) {
 		if d, err := procCPU(pid); err == nil {
 			t.Errorf("procCPU(%d) = %v, nil; want an error", pid, d)
 		}
+	}
+}
+
+// cpuSidesOf are the CPU rows path p has in a tiny run.
+func cpuSidesOf(p string) []string {
+	switch p {
+	case "direct":
+		return []string{"client", "origin", "total"}
+	case "proxy2":
+		return []string{"client", "origin", "proxy hop 1", "proxy hop 2", "hops", "total"}
+	default:
+		return []string{"client", "origin", "edge", "connector", "hops", "total"}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -17,12 +18,18 @@ import (
 // direct's: the "CPU-bound ceiling vs direct" row.
 
 // cpuSides are the processes on a path, in table order: the load
-// generator, the origin, and on an adit path the edge and its connector.
-var cpuSides = []string{"client", "origin", "edge", "connector"}
+// generator, the origin, on an adit path the edge and its connector, on
+// the proxy2 path its two proxies.
+var cpuSides = []string{"client", "origin", "edge", "connector", "proxy hop 1", "proxy hop 2"}
+
+// cpuHops are the sides between the client and the origin: what a path
+// itself costs. Their sum is the "hops" row, compared between adit and
+// proxy2 (issue 16: adit's hops at most half of proxy2's).
+var cpuHops = []string{"edge", "connector", "proxy hop 1", "proxy hop 2"}
 
 // cpuRows are the CPU rows of a scenario, in table order: a row per side,
-// then their sum.
-var cpuRows = append(cpuSides[:len(cpuSides):len(cpuSides)], "total")
+// the hops' sum, then the sum of all.
+var cpuRows = append(cpuSides[:len(cpuSides):len(cpuSides)], "hops", "total")
 
 const (
 	unitCPUReq    = "µs/req"
@@ -100,9 +107,14 @@ type cpuMark struct {
 // selfClient (the Go client).
 func (r *rig) newCPUMeter(p *path, selfClient bool) *cpuMeter {
 	m := &cpuMeter{origin: r.origin, pids: map[string]int{"origin": r.origin.pid()}, extra: map[string]time.Duration{}}
-	if p.kind == kindAdit || p.kind == kindAccess {
+	switch p.kind {
+	case kindAdit, kindAccess:
 		m.pids["edge"] = r.edge.pid()
 		m.pids["connector"] = p.conn.pid()
+	case kindProxy2:
+		for i, h := range p.hops {
+			m.pids[fmt.Sprintf("proxy hop %d", i+1)] = h.pid()
+		}
 	}
 	if selfClient {
 		m.pids["client"] = os.Getpid()
@@ -164,10 +176,18 @@ func cpuPer(used map[string]time.Duration, n float64, unit time.Duration, total 
 		return nil
 	}
 	per := map[string]float64{}
-	var sum time.Duration
+	var sum, hops time.Duration
+	var hasHops bool
 	for side, d := range used {
 		per[side] = float64(d) / float64(unit) / n
 		sum += d
+		if slices.Contains(cpuHops, side) {
+			hops += d
+			hasHops = true
+		}
+	}
+	if hasHops {
+		per["hops"] = float64(hops) / float64(unit) / n
 	}
 	if total {
 		per["total"] = float64(sum) / float64(unit) / n

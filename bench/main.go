@@ -5,6 +5,9 @@
 // separate processes, all on 127.0.0.1, and measures in the same run:
 //
 //   - direct:         client → origin
+//   - proxy2:         client → Go httputil.ReverseProxy → a second one →
+//     origin, each a process (proxy2.go): the least work an HTTP-aware
+//     tunnel must do, the reference issue 16's targets are ratios to
 //   - adit-quic:      client → edge → QUIC → connector → origin
 //   - adit-websocket: the same over the WebSocket transport, when the
 //     connector accepts `--protocol websocket` (otherwise "n/a")
@@ -26,8 +29,8 @@
 // Go client, except for the small GETs, which wrk sends when it is
 // installed (--loadgen).
 //
-// It prints one table, each figure with its ratio to direct, followed by
-// issue 5's targets, and writes the same results as JSON to --out. All
+// It prints one table, each figure with its ratio to direct and to proxy2
+// ("p2"), followed by the targets of issues 5 and 16, and writes the same results as JSON to --out. All
 // traffic stays on 127.0.0.1; every step is bounded in time; the children
 // are stopped on exit and on Ctrl-C.
 //
@@ -112,8 +115,11 @@ func (c *config) logf(format string, args ...any) {
 func (c *config) has(scenario string) bool { return slices.Contains(c.scenarios, scenario) }
 
 func main() {
-	if os.Getenv(roleEnv) == "origin" {
+	switch os.Getenv(roleEnv) {
+	case "origin":
 		os.Exit(runOrigin())
+	case "proxy":
+		os.Exit(runProxy())
 	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {

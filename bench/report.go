@@ -82,6 +82,9 @@ type Figure struct {
 	Values map[string]float64 `json:"values"`
 	// Ratios is each value divided by direct's, for figures direct has.
 	Ratios map[string]float64 `json:"ratio_to_direct,omitempty"`
+	// RatiosProxy2 is each value divided by proxy2's (two ReverseProxy
+	// hops, proxy2.go), for figures proxy2 has.
+	RatiosProxy2 map[string]float64 `json:"ratio_to_proxy2,omitempty"`
 	// Notes by path name: why a value is missing, or a caveat ("partial").
 	Notes map[string]string `json:"notes,omitempty"`
 }
@@ -142,19 +145,11 @@ func (r *Results) get(f figName, path string) (float64, bool) {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-// finish fills in ratios to direct and checks the targets.
+// finish fills in ratios to direct and to proxy2 and checks the targets.
 func (r *Results) finish(paths []*path) {
 	for _, f := range r.Figures {
-		d, ok := f.Values["direct"]
-		if !ok || d == 0 || f.Unit == "conns" {
-			continue
-		}
-		f.Ratios = map[string]float64{}
-		for p, v := range f.Values {
-			if p != "direct" {
-				f.Ratios[p] = v / d
-			}
-		}
+		f.Ratios = ratiosTo(f, "direct")
+		f.RatiosProxy2 = ratiosTo(f, "proxy2")
 	}
 	for _, p := range paths {
 		if p.kind == kindDirect {
@@ -164,17 +159,42 @@ func (r *Results) finish(paths []*path) {
 	}
 }
 
-// targets checks issue 5's goals for path p, for the figures that ran.
+// ratiosTo divides each of f's values by ref's, or returns nil when ref
+// has none (or zero), and for connection counts.
+func ratiosTo(f *Figure, ref string) map[string]float64 {
+	d, ok := f.Values[ref]
+	if !ok || d == 0 || f.Unit == "conns" {
+		return nil
+	}
+	rs := map[string]float64{}
+	for p, v := range f.Values {
+		if p != ref {
+			rs[p] = v / d
+		}
+	}
+	return rs
+}
+
+// targets checks the goals of issues 5 and 16 for an adit path p, for the
+// figures that ran. Issue 16's ratios to proxy2 replaced issue 5's
+// throughput ratios to direct.
 func (r *Results) targets(p *path) []Target {
 	var ts []Target
+	if p.kind == kindDirect || p.kind == kindProxy2 {
+		return nil
+	}
 	add := func(goal, got string, met bool) {
 		ts = append(ts, Target{Path: p.name, Goal: goal, Got: got, Met: met})
 	}
-	if v, d, ok := r.pair(figGet(50, "req/s"), p.name); ok {
-		add("GET 1KiB c=50 req/s ≥ 0.5× direct", fmt.Sprintf("%.2f×", v/d), v >= 0.5*d)
+	c := r.closestConcurrency(50)
+	if v, ref, ok := r.pairWith(figGet(c, cpuMetric("hops")), p.name, "proxy2"); ok {
+		add(fmt.Sprintf("GET 1KiB c=%d hops CPU ≤ 0.5× proxy2's", c), fmt.Sprintf("%.2f×", v/ref), v <= 0.5*ref)
 	}
-	if v, d, ok := r.pair(figGet(50, "p99"), p.name); ok {
-		add("GET 1KiB c=50 p99 ≤ 2× direct", fmt.Sprintf("%.2f×", v/d), v <= 2*d)
+	if v, ref, ok := r.pairWith(figGet(c, "req/s"), p.name, "proxy2"); ok {
+		add(fmt.Sprintf("GET 1KiB c=%d req/s ≥ 2× proxy2", c), fmt.Sprintf("%.2f×", v/ref), v >= 2*ref)
+	}
+	if v, ref, ok := r.pairWith(figGet(c, "p99"), p.name, "proxy2"); ok {
+		add(fmt.Sprintf("GET 1KiB c=%d p99 ≤ proxy2's", c), fmt.Sprintf("%.2f×", v/ref), v <= ref)
 	}
 	if v, d, ok := r.pair(figGet(1, "p50"), p.name); ok {
 		add("GET 1KiB c=1 median adds < 300µs", fmt.Sprintf("+%.0fµs", v-d), v-d < 300)
@@ -182,6 +202,10 @@ func (r *Results) targets(p *path) []Target {
 	for _, f := range []figName{r.figDownload(), r.figUpload()} {
 		if v, d, ok := r.pair(f, p.name); ok {
 			add(f.scenario+" MB/s ≥ 0.5× direct", fmt.Sprintf("%.2f×", v/d), v >= 0.5*d)
+		}
+		limit := map[string]float64{"quic": 2, "websocket": 1.2}[p.protocol]
+		if v, ok := r.get(figName{f.scenario, cpuMetric("hops")}, p.name); ok && limit > 0 {
+			add(fmt.Sprintf("%s edge+connector CPU < %.1f s/GB", f.scenario, limit), fmt.Sprintf("%.2f s/GB", v), v < limit)
 		}
 	}
 	if v, ok := r.get(r.figRate("connector RSS"), p.name); ok {
@@ -200,9 +224,14 @@ func (r *Results) targets(p *path) []Target {
 }
 
 func (r *Results) pair(f figName, path string) (v, direct float64, ok bool) {
+	return r.pairWith(f, path, "direct")
+}
+
+// pairWith returns path's value of f and the reference path ref's.
+func (r *Results) pairWith(f figName, path, ref string) (v, refV float64, ok bool) {
 	v, ok1 := r.get(f, path)
-	direct, ok2 := r.get(f, "direct")
-	return v, direct, ok1 && ok2 && direct > 0
+	refV, ok2 := r.get(f, ref)
+	return v, refV, ok1 && ok2 && refV > 0
 }
 
 func (r *Results) closestConcurrency(want int) int {
@@ -251,7 +280,8 @@ func sizeString(n int64) string {
 }
 
 // writeTable prints the results as one table: a row per figure, a column
-// per path, each value with its ratio to direct; then the targets.
+// per path, each value with its ratio to direct and to proxy2 ("p2"); then
+// the targets.
 func (r *Results) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "adit benchmark, %s, %d CPUs (%s), %s, load average %s before and %s after\n",
 		r.Started.Format(time.DateTime), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadStart, r.Machine.LoadEnd)
@@ -303,7 +333,7 @@ func (r *Results) writeTable(w io.Writer) {
 		}
 	}
 	if len(r.Targets) > 0 {
-		fmt.Fprintln(w, "\ntargets (issue 5):")
+		fmt.Fprintln(w, "\ntargets (issues 5 and 16):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, t := range r.Targets {
 			mark := "MISSED"
@@ -331,8 +361,15 @@ func cell(f *Figure, p PathInfo) string {
 		}
 	}
 	s := formatValue(v)
-	if ratio, ok := f.Ratios[p.Name]; ok {
+	ratio, okD := f.Ratios[p.Name]
+	ratio2, okP := f.RatiosProxy2[p.Name]
+	switch {
+	case okD && okP:
+		s += fmt.Sprintf(" (%.2f×, p2 %.2f×)", ratio, ratio2)
+	case okD:
 		s += fmt.Sprintf(" (%.2f×)", ratio)
+	case okP:
+		s += fmt.Sprintf(" (p2 %.2f×)", ratio2)
 	}
 	switch n := f.Notes[p.Name]; {
 	case len(n) > 24:

@@ -21,6 +21,7 @@ const (
 	kindAdit                    // client → edge → tunnel → connector → origin
 	kindCompare                 // a URL given with --compare
 	kindAccess                  // adit-quic's tunnel behind Access, with a session (access.go)
+	kindProxy2                  // client → ReverseProxy → ReverseProxy → origin (proxy2.go)
 )
 
 // path is one way from the load generator to the origin.
@@ -29,11 +30,12 @@ type path struct {
 	kind     pathKind
 	protocol string // kindAdit: the connector's --protocol
 	target   target
-	hostname string // kindAdit: the routed name
-	credFile string // kindAdit: the tunnel's credentials file
-	conn     *proc  // kindAdit: the connector process
-	metrics  string // kindAdit: the connector's metrics address, with --pprof-dir
-	na       string // why the path is unavailable; "" if it is available
+	hostname string  // kindAdit: the routed name
+	credFile string  // kindAdit: the tunnel's credentials file
+	conn     *proc   // kindAdit: the connector process
+	metrics  string  // kindAdit: the connector's metrics address, with --pprof-dir
+	hops     []*proc // kindProxy2: the two proxy processes, client side first
+	na       string  // why the path is unavailable; "" if it is available
 }
 
 // edgeProc is an `adit edge` process and what it printed.
@@ -99,6 +101,11 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 	}
 	r.procs = append(r.procs, r.origin.proc) // first in, so stopped last
 	r.paths = append(r.paths, &path{name: "direct", kind: kindDirect, target: target{base: r.origin.URL()}})
+	p2, err := r.startProxy2(ctx)
+	if err != nil {
+		return err
+	}
+	r.paths = append(r.paths, p2)
 	if r.tunnelAddr, err = freeUDPAndTCPAddr(); err != nil {
 		return err
 	}

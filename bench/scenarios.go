@@ -113,7 +113,7 @@ func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
 func runSmall(ctx context.Context, r *rig, res *Results) error {
 	profileAt := res.closestConcurrency(50)
 	for _, c := range r.cfg.concurrency {
-		for _, p := range r.available(kindDirect, kindAdit, kindAccess, kindCompare) {
+		for _, p := range r.available(kindDirect, kindProxy2, kindAdit, kindAccess, kindCompare) {
 			var prof *perfRun
 			if r.cfg.cpuprofileDir != "" && c == profileAt && p.kind == kindAdit {
 				prof = startPerf(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.pid(), r.cfg.warmup+r.cfg.duration)
@@ -258,7 +258,7 @@ func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
 	if dir == "upload" {
 		f, do = res.figUpload(), upload
 	}
-	for _, p := range r.available(kindDirect, kindAdit, kindCompare) {
+	for _, p := range r.available(kindDirect, kindProxy2, kindAdit, kindCompare) {
 		var prof *perfRun
 		if r.cfg.cpuprofileDir != "" && p.kind == kindAdit {
 			// Profile the first few seconds: the steady state.
@@ -310,7 +310,7 @@ func runBig(ctx context.Context, r *rig, res *Results, dir string) error {
 // is the percentage of one core over the run.
 func runRate(ctx context.Context, r *rig, res *Results) error {
 	f := res.figRate
-	for _, p := range r.available(kindDirect, kindAdit, kindCompare) {
+	for _, p := range r.available(kindDirect, kindProxy2, kindAdit, kindCompare) {
 		sides := map[string]int{}
 		if p.kind == kindAdit {
 			sides = map[string]int{"edge": r.edge.pid(), "connector": p.conn.pid()}
