@@ -191,39 +191,16 @@ func (s *accessSetup) client() *http.Client {
 // session cookie, the origin seeing the JWT (and the connector checking
 // it), logout, a denied user's 403 page, a session expiring.
 func TestAccessBrowser(t *testing.T) {
-	chromium := "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed")
-	}
-	if _, err := os.Stat("browser/node_modules/playwright-core"); err != nil {
-		t.Skip("playwright-core is not installed (npm install in e2e/browser; .ci/run does it)")
-	}
+	chromium, node := needBrowser(t) // browser_helper_test.go
 	s := startAccessSetup(t, true)
 	shots := t.TempDir()
 	if d := os.Getenv("ADIT_SCREENSHOTS"); d != "" {
 		shots = d
 	}
-	cfg, _ := json.Marshal(map[string]any{
+	outb := runBrowser(t, node, "access.mjs", map[string]any{
 		"chromium": chromium, "issuer": s.idp.Issuer, "app": s.url("app.localhost", ""), "short": s.url("short.localhost", ""),
 		"shortWaitMs": 4000, "screenshots": shots,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "access.mjs")
-	cmd.Dir = "browser"
-	cmd.Env = append(os.Environ(), "ADIT_BROWSER_TEST="+string(cfg))
-	outb, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("playwright: %v\n%s\n%s", err, outb, stderr)
-	}
+	}, 2*time.Minute)
 	var out struct {
 		Error, LoginPage, AfterLoginURL, Logout, AfterLogoutURL, ShortExpiredURL string
 		Origin, Second, ShortOrigin                                              map[string]any

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -31,6 +32,7 @@ import (
 //	adit_edge_connections_drained_total      connections closed after their connector unregistered and finished
 type edgeMetrics struct {
 	reqLog        *requestLog // requestlog.go: nil records nothing
+	traffic       *traffic    // traffic.go: per-hostname counts for the dashboard; nil records nothing
 	registry      *prometheus.Registry
 	requests      *prometheus.CounterVec
 	duration      prometheus.Histogram
@@ -130,6 +132,10 @@ func (m *edgeMetrics) instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, start: time.Now(), m: m, r: r}
 		defer sw.finish()
+		if r.Body != nil && r.Body != http.NoBody {
+			sw.body.ReadCloser = r.Body // its bytes counted for traffic.go
+			r.Body = &sw.body
+		}
 		h.ServeHTTP(sw, r)
 	})
 }
@@ -143,6 +149,21 @@ type statusWriter struct {
 	r     *http.Request
 	start time.Time
 	code  int
+	took  time.Duration // arrival to response header
+	out   int64         // body bytes written
+	body  countingBody  // the request body, when it has one
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -158,7 +179,9 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.code == 0 {
 		w.header(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.out += int64(n)
+	return n, err
 }
 
 func (w *statusWriter) Flush() {
@@ -180,7 +203,8 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (w *statusWriter) header(code int) {
 	w.code = code
-	w.m.duration.Observe(time.Since(w.start).Seconds())
+	w.took = time.Since(w.start)
+	w.m.duration.Observe(w.took.Seconds())
 }
 
 func (w *statusWriter) finish() {
@@ -188,7 +212,8 @@ func (w *statusWriter) finish() {
 		w.header(http.StatusOK)
 	}
 	w.m.requests.WithLabelValues(strconv.Itoa(w.code)).Inc()
-	w.m.reqLog.finished(w.r, w.code, w.start, w.Header()) // requestlog.go
+	w.m.reqLog.finished(w.r, w.code, w.start, w.Header())         // requestlog.go
+	w.m.traffic.record(w.r.Host, w.code, w.took, w.body.n, w.out) // traffic.go
 }
 
 // countBytes wraps a request stream so that its bytes are counted.

@@ -209,6 +209,7 @@ type Server struct {
 	tcp       *tcpPorts      // tcp.go: listeners of the public TCP port routes
 	peers     *peers         // peer.go: forwarding to the edges of the fleet; nil if off
 	configs   *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
+	dashboard http.Handler   // dashboard.go: served on the API listener beside /v1
 
 	metrics    *edgeMetrics     // metrics.go
 	reqLog     *requestLog      // requestlog.go: --log-requests and `adit tail`
@@ -419,7 +420,10 @@ func (s *Server) listen() error {
 	if err != nil {
 		return fmt.Errorf("edge: admin token: %w", err)
 	}
-	s.openRequestLog()    // requestlog.go
+	s.openRequestLog()                        // requestlog.go
+	if err := s.openDashboard(); err != nil { // dashboard.go
+		return err
+	}
 	return s.listenPeer() // peer.go
 }
 
@@ -431,7 +435,7 @@ func (s *Server) serve() {
 	p.t.peers = s.peers                                 // peer.go: nil if off
 	s.servePublic(s.metrics.instrument(s.limitBody(p))) // public.go
 	s.apiSrv = &http.Server{
-		Handler:           readYourWrites(controlserver.NewHandler(s.svc, s.log, s.endpoints...), s.store.Client(), s.state),
+		Handler:           s.apiHandler(), // dashboard.go: the /v1 API and the dashboard
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.httpErrorLog(),
 	}

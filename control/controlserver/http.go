@@ -54,7 +54,8 @@ type apiHandler struct {
 }
 
 // NewHandler returns the /v1 JSON API over svc. Every request needs an
-// "Authorization: Bearer <token>" header with a token svc.CheckToken accepts.
+// "Authorization: Bearer <token>" header with a token svc.CheckToken accepts,
+// or the dashboard's session cookie with CSRFHeader (sessions.go).
 // docs/openapi.yaml describes the API. The extra endpoints are served beside
 // the API's own, behind the same check. A nil logger discards.
 func NewHandler(svc *Service, logger *slog.Logger, extra ...Endpoint) http.Handler {
@@ -115,12 +116,13 @@ func (h *apiHandler) handle(pattern string, f func(http.ResponseWriter, *http.Re
 }
 
 func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.svc.CheckToken(r.Context(), bearerToken(r)) {
+	id, err := h.authenticate(r) // sessions.go: a bearer token, or the dashboard's session cookie
+	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="adit"`)
-		h.writeError(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthorized", Msg: "missing or invalid API token"})
+		h.writeError(w, r, err)
 		return
 	}
-	h.mux.ServeHTTP(w, r)
+	h.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, id)))
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>" header, or "".

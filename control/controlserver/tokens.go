@@ -158,7 +158,12 @@ func (s *Service) CheckToken(ctx context.Context, token string) bool {
 	if token == "" || len(token) > maxTokenLen {
 		return false
 	}
-	resp, err := s.cli.Get(ctx, store.TokenKey(tokenHash(token)))
+	return s.checkTokenHash(ctx, tokenHash(token))
+}
+
+// checkTokenHash is CheckToken given the token's hex sha256.
+func (s *Service) checkTokenHash(ctx context.Context, hash string) bool {
+	resp, err := s.cli.Get(ctx, store.TokenKey(hash))
 	if err != nil {
 		s.log.Error("cannot check an API token", "err", err)
 		return false
@@ -294,14 +299,15 @@ func (s *Service) RotateToken(ctx context.Context, name string) (control.RotateT
 }
 
 // RevokeToken revokes the API token with that ID (control.TokenID).
-// callerToken, if set, is the token of the request: it cannot revoke
-// itself (ErrConflict), so nobody locks themselves out by mistake.
-// Revoking a revoked token is not an error.
-func (s *Service) RevokeToken(ctx context.Context, id, callerToken string) error {
+// callerID, if set, is the ID of the token the request is made with
+// (directly or through a dashboard session): it cannot revoke itself
+// (ErrConflict), so nobody locks themselves out by mistake. Revoking a
+// revoked token is not an error.
+func (s *Service) RevokeToken(ctx context.Context, id, callerID string) error {
 	if len(id) != control.TokenIDLen || strings.Trim(id, "0123456789abcdef") != "" {
 		return control.Errorf(control.ErrInvalid, "token ID %q: want %d lower-case hex digits (see `adit admin token list`)", id, control.TokenIDLen)
 	}
-	if callerToken != "" && control.TokenID(callerToken) == id {
+	if callerID != "" && callerID == id {
 		return control.Errorf(control.ErrConflict, "token %s is the one this request is made with; rotate it instead (`adit admin token rotate`)", id)
 	}
 	found, err := s.tokens(ctx, id)

@@ -35,7 +35,7 @@ func (h *apiHandler) rotateToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *apiHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	if err := h.svc.RevokeToken(r.Context(), r.PathValue("id"), bearerToken(r)); err != nil {
+	if err := h.svc.RevokeToken(r.Context(), r.PathValue("id"), callerTokenID(r)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

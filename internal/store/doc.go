@@ -25,6 +25,8 @@
 //	/adit/rate-limits/<id>                  JSON control.RateLimit
 //	/adit/waf/<hostname>                    JSON control.WAFConfig of a hostname, or of "*" (every other one)
 //	/adit/dns/txt/<fqdn>/<id>               JSON TXT record the edges' DNS servers answer (ACME DNS-01), under a lease
+//	/adit/sessions/<sha256 hex of a cookie> JSON dashboard session {token_hash, created_at, expires_at} under a
+//	                                        lease of its lifetime; its API token's revocation ends it
 //
 // The functions below build these keys; package control gives them meaning.
 package store

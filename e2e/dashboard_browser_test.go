@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/edge"
+)
+
+// TestDashboardBrowser: the dashboard in headless Chromium (Playwright,
+// e2e/browser/dashboard.mjs) against a real edge, its real API and a real
+// connector the test starts and stops when the script asks: log in, a
+// tunnel's connection appearing and disappearing live, a hostname
+// published and reached, a refused edit's error at its field, the traffic
+// page's live log, every page's layout at a desktop and a phone width
+// (screenshots kept in $ADIT_ARTIFACTS/dashboard, or the test's temporary
+// directory), labels, keyboard navigation, contrast, logout.
+func TestDashboardBrowser(t *testing.T) {
+	chromium, node := needBrowser(t) // browser_helper_test.go
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "web")
+	origin := helloOrigin(t, "hello from the origin")
+	token, err := os.ReadFile(srv.AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shots := t.TempDir()
+	if d := os.Getenv("ADIT_ARTIFACTS"); d != "" {
+		shots = filepath.Join(d, "dashboard")
+		if err := os.MkdirAll(shots, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl := startConnectorControl(t, srv, tun)
+	_, httpPort, _ := net.SplitHostPort(srv.HTTPAddr().String())
+	const appHost = "app.localhost"
+	outb := runBrowser(t, node, "dashboard.mjs", map[string]any{
+		"chromium":    chromium,
+		"dashboard":   srv.APIURL() + "/",
+		"token":       strings.TrimSpace(string(token)),
+		"control":     ctl,
+		"tunnel":      "web",
+		"appHost":     appHost,
+		"app":         "http://" + net.JoinHostPort(appHost, httpPort),
+		"service":     origin.URL,
+		"screenshots": shots,
+	}, 2*time.Minute)
+	var out struct {
+		Error, WrongToken, AfterLoginURL, PageSeesCookie, ConnRow, ConnBadge, HostRow string
+		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges         string
+		KeyboardURL, FocusAfterNav                                                    string
+		Steps, ConsoleErrors, ChartLabels, CookiesAfterLogout                         []string
+		AppStatus, ConnsAfterStop, OldCookieStatus, NoCSRFStatus, LoginOverflow       int
+		Cookies                                                                       []struct {
+			Name, SameSite, Path, Domain string
+			HTTPOnly                     bool `json:"httpOnly"`
+			Secure                       bool
+		}
+		PublishError struct {
+			Text, DescribedBy, Focused, HostnameInvalid string
+		}
+		Layout []struct {
+			Page, Width string
+			Overflow    int
+			Missing     []string
+			Texts       int
+		}
+		Contrast  []map[string]any
+		Unlabeled []map[string]any
+		Tabs      []struct {
+			Text, Tag string
+			Outline   bool
+		}
+	}
+	if err := json.Unmarshal(outb, &out); err != nil {
+		t.Fatalf("playwright printed %s: %v", outb, err)
+	}
+	t.Logf("screenshots in %s; steps %q", shots, out.Steps)
+	if out.Error != "" {
+		t.Fatalf("in the browser, after steps %q: %s\nso far: %s", out.Steps, out.Error, outb)
+	}
+
+	// Login.
+	if !strings.Contains(out.WrongToken, "not a valid API token") {
+		t.Errorf("a wrong token showed %q at the field, want the refusal", out.WrongToken)
+	}
+	if strings.Contains(out.AfterLoginURL, "adit_") {
+		t.Errorf("the token is in the URL: %s", out.AfterLoginURL)
+	}
+	var session bool
+	for _, c := range out.Cookies {
+		if c.Name == "__Host-adit_session" {
+			session = c.HTTPOnly && c.Secure && c.SameSite == "Strict" && c.Path == "/"
+			if !session {
+				t.Errorf("session cookie %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", c)
+			}
+		}
+	}
+	if !session || len(out.Cookies) != 1 {
+		t.Errorf("cookies %+v, want the session cookie alone", out.Cookies)
+	}
+	if out.PageSeesCookie != "" {
+		t.Errorf("the page's script sees the cookie %q", out.PageSeesCookie)
+	}
+
+	// Live connections.
+	if !strings.Contains(out.ConnRow, srv.Node()) || !strings.Contains(out.ConnRow, "quic") || !strings.Contains(out.ConnBadge, "connection") {
+		t.Errorf("connection row %q, badge %q: want this edge, quic", out.ConnRow, out.ConnBadge)
+	}
+	if out.ConnsAfterStop != 0 {
+		t.Errorf("%d connection rows after the connector stopped", out.ConnsAfterStop)
+	}
+
+	// Publish, reach, refused edits.
+	pe := out.PublishError
+	if !strings.Contains(pe.Text, "service") || !strings.Contains(pe.Text, "ftp") || !strings.Contains(pe.DescribedBy, "-err") || pe.Focused != "service" || pe.HostnameInvalid != "" {
+		t.Errorf("refused publish: %+v; want the validator's error at the service field, focused, and nothing at the hostname", pe)
+	}
+	if !strings.Contains(out.HostRow, appHost) || !strings.Contains(out.HostRow, origin.URL) || !strings.Contains(out.HostRow, "routed") {
+		t.Errorf("hostname row %q", out.HostRow)
+	}
+	if out.AppStatus != 200 || out.AppBody != "hello from the origin" {
+		t.Errorf("the published hostname answered %d %q", out.AppStatus, out.AppBody)
+	}
+	if !strings.Contains(out.EditorError, "Line 3") || !strings.Contains(out.EditorError, "nope") || !strings.Contains(out.EditorSelection, "nope://x") {
+		t.Errorf("refused ingress edit: error %q, selection %q; want line 3 named and selected", out.EditorError, out.EditorSelection)
+	}
+
+	// Traffic.
+	if !strings.Contains(out.LogLine, "200") || !strings.Contains(out.LogLine, "/from-the-test") {
+		t.Errorf("live log line %q", out.LogLine)
+	}
+	if len(out.ChartLabels) != 4 || !strings.Contains(out.ChartLabels[0], "peak") || strings.Contains(out.ChartLabels[0], "peak 0;") {
+		t.Errorf("charts %q, want 4 with this hour's requests", out.ChartLabels)
+	}
+	if !strings.Contains(out.TrafficSummary, appHost) {
+		t.Errorf("traffic summary %q lacks %s", out.TrafficSummary, appHost)
+	}
+	if !strings.Contains(out.Edges, srv.Node()) {
+		t.Errorf("edges page %q does not name this edge", out.Edges)
+	}
+
+	// Layout, labels, contrast.
+	pages := map[string]bool{}
+	for _, l := range out.Layout {
+		pages[l.Page+"/"+l.Width] = true
+		if l.Overflow > 0 || len(l.Missing) > 0 || l.Texts == 0 {
+			t.Errorf("%s at %s width: %d px of horizontal overflow, not visible: %q (%d texts checked)", l.Page, l.Width, l.Overflow, l.Missing, l.Texts)
+		}
+	}
+	for _, p := range []string{"tunnels", "tunnel", "traffic", "access", "shield", "certificates", "edges", "logged-out"} {
+		if !pages[p+"/desktop"] || !pages[p+"/phone"] {
+			t.Errorf("page %s was not checked at both widths", p)
+		}
+		for _, w := range []string{"desktop", "phone"} {
+			if _, err := os.Stat(filepath.Join(shots, p+"-"+w+".png")); err != nil {
+				t.Errorf("screenshot: %v", err)
+			}
+		}
+	}
+	if out.LoginOverflow > 0 {
+		t.Errorf("the login page overflows a phone by %d px", out.LoginOverflow)
+	}
+	for _, c := range out.Contrast {
+		t.Errorf("low contrast: %v", c)
+	}
+	for _, u := range out.Unlabeled {
+		t.Errorf("an input without a label: %v", u)
+	}
+
+	// Keyboard.
+	if len(out.Tabs) < 3 || out.Tabs[0].Text != "Skip to content" || out.Tabs[len(out.Tabs)-1].Text != "Access" {
+		t.Errorf("Tab went through %+v; want the skip link first, then the navigation up to Access", out.Tabs)
+	}
+	for _, f := range out.Tabs {
+		if !f.Outline {
+			t.Errorf("focused %s %q shows no focus outline", f.Tag, f.Text)
+		}
+	}
+	if !strings.HasSuffix(out.KeyboardURL, "#/access") || out.FocusAfterNav != "main" {
+		t.Errorf("Enter on Access: at %s, focus on %q; want #/access with focus on main", out.KeyboardURL, out.FocusAfterNav)
+	}
+
+	// Logout.
+	if len(out.CookiesAfterLogout) != 0 {
+		t.Errorf("cookies after logout: %q", out.CookiesAfterLogout)
+	}
+	if out.OldCookieStatus != 401 || out.NoCSRFStatus != 401 {
+		t.Errorf("after logout the old cookie got %d (want 401); without the CSRF header %d (want 401)", out.OldCookieStatus, out.NoCSRFStatus)
+	}
+	for _, e := range out.ConsoleErrors {
+		t.Errorf("browser console: %s", e)
+	}
+}
+
+// startConnectorControl serves POST /start and /stop on loopback: the
+// browser script's way to have a connector (remotely configured) started
+// and stopped for the tunnel. It returns the base URL.
+func startConnectorControl(t *testing.T, srv *edge.Server, tun tunnelFixture) string {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		stop func()
+	)
+	stopIt := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stop != nil {
+			stop()
+			stop = nil
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stop != nil {
+			http.Error(w, "already running", http.StatusConflict)
+			return
+		}
+		c, err := connector.New(connector.Config{
+			TunnelID: tun.ID, Secret: tun.Secret, EdgeAddrs: []string{srv.TunnelAddr().String()}, EdgeCA: srv.CAPEM(),
+			ServerName: "localhost", RemoteConfig: true, HAConnections: 2, GracePeriod: time.Second,
+			Logger: testLogger(t).With("side", "connector"),
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		stop = func() { cancel(); <-done }
+		select {
+		case <-c.Ready():
+			w.WriteHeader(http.StatusNoContent)
+		case err := <-done:
+			stop = nil
+			http.Error(w, fmt.Sprintf("connector stopped: %v", err), http.StatusInternalServerError)
+		case <-time.After(30 * time.Second):
+			http.Error(w, "connector not ready after 30s", http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		stopIt()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() {
+		hs.Close()
+		stopIt()
+	})
+	return "http://" + ln.Addr().String()
+}

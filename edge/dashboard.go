@@ -1,0 +1,34 @@
+package edge
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/adit-dev/adit/control/controlserver"
+	"github.com/adit-dev/adit/dashboard"
+)
+
+// The API listener serves the /v1 API and, at every other path, the web
+// dashboard (package dashboard), whose sessions the API takes in the admin
+// token's stead (control/controlserver/sessions.go).
+
+// openDashboard builds the dashboard; it needs the control service (listen).
+func (s *Server) openDashboard() error {
+	d, err := dashboard.New(dashboard.Config{Sessions: s.svc, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	s.dashboard = d
+	s.metrics.traffic = newTraffic(s.node, s.state) // traffic.go: what the dashboard graphs
+	s.endpoints = append(s.endpoints, s.metrics.traffic.endpoints()...)
+	return nil
+}
+
+// apiHandler is the API listener's handler: /v1/ is the control API (with
+// the endpoints of the edge's other parts), the rest the dashboard.
+func (s *Server) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", readYourWrites(controlserver.NewHandler(s.svc, s.log, s.endpoints...), s.store.Client(), s.state))
+	mux.Handle("/", s.dashboard)
+	return mux
+}
