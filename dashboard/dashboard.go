@@ -37,6 +37,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
+	"github.com/adit-dev/adit/internal/logs"
 )
 
 //go:embed static
@@ -85,10 +86,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Sessions == nil {
 		return nil, errors.New("dashboard: Config.Sessions is required")
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(cfg.Logger, "dashboard") // nil: discard
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)

@@ -69,7 +69,7 @@ type hostTraffic struct {
 type traffic struct {
 	node  string
 	state *controlserver.State // a concrete type: an interface call would move record's buffer to the heap
-	now   func() time.Time // time.Now; tests set it
+	now   func() time.Time     // time.Now; tests set it
 
 	mu    sync.RWMutex
 	exact map[string]*hostTraffic // route hostname → ring
