@@ -71,7 +71,7 @@ func TestTinyRun(t *testing.T) {
 	profiles := filepath.Join(t.TempDir(), "pprof")
 	res, paths := tinyRun(t,
 		"--pprof-dir", profiles, "--big-timeout", "1s", "--loadgen", "go",
-		"--scenarios", "rate,idle-ws,small,download,upload,https",
+		"--scenarios", "rate,idle-ws,small,download,upload,https,peer",
 		"--duration", "200ms", "--warmup", "50ms", "--concurrency", "1,4",
 		"--big-size", "1MiB", "--idle-ws", "20", "--rate", "100", "--rate-duration", "500ms",
 		"--timeout", "10m", // a deadline, not a speed check: a busy 2-core CI machine is slow
@@ -171,6 +171,11 @@ func TestTinyRun(t *testing.T) {
 			if v, ok := res.get(figHTTPS(m), p); !ok || v <= 0 {
 				t.Errorf("HTTPS %s %s: got %v, %v; want > 0", m, p, v, ok)
 			}
+		}
+	}
+	for _, m := range []string{"GET 1KiB c=50 req/s forwarded/local", "download MB/s forwarded/local", "forwarded GET 1KiB c=1 p50"} {
+		if v, ok := res.get(figPeer(m), "adit-quic"); !ok || v <= 0 {
+			t.Errorf("peer link %s: got %v, %v; want > 0", m, v, ok)
 		}
 	}
 	for _, s := range []string{"direct", "adit-quic", "adit-websocket", "GET 1KiB c=4", "targets", "connectors: `adit-connector tunnel run`", "load generator: the harness's Go client",

@@ -19,9 +19,11 @@
 // stream (MB/s); a fixed request rate (latency from the scheduled time,
 // RSS and CPU of the edge and connector); many idle WebSockets (RSS per
 // connection on each side); the time from `tunnel run` to the first proxied
-// 200; the time to serve again after the edge restarts; and what Access
+// 200; the time to serve again after the edge restarts; what Access
 // costs a request (access.go: adit-quic with and without an Access
-// session, alternating). For the small
+// session, alternating); and (peer) the same hostname through a second
+// edge that forwards over the peer link, against the edge that holds the
+// tunnel (peer.go). For the small
 // GETs and the transfers it also reports the CPU budget: the CPU time each
 // process on the path (load generator, origin, edge, connector) spends per
 // request or per GB, and the req/s ratio to direct that budget allows on
@@ -42,6 +44,7 @@
 //	go run ./bench --compare frp=http://127.0.0.1:7000 --compare-host frp=app.test
 //	go run ./bench --scenarios rate --connector adit   # connectors in the full binary
 //	go run ./bench --scenarios small --loadgen go      # the Go client even with wrk installed
+//	go run ./bench --scenarios peer                    # forwarded vs local, two edges
 //
 // docs/performance.md has results and the method.
 package main
@@ -65,7 +68,7 @@ import (
 // Scenario names for --scenarios, in the order they run. The fixed rate
 // runs first, on fresh processes, so its RSS is the steady state of that
 // load and not the high-water mark of a 1 GiB transfer.
-var allScenarios = []string{"rate", "idle-ws", "small", "access", "download", "upload", "restart", "waf", "flood", "https"}
+var allScenarios = []string{"rate", "idle-ws", "small", "access", "download", "upload", "restart", "waf", "flood", "https", "peer"}
 
 // config is the harness's parameters. newConfig's flags set every field.
 type config struct {

@@ -99,6 +99,8 @@ func runScenario(ctx context.Context, r *rig, res *Results, name string) error {
 		err = runFlood(ctx, r, res)
 	case "https":
 		err = runHTTPS(ctx, r, res) // https.go
+	case "peer":
+		err = runPeer(ctx, r, res) // peer.go
 	}
 	if err == nil {
 		err = ctx.Err()

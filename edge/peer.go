@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/adit-dev/adit/carrier"
@@ -54,6 +55,26 @@ type peers struct {
 	links *edgepeer.Links
 	state *controlserver.State
 	node  string // this edge
+
+	forwarded *prometheus.CounterVec // by peer node
+	received  *prometheus.CounterVec // by result
+}
+
+// registerMetrics registers the peer link's metrics.
+func (p *peers) registerMetrics(reg prometheus.Registerer) {
+	p.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adit_edge_peer_forwarded_total",
+		Help: "Requests this edge sent to a peer edge that holds their tunnel, by peer.",
+	}, []string{"peer"})
+	p.received = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "adit_edge_peer_received_total",
+		Help: "Requests peer edges forwarded to this edge, by result: served (sent down a connection), refused (no connection or route here), bad (broke the protocol).",
+	}, []string{"result"})
+	links := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "adit_edge_peer_links",
+		Help: "Live peer links to other edges of the fleet.",
+	}, func() float64 { return float64(len(p.links.Links())) })
+	reg.MustRegister(p.forwarded, p.received, links)
 }
 
 // pick returns, as a tunnelConn counting one stream in flight, the best
@@ -100,6 +121,7 @@ func (c *peerConn) OpenStream(ctx context.Context) (tunnel.Stream, error) {
 		s.Close()
 		return nil, fmt.Errorf("edge: forwarding to edge %s: %w", c.node, err)
 	}
+	c.p.forwarded.WithLabelValues(c.node).Inc()
 	return &peerStream{Stream: s, node: c.node}, nil
 }
 
@@ -192,6 +214,7 @@ func (s *Server) listenPeer() error {
 		return listenError("peer", addr, err)
 	}
 	s.peers = &peers{links: links, state: s.state, node: s.node}
+	s.peers.registerMetrics(s.metrics.registry)
 	return nil
 }
 
@@ -240,12 +263,14 @@ func (s *Server) servePeer(ctx context.Context, from *edgepeer.Peer, ps tunnel.S
 		err = errors.New("peer_forward and request frames took too long")
 	}
 	if err != nil {
+		s.peers.received.WithLabelValues("bad").Inc()
 		log.Warn("bad forwarded stream from a peer edge", "err", err)
 		ps.Close()
 		return
 	}
 	log = log.With("request_id", rh.RequestID, "tunnel", fwd.TunnelID)
 	refuse := func(reason string) {
+		s.peers.received.WithLabelValues("refused").Inc()
 		log.Info("forwarded request refused", "reason", reason)
 		tunnel.WriteMessage(ps, &tunnel.PeerReply{Error: reason})
 		ps.CloseWrite()
@@ -262,6 +287,7 @@ func (s *Server) servePeer(ctx context.Context, from *edgepeer.Peer, ps tunnel.S
 		return
 	}
 	defer tc.inflight.Add(-1)
+	s.peers.received.WithLabelValues("served").Inc()
 	b, err := tunnel.AppendMessage(nil, &rh)
 	if err == nil {
 		_, err = cs.Write(b)

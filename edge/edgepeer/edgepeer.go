@@ -37,6 +37,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/pki"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
@@ -175,10 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Links, error) {
 	if q.MaxIncomingStreams == 0 {
 		q.MaxIncomingStreams = cfg.MaxStreams
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Component(cfg.Logger, "peer")
 	if q.Logger == nil {
 		q.Logger = log
 	}
