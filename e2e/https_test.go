@@ -75,6 +75,9 @@ func startHTTPSEdge(t *testing.T, pb *pebble, validity uint64, mod func(*edge.Co
 	}
 	t.Cleanup(func() { srv.Close() })
 	if pb.handler.Load() == nil {
+		if a := srv.DNSAddr(); a != nil && pb.DNS == "" {
+			pb.DNS = a.String() // the edge answers its zones, DNS-01 included
+		}
 		pb.start(t, port(t, srv.HTTPAddr()), port(t, srv.HTTPSAddr()), validity)
 	}
 	return srv

@@ -22,14 +22,19 @@ import (
 // pebble is a real ACME server (Let's Encrypt's Pebble) in this process,
 // on loopback: its directory at DirectoryURL over HTTPS (trust
 // ServerRoots), validating challenges against 127.0.0.1 at the ports
-// given to start, through a DNS server of the test's that answers
-// 127.0.0.1 for every name. Certificates it issues chain to IssuedRoots.
+// given to start, through DNS (the edge's own DNS server, or one of the
+// test's that answers 127.0.0.1 for every name). Certificates it issues
+// chain to IssuedRoots.
 type pebble struct {
 	DirectoryURL string
 	ServerRoots  *x509.CertPool
 	IssuedRoots  *x509.CertPool
-	orders       atomic.Int64
-	handler      atomic.Pointer[http.Handler]
+	// DNS is the DNS server Pebble's validator asks (host:port, UDP and
+	// TCP), DNS-01's TXT records included. If empty when start runs, one
+	// of the test's that answers 127.0.0.1 for every A question.
+	DNS     string
+	orders  atomic.Int64
+	handler atomic.Pointer[http.Handler]
 }
 
 // newPebbleServer starts Pebble's HTTPS listener; start (once the edge's
@@ -71,7 +76,10 @@ func (p *pebble) start(t *testing.T, httpPort, tlsPort int, validity uint64) {
 	store := db.NewMemoryStore()
 	profiles := map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: validity}}
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
-	validator := va.New(logger, httpPort, tlsPort, false, startAnswerAllDNS(t), store)
+	if p.DNS == "" {
+		p.DNS = startAnswerAllDNS(t)
+	}
+	validator := va.New(logger, httpPort, tlsPort, false, p.DNS, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
 	h := front.Handler()
 	p.handler.Store(&h)

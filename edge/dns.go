@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/adit-dev/adit/edgedns"
+	"github.com/adit-dev/adit/publictls"
 )
 
 // The edge's DNS server (package edgedns), when Config.DNS.Addr is set:
@@ -60,6 +61,15 @@ func (s *Server) closeDNS() error {
 		return nil
 	}
 	return s.dns.Close()
+}
+
+// dns01 is how HTTPS proves names in the DNS server's zones to the CA
+// (ACME DNS-01, for wildcard routes), or nil without a DNS server.
+func (s *Server) dns01() *publictls.DNS01 {
+	if s.dns == nil {
+		return nil
+	}
+	return &publictls.DNS01{Solver: s.dns.Solver(), Serves: s.dns.Serves}
 }
 
 // DNSAddr is the bound DNS address (UDP and TCP), or nil without one.

@@ -58,6 +58,9 @@ func (s *Server) listenPublic() error {
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		acme.ListenHost = host
 	}
+	if acme.DNS01 == nil {
+		acme.DNS01 = s.dns01() // dns.go: wildcard routes' certificates by DNS-01
+	}
 	s.certs, err = publictls.New(s.ctx, s.store.Client(), s.state, acme)
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)

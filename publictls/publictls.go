@@ -9,9 +9,14 @@
 // added (Manage) and at the first handshake for an exact route not yet
 // covered; a handshake for any other name fails, with no default
 // certificate to reveal other names, and starts no order. A wildcard
-// route is served only with a brought certificate (ACME's HTTP-01 and
-// TLS-ALPN-01 cannot prove a wildcard), so no visitor can make the edge
-// order a certificate per made-up subdomain.
+// route gets an ACME wildcard certificate when the edges serve DNS for its
+// zone (Config.DNS01: package edgedns answers the DNS-01 challenge's TXT
+// record), ordered when the route is added; otherwise it is served only
+// with a brought certificate (ACME's HTTP-01 and TLS-ALPN-01 cannot prove
+// a wildcard). Either way one certificate covers the wildcard, so no
+// visitor can make the edge order a certificate per made-up subdomain. An
+// ACME wildcard covers one label, as a certificate's wildcard does:
+// "*.example.com" serves "a.example.com", not "a.b.example.com".
 //
 // Renewal starts when a third of a certificate's lifetime is left
 // (certmagic's default); a failed order or renewal is retried with
@@ -35,6 +40,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
 
@@ -74,6 +80,10 @@ type Config struct {
 	// types off (say, when port 80 is not reachable from the CA). If
 	// both are false, the CA may use either.
 	DisableHTTP01, DisableTLSALPN01 bool
+	// DNS01, if set, orders the certificates of wildcard routes in the
+	// names it serves by ACME DNS-01. If nil, a wildcard route needs a
+	// brought certificate.
+	DNS01 *DNS01
 	// RenewCheckInterval is how often certificates are checked for
 	// renewal. If zero, certmagic's default (10 minutes).
 	RenewCheckInterval time.Duration
@@ -81,10 +91,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DNS01 proves names to the CA by ACME DNS-01 (package edgedns: every
+// edge answers the challenge's TXT record from etcd).
+type DNS01 struct {
+	// Solver presents and cleans up the challenges (certmagic's
+	// DNS01Solver over a libdns provider).
+	Solver acmez.Solver
+	// Serves says whether Solver can prove a name (it lies in a zone the
+	// edges serve).
+	Serves func(name string) bool
+}
+
 // Routes says which hostnames are routed. *controlserver.State implements it.
 type Routes interface {
+	// Route says whether host is routed, exactly or by a wildcard.
+	Route(host string) (tunnelID string, ok bool)
 	HasExactRoute(host string) bool
 	ExactRoutes() []string
+	WildcardRoutes() []string
 }
 
 // Manager serves certificates to the public HTTPS listener and keeps
@@ -98,6 +122,7 @@ type Manager struct {
 	cache   *certmagic.Cache
 	magic   *certmagic.Config // handshakes, with on-demand orders
 	eager   *certmagic.Config // routes' certificates, ordered up front, and renewals
+	wild    *certmagic.Config // wildcard routes' certificates, by DNS-01; nil without Config.DNS01
 	issuer  *certmagic.ACMEIssuer
 	manual  *manualCerts
 
@@ -122,7 +147,12 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	// eager manages the certificates of routes (certmagic obtains nothing
 	// up front for a configuration with on-demand TLS) and renews them.
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.eager, nil },
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
+			if m.wild != nil && slices.ContainsFunc(c.Names, isWildcard) {
+				return m.wild, nil
+			}
+			return m.eager, nil
+		},
 		RenewCheckInterval: cfg.RenewCheckInterval,
 		OCSPCheckInterval:  cfg.RenewCheckInterval,
 		Logger:             zl,
@@ -131,7 +161,7 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	if ca == "" {
 		ca = LetsEncrypt
 	}
-	newConfig := func(onDemand *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
+	newConfig := func(onDemand *certmagic.OnDemandConfig, dns01 acmez.Solver) (*certmagic.Config, *certmagic.ACMEIssuer) {
 		c := certmagic.New(m.cache, certmagic.Config{
 			Storage:  m.storage,
 			OnDemand: onDemand,
@@ -148,13 +178,17 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 			AltTLSALPNPort:          orInt(cfg.TLSPort, 443),
 			DisableHTTPChallenge:    cfg.DisableHTTP01,
 			DisableTLSALPNChallenge: cfg.DisableTLSALPN01,
+			DNS01Solver:             dns01, // if set, the only challenge the issuer takes
 			Logger:                  zl,
 		})
 		c.Issuers = []certmagic.Issuer{issuer}
 		return c, issuer
 	}
-	m.magic, m.issuer = newConfig(&certmagic.OnDemandConfig{DecisionFunc: m.decide})
-	m.eager, _ = newConfig(nil)
+	m.magic, m.issuer = newConfig(&certmagic.OnDemandConfig{DecisionFunc: m.decide}, nil)
+	m.eager, _ = newConfig(nil, nil)
+	if cfg.DNS01 != nil {
+		m.wild, _ = newConfig(nil, cfg.DNS01.Solver)
+	}
 
 	var err error
 	m.manual, err = loadManual(m.ctx, cli, log)
@@ -164,6 +198,9 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	}
 	m.wg.Go(func() { m.manual.watch(m.ctx) })
 	for _, host := range routes.ExactRoutes() {
+		m.Manage(host)
+	}
+	for _, host := range routes.WildcardRoutes() {
 		m.Manage(host)
 	}
 	return m, nil
@@ -184,14 +221,25 @@ func (m *Manager) Close() error {
 	return m.storage.close()
 }
 
+// isWildcard says whether a certificate name or route is a wildcard.
+func isWildcard(name string) bool { return strings.HasPrefix(name, "*.") }
+
 // Manage starts keeping a certificate for host (a newly routed
 // hostname): it is loaded from etcd, or ordered, in the background.
-// Wildcards and names a brought certificate covers are left alone.
+// Names a brought certificate covers are left alone, and so are
+// wildcards unless Config.DNS01 serves them.
 func (m *Manager) Manage(host string) {
-	if strings.HasPrefix(host, "*.") || m.manual.covers(host) {
+	if m.manual.covers(host) {
 		return
 	}
-	if err := m.eager.ManageAsync(m.ctx, []string{host}); err != nil {
+	magic := m.eager
+	if isWildcard(host) {
+		if m.wild == nil || !m.cfg.DNS01.Serves(host) {
+			return
+		}
+		magic = m.wild
+	}
+	if err := magic.ManageAsync(m.ctx, []string{host}); err != nil {
 		m.log.Warn("cannot manage a certificate", "host", host, "err", err)
 	}
 }
@@ -233,6 +281,9 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return c, nil
 	}
 	if !m.routes.HasExactRoute(name) {
+		if _, ok := m.routes.Route(name); ok && m.wild != nil {
+			return m.wild.GetCertificate(hello) // a wildcard route's, from the cache only
+		}
 		return nil, errNoCertificate
 	}
 	return m.magic.GetCertificate(hello)
@@ -270,7 +321,13 @@ func (m *Manager) HasCertificate(host string) bool {
 	if m.manual.get(host) != nil {
 		return true
 	}
-	return m.routes.HasExactRoute(host) && len(m.cache.AllMatchingCertificates(host)) > 0
+	if m.routes.HasExactRoute(host) {
+		return len(m.cache.AllMatchingCertificates(host)) > 0
+	}
+	if _, ok := m.routes.Route(host); ok && m.wild != nil {
+		return len(m.cache.AllMatchingCertificates(host)) > 0 // a wildcard route's
+	}
+	return false
 }
 
 // status is the last failed order or renewal of a hostname.
