@@ -2,8 +2,12 @@
 // keeps several registered connections open, and serves each request stream
 // the edge sends by handing it to the origin its ingress rules choose.
 //
-// It is also a library: a Go program can expose itself by running a
-// Connector with ingress rules pointing at its own listener.
+// It is also a library. [Listen] runs a connector whose origin is the
+// program itself: each HTTP request the tunnel receives is accepted as a
+// net.Conn speaking HTTP/1.1 (serve it with http.Serve), each TCP stream on
+// [Listener.TCP], with no daemon and no local port (listen.go says why a
+// listener rather than a handler). [New] and [Connector.Run] run the
+// daemon `adit tunnel run` is, with ingress rules.
 //
 // A request arrives as a stream in conn.go (serveConn → AcceptStream) and is
 // served in stream.go (serveStream → ingress match → origin → response);
@@ -145,6 +149,7 @@ type Connector struct {
 	metricsAddr atomic.Pointer[net.Addr]
 	rl          *ratelog.Limiter // for what a broken edge can trigger at will
 	remote      remoteState      // remote.go
+	localTCP    *connQueue       // listen.go: TCP streams go to Listener.TCP
 }
 
 // New checks cfg and prepares the origins of its ingress rules.

@@ -42,6 +42,10 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 	case tunnel.StreamWebSocket:
 		c.serveUpgrade(s, rd, &h, log) // upgrade.go
 	case tunnel.StreamTCP:
+		if c.localTCP != nil {
+			c.serveLocalTCP(s, rd, &h) // listen.go
+			return
+		}
 		c.serveTCP(s, rd.Reader, &h, log) // tcp.go
 	default:
 		c.rl.Logger(log).Warn("unsupported stream type", "type", h.Type)

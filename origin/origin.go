@@ -141,6 +141,8 @@ type proxyTarget struct {
 	host    string       // the outgoing URL's host (sets the default SNI)
 	network string       // "tcp" or "unix"
 	addr    string       // what is dialed, whatever the URL says
+	// dial, if set, replaces dialing network and addr (NewDialHTTP).
+	dial func(ctx context.Context) (net.Conn, error)
 }
 
 // proxy sends requests to an HTTP origin.
@@ -185,12 +187,16 @@ func newProxy(t proxyTarget, o ingress.OriginRequest, logger *slog.Logger) (*pro
 func newTransport(t proxyTarget, o ingress.OriginRequest) (*http.Transport, error) {
 	dialer := newDialer(o)
 	network, addr := t.network, t.addr
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return dialer.DialContext(ctx, network, addr)
+	}
+	if t.dial != nil {
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) { return t.dial(ctx) }
+	}
 	tr := &http.Transport{
 		Proxy: nil, // never the environment's proxy
 		// Always dial the origin, whatever host the URL names (see matchSNI).
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr)
-		},
+		DialContext:         dial,
 		TLSHandshakeTimeout: o.TLSTimeout,
 		MaxIdleConns:        o.KeepAliveConnections,
 		MaxIdleConnsPerHost: o.KeepAliveConnections,
