@@ -127,6 +127,13 @@ func startConnector(t testing.TB, srv *edge.Server, tun tunnelFixture, ing *ingr
 	for _, m := range mods {
 		m(&cfg)
 	}
+	return runConnector(t, cfg)
+}
+
+// runConnector runs an in-process connector until the test ends and waits
+// until it is registered.
+func runConnector(t testing.TB, cfg connector.Config) *connector.Connector {
+	t.Helper()
 	c, err := connector.New(cfg)
 	if err != nil {
 		t.Fatalf("connector: %v", err)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/edge/edgepeer"
 	"github.com/adit-dev/adit/internal/pki"
@@ -61,30 +64,46 @@ func startFleet(t *testing.T, n int) *fleet {
 	return f
 }
 
-// startEdge starts edge i of the fleet on 127.0.0.(i+2).
-func (f *fleet) startEdge(t *testing.T, i int) *edge.Server {
+// fleetDataDir is a new edge data directory holding the fleet's CA, as
+// `adit edge --join` leaves it.
+func fleetDataDir(t *testing.T, caPEM, caKey []byte) string {
 	t.Helper()
 	dir := t.TempDir()
 	tlsDir := filepath.Join(dir, "tls")
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(tlsDir, pki.CACertFile), f.caPEM, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tlsDir, pki.CACertFile), caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(tlsDir, pki.CAKeyFile), f.caKey, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(tlsDir, pki.CAKeyFile), caKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// deadTunnelAddr is the tunnel address edge-a advertises: nothing listens
+// there, so a connector that learns the fleet's edges never keeps a
+// connection on edge-a, and what edge-a serves it forwards.
+const deadTunnelAddr = "127.0.0.2:1"
+
+// startEdge starts edge i of the fleet on 127.0.0.(i+2).
+func (f *fleet) startEdge(t *testing.T, i int) *edge.Server {
+	t.Helper()
 	host := fmt.Sprintf("127.0.0.%d", i+2)
-	srv, err := edge.Start(context.Background(), edge.Config{
-		DataDir:       dir,
+	cfg := edge.Config{
+		DataDir:       fleetDataDir(t, f.caPEM, f.caKey),
 		NodeName:      fmt.Sprintf("edge-%c", 'a'+i),
 		HTTPAddr:      host + ":0",
 		TunnelAddr:    host + ":0",
 		APIAddr:       host + ":0",
 		EtcdEndpoints: f.st.Endpoints(),
 		Logger:        testLogger(t).With("side", fmt.Sprintf("edge-%c", 'a'+i)),
-	})
+	}
+	if i == 0 {
+		cfg.AdvertiseAddr = deadTunnelAddr
+	}
+	srv, err := edge.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("starting edge %d: %v", i, err)
 	}
@@ -355,4 +374,76 @@ func TestPeerEdgeGone(t *testing.T) {
 	if slices.ContainsFunc(a.PeerLinks(), func(l edgepeer.LinkInfo) bool { return l.Node == b.Node() }) {
 		t.Errorf("A still has a link to B: %v", a.PeerLinks())
 	}
+}
+
+var rePeerAddr = regexp.MustCompile(`peer link\s+(\S+) \(udp`)
+
+// TestPeerEdgeKilled: two `adit edge` processes on one etcd and one CA; a
+// tunnel connected only to B is reached through A; B is killed with
+// SIGKILL: its connection records vanish within its lease TTL (2s here),
+// and A answers 502 Tunnel offline.
+func TestPeerEdgeKilled(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	caPEM, caKey, err := pki.NewCA("adit fleet test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(name, host string, extra ...string) (p *proc, httpAddr, tunnelAddr string) {
+		args := append([]string{"edge", "--data-dir", fleetDataDir(t, caPEM, caKey), "--node-name", name,
+			"--etcd-endpoints", st.Endpoints()[0], "--lease-ttl", "2s",
+			"--http-addr", host + ":0", "--tunnel-addr", host + ":0", "--api-addr", host + ":0"}, extra...)
+		p = startAdit(t, nil, args...)
+		httpAddr = p.waitMatch(t, reHTTPAddr)[1]
+		tunnelAddr = p.waitMatch(t, reTunnelAddr)[1]
+		if peer := p.waitMatch(t, rePeerAddr)[1]; !strings.HasPrefix(peer, host+":") {
+			t.Fatalf("%s: peer link at %s, want on %s", name, peer, host)
+		}
+		return p, httpAddr, tunnelAddr
+	}
+	_, aHTTP, _ := start("edge-a", "127.0.0.2", "--advertise", deadTunnelAddr)
+	b, _, bTunnel := start("edge-b", "127.0.0.3")
+
+	ctx := context.Background()
+	svc := controlserver.NewService(st.Client(), control.EdgeInfo{}, nil)
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	tun, err := svc.CreateTunnel(ctx, "on-b", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RouteDNS(ctx, tun.ID, "killed.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	runConnector(t, connector.Config{
+		TunnelID:      tun.ID,
+		Secret:        secret,
+		EdgeAddrs:     []string{bTunnel},
+		EdgeCA:        caPEM,
+		ServerName:    "localhost",
+		Ingress:       mustIngress(t, helloOrigin(t, "from b").URL),
+		HAConnections: 2,
+		Logger:        testLogger(t).With("side", "connector"),
+	})
+	waitFor(t, "A to reach the tunnel through B", func() bool {
+		code, body := getVia(aHTTP, "killed.example.test")
+		return code == 200 && body == "from b"
+	})
+
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	waitFor(t, "B's connection records to go with its lease", func() bool {
+		resp, err := st.Client().Get(ctx, store.TunnelConnectionsPrefix(tun.ID), clientv3.WithPrefix())
+		return err == nil && len(resp.Kvs) == 0
+	})
+	t.Logf("B's connection records were gone %s after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	waitFor(t, "A to answer 502", func() bool {
+		code, body := getVia(aHTTP, "killed.example.test")
+		return code == http.StatusBadGateway && strings.Contains(body, "Tunnel offline")
+	})
 }

@@ -32,6 +32,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -101,6 +102,12 @@ const (
 	dialTimeout = 5 * time.Second
 	minBackoff  = 250 * time.Millisecond
 	maxBackoff  = 5 * time.Second
+	// A link that has received nothing for suspectAfter (two keepalives
+	// and a margin) is quiet: Rank leaves it out until it is heard from
+	// again, so that requests do not wait on an edge that died for the
+	// idle timeout to end its link.
+	suspectAfter = 2500 * time.Millisecond
+	watchTick    = 250 * time.Millisecond
 )
 
 // Peer is one edge at the other end of a link.
@@ -126,6 +133,12 @@ func (p *Peer) Admit(ctx context.Context) (release func(), err error) {
 type link struct {
 	peer *Peer
 	conn tunnel.Conn
+
+	// The watchdog's (watch): the packet count it last saw and when it
+	// changed; quiet is set once it stood still for suspectAfter.
+	lastPackets uint64
+	lastHeard   time.Time
+	quiet       atomic.Bool
 }
 
 func (l *link) rtt() time.Duration {
@@ -215,7 +228,38 @@ func Start(ctx context.Context, cfg Config) (*Links, error) {
 		return nil, err
 	}
 	l.wg.Go(l.accept)
+	l.wg.Go(l.watch)
 	return l, nil
+}
+
+// watch marks the links that went quiet, and those heard from again.
+func (l *Links) watch() {
+	t := time.NewTicker(watchTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case now := <-t.C:
+			l.mu.Lock()
+			links := make([]*link, 0, len(l.links))
+			for _, lk := range l.links {
+				links = append(links, lk)
+			}
+			l.mu.Unlock()
+			for _, lk := range links {
+				n := lk.conn.PacketsReceived()
+				if lk.lastHeard.IsZero() || n != lk.lastPackets {
+					lk.lastPackets, lk.lastHeard = n, now
+					if lk.quiet.Swap(false) {
+						l.log.Info("peer link heard from again", "peer", lk.peer.Node)
+					}
+				} else if now.Sub(lk.lastHeard) >= suspectAfter && !lk.quiet.Swap(true) {
+					l.log.Warn("peer link quiet; forwarding around it", "peer", lk.peer.Node, "quiet_for", now.Sub(lk.lastHeard).Round(time.Millisecond))
+				}
+			}
+		}
+	}
 }
 
 // Addr is the bound UDP address of the link listener.
@@ -334,7 +378,8 @@ func (l *Links) Open(ctx context.Context, node string) (tunnel.Stream, error) {
 }
 
 // Rank returns the nodes among candidates that a request can be forwarded
-// to now (a live link, an edge record that is not draining), best first:
+// to now (a live link that is not quiet, an edge record that is not
+// draining), best first:
 // this edge's region, then the lowest round trip, then by name.
 func (l *Links) Rank(candidates []string) []string {
 	l.mu.Lock()
@@ -348,7 +393,7 @@ func (l *Links) Rank(candidates []string) []string {
 	var rs []ranked
 	for _, n := range candidates {
 		lk, e := l.links[n], l.edges[n]
-		if lk == nil || n == l.cfg.Node || e.Health == control.EdgeHealthDraining || slices.ContainsFunc(rs, func(r ranked) bool { return r.node == n }) {
+		if lk == nil || lk.quiet.Load() || n == l.cfg.Node || e.Health == control.EdgeHealthDraining || slices.ContainsFunc(rs, func(r ranked) bool { return r.node == n }) {
 			continue
 		}
 		rs = append(rs, ranked{node: n, away: region == "" || e.Region != region, rtt: lk.rtt()})
