@@ -1,10 +1,13 @@
 package edge
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/edge/layer"
@@ -16,7 +19,9 @@ import (
 //
 //  1. Listener (listen.go, public.go): TCP or QUIC (HTTP/3); the PROXY
 //     protocol header when Config.ProxyProtocol; the ConnFilters (global
-//     deny rules, per-address caps) before any byte is parsed.
+//     deny rules, per-address caps) before any byte is parsed: on TCP
+//     when a connection is accepted (filterConns), on QUIC when a
+//     connection attempt arrives, before its handshake (quicTransport).
 //  2. TLS with SNI (package publictls): the certificate of a routed
 //     hostname; a name with no route gets no handshake.
 //  3. HTTP parsing with limits (limits.go); ACME HTTP-01 challenges and the
@@ -125,25 +130,97 @@ func (l *filteredListener) filter(c net.Conn) (net.Conn, bool) {
 	if err != nil {
 		return c, true
 	}
-	ip := ap.Addr().Unmap()
-	var dones []func()
-	for _, f := range l.filters {
+	dones, ok := allowConn(l.filters, ap.Addr().Unmap())
+	if !ok {
+		c.Close()
+		return nil, false
+	}
+	if len(dones) == 0 {
+		return c, true
+	}
+	return &filteredConn{Conn: c, dones: dones}, true
+}
+
+// allowConn runs the ConnFilters for a connection from ip. When one
+// refuses it, ok is false (and the others' counts are undone); otherwise
+// dones are to be called once the connection ends.
+func allowConn(filters []layer.ConnFilter, ip netip.Addr) (dones []func(), ok bool) {
+	for _, f := range filters {
 		done, ok := f.Allow(ip)
 		if !ok {
 			for _, d := range dones {
 				d()
 			}
-			c.Close()
 			return nil, false
 		}
 		if done != nil {
 			dones = append(dones, done)
 		}
 	}
-	if len(dones) == 0 {
-		return c, true
+	return dones, true
+}
+
+// errConnRefused is what a QUIC connection attempt the ConnFilters refuse
+// gets: quic-go answers it CONNECTION_REFUSED.
+var errConnRefused = errors.New("connection refused by the edge's connection filters")
+
+// quicTransport is the HTTP/3 listener's step 1 (public.go listens with
+// it): each QUIC connection attempt goes through the ConnFilters before
+// its handshake, as a TCP connection does when accepted. A refused one is
+// answered CONNECTION_REFUSED; an accepted one counts until it ends. A
+// peer in Config.TrustedProxies is a proxy, not a visitor: it is left to
+// the request layers, which see the visitor's address.
+//
+// UDP source addresses can be forged, and a forged attempt would count
+// against the caps of the address it names. So an attempt from an
+// address the filters call crowded (a connectionCrowder past half of a
+// cap) must first prove it owns its address (a QUIC Retry, one more round
+// trip); forged ones then never reach the filters.
+func (s *Server) quicTransport(conn net.PacketConn) *quic.Transport {
+	filtered := func(ip netip.Addr) bool {
+		return ip.IsValid() && len(s.connFilters) > 0 && !inPrefixes(s.cfg.TrustedProxies, ip)
 	}
-	return &filteredConn{Conn: c, dones: dones}, true
+	return &quic.Transport{
+		Conn: conn,
+		VerifySourceAddress: func(a net.Addr) bool {
+			ip := addrIP(a)
+			if !filtered(ip) {
+				return false
+			}
+			for _, f := range s.connFilters {
+				if c, ok := f.(connectionCrowder); ok && c.Crowded(ip) {
+					return true
+				}
+			}
+			return false
+		},
+		ConnContext: func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+			ip := addrIP(ci.RemoteAddr)
+			if !filtered(ip) {
+				return ctx, nil
+			}
+			dones, ok := allowConn(s.connFilters, ip)
+			if !ok {
+				return ctx, errConnRefused
+			}
+			if len(dones) > 0 {
+				// The context ends with the connection, or its failed handshake.
+				context.AfterFunc(ctx, func() {
+					for _, d := range dones {
+						d()
+					}
+				})
+			}
+			return ctx, nil
+		},
+	}
+}
+
+// connectionCrowder is a ConnFilter that can tell when an address is near
+// its caps (shield.Flood): its QUIC attempts must then prove their source
+// address before they count.
+type connectionCrowder interface {
+	Crowded(ip netip.Addr) bool
 }
 
 // filteredConn calls its filters' done functions once, when closed.

@@ -66,6 +66,14 @@ func (s *Server) listenPublic() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	s.endpoints = append(s.endpoints, s.certs.Endpoints()...)
+	if s.h3Conn != nil {
+		s.h3Tr = s.quicTransport(s.h3Conn) // layers.go: the ConnFilters
+		s.h3TLS = http3.ConfigureTLSConfig(s.certs.TLSConfig())
+		s.h3Ln, err = s.h3Tr.ListenEarly(s.h3TLS, s.h3QUICConfig())
+		if err != nil {
+			return fmt.Errorf("edge: http/3 listener: %w", err)
+		}
+	}
 	// A route added anywhere starts its certificate's order at once; a
 	// removed one stops its renewals.
 	s.state.OnEvent(func(ev controlserver.Event) {
@@ -120,15 +128,15 @@ func (s *Server) servePublic(h http.Handler) {
 		return
 	}
 	secure := h
-	if s.h3Conn != nil {
+	if s.h3Ln != nil {
 		s.h3Srv = &http3.Server{
 			Handler:        h,
-			TLSConfig:      http3.ConfigureTLSConfig(s.certs.TLSConfig()),
-			QUICConfig:     &quic.Config{MaxIdleTimeout: orDuration(cfg.IdleTimeout, DefaultIdleTimeout), MaxIncomingStreams: 100},
+			TLSConfig:      s.h3TLS,
+			QUICConfig:     s.h3QUICConfig(),
 			MaxHeaderBytes: cfg.MaxHeaderBytes,
 			IdleTimeout:    orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
 		}
-		s.goServe("http/3", func() error { return s.h3Srv.Serve(s.h3Conn) })
+		s.goServe("http/3", func() error { return s.h3Srv.ServeListener(s.h3Ln) })
 		secure = s.altSvc(h)
 	}
 	tlsProtocols := new(http.Protocols)
@@ -137,6 +145,11 @@ func (s *Server) servePublic(h http.Handler) {
 	s.httpsSrv = s.publicServer(secure, tlsProtocols)
 	s.httpsSrv.TLSConfig = s.certs.TLSConfig()
 	s.goServe("https", func() error { return s.httpsSrv.ServeTLS(s.httpsLn, "", "") })
+}
+
+// h3QUICConfig is the QUIC configuration of the HTTP/3 listener.
+func (s *Server) h3QUICConfig() *quic.Config {
+	return &quic.Config{MaxIdleTimeout: orDuration(s.cfg.IdleTimeout, DefaultIdleTimeout), MaxIncomingStreams: 100}
 }
 
 // publicServer is an http.Server with the public listeners' limits.
@@ -213,6 +226,10 @@ wait:
 			errs = append(errs, fmt.Errorf("edge: http/3 server: %w", err))
 		}
 		s.h3Srv.Close()
+	}
+	if s.h3Tr != nil {
+		s.h3Ln.Close()
+		s.h3Tr.Close() // not the socket, which Close closes with the others
 	}
 	return errors.Join(errs...)
 }

@@ -39,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/adit-dev/adit/control"
@@ -227,6 +228,9 @@ type Server struct {
 	// public.go: HTTPS and HTTP/3, when Config.HTTPSAddr
 	httpsLn  net.Listener
 	h3Conn   net.PacketConn
+	h3Tr     *quic.Transport     // on h3Conn, with the ConnFilters (layers.go)
+	h3Ln     *quic.EarlyListener // on h3Tr
+	h3TLS    *tls.Config
 	httpsSrv *http.Server
 	h3Srv    *http3.Server
 	certs    *publictls.Manager
