@@ -41,6 +41,26 @@ type FloodConfig struct {
 	// goes uncapped until others are forgotten (counted as "untracked").
 	// If zero, 100,000.
 	MaxAddrs int
+	// ContendedShare is the share of the edge's admitted requests one
+	// client address may have while the edge is contended (requests per
+	// second over a sliding second, against the edge's): past it, and past
+	// MinRatePerAddr, the address's requests are shed (429, held like
+	// every shed answer, so a flooder's closed loop slows down with them)
+	// while others have requests admitted. With the default, a flooder is
+	// served at most twice as much as all the other clients together,
+	// whatever the edge's capacity, and pays for the rest itself; a client
+	// with less than half the others' rate is never shed by it. The edge
+	// counts as contended from the moment its requests in flight reach
+	// half of MaxInflight until ContendedFor has passed without that: a
+	// quiet edge limits no one. If zero, 2/3; negative: no such budget.
+	ContendedShare float64
+	// MinRatePerAddr is the rate (requests per second) every address may
+	// have admitted while the edge is contended, whatever its share. If
+	// zero, 50.
+	MinRatePerAddr float64
+	// ContendedFor is how long the edge counts as contended after its
+	// requests in flight last reached half of MaxInflight. If zero, 10s.
+	ContendedFor time.Duration
 }
 
 func (c FloodConfig) withDefaults() FloodConfig {
@@ -57,6 +77,15 @@ func (c FloodConfig) withDefaults() FloodConfig {
 		c.NewConnsPerSecond = 1000
 	}
 	def(&c.NewConnsBurst, 4096)
+	if c.ContendedShare == 0 {
+		c.ContendedShare = 2.0 / 3
+	}
+	if c.MinRatePerAddr == 0 {
+		c.MinRatePerAddr = 50
+	}
+	if c.ContendedFor == 0 {
+		c.ContendedFor = 10 * time.Second
+	}
 	return c
 }
 
@@ -68,16 +97,20 @@ type Flood struct {
 	cfg   FloodConfig
 	quiet *slog.Logger
 
-	mu     sync.Mutex
-	addrs  map[netip.Addr]*floodAddr
-	total  int          // requests in flight
-	active int          // addresses with requests in flight
-	rate   arrivals     // every request's arrival
-	held   atomic.Int64 // shed answers being held (shed)
+	mu       sync.Mutex
+	addrs    map[netip.Addr]*floodAddr
+	total    int          // requests in flight
+	active   int          // addresses with requests in flight
+	rate     arrivals     // every request's arrival
+	admitted arrivals     // the requests admitted
+	held     atomic.Int64 // shed answers being held (shed)
+	// contendedUntil is when the edge stops counting as contended (the
+	// per-address budgets apply until then), in ns since the epoch.
+	contendedUntil int64
 
-	conns, connRate, inflightAddr, inflightGlobal, untracked prometheus.Counter
-	stop                                                     chan struct{}
-	stopped                                                  chan struct{}
+	conns, connRate, inflightAddr, inflightGlobal, rateAddr, untracked prometheus.Counter
+	stop                                                               chan struct{}
+	stopped                                                            chan struct{}
 }
 
 type floodAddr struct {
@@ -85,6 +118,7 @@ type floodAddr struct {
 	inflight int
 	newConns *rate.Limiter
 	rate     arrivals
+	admitted arrivals // the requests admitted
 }
 
 // arrivals counts requests over a sliding second: the current second's
@@ -132,7 +166,7 @@ func NewFlood(deps layer.Deps, cfg FloodConfig) (*Flood, error) {
 	f := &Flood{cfg: cfg.withDefaults(), quiet: ratelog.NewLimiter(10 * time.Second).Logger(logs.Component(deps.Logger, "shield").With("layer", "flood")),
 		addrs: map[netip.Addr]*floodAddr{},
 		conns: d.counter("conns"), connRate: d.counter("conn_rate"), inflightAddr: d.counter("inflight_addr"),
-		inflightGlobal: d.counter("inflight_global"), untracked: d.counter("untracked"),
+		inflightGlobal: d.counter("inflight_global"), rateAddr: d.counter("rate_addr"), untracked: d.counter("untracked"),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	go f.sweep()
 	return f, nil
@@ -206,6 +240,24 @@ func (f *Flood) Allow(ip netip.Addr) (func(), bool) {
 	}, true
 }
 
+// Crowded reports whether ip's address holds half its cap of open
+// connections, or has used half its allowance of new ones: the edge then
+// asks a QUIC connection attempt from it to prove its source address
+// before it counts (a forged one would spend the address's caps).
+func (f *Flood) Crowded(ip netip.Addr) bool {
+	key := floodKey(ip)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.addrs[key]
+	if a == nil {
+		return false
+	}
+	if f.cfg.MaxConnsPerAddr > 0 && 2*a.conns >= f.cfg.MaxConnsPerAddr {
+		return true
+	}
+	return a.newConns != nil && 2*a.newConns.Tokens() < float64(f.cfg.NewConnsBurst)
+}
+
 // Wrap implements layer.Layer: the caps on requests in flight.
 func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 	return layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {
@@ -228,6 +280,10 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 			if a == nil || a.rate.perSecond(now) >= mean {
 				reason = "inflight_global"
 			}
+		case a != nil && f.cfg.ContendedShare > 0 && now < f.contendedUntil && f.overShare(a, now):
+			// Contended: an address past its share pays for its own
+			// traffic instead of the others.
+			reason = "rate_addr"
 		}
 		if reason != "" {
 			f.mu.Unlock()
@@ -235,11 +291,16 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 			return
 		}
 		f.total++
+		f.admitted.add(now)
+		if f.cfg.MaxInflight > 0 && 2*f.total >= f.cfg.MaxInflight {
+			f.contendedUntil = now + int64(f.cfg.ContendedFor)
+		}
 		if a != nil {
 			if a.inflight == 0 {
 				f.active++
 			}
 			a.inflight++
+			a.admitted.add(now)
 		} else {
 			f.untracked.Inc()
 		}
@@ -257,6 +318,18 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 		}()
 		next.ServeRouted(w, r, req)
 	})
+}
+
+// overShare reports whether a's admitted rate is past both its share of
+// the edge's and MinRatePerAddr while others have requests admitted too.
+// Called with f.mu held.
+func (f *Flood) overShare(a *floodAddr, now int64) bool {
+	mine := a.admitted.perSecond(now)
+	if mine < f.cfg.MinRatePerAddr {
+		return false
+	}
+	all := f.admitted.perSecond(now)
+	return all-mine >= 1 && mine >= f.cfg.ContendedShare*all
 }
 
 // shedDelay is how long a shed request's answer is held: a flooding
@@ -281,11 +354,18 @@ func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request,
 	}
 	f.held.Add(-1)
 	w.Header().Set("Retry-After", "1")
-	if reason == "inflight_addr" {
+	switch reason {
+	case "inflight_addr":
 		f.inflightAddr.Inc()
 		f.quiet.Info("request shed: too many in flight from one address", "addr", req.ClientIP, "request_id", req.ID)
 		layer.Refuse(w, r, req, http.StatusTooManyRequests, "Too many requests",
 			"Your address has too many requests in flight at this edge; try again in a moment.")
+		return
+	case "rate_addr":
+		f.rateAddr.Inc()
+		f.quiet.Info("request shed: the edge is contended and this address sends more than its share", "addr", req.ClientIP, "request_id", req.ID, "share", f.cfg.ContendedShare)
+		layer.Refuse(w, r, req, http.StatusTooManyRequests, "Too many requests",
+			"This edge is busy and your address sends more than its share; try again in a moment.")
 		return
 	}
 	f.inflightGlobal.Inc()

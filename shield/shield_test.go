@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge/layer"
 )
@@ -203,5 +205,54 @@ func TestRateLimitByAccessEmail(t *testing.T) {
 	}
 	if c := send(after, "b@example.com"); c != 200 {
 		t.Fatalf("another email: got %d, want 200", c)
+	}
+}
+
+// A contended edge serves one address at most its share of the requests
+// (twice what the others get together, by default); a quiet one limits
+// no one.
+func TestFloodContendedShare(t *testing.T) {
+	f, err := NewFlood(layer.Deps{Logger: discard}, FloodConfig{MaxInflight: 4, MaxInflightPerAddr: 100, MinRatePerAddr: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := f.Wrap(layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {}))
+	send := func(ip string) int {
+		rec := httptest.NewRecorder()
+		h.ServeRouted(rec, httptest.NewRequest("GET", "/", nil), &layer.Request{ClientIP: netip.MustParseAddr(ip)})
+		return rec.Code
+	}
+	// Quiet: one address sends many, another a few; nobody is shed.
+	for i := range 40 {
+		if c := send("192.0.2.1"); c != 200 {
+			t.Fatalf("quiet edge, request %d: got %d, want 200", i, c)
+		}
+	}
+	for range 5 {
+		send("192.0.2.2")
+	}
+	// Contended: two requests in flight (half the cap).
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	slow := f.Wrap(layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	for range 2 {
+		go slow.ServeRouted(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), &layer.Request{ClientIP: netip.MustParseAddr("192.0.2.3")})
+		<-entered
+	}
+	close(release)
+	// 192.0.2.1 has 40 of the 47 admitted in the last second: past its
+	// share, it is shed; 192.0.2.2 (5 of 47) is not.
+	if c := send("192.0.2.1"); c != http.StatusTooManyRequests {
+		t.Errorf("the heaviest address on a contended edge: got %d, want 429", c)
+	}
+	if c := send("192.0.2.2"); c != 200 {
+		t.Errorf("a light address on a contended edge: got %d, want 200", c)
+	}
+	if n := testutil.ToFloat64(f.rateAddr); n != 1 {
+		t.Errorf("rate_addr decisions: got %v, want 1", n)
 	}
 }
