@@ -41,22 +41,24 @@ type FloodConfig struct {
 	// goes uncapped until others are forgotten (counted as "untracked").
 	// If zero, 100,000.
 	MaxAddrs int
-	// ContendedShare is the share of the edge's admitted requests one
-	// client address may have while the edge is contended (requests per
-	// second over a sliding second, against the edge's): past it, and past
-	// MinRatePerAddr, the address's requests are shed (429, held like
-	// every shed answer, so a flooder's closed loop slows down with them)
-	// while others have requests admitted. With the default, a flooder is
-	// served at most twice as much as all the other clients together,
-	// whatever the edge's capacity, and pays for the rest itself; a client
-	// with less than half the others' rate is never shed by it. The edge
-	// counts as contended from the moment its requests in flight reach
-	// half of MaxInflight until ContendedFor has passed without that: a
-	// quiet edge limits no one. If zero, 2/3; negative: no such budget.
-	ContendedShare float64
+	// ContendedRatio bounds what one client address is served while the
+	// edge is contended: at most this many times the requests all the
+	// other addresses send (per second, over a sliding second, shed ones
+	// included), and at least MinRatePerAddr. Past it, the address's
+	// requests are shed (429, held like every shed answer, so a flooder's
+	// closed loop slows down with them): a flooder is served a bounded
+	// multiple of the others' traffic, whatever the edge's capacity, and
+	// pays for the rest itself; a client that sends less than the others
+	// together is never shed by it, nor one while the others send less
+	// than MinRatePerAddr together. The edge counts as contended from the
+	// moment its requests in flight reach half of MaxInflight until
+	// ContendedFor has passed without that: a quiet edge limits no one. If
+	// zero, 2; negative: no such bound.
+	ContendedRatio float64
 	// MinRatePerAddr is the rate (requests per second) every address may
-	// have admitted while the edge is contended, whatever its share. If
-	// zero, 50.
+	// have admitted while the edge is contended, whatever its share; and
+	// ContendedRatio applies only while the others send at least this
+	// much together. If zero, 50.
 	MinRatePerAddr float64
 	// ContendedFor is how long the edge counts as contended after its
 	// requests in flight last reached half of MaxInflight. If zero, 10s.
@@ -77,8 +79,8 @@ func (c FloodConfig) withDefaults() FloodConfig {
 		c.NewConnsPerSecond = 1000
 	}
 	def(&c.NewConnsBurst, 4096)
-	if c.ContendedShare == 0 {
-		c.ContendedShare = 2.0 / 3
+	if c.ContendedRatio == 0 {
+		c.ContendedRatio = 2
 	}
 	if c.MinRatePerAddr == 0 {
 		c.MinRatePerAddr = 50
@@ -280,7 +282,7 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 			if a == nil || a.rate.perSecond(now) >= mean {
 				reason = "inflight_global"
 			}
-		case a != nil && f.cfg.ContendedShare > 0 && now < f.contendedUntil && f.overShare(a, now):
+		case a != nil && f.cfg.ContendedRatio > 0 && now < f.contendedUntil && f.overShare(a, now):
 			// Contended: an address past its share pays for its own
 			// traffic instead of the others.
 			reason = "rate_addr"
@@ -320,16 +322,17 @@ func (f *Flood) Wrap(next layer.Handler) layer.Handler {
 	})
 }
 
-// overShare reports whether a's admitted rate is past both its share of
-// the edge's and MinRatePerAddr while others have requests admitted too.
-// Called with f.mu held.
+// overShare reports whether a's admitted rate is past ContendedRatio
+// times the rate the other addresses send at, while they send at least
+// MinRatePerAddr together (an address alone, or nearly, is not anyone's
+// flooder) and a's is past MinRatePerAddr. Called with f.mu held.
 func (f *Flood) overShare(a *floodAddr, now int64) bool {
 	mine := a.admitted.perSecond(now)
 	if mine < f.cfg.MinRatePerAddr {
 		return false
 	}
-	all := f.admitted.perSecond(now)
-	return all-mine >= 1 && mine >= f.cfg.ContendedShare*all
+	others := f.rate.perSecond(now) - a.rate.perSecond(now)
+	return others >= f.cfg.MinRatePerAddr && mine >= f.cfg.ContendedRatio*others
 }
 
 // shedDelay is how long a shed request's answer is held: a flooding
@@ -363,7 +366,7 @@ func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request,
 		return
 	case "rate_addr":
 		f.rateAddr.Inc()
-		f.quiet.Info("request shed: the edge is contended and this address sends more than its share", "addr", req.ClientIP, "request_id", req.ID, "share", f.cfg.ContendedShare)
+		f.quiet.Info("request shed: the edge is contended and this address is served more than its share", "addr", req.ClientIP, "request_id", req.ID, "ratio", f.cfg.ContendedRatio)
 		layer.Refuse(w, r, req, http.StatusTooManyRequests, "Too many requests",
 			"This edge is busy and your address sends more than its share; try again in a moment.")
 		return

@@ -208,10 +208,9 @@ func TestRateLimitByAccessEmail(t *testing.T) {
 	}
 }
 
-// A contended edge serves one address at most its share of the requests
-// (twice what the others get together, by default); a quiet one limits
-// no one.
-func TestFloodContendedShare(t *testing.T) {
+// A contended edge serves one address at most twice what the others send
+// together (by default); a quiet one limits no one.
+func TestFloodContendedRatio(t *testing.T) {
 	f, err := NewFlood(layer.Deps{Logger: discard}, FloodConfig{MaxInflight: 4, MaxInflightPerAddr: 100, MinRatePerAddr: 5})
 	if err != nil {
 		t.Fatal(err)
@@ -244,8 +243,8 @@ func TestFloodContendedShare(t *testing.T) {
 		<-entered
 	}
 	close(release)
-	// 192.0.2.1 has 40 of the 47 admitted in the last second: past its
-	// share, it is shed; 192.0.2.2 (5 of 47) is not.
+	// 192.0.2.1 was served 40 in the last second, the others sent 7: it
+	// is shed; 192.0.2.2 (served 5, the others sent 43) is not.
 	if c := send("192.0.2.1"); c != http.StatusTooManyRequests {
 		t.Errorf("the heaviest address on a contended edge: got %d, want 429", c)
 	}
@@ -254,5 +253,17 @@ func TestFloodContendedShare(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(f.rateAddr); n != 1 {
 		t.Errorf("rate_addr decisions: got %v, want 1", n)
+	}
+	// The others now send less than MinRatePerAddr: nobody is shed.
+	f.mu.Lock()
+	f.rate, f.admitted = arrivals{}, arrivals{}
+	for _, a := range f.addrs {
+		a.rate, a.admitted = arrivals{}, arrivals{}
+	}
+	f.mu.Unlock()
+	for i := range 40 {
+		if c := send("192.0.2.1"); c != 200 {
+			t.Fatalf("an address nearly alone on a contended edge, request %d: got %d, want 200", i, c)
+		}
 	}
 }
