@@ -70,7 +70,7 @@ func newWAFSetCmd(g *Env) *cobra.Command {
 		api                     apiFlags
 		mode, bodyAction        string
 		paranoia, inbound, outb int
-		bodyLimit               int64
+		bodyLimit, respLimit    int64
 		output                  string
 	)
 	cmd := &cobra.Command{
@@ -104,6 +104,9 @@ reaches the tunnel), detect (matches are logged, requests forwarded), off.`,
 			if fl.Changed("body-limit-action") {
 				s.BodyLimitAction = &bodyAction
 			}
+			if fl.Changed("response-body-limit") {
+				s.ResponseBodyLimit = &respLimit
+			}
 			c, err := shieldClient(&api, g.Home)
 			if err != nil {
 				return err
@@ -115,8 +118,8 @@ reaches the tunnel), detect (matches are logged, requests forwarded), off.`,
 			if output == "json" {
 				return writeJSON(g.Stdout, cfg)
 			}
-			fmt.Fprintf(g.Stdout, "WAF of %s: %s, paranoia %d, thresholds %d/%d, body limit %d bytes (%s)\n",
-				cfg.Hostname, cfg.Mode, cfg.Paranoia, cfg.InboundThreshold, cfg.OutboundThreshold, cfg.BodyLimit, cfg.BodyLimitAction)
+			fmt.Fprintf(g.Stdout, "WAF of %s: %s, paranoia %d, thresholds %d/%d, body limit %d bytes (%s), response body limit %d bytes\n",
+				cfg.Hostname, cfg.Mode, cfg.Paranoia, cfg.InboundThreshold, cfg.OutboundThreshold, cfg.BodyLimit, cfg.BodyLimitAction, cfg.ResponseBodyLimit)
 			return nil
 		},
 	}
@@ -126,9 +129,10 @@ reaches the tunnel), detect (matches are logged, requests forwarded), off.`,
 	fl.StringVar(&mode, "mode", "", "off, detect or block")
 	fl.IntVar(&paranoia, "paranoia", 0, "the CRS's paranoia level, 1-4 (default 1)")
 	fl.IntVar(&inbound, "inbound-threshold", 0, "the CRS's inbound anomaly score threshold (default 5)")
-	fl.IntVar(&outb, "outbound-threshold", 0, "the CRS's outbound anomaly score threshold: only 4, the default, until the edge inspects answers")
+	fl.IntVar(&outb, "outbound-threshold", 0, "the CRS's outbound anomaly score threshold, for answers (default 4; block mode refuses an answer that reaches it)")
 	fl.Int64Var(&bodyLimit, "body-limit", 0, "bytes of a request body inspected (default 131072; at most 67108864)")
 	fl.StringVar(&bodyAction, "body-limit-action", "", "a longer body: reject (413, the default) or partial (inspect the first --body-limit bytes, forward all)")
+	fl.Int64Var(&respLimit, "response-body-limit", 0, "bytes of an answer's body inspected (default 524288; at most 67108864)")
 	return cmd
 }
 
@@ -167,8 +171,8 @@ func newWAFShowCmd(g *Env) *cobra.Command {
 				return writeJSON(g.Stdout, cfg)
 			}
 			w := g.Stdout
-			fmt.Fprintf(w, "hostname            %s\nmode                %s\nparanoia            %d\ninbound threshold   %d\noutbound threshold  %d\nbody limit          %d bytes (%s)\nupdated             %s\n",
-				cfg.Hostname, cfg.Mode, cfg.Paranoia, cfg.InboundThreshold, cfg.OutboundThreshold, cfg.BodyLimit, cfg.BodyLimitAction, formatTime(cfg.UpdatedAt))
+			fmt.Fprintf(w, "hostname            %s\nmode                %s\nparanoia            %d\ninbound threshold   %d\noutbound threshold  %d\nbody limit          %d bytes (%s)\nresponse body limit %d bytes\nupdated             %s\n",
+				cfg.Hostname, cfg.Mode, cfg.Paranoia, cfg.InboundThreshold, cfg.OutboundThreshold, cfg.BodyLimit, cfg.BodyLimitAction, cfg.ResponseBodyLimit, formatTime(cfg.UpdatedAt))
 			for _, e := range cfg.Exclusions {
 				path := e.Path
 				if path == "" {

@@ -243,6 +243,7 @@ const (
 	DefaultInboundThreshold  = 5
 	DefaultOutboundThreshold = 4
 	DefaultWAFBodyLimit      = 128 << 10
+	DefaultWAFResponseLimit  = 512 << 10
 	MaxWAFBodyLimit          = 64 << 20
 	maxWAFRules              = 64
 	maxWAFRuleText           = 256 << 10
@@ -259,8 +260,8 @@ type WAFConfig struct {
 	// Paranoia is the CRS's blocking paranoia level, 1 to 4. If zero, 1.
 	Paranoia int `json:"paranoia,omitempty"`
 	// InboundThreshold and OutboundThreshold are the CRS's anomaly score
-	// thresholds. If zero, 5 and 4. The edge does not inspect answers, so
-	// an OutboundThreshold other than 4 is refused.
+	// thresholds: a request's, and in block mode an answer's (the CRS's
+	// response rules: data leakages, error pages). If zero, 5 and 4.
 	InboundThreshold  int `json:"inbound_threshold,omitempty"`
 	OutboundThreshold int `json:"outbound_threshold,omitempty"`
 	// BodyLimit is how many bytes of a request body are inspected. If
@@ -268,10 +269,14 @@ type WAFConfig struct {
 	BodyLimit int64 `json:"body_limit,omitempty"`
 	// BodyLimitAction is what happens to a longer body: BodyLimitReject
 	// (the default when empty) or BodyLimitPartial.
-	BodyLimitAction string         `json:"body_limit_action,omitempty"`
-	Exclusions      []WAFExclusion `json:"exclusions,omitempty"`
-	Rules           []WAFRules     `json:"rules,omitempty"`
-	UpdatedAt       time.Time      `json:"updated_at"`
+	BodyLimitAction string `json:"body_limit_action,omitempty"`
+	// ResponseBodyLimit is how many bytes of an answer's body are
+	// inspected (in block and detect mode; which answers, package shield
+	// says). If zero, 512 KiB; at most 64 MiB.
+	ResponseBodyLimit int64          `json:"response_body_limit,omitempty"`
+	Exclusions        []WAFExclusion `json:"exclusions,omitempty"`
+	Rules             []WAFRules     `json:"rules,omitempty"`
+	UpdatedAt         time.Time      `json:"updated_at"`
 }
 
 // WAFExclusion turns one rule off for a hostname, for every path or for
@@ -301,6 +306,7 @@ type WAFSettings struct {
 	OutboundThreshold *int    `json:"outbound_threshold,omitempty"`
 	BodyLimit         *int64  `json:"body_limit,omitempty"`
 	BodyLimitAction   *string `json:"body_limit_action,omitempty"`
+	ResponseBodyLimit *int64  `json:"response_body_limit,omitempty"`
 }
 
 // Apply sets c's fields from s.
@@ -322,6 +328,9 @@ func (s WAFSettings) Apply(c *WAFConfig) {
 	}
 	if s.BodyLimitAction != nil {
 		c.BodyLimitAction = *s.BodyLimitAction
+	}
+	if s.ResponseBodyLimit != nil {
+		c.ResponseBodyLimit = *s.ResponseBodyLimit
 	}
 }
 
@@ -350,12 +359,6 @@ func (c *WAFConfig) Validate() error {
 	if c.OutboundThreshold == 0 {
 		c.OutboundThreshold = DefaultOutboundThreshold
 	}
-	if c.OutboundThreshold != DefaultOutboundThreshold {
-		// The outbound score comes from the CRS's response rules, and the
-		// edge does not run the WAF's response phase (answers stream
-		// through unbuffered): a threshold would change nothing.
-		return Errorf(ErrInvalid, "waf outbound threshold %d: not implemented: the edge does not inspect answers (the WAF's response phase), so only the default %d is accepted", c.OutboundThreshold, DefaultOutboundThreshold)
-	}
 	if c.InboundThreshold < 1 || c.InboundThreshold > 10000 {
 		return Errorf(ErrInvalid, "waf inbound threshold %d: want 1 to 10000", c.InboundThreshold)
 	}
@@ -367,6 +370,12 @@ func (c *WAFConfig) Validate() error {
 	}
 	if c.BodyLimit < 1 || c.BodyLimit > MaxWAFBodyLimit {
 		return Errorf(ErrInvalid, "waf body limit %d: want 1 to %d bytes", c.BodyLimit, MaxWAFBodyLimit)
+	}
+	if c.ResponseBodyLimit == 0 {
+		c.ResponseBodyLimit = DefaultWAFResponseLimit
+	}
+	if c.ResponseBodyLimit < 1 || c.ResponseBodyLimit > MaxWAFBodyLimit {
+		return Errorf(ErrInvalid, "waf response body limit %d: want 1 to %d bytes", c.ResponseBodyLimit, MaxWAFBodyLimit)
 	}
 	switch c.BodyLimitAction {
 	case "":

@@ -76,7 +76,9 @@ func TestShieldValidate(t *testing.T) {
 		{"waf ok", &WAFConfig{Hostname: "*", Mode: WAFBlock}, ""},
 		{"waf bad mode", &WAFConfig{Hostname: "*", Mode: "on"}, "mode"},
 		{"waf bad paranoia", &WAFConfig{Hostname: "*", Mode: WAFBlock, Paranoia: 5}, "paranoia"},
-		{"waf outbound threshold", &WAFConfig{Hostname: "*", Mode: WAFBlock, OutboundThreshold: 10}, "not implemented"},
+		{"waf outbound threshold", &WAFConfig{Hostname: "*", Mode: WAFBlock, OutboundThreshold: 10}, ""},
+		{"waf bad outbound threshold", &WAFConfig{Hostname: "*", Mode: WAFBlock, OutboundThreshold: 10001}, "outbound threshold"},
+		{"waf bad response body limit", &WAFConfig{Hostname: "*", Mode: WAFBlock, ResponseBodyLimit: MaxWAFBodyLimit + 1}, "response body limit"},
 		{"waf bad body limit", &WAFConfig{Hostname: "*", Mode: WAFBlock, BodyLimit: -1}, "body limit"},
 		{"waf bad exclusion", &WAFConfig{Hostname: "*", Mode: WAFBlock, Exclusions: []WAFExclusion{{Rule: 1, Path: `a"b`}}}, "double quote"},
 	} {

@@ -54,7 +54,10 @@ import (
 //
 //	ADIT_CRS_FULL=1 go test ./e2e -run TestCRSRegression -v -timeout 60m
 //
-// The RESPONSE-* tests are left out: the edge does not inspect answers.
+// The RESPONSE-* tests are left out: they need go-ftw's backend (albedo),
+// which answers what each test asks for, and this runner's origin does not
+// (the response rules are tested in shield/wafresp_test.go and
+// e2e/shield_resp_test.go).
 
 // crsSetup is the regression suite's setup (its README's rule 900005 and
 // the X-CRS-Test marker rule), as Coraza's reference loads it before the

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -504,15 +503,7 @@ func TestShieldWAFStreaming(t *testing.T) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/sse":
-			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprint(w, "data: one\n\n")
-			w.(http.Flusher).Flush()
-			select {
-			case <-second:
-			case <-r.Context().Done():
-				return
-			}
-			fmt.Fprint(w, "data: two\n\n")
+			heldEvents(w, r, "one", second)
 		case "/ws":
 			c, err := websocket.Accept(w, r, nil)
 			if err != nil {
@@ -529,18 +520,8 @@ func TestShieldWAFStreaming(t *testing.T) {
 		}
 	}))
 	defer origin.Close()
-	srv := startEdgeLogged(t, &syncBuffer{})
-	tun := createTunnel(t, srv, "stream", "stream.example.com", "ws.example.com")
-	startConnector(t, srv, tun, mustIngress(t, origin.URL))
-	api := shieldAPI(t, srv)
+	srv, _ := startWAFPair(t, &syncBuffer{}, origin.URL, "stream.example.com", "ws.example.com")
 	ctx := t.Context()
-	detect, block := control.WAFDetect, control.WAFBlock
-	if _, err := api.SetWAF(ctx, "stream.example.com", control.WAFSettings{Mode: &detect}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.SetWAF(ctx, "ws.example.com", control.WAFSettings{Mode: &block}); err != nil {
-		t.Fatal(err)
-	}
 	// Both apply once compiled: the block-mode one refuses an attack.
 	waitFor(t, "the WAF settings", func() bool {
 		resp, err := edgeGet(srv, "ws.example.com", "/?q=1%27%20OR%201%3D1--")
@@ -552,29 +533,14 @@ func TestShieldWAFStreaming(t *testing.T) {
 	})
 
 	// SSE: the first event arrives while the origin holds the second.
-	req, _ := http.NewRequestWithContext(ctx, "GET", edgeURL(srv, "/sse"), nil)
-	req.Host = "stream.example.com"
-	resp, err := edgeClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(resp.Body)
-	if line, err := br.ReadString('\n'); err != nil || line != "data: one\n" {
-		t.Fatalf("first event: %q, %v", line, err)
-	}
-	close(second)
-	br.ReadString('\n')
-	if line, err := br.ReadString('\n'); err != nil || line != "data: two\n" {
-		t.Fatalf("second event: %q, %v", line, err)
-	}
-	resp.Body.Close()
+	readHeldEvents(t, srv, "stream.example.com", "one", second)
 
 	// A large upload streams whole (past the 128 KiB the WAF inspects).
 	const size = 8 << 20
-	req, _ = http.NewRequestWithContext(ctx, "POST", edgeURL(srv, "/up"), io.LimitReader(zeroReader{}, size))
+	req, _ := http.NewRequestWithContext(ctx, "POST", edgeURL(srv, "/up"), io.LimitReader(zeroReader{}, size))
 	req.Host = "stream.example.com"
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err = edgeClient.Do(req)
+	resp, err := edgeClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

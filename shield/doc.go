@@ -16,7 +16,8 @@
 // atomically (watch.go): the request path never waits on etcd, and a
 // hostname with nothing configured costs one map lookup.
 //
-// Files: watch.go (etcd → memory), iprules.go, ratelimit.go, waf.go and
-// waflog.go (the ModSecurity-shaped match log), flood.go, api.go (the
-// /v1 endpoints), metrics.go.
+// Files: watch.go (etcd → memory), iprules.go, ratelimit.go, waf.go,
+// wafresp.go (the response phases: which answers are inspected, and how
+// streams keep streaming) and waflog.go (the ModSecurity-shaped match
+// log), flood.go, api.go (the /v1 endpoints), metrics.go.
 package shield

@@ -38,8 +38,12 @@ type WAFConfig struct {
 // OWASP Core Rule Set, per hostname, in block or detect mode.
 //
 // The rules of a setting are compiled once, when the setting is stored,
-// and the compiled WAF is shared by every hostname with the same setting
-// (engines are keyed by their directives); a request only creates a
+// and the compiled WAF is shared by every hostname whose setting has the
+// same effect: engines are keyed by their directives (Directives), which
+// leave out the hostname, the record's IDs, names and times, so 50
+// hostnames with one setting (or the same rules file added to each) hold
+// one compiled CRS. Each change rebuilds the index from every setting and
+// frees the engines no hostname uses any more. A request only creates a
 // transaction. In block mode the request body is read (up to its
 // limit) and inspected before anything goes down the tunnel; in detect
 // mode it streams to the origin as before and is inspected as it passes.
@@ -53,7 +57,7 @@ type WAF struct {
 	done    <-chan struct{}
 	cancel  func()
 
-	blocked, detected, bodyLimit, errs prometheus.Counter
+	blocked, blockedResponse, detected, bodyLimit, errs prometheus.Counter
 }
 
 var _ layer.Layer = (*WAF)(nil)
@@ -67,12 +71,12 @@ type engine struct {
 
 // NewWAF loads the WAF settings, compiles their rules and watches them.
 func NewWAF(deps layer.Deps, cfg WAFConfig) (*WAF, error) {
-	d, err := newDecisions(deps.Metrics, "waf", "Requests the WAF judged, by reason: blocked, detected (detect mode; would have been blocked), body_limit (blocked for a body over the limit), error.")
+	d, err := newDecisions(deps.Metrics, "waf", "Requests the WAF judged, by reason: blocked, blocked_response (the answer was refused), detected (detect mode; would have been blocked), body_limit (blocked for a body over the limit), error.")
 	if err != nil {
 		return nil, err
 	}
 	w := &WAF{log: logs.Component(deps.Logger, "shield").With("layer", "waf"), cache: map[string]*engine{},
-		blocked: d.counter("blocked"), detected: d.counter("detected"), bodyLimit: d.counter("body_limit"), errs: d.counter("error")}
+		blocked: d.counter("blocked"), blockedResponse: d.counter("blocked_response"), detected: d.counter("detected"), bodyLimit: d.counter("body_limit"), errs: d.counter("error")}
 	if cfg.LogFile != "" {
 		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
@@ -241,13 +245,16 @@ SecRequestBodyAccess On
 SecRequestBodyLimit %d
 SecRequestBodyInMemoryLimit %d
 SecRequestBodyLimitAction %s
-SecResponseBodyAccess Off
+SecResponseBodyAccess On
+SecResponseBodyMimeType %s
+SecResponseBodyLimit %d
+SecResponseBodyLimitAction ProcessPartial
 SecAuditEngine Off
 SecAction "id:%d,phase:1,pass,nolog,t:none,setvar:tx.blocking_paranoia_level=%d,setvar:tx.inbound_anomaly_score_threshold=%d,setvar:tx.outbound_anomaly_score_threshold=%d"
-`, engine, limit, limit, action, setupRuleID, c.Paranoia, c.InboundThreshold, c.OutboundThreshold)
+`, engine, limit, limit, action, respMimeTypes, c.ResponseBodyLimit+1, setupRuleID, c.Paranoia, c.InboundThreshold, c.OutboundThreshold)
 	for _, r := range c.Rules {
 		if r.BeforeCRS {
-			fmt.Fprintf(&b, "# rules %s (%s), before the CRS\n%s\n", r.ID, r.Name, r.Text)
+			fmt.Fprintf(&b, "# operator rules, before the CRS\n%s\n", r.Text)
 		}
 	}
 	for i, e := range c.Exclusions {
@@ -259,7 +266,7 @@ SecAction "id:%d,phase:1,pass,nolog,t:none,setvar:tx.blocking_paranoia_level=%d,
 	b.WriteString("Include @crs-setup.conf.example\nInclude @owasp_crs/*.conf\n")
 	for _, r := range c.Rules {
 		if !r.BeforeCRS {
-			fmt.Fprintf(&b, "# rules %s (%s)\n%s\n", r.ID, r.Name, r.Text)
+			fmt.Fprintf(&b, "# operator rules\n%s\n", r.Text)
 		}
 	}
 	for _, e := range c.Exclusions {
@@ -327,12 +334,7 @@ func (w *WAF) serve(e *engine, next layer.Handler, rw http.ResponseWriter, r *ht
 		// Detect mode: the body streams on and is inspected as it goes.
 		tee := &teeBody{ReadCloser: r.Body, tx: tx}
 		r.Body = tee
-		defer func() {
-			if tee.finish() {
-				w.noteDetected(e, req, tx)
-			}
-		}()
-		next.ServeRouted(rw, r, req)
+		w.forward(e, next, rw, r, req, tx, tee)
 		return
 	}
 	if hasBody && tx.IsRequestBodyAccessible() {
@@ -364,10 +366,31 @@ func (w *WAF) serve(e *engine, next layer.Handler, rw http.ResponseWriter, r *ht
 		w.refuse(e, rw, r, req, tx, it)
 		return
 	}
-	if e.cfg.Mode == control.WAFDetect {
-		w.noteDetected(e, req, tx)
+	w.forward(e, next, rw, r, req, tx, nil)
+}
+
+// forward passes a request the WAF let through on, with the answer going
+// through the response phases (wafresp.go). In detect mode, once the
+// answer is out, the request's body phase runs on what was streamed (tee,
+// when there was a body), and a request or answer that would have been
+// blocked is logged once.
+func (w *WAF) forward(e *engine, next layer.Handler, rw http.ResponseWriter, r *http.Request, req *layer.Request, tx types.Transaction, tee *teeBody) {
+	ri := newRespInspector(w, e, rw, r, req, tx)
+	if tee != nil {
+		ri.requestDone = func() { tee.finish() }
 	}
-	next.ServeRouted(rw, r, req)
+	done := false
+	defer func() {
+		ri.finish(done)
+		if tee != nil {
+			tee.finish()
+		}
+		if done && e.cfg.Mode == control.WAFDetect {
+			w.noteDetected(e, req, tx)
+		}
+	}()
+	next.ServeRouted(ri, r, req)
+	done = true
 }
 
 // bodyWith is a request body read from Reader and closed by Closer.
