@@ -96,8 +96,10 @@ type config struct {
 	timeout       time.Duration // the whole run
 	// The flood scenario (shield.go).
 	floodInflight int           // the edge's --flood-inflight
+	floodRatio    float64       // the edge's --flood-ratio (0: its default)
 	floodRate     int           // the well-behaved client's req/s
 	floodDuration time.Duration // each of its two runs
+	floodRounds   int           // alternating rounds the runs are split into
 	floodWorkers  int           // the flooder's connections
 	floodIdle     int           // the idle connections opened
 	progress      io.Writer     // progress lines; nil: none
@@ -212,8 +214,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long a connector (or restarted edge) may take to serve")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for the whole run")
 	fs.IntVar(&cfg.floodInflight, "flood-inflight", 64, "flood scenario: the edge's --flood-inflight (requests in flight before the heaviest senders are shed)")
+	fs.Float64Var(&cfg.floodRatio, "flood-ratio", 0, "flood scenario: the edge's --flood-ratio (how many times what the others send one address is served while the edge is contended; 0: the edge's default, -1: none)")
 	fs.IntVar(&cfg.floodRate, "flood-rate", 200, "flood scenario: the well-behaved client's requests per second")
-	fs.DurationVar(&cfg.floodDuration, "flood-duration", 10*time.Second, "flood scenario: each of the well-behaved client's runs (alone, flooded)")
+	fs.DurationVar(&cfg.floodDuration, "flood-duration", 10*time.Second, "flood scenario: each of the well-behaved client's runs (alone, flooded), in total over the rounds")
+	fs.IntVar(&cfg.floodRounds, "flood-rounds", 4, "flood scenario: alternating alone/flooded rounds each run is split into")
 	fs.IntVar(&cfg.floodWorkers, "flood-workers", 256, "flood scenario: the flooding address's connections, each sending as fast as it can")
 	fs.IntVar(&cfg.floodIdle, "flood-idle", 2000, "flood scenario: the idle connections another address opens")
 	if err := fs.Parse(args); err != nil {
