@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +17,7 @@ import (
 // join-token. Package edgecmd adds them under `edge`; they need no edge in
 // the process.
 func FleetCommands(g *Env) []*cobra.Command {
-	return []*cobra.Command{newEdgeListCmd(g)}
+	return []*cobra.Command{newEdgeListCmd(g), newEdgeMembersCmd(g), newEdgeLeaveCmd(g), newJoinTokenCmd(g)}
 }
 
 func newEdgeListCmd(g *Env) *cobra.Command {
@@ -64,5 +66,242 @@ A draining edge is finishing what it serves and takes nothing new.`,
 	}
 	api.register(cmd)
 	outputFlag(cmd, &output)
+	return cmd
+}
+
+func newEdgeMembersCmd(g *Env) *cobra.Command {
+	var (
+		api    apiFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the members of the fleet's embedded etcd cluster",
+		Long: `List the etcd members of the fleet: one per edge that joined, alive or not.
+A learner is an edge that joined and is catching up; it votes once promoted.
+A dead edge stays a member until it is removed with 'adit edge leave NAME'.`,
+		Args: ExactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := api.apiClient(g.Home)
+			if err != nil {
+				return err
+			}
+			ms, err := c.ListEdgeMembers(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("edge members: %w", apiError(err))
+			}
+			if output == "json" {
+				if ms == nil {
+					ms = []control.EdgeMember{}
+				}
+				return writeJSON(g.Stdout, ms)
+			}
+			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(w, "NAME\tID\tPEER URLS\tROLE")
+			for _, m := range ms {
+				role := "voter"
+				if m.Learner {
+					role = "learner"
+				}
+				name := m.Name
+				if name == "" {
+					name = "(not started)"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, m.ID, strings.Join(m.PeerURLs, ","), role)
+			}
+			return w.Flush()
+		},
+	}
+	api.register(cmd)
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+func newEdgeLeaveCmd(g *Env) *cobra.Command {
+	var api apiFlags
+	cmd := &cobra.Command{
+		Use:   "leave [NAME]",
+		Short: "Remove an edge from the fleet's etcd cluster",
+		Long: `Without NAME, the edge whose API this talks to leaves the fleet: it stops
+serving, removes its etcd member, deletes its etcd data and exits.
+With NAME, removes the member of a dead edge (a live one is refused: make it
+leave through its own API). Three edges survive the loss of one; remove a
+dead one so that the next loss is survived too.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("%s: want at most a NAME, got %d arguments", cmdPath(cmd), len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := api.apiClient(g.Home)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			info, err := c.EdgeInfo(ctx)
+			if err != nil {
+				return fmt.Errorf("edge leave: %w", apiError(err))
+			}
+			name := info.Node
+			if len(args) == 1 {
+				name = args[0]
+			}
+			err = c.RemoveEdgeMember(ctx, name)
+			switch {
+			case errors.Is(err, control.ErrNotFound):
+				return fmt.Errorf("edge leave: no member %q (see `adit edge members`)", name)
+			case err != nil:
+				return fmt.Errorf("edge leave: %w", apiError(err))
+			}
+			if name == info.Node {
+				fmt.Fprintf(g.Stdout, "Edge %s is leaving the fleet: it stops once its member is removed.\n", name)
+			} else {
+				fmt.Fprintf(g.Stdout, "Removed member %s from the fleet.\n", name)
+			}
+			return nil
+		},
+	}
+	api.register(cmd)
+	return cmd
+}
+
+func newJoinTokenCmd(g *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "join-token",
+		Short: "Make, list and revoke the tokens new edges join the fleet with",
+		Args:  noArgsGroup,
+	}
+	cmd.AddCommand(newJoinTokenCreateCmd(g), newJoinTokenListCmd(g), newJoinTokenRevokeCmd(g))
+	return cmd
+}
+
+func newJoinTokenCreateCmd(g *Env) *cobra.Command {
+	var (
+		api         apiFlags
+		ttl         time.Duration
+		description string
+		output      string
+	)
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Make a join token (printed once)",
+		Long: `Make a token a new edge joins the fleet with. It is printed once; the edges
+keep only its hash. Put it in a file (mode 0600) on the new edge and start it:
+
+  adit edge --join https://THIS-EDGE-API --join-token-file FILE ...
+
+The token pins this fleet's CA, so the new edge sends it to no other server.
+It works for --ttl (0: until revoked) and for any number of joins.`,
+		Args: ExactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if ttl < 0 || ttl%time.Second != 0 {
+				return fmt.Errorf("edge join-token create: --ttl %v: want whole seconds, 0 or more", ttl)
+			}
+			c, err := api.apiClient(g.Home)
+			if err != nil {
+				return err
+			}
+			resp, err := c.CreateJoinToken(cmd.Context(), control.CreateJoinTokenRequest{Description: description, TTL: control.Seconds(ttl / time.Second)})
+			if err != nil {
+				return fmt.Errorf("edge join-token create: %w", apiError(err))
+			}
+			if output == "json" {
+				return writeJSON(g.Stdout, resp)
+			}
+			fmt.Fprintln(g.Stdout, resp.Token)
+			exp := "until revoked"
+			if resp.ExpiresAt != nil {
+				exp = "until " + formatTime(*resp.ExpiresAt)
+			}
+			fmt.Fprintf(g.Stderr, "Join token %s works %s; it is not shown again.\n", resp.ID, exp)
+			return nil
+		},
+	}
+	api.register(cmd)
+	outputFlag(cmd, &output)
+	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token works (0: until revoked)")
+	cmd.Flags().StringVar(&description, "description", "", "what the token is for")
+	return cmd
+}
+
+func newJoinTokenListCmd(g *Env) *cobra.Command {
+	var (
+		api    apiFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the join tokens that work (never the tokens themselves)",
+		Args:    ExactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := api.apiClient(g.Home)
+			if err != nil {
+				return err
+			}
+			ts, err := c.ListJoinTokens(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("edge join-token list: %w", apiError(err))
+			}
+			if output == "json" {
+				if ts == nil {
+					ts = []control.JoinToken{}
+				}
+				return writeJSON(g.Stdout, ts)
+			}
+			if len(ts) == 0 {
+				fmt.Fprintln(g.Stdout, "No join tokens.")
+				return nil
+			}
+			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(w, "ID\tCREATED\tEXPIRES\tDESCRIPTION")
+			for _, t := range ts {
+				exp := "never"
+				if t.ExpiresAt != nil {
+					exp = formatTime(*t.ExpiresAt)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.ID, formatTime(t.CreatedAt), exp, orDash(t.Description))
+			}
+			return w.Flush()
+		},
+	}
+	api.register(cmd)
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+func newJoinTokenRevokeCmd(g *Env) *cobra.Command {
+	var api apiFlags
+	cmd := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a join token: no edge joins with it any more",
+		Args:  ExactArgs(1, "a join token ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := api.apiClient(g.Home)
+			if err != nil {
+				return err
+			}
+			err = c.RevokeJoinToken(cmd.Context(), args[0])
+			switch {
+			case errors.Is(err, control.ErrNotFound), errors.Is(err, control.ErrInvalid):
+				return fmt.Errorf("edge join-token revoke: %w", err)
+			case err != nil:
+				return fmt.Errorf("edge join-token revoke: %w", apiError(err))
+			}
+			fmt.Fprintf(g.Stdout, "Revoked join token %s\n", args[0])
+			return nil
+		},
+	}
+	api.register(cmd)
 	return cmd
 }

@@ -60,7 +60,7 @@ func (s *Server) reachable(a net.Addr) string {
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		return a.String()
 	}
-	advHost, _, err := net.SplitHostPort(s.advertise)
+	advHost, _, err := net.SplitHostPort(orDefault(s.advertise, s.cfg.AdvertiseAddr))
 	if err != nil || advHost == "" {
 		advHost = s.names[0]
 	}

@@ -100,6 +100,18 @@ type Config struct {
 	// Version is the adit version the edge shows in the fleet's registry.
 	// If empty, "devel".
 	Version string
+	// JoinURL, if set, is the API of an edge of a fleet (https://host:port)
+	// this edge joins with JoinToken when its data directory holds no etcd
+	// member yet (fleetjoin.go): it becomes a member of that fleet's etcd
+	// cluster and takes the fleet's CA. Only with the embedded etcd.
+	JoinURL string
+	// JoinToken is a join token made on an edge of the fleet (`adit edge
+	// join-token create`). Required with JoinURL.
+	JoinToken string
+	// EtcdPeerAddr is where the embedded etcd takes the other members'
+	// peer traffic (mutual TLS, fleet CA). If empty, the API listener's
+	// host; port 0 keeps the port it had last time (DataDir/etcd-peer-addr).
+	EtcdPeerAddr string
 	// LeaseTTL is how long the edge's registry record and connection
 	// records outlive the edge's death (their etcd lease). If zero, 10s;
 	// rounded up to whole seconds.
@@ -242,7 +254,9 @@ type Server struct {
 	advertise      string
 
 	fleetMu sync.Mutex
-	fleet   fleetRecord // fleet.go: the registry record's own state
+	fleet   fleetRecord   // fleet.go: the registry record's own state
+	leaving atomic.Bool   // fleetjoin.go: removing its own member, then closing
+	left    chan struct{} // closed once it has left
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -279,7 +293,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	log := logs.Component(cfg.Logger, "edge")
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second),
-		errc: make(chan error, 1), down: make(map[string]error)}
+		errc: make(chan error, 1), down: make(map[string]error), left: make(chan struct{})}
 	s.metrics = newEdgeMetrics(s.reg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -323,9 +337,22 @@ func (s *Server) open(ctx context.Context) error {
 		s.names = []string{"localhost"}
 	}
 
-	// TLS for the tunnel and API listeners.
-	bundle, _, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "tls"), s.names)
+	// The etcd peer listener, and the fleet's CA when joining one (fleetjoin.go).
+	peerLn, peerURL, initialCluster, err := s.openMember(ctx)
 	if err != nil {
+		return err
+	}
+	closePeer := func() {
+		if peerLn != nil {
+			peerLn.Close()
+		}
+	}
+
+	// TLS for the tunnel and API listeners.
+	names := s.certNames(peerLn)
+	bundle, _, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, "tls"), names)
+	if err != nil {
+		closePeer()
 		return fmt.Errorf("edge: certificates: %w", err)
 	}
 	s.bundle = bundle
@@ -334,11 +361,18 @@ func (s *Server) open(ctx context.Context) error {
 		cert, err = pki.LoadFiles(cfg.TLSCertFile, cfg.TLSKeyFile)
 	} else {
 		cert, err = bundle.TLSCertificate()
+		cert.Certificate = withCAChain(cert.Certificate, bundle.CACertPEM) // a joining edge finds the CA its token pins
 	}
 	if err != nil {
+		closePeer()
 		return fmt.Errorf("edge: certificate: %w", err)
 	}
 	s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	member, err := s.memberConfig(peerLn, peerURL, initialCluster, names)
+	if err != nil {
+		closePeer()
+		return err
+	}
 
 	// State.
 	s.store, err = store.Open(ctx, store.Config{
@@ -346,10 +380,12 @@ func (s *Server) open(ctx context.Context) error {
 		Endpoints: cfg.EtcdEndpoints,
 		Remote:    cfg.Etcd,
 		Logger:    s.log,
+		Member:    member, // closes its peer listener from here on
 	})
 	if err != nil {
 		return err
 	}
+	s.endpoints = append(s.endpoints, s.fleetEndpoints()...)
 	cli := s.store.Client()
 	s.state, err = controlserver.NewState(s.ctx, cli, s.log)
 	if err != nil {
@@ -439,7 +475,7 @@ func (s *Server) serve() {
 	p.t.peers = s.peers                                 // peer.go: nil if off
 	s.servePublic(s.metrics.instrument(s.limitBody(p))) // public.go
 	s.apiSrv = &http.Server{
-		Handler:           s.apiHandler(), // dashboard.go: the /v1 API and the dashboard
+		Handler:           s.withJoin(s.apiHandler()), // dashboard.go: the /v1 API and the dashboard; fleetjoin.go: the join
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.httpErrorLog(),
 	}
@@ -635,8 +671,19 @@ func (s *Server) close() error {
 	if s.presence != nil {
 		errs = append(errs, s.presence.Close())
 	}
+	left := false
+	if s.store != nil && s.leaving.Load() {
+		err := s.removeSelf() // fleetjoin.go
+		left = err == nil
+		errs = append(errs, err)
+	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if left {
+		// The member is gone from the cluster: its data cannot start it
+		// again. Coming back is a new --join.
+		errs = append(errs, os.RemoveAll(filepath.Join(s.cfg.DataDir, "etcd")))
 	}
 	if s.metricsSrv != nil {
 		errs = append(errs, s.metricsSrv.Close())

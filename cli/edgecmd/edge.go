@@ -31,6 +31,7 @@ type edgeFlags struct {
 	etcd  etcdFlags  // etcd.go
 	https httpsFlags // https.go
 	dns   dnsFlags   // dns.go
+	fleet fleetFlags // fleet.go
 }
 
 func newEdgeCmd(g *cli.Env) *cobra.Command {
@@ -65,7 +66,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	addEtcdFlags(fl, &f.cfg, &f.etcd)   // etcd.go: TLS and auth for --etcd-endpoints
 	addHTTPSFlags(fl, &f.cfg, &f.https) // https.go: --https-addr, ACME, PROXY protocol
 	addDNSFlags(fl, &f.cfg, &f.dns)     // dns.go: --dns-addr, --dns-zone
-	addFleetFlags(fl, &f.cfg)           // fleet.go: --region
+	addFleetFlags(fl, &f.cfg, &f.fleet) // fleet.go: --region, --join
 	cmd.AddCommand(cli.FleetCommands(g)...)
 	return cmd
 }
@@ -80,6 +81,9 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 		return err
 	}
 	if err := f.dns.apply(&f.cfg); err != nil {
+		return err
+	}
+	if err := f.fleet.apply(&f.cfg); err != nil {
 		return err
 	}
 	procs.Adapt(ctx, procs.Config{Logger: f.cfg.Logger}) // one P while the load is light
@@ -111,6 +115,9 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	case <-ctx.Done():
 		fmt.Fprintln(out, "adit edge: shutting down")
 		return srv.Close()
+	case <-srv.Left():
+		fmt.Fprintln(out, "adit edge: left the fleet and stopped; its etcd data is removed (start it with --join to come back)")
+		return nil
 	case err := <-srv.Err():
 		// A listener or server died: exit non-zero with the cause, so a
 		// supervisor restarts the edge rather than keep half of it.

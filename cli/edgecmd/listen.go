@@ -9,12 +9,13 @@ import (
 
 // listenFlags name the flag of each edge listener (edge.ListenError).
 var listenFlags = map[string]string{
-	"http":    "--http-addr",
-	"https":   "--https-addr",
-	"api":     "--api-addr",
-	"tunnel":  "--tunnel-addr",
-	"metrics": "--metrics",
-	"peer":    "--peer-addr",
+	"http":      "--http-addr",
+	"https":     "--https-addr",
+	"api":       "--api-addr",
+	"tunnel":    "--tunnel-addr",
+	"metrics":   "--metrics",
+	"etcd-peer": "--etcd-peer-addr",
+	"peer":      "--peer-addr",
 }
 
 // startError names the flag to change when an edge listener's address is

@@ -107,6 +107,18 @@ func NewCA(commonName string) (certPEM, keyPEM []byte, err error) {
 // name becomes an IP SAN if it parses as an IP address, else a DNS SAN; the
 // first name is also the subject's common name.
 func IssueServerCert(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	return issue(caCertPEM, caKeyPEM, names, validity, x509.ExtKeyUsageServerAuth)
+}
+
+// IssueEtcdPeerCert is IssueServerCert for a certificate that is both
+// server and client: the one an edge's embedded etcd presents to the other
+// members of the fleet's cluster (named by its peer URL's host, as etcd
+// checks; unlike IssuePeerCert's, it names no edge).
+func IssueEtcdPeerCert(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	return issue(caCertPEM, caKeyPEM, names, validity, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+func issue(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration, usage ...x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
 	if len(names) == 0 {
 		return nil, nil, errors.New("pki: issue: no names")
 	}
@@ -136,7 +148,7 @@ func IssueServerCert(caCertPEM, caKeyPEM []byte, names []string, validity time.D
 		NotBefore:    now.Add(-backdate),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  usage,
 	}
 	for _, n := range names {
 		n = strings.TrimSpace(n)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,6 +48,11 @@ type Config struct {
 	// DialTimeout bounds connecting to etcd and the first request that proves
 	// it is reachable. If zero, 5s.
 	DialTimeout time.Duration
+
+	// Member makes the embedded server one member of a cluster of edges
+	// (cluster.go). The zero value is a lone member. Ignored with
+	// Endpoints.
+	Member Member
 }
 
 // Store is an open connection to etcd, and the embedded server if there is one.
@@ -58,6 +65,12 @@ type Store struct {
 	closeOnce sync.Once
 	closing   atomic.Bool // set by Close: etcd's shutdown noise is not an error
 	closeErr  error
+
+	// cluster.go: with Member.PeerListener
+	peerLn       net.Listener
+	peerSrv      *http.Server
+	stopPromoter context.CancelFunc
+	promoterDone chan struct{}
 }
 
 // maxUnixSocketPath is the longest socket path we trust every platform to
@@ -80,11 +93,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		username, password string
 	)
 	if len(cfg.Endpoints) == 0 {
-		if err := s.startEmbedded(ctx, cfg.DataDir, logger); err != nil {
+		if err := s.startEmbedded(ctx, cfg.DataDir, cfg.Member, logger); err != nil {
 			s.Close()
 			return nil, err
 		}
+		if s.peerSrv != nil {
+			if err := s.awaitVoter(ctx, cfg.Member.JoinTimeout); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	} else {
+		if cfg.Member.PeerListener != nil {
+			cfg.Member.PeerListener.Close()
+		}
 		var err error
 		if tlsConf, err = cfg.Remote.clientTLS(cfg.Endpoints, cfg.TLS); err != nil {
 			return nil, err
@@ -116,14 +138,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: etcd at %s unreachable: %w", strings.Join(s.endpoints, ","), err)
 	}
+	if s.peerSrv != nil {
+		if err := s.updatePeerURL(cctx, cfg.Member.PeerURL); err != nil {
+			s.Close()
+			return nil, err
+		}
+		pctx, stop := context.WithCancel(context.Background())
+		s.stopPromoter, s.promoterDone = stop, make(chan struct{})
+		go s.promoteLearners(pctx, logger)
+	}
 	return s, nil
 }
 
 // startEmbedded starts an etcd server with its data in dataDir/etcd, reachable
 // through a unix socket in that directory, and sets s.endpoints to it.
-func (s *Store) startEmbedded(ctx context.Context, dataDir string, logger *slog.Logger) error {
+func (s *Store) startEmbedded(ctx context.Context, dataDir string, m Member, logger *slog.Logger) error {
 	if dataDir == "" {
+		if m.PeerListener != nil {
+			m.PeerListener.Close()
+		}
 		return errors.New("store: no etcd endpoints and no data dir for the embedded etcd")
+	}
+	var peerConf *tls.Config
+	if m.PeerListener != nil {
+		s.peerLn = m.PeerListener // closed by Close from here on
+		var err error
+		if peerConf, err = peerTLS(m); err != nil {
+			return err
+		}
 	}
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
@@ -161,18 +203,15 @@ func (s *Store) startEmbedded(ctx context.Context, dataDir string, logger *slog.
 	}
 
 	ec := embed.NewConfig()
-	ec.Name = "adit"
 	ec.Dir = dir
 	ec.ListenClientUrls = []url.URL{client}
 	ec.AdvertiseClientUrls = []url.URL{client}
-	// A single member talks to no peer: no peer listener at all. The
-	// advertised peer URL only names the member in the cluster's records.
+	// etcd listens for no peer itself: a member of a cluster takes peer
+	// traffic on Member.PeerListener, served by the store (cluster.go).
 	ec.ListenPeerUrls = nil
-	ec.AdvertisePeerUrls = []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
-	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
-	// With no peers, ticks only drive the member's own election: short ticks
-	// make it leader (and Open return) in tens of milliseconds instead of ~0.5s.
-	ec.TickMs, ec.ElectionMs = 10, 100
+	if err := configureMember(ec, dir, m); err != nil {
+		return err
+	}
 	ec.EnableGRPCGateway = false
 	ec.LogLevel = "error"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(logger, &s.closing))
@@ -184,6 +223,9 @@ func (s *Store) startEmbedded(ctx context.Context, dataDir string, logger *slog.
 		return fmt.Errorf("store: start embedded etcd in %s: %w", dir, err)
 	}
 	s.etcd = e
+	if peerConf != nil {
+		s.servePeers(m, peerConf, logger) // before ready: a member's first election needs its peers
+	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
@@ -214,10 +256,20 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
 		var errs []error
+		if s.stopPromoter != nil {
+			s.stopPromoter()
+			<-s.promoterDone
+		}
 		if s.cli != nil {
 			if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 				errs = append(errs, err)
 			}
+		}
+		if s.peerSrv != nil {
+			s.peerSrv.Close()
+		}
+		if s.peerLn != nil {
+			s.peerLn.Close()
 		}
 		if s.etcd != nil {
 			s.etcd.Close()
