@@ -239,13 +239,16 @@ func TestTrafficEndpoint(t *testing.T) {
 	}
 }
 
-// TestTrafficDocumented: docs/openapi.yaml describes the edge's own endpoints.
+// TestTrafficDocumented: docs/openapi.yaml describes the edge's own
+// endpoints: traffic, the request log, the fleet's (fleetjoin.go).
 func TestTrafficDocumented(t *testing.T) {
 	data, err := os.ReadFile("../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	eps := append(newTraffic("n", nil).endpoints(), newRequestLog("n", fixedRouter("t"), nil).endpoint(nil))
+	eps = append(eps, (&Server{}).fleetEndpoints()...)
+	eps = append(eps, controlserver.Endpoint{Pattern: "POST /v1/fleet/join"}) // withJoin
 	problems, err := controlserver.CheckDocumented(data, "edge", eps)
 	if err != nil {
 		t.Fatal(err)
