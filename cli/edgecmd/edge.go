@@ -102,7 +102,7 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	if a := srv.PeerAddr(); a != "" {
 		fmt.Fprintf(out, "  peer link    %s (udp, quic)\n", a)
 	}
-	fmt.Fprintf(out, "  API          %s\n", srv.APIURL())
+	fmt.Fprintf(out, "  API          %s (the dashboard at %s/)\n", srv.APIURL(), srv.APIURL())
 	fmt.Fprint(out, dnsLine(srv, &f.cfg))
 	if a := srv.MetricsAddr(); a != nil {
 		fmt.Fprintf(out, "  metrics      http://%s/metrics\n", a)
