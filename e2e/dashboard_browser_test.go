@@ -58,7 +58,8 @@ func TestDashboardBrowser(t *testing.T) {
 	var out struct {
 		Error, WrongToken, AfterLoginURL, PageSeesCookie, ConnRow, ConnBadge, HostRow string
 		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges         string
-		KeyboardURL, FocusAfterNav                                                    string
+		KeyboardURL, FocusAfterNav, EditorAfterRollback, IPRuleError                  string
+		History                                                                       []string
 		Steps, ConsoleErrors, ChartLabels, CookiesAfterLogout                         []string
 		AppStatus, ConnsAfterStop, OldCookieStatus, NoCSRFStatus, LoginOverflow       int
 		Cookies                                                                       []struct {
@@ -134,6 +135,14 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	if !strings.Contains(out.EditorError, "Line 3") || !strings.Contains(out.EditorError, "nope") || !strings.Contains(out.EditorSelection, "nope://x") {
 		t.Errorf("refused ingress edit: error %q, selection %q; want line 3 named and selected", out.EditorError, out.EditorSelection)
+	}
+
+	if len(out.History) != 3 || !strings.Contains(out.History[0], "rollback to 1") || !strings.Contains(out.History[0], "current") ||
+		strings.Contains(out.EditorAfterRollback, "other.localhost") {
+		t.Errorf("history after an edit and a rollback: %q, editor %q; want version 3 = version 1", out.History, out.EditorAfterRollback)
+	}
+	if !strings.Contains(out.IPRuleError, "10.0.0.300") {
+		t.Errorf("a refused IP rule showed %q at the address field", out.IPRuleError)
 	}
 
 	// Traffic.

@@ -636,7 +636,7 @@ function drawTraffic(box, t) {
 // chart draws lines over the last hour, one value per minute, as SVG.
 function chart(title, series, unit, fmt) {
   fmt = fmt || (v => (Math.round(v * 10) / 10) + unit);
-  const W = 600, H = 180, L = 56, R = 8, T = 10, B = 22;
+  const W = 360, H = 150, L = 58, R = 8, T = 12, B = 22; // about the size it is drawn at: text stays legible
   const n = Math.max(1, ...series.map(x => x.values.length));
   const max = Math.max(1e-9, ...series.flatMap(x => x.values));
   const X = i => L + (W - L - R) * (n === 1 ? 1 : i / (n - 1));

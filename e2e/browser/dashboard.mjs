@@ -176,9 +176,18 @@ try {
   const taID = await page.getAttribute(`${ed} textarea`, 'id');
   out.editorError = await page.textContent(`#${taID}-err`);
   out.editorSelection = await page.evaluate(id => { const t = document.getElementById(id); return t.value.slice(t.selectionStart, t.selectionEnd); }, taID);
-  await page.waitForSelector('table tr:has-text("publish")', { timeout: T }); // the history lists the publish
-  await shoot(page, 'tunnel');
   step('refused edit shown');
+  // A good edit makes version 2; rolling back to 1 makes version 3.
+  await page.fill(`${ed} textarea`, `ingress:\n  - hostname: ${cfg.appHost}\n    service: ${cfg.service}\n  - hostname: other.localhost\n    service: http_status:204\n  - service: http_status:404\n`);
+  await page.click(`${ed} button[type=submit]`);
+  await page.waitForSelector('#flash:has-text("Saved as version 2")', { timeout: T });
+  await page.click('button[aria-label="Roll back to version 1"]');
+  await page.waitForSelector('#flash:has-text("Rolled back")', { timeout: T });
+  await page.waitForSelector('table tr:has-text("rollback to 1")', { timeout: T });
+  out.history = await page.$$eval('section[aria-label="History"] tbody tr', els => els.map(e => e.textContent));
+  out.editorAfterRollback = await page.inputValue(`${ed} textarea`);
+  await shoot(page, 'tunnel');
+  step('edited and rolled back');
 
   // 4. Traffic: the charts, and the live log as a request is made.
   await page.goto(cfg.dashboard + '#/traffic/' + encodeURIComponent(cfg.appHost));
@@ -195,12 +204,24 @@ try {
   step('traffic');
 
   // 5. The other pages.
-  for (const [name, ready] of [['access', 'section[aria-label="Identity providers"] p, section[aria-label="Identity providers"] table'],
-    ['shield', 'section[aria-label="WAF"] p.muted, section[aria-label="WAF"] table'],
+  for (const [name, ready, act] of [['access', 'section[aria-label="Identity providers"] p, section[aria-label="Identity providers"] table'],
+    ['shield', 'section[aria-label="WAF"] p.muted, section[aria-label="WAF"] table', async () => {
+      // A refused IP rule: the error at the address field; then a good one is listed.
+      const f = 'form[aria-label="Add an IP rule"]';
+      await page.fill(`${f} input[name=hostname]`, cfg.appHost);
+      await page.fill(`${f} input[name=cidr]`, '10.0.0.300/8');
+      await page.click(`${f} button[type=submit]`);
+      await page.waitForSelector(`${f} input[name=cidr][aria-invalid=true]`, { timeout: T });
+      out.ipRuleError = await page.textContent('#' + (await page.getAttribute(`${f} input[name=cidr]`, 'id')) + '-err');
+      await page.fill(`${f} input[name=cidr]`, '192.0.2.0/24');
+      await page.click(`${f} button[type=submit]`);
+      await page.waitForSelector('section[aria-label="IP rules"] td:has-text("192.0.2.0/24")', { timeout: T });
+    }],
     ['certificates', 'section[aria-label="Certificates"] p, section[aria-label="Certificates"] table'],
     ['edges', 'section[aria-label="Edges of the fleet"] p, section[aria-label="Edges of the fleet"] table']]) {
     await page.goto(cfg.dashboard + '#/' + name);
     await page.waitForSelector(ready, { timeout: T });
+    if (act) await act();
     await shoot(page, name);
   }
   out.edges = await page.textContent('section[aria-label="Edges of the fleet"]');
