@@ -131,8 +131,8 @@ func runAccess(ctx context.Context, r *rig, res *Results) error {
 		return nil
 	}
 	const c = 50
-	slice := max(r.cfg.duration/2, time.Second)
-	warm := min(max(r.cfg.warmup, 200*time.Millisecond), time.Second)
+	slice := max(r.cfg.duration/2, 500*time.Millisecond)
+	warm := min(max(r.cfg.warmup, 50*time.Millisecond), time.Second)
 	type sum struct {
 		cpu    map[string]time.Duration
 		served int64
@@ -145,9 +145,11 @@ func runAccess(ctx context.Context, r *rig, res *Results) error {
 		p := order[(i+1)/2%2] // A B B A A B B A ...
 		meter := r.newCPUMeter(p, true)
 		s, err := closedLoop(ctx, p.target, "/1k", c, warm, slice, meter.mark)
-		if err != nil {
+		if err != nil && (s.Errors > 0 || ctx.Err() != nil) {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
+		// No request both started and ended in a short window on a slow
+		// machine: the origin's count and the CPU still add up.
 		used, served, err := meter.used()
 		if err != nil {
 			return err

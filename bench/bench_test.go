@@ -71,7 +71,7 @@ func TestTinyRun(t *testing.T) {
 	profiles := filepath.Join(t.TempDir(), "pprof")
 	res, paths := tinyRun(t,
 		"--pprof-dir", profiles, "--big-timeout", "1s", "--loadgen", "go",
-		"--scenarios", "rate,idle-ws,small,download,upload,https,peer",
+		"--scenarios", "rate,idle-ws,small,access,download,upload,https,peer",
 		"--duration", "200ms", "--warmup", "50ms", "--concurrency", "1,4",
 		"--big-size", "1MiB", "--idle-ws", "20", "--rate", "100", "--rate-duration", "500ms",
 		"--timeout", "10m", // a deadline, not a speed check: a busy 2-core CI machine is slow
@@ -96,6 +96,8 @@ func TestTinyRun(t *testing.T) {
 		{figGet(4, "p99"), []string{"direct", "proxy2", "adit-quic"}},
 		{figGet(4, "req/s"), []string{"adit-quic-access"}}, // a valid session on every request
 		{figGet(4, cpuMetric("edge")), []string{"adit-quic-access"}},
+		{figAccess(cpuMetric("edge+connector")), []string{"adit-quic-access"}},
+		{figAccess(cpuMetric("edge+connector") + " with/without Access"), []string{"adit-quic-access"}},
 		{figGet(4, "edge alloc/req"), []string{"adit-quic"}},
 		{figGet(4, "connector allocs/req"), []string{"adit-quic"}},
 		{res.figDownload(), []string{"direct", "adit-quic"}},
@@ -149,6 +151,10 @@ func TestTinyRun(t *testing.T) {
 				t.Errorf("%s %s, %s: got %v, want > 0", w.fig.scenario, w.fig.metric, p, v)
 			}
 		}
+	}
+	// The access scenario compares with the adit-quic path alone.
+	if v, ok := res.get(figAccess(cpuMetric("edge+connector")), "adit-quic"); !ok || v <= 0 {
+		t.Errorf("access scenario, adit-quic: edge+connector CPU %v, %v; want > 0", v, ok)
 	}
 	if v, _ := res.get(res.figIdle("open"), "adit-quic"); v != 20 {
 		t.Errorf("idle WebSockets open: got %v, want 20", v)
