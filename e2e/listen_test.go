@@ -33,7 +33,7 @@ func tunnelToken(t testing.TB, srv *edge.Server, tun tunnelFixture) string {
 }
 
 // listenTunnel runs connector.Listen for tun and closes it at the end.
-func listenTunnel(t *testing.T, srv *edge.Server, tun tunnelFixture, proto string) *connector.Listener {
+func listenTunnel(t testing.TB, srv *edge.Server, tun tunnelFixture, proto string) *connector.Listener {
 	t.Helper()
 	cfg, err := connector.ConfigFromToken(tunnelToken(t, srv, tun))
 	if err != nil {
@@ -273,4 +273,16 @@ func TestExampleListen(t *testing.T) {
 	if p.err != nil {
 		t.Errorf("the example exited with %v after SIGTERM:\n%s", p.err, p.out.String())
 	}
+}
+
+// BenchmarkListen is BenchmarkProxy with the origin served by
+// connector.Listen in the process (each request re-encoded as HTTP/1.1
+// over a pipe) instead of a connector dialing a local port.
+func BenchmarkListen(b *testing.B) {
+	handler := benchOrigin(b).Config.Handler
+	srv := startEdge(b, "")
+	tun := createTunnel(b, srv, "bench", "bench.test")
+	l := listenTunnel(b, srv, tun, "quic")
+	go http.Serve(l, handler)
+	benchFetch(b, "http://"+srv.HTTPAddr().String(), "bench.test")
 }
