@@ -246,9 +246,16 @@ func (l *Layer) putWithLease(ctx context.Context, key string, val []byte, ttl ti
 	if err != nil {
 		return 0, fmt.Errorf("access: a lease for %s: %w", key, err)
 	}
-	resp, err := l.st.cli.Put(ctx, key, string(val), clientv3.WithLease(lease.ID))
+	resp, err := l.st.cli.Put(ctx, key, string(val), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())
 	if err != nil {
 		return 0, fmt.Errorf("access: writing %s: %w", key, err)
+	}
+	// A revocation written again (a later time) leaves its old lease with
+	// no key: end it rather than keep it for a month.
+	if prev := resp.PrevKv; prev != nil && prev.Lease != 0 && clientv3.LeaseID(prev.Lease) != lease.ID {
+		if _, err := l.st.cli.Revoke(ctx, clientv3.LeaseID(prev.Lease)); err != nil {
+			l.log.Warn("ending a replaced revocation's lease", "key", key, "err", err)
+		}
 	}
 	return resp.Header.Revision, nil
 }

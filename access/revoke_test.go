@@ -1,6 +1,7 @@
 package access
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"testing"
@@ -106,6 +107,19 @@ func TestRevokeSessions(t *testing.T) {
 	start = time.Now()
 	a.mustCall(t, "POST", "/v1/access/apps/app/revoke-sessions", nil, &out)
 	waitRefused(t, b, carolTok, "every session", start)
+	// Written again, a revocation keeps one lease.
+	leases := func() int {
+		resp, err := f.cli.Leases(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Leases)
+	}
+	n := leases()
+	a.mustCall(t, "POST", "/v1/access/apps/app/revoke-sessions", nil, &out)
+	if got := leases(); got != n {
+		t.Errorf("leases after revoking again: %d, want %d", got, n)
+	}
 	if got := status(t, b, mint("carol@example.com", out.IssuedBefore)); got != 200 {
 		t.Errorf("a session issued after the revocation: %d, want 200", got)
 	}
