@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -54,10 +55,10 @@ import (
 //
 //	ADIT_CRS_FULL=1 go test ./e2e -run TestCRSRegression -v -timeout 60m
 //
-// The RESPONSE-* tests are left out: they need go-ftw's backend (albedo),
-// which answers what each test asks for, and this runner's origin does not
-// (the response rules are tested in shield/wafresp_test.go and
-// e2e/shield_resp_test.go).
+// The RESPONSE-* tests ask the backend for the answer to inspect (go-ftw's
+// albedo, /reflect); the runner's origin answers them the same way
+// (reflectAnswer). ADIT_CRS_ONLY=REGEXP (on the file's path, e.g.
+// ^RESPONSE-) narrows a full run.
 
 // crsSetup is the regression suite's setup (its README's rule 900005 and
 // the X-CRS-Test marker rule), as Coraza's reference loads it before the
@@ -70,8 +71,9 @@ SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,ctl:ruleRem
 SecRule REQUEST_HEADERS:X-CRS-Test "@rx ^.*$" "id:999999,phase:1,pass,t:none,log,msg:'X-CRS-Test %{MATCHED_VAR}',ctl:ruleRemoveById=1-999999"
 `
 
-// crsSubset are the rule files CI runs: some of every request family.
-var crsSubset = regexp.MustCompile(`/(911100|913100|920170|920420|921110|930110|931100|932160|933150|934100|941110|942100|942140|943100|944100)\.yaml$`)
+// crsSubset are the rule files CI runs: some of every request family, and
+// some response rules.
+var crsSubset = regexp.MustCompile(`/(911100|913100|920170|920420|921110|930110|931100|932160|933150|934100|941110|942100|942140|943100|944100|950130|951220|953100)\.yaml$`)
 
 type crsFile struct {
 	RuleID int       `yaml:"rule_id"`
@@ -115,12 +117,19 @@ type crsCase struct {
 
 func loadCRS(t *testing.T, full bool) []crsCase {
 	t.Helper()
+	var only *regexp.Regexp
+	if e := os.Getenv("ADIT_CRS_ONLY"); e != "" {
+		only = regexp.MustCompile(e)
+	}
 	var cases []crsCase
 	err := fs.WalkDir(crstests.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") || strings.HasPrefix(p, "RESPONSE-") {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
 			return err
 		}
 		if !full && !crsSubset.MatchString("/"+p) {
+			return nil
+		}
+		if only != nil && !only.MatchString(p) {
 			return nil
 		}
 		data, err := fs.ReadFile(crstests.FS, p)
@@ -353,10 +362,48 @@ func (tg *crsTarget) run(t *testing.T, c crsCase, seq *int) (bool, string) {
 // crsOrigin answers every request 200, as the suite's backend does by default.
 func crsOrigin() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/reflect" && r.Method == http.MethodPost {
+			reflectAnswer(w, r)
+			return
+		}
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
 	})
+}
+
+// reflectAnswer answers what the request's JSON asks for, as go-ftw's
+// backend (albedo) does for the suite's RESPONSE-* tests: {"status": N,
+// "headers": {...}, "body": "...", "encodedBody": "base64"}.
+func reflectAnswer(w http.ResponseWriter, r *http.Request) {
+	var spec struct {
+		Status      int               `json:"status"`
+		Headers     map[string]string `json:"headers"`
+		Body        string            `json:"body"`
+		EncodedBody string            `json:"encodedBody"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&spec); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	body := spec.Body
+	if spec.EncodedBody != "" {
+		b, err := base64.StdEncoding.DecodeString(spec.EncodedBody)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = string(b)
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	for k, v := range spec.Headers {
+		w.Header().Set(k, v)
+	}
+	if spec.Status < 100 || spec.Status > 599 {
+		spec.Status = http.StatusOK
+	}
+	w.WriteHeader(spec.Status)
+	io.WriteString(w, body)
 }
 
 // referenceTarget is Coraza's reference setup for the suite, in process.
@@ -416,7 +463,14 @@ func edgeTarget(t *testing.T) *crsTarget {
 		t.Fatal(err)
 	}
 	tg := &crsTarget{addr: srv.HTTPAddr().String(), logFile: logFile, host: "localhost"}
-	waitFor(t, "the WAF setting on the edge", func() bool { return tg.mark(t, "crs-ready") })
+	// Ready once the setup rules apply: their rule 999999 logs the marker
+	// too (adit's own marker line comes with the first setting already).
+	n := 0
+	waitFor(t, "the WAF setting and its setup rules on the edge", func() bool {
+		n++
+		id := "crs-ready-" + strconv.Itoa(n)
+		return tg.mark(t, id) && bytes.Contains(tg.tail(), []byte(`[id "999999"]`))
+	})
 	return tg
 }
 
@@ -461,7 +515,7 @@ func TestCRSRegression(t *testing.T) {
 			lost = append(lost, c.name+" ("+edgeWhy[c.name]+")")
 		}
 	}
-	t.Logf("CRS regression suite (%d request tests%s; %d for another Host left out): Coraza's reference setup passes %d, the edge passes %d",
+	t.Logf("CRS regression suite (%d tests%s; %d for another Host left out): Coraza's reference setup passes %d, the edge passes %d",
 		len(cases)-nHost, map[bool]string{true: ", all", false: ", the CI subset"}[full], nHost, nRef, nEdge)
 	for _, l := range lost {
 		t.Errorf("passes on Coraza's reference setup, fails through the edge: %s", l)
