@@ -22,6 +22,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -134,7 +135,7 @@ type loginResponse struct {
 // 512 printable ASCII characters.
 func parseLogin(body []byte) (string, error) {
 	var req loginRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return "", fmt.Errorf("request body: %v", err)

@@ -54,7 +54,7 @@ func TestDashboardBrowser(t *testing.T) {
 		"app":         "http://" + net.JoinHostPort(appHost, httpPort),
 		"service":     origin.URL,
 		"screenshots": shots,
-	}, 2*time.Minute)
+	}, 4*time.Minute) // a bound, not an expectation (~105 s on a 2-core VM at load average 30)
 	var out struct {
 		Error, WrongToken, AfterLoginURL, PageSeesCookie, ConnRow, ConnBadge, HostRow string
 		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges         string
@@ -149,7 +149,7 @@ func TestDashboardBrowser(t *testing.T) {
 	if !strings.Contains(out.LogLine, "200") || !strings.Contains(out.LogLine, "/from-the-test") {
 		t.Errorf("live log line %q", out.LogLine)
 	}
-	if len(out.ChartLabels) != 4 || !strings.Contains(out.ChartLabels[0], "peak") || strings.Contains(out.ChartLabels[0], "peak 0;") {
+	if len(out.ChartLabels) != 4 || !strings.Contains(out.ChartLabels[0], "peak") || strings.HasSuffix(out.ChartLabels[0], "peak 0") {
 		t.Errorf("charts %q, want 4 with this hour's requests", out.ChartLabels)
 	}
 	if !strings.Contains(out.TrafficSummary, appHost) {
