@@ -93,7 +93,7 @@ func runPeer(ctx context.Context, r *rig, res *Results) error {
 		for _, s := range []latencyStats{c1, c50} {
 			if s.Errors > 0 {
 				res.note(figPeer(w.name+" GET 1KiB c=50 req/s"), "req/s", p.name, fmt.Sprintf("%d errors; first: %v", s.Errors, s.firstErr))
-				r.cfg.logf("peer link, %s: %d errors; first: %v", w.name, s.Errors, s.firstErr)
+				r.cfg.logf("peer link, %s: %d errors; first: %v; the second edge's last lines:\n%s", w.name, s.Errors, s.firstErr, b.out.tail(10))
 			}
 		}
 	}

@@ -31,7 +31,9 @@ import (
 //     → flood caps on requests in flight → rate limits → WAF request phase
 //     → Access → rate limits by Access email (which need Access's answer).
 //  6. Proxy (proxy.go, serveRouted): a stream on one of the tunnel's
-//     connections (failover.go).
+//     connections (failover.go); if this edge holds none that can take it,
+//     forward: a stream over the peer link to an edge of the fleet that
+//     does (peer.go), which runs none of these steps again.
 //  7. The answer back (proxy.go, writeResponse): hop-by-hop and
 //     connector-forged fields removed.
 

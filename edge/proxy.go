@@ -41,6 +41,12 @@ type router interface {
 // response header) → the connector (connector/stream.go) → the origin; and
 // back: writeResponse (header, body, trailers). A 101 answer to an upgrade
 // is piped by upgrade.go.
+//
+// Forward to a peer edge (peer.go): when the tunnel lookup fails locally
+// (this edge holds no connection of the tunnel that can take the request,
+// openStreamSkip in failover.go), the stream goes over the peer link to an
+// edge of the fleet that holds one, which sends it down its own connection
+// unchanged; the rest of the path is the same. One hop at most.
 type proxy struct {
 	router router
 	log    *slog.Logger

@@ -378,7 +378,7 @@ func (l *Links) Open(ctx context.Context, node string) (tunnel.Stream, error) {
 }
 
 // Rank returns the nodes among candidates that a request can be forwarded
-// to now (a live link that is not quiet, an edge record that is not
+// to now (a live link that is not quiet, a live edge record that is not
 // draining), best first:
 // this edge's region, then the lowest round trip, then by name.
 func (l *Links) Rank(candidates []string) []string {
@@ -393,7 +393,7 @@ func (l *Links) Rank(candidates []string) []string {
 	var rs []ranked
 	for _, n := range candidates {
 		lk, e := l.links[n], l.edges[n]
-		if lk == nil || lk.quiet.Load() || n == l.cfg.Node || e.Health == control.EdgeHealthDraining || slices.ContainsFunc(rs, func(r ranked) bool { return r.node == n }) {
+		if lk == nil || lk.quiet.Load() || n == l.cfg.Node || e.Name == "" || e.Health == control.EdgeHealthDraining || slices.ContainsFunc(rs, func(r ranked) bool { return r.node == n }) {
 			continue
 		}
 		rs = append(rs, ranked{node: n, away: region == "" || e.Region != region, rtt: lk.rtt()})

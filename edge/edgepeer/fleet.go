@@ -117,7 +117,9 @@ func (l *Links) decodeEdge(key, val []byte) (control.EdgeNode, bool) {
 
 // apply makes edges the fleet as this edge knows it: it starts dialing the
 // peers after this edge in name order that publish a peer address, and
-// stops dialing (and drops the links of) those that left or moved.
+// stops redialing those that left or moved. A link to an edge that left
+// stays up until that edge closes it (requests forwarded to it finish
+// while it shuts down) but takes no new request (Rank).
 func (l *Links) apply(edges map[string]control.EdgeNode) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -129,12 +131,6 @@ func (l *Links) apply(edges map[string]control.EdgeNode) {
 		if e, ok := edges[node]; !ok || e.PeerAddr != d.addr {
 			d.cancel()
 			delete(l.dialers, node)
-		}
-	}
-	for node, lk := range l.links {
-		if _, ok := edges[node]; !ok {
-			l.log.Info("peer left the fleet; closing its link", "peer", node)
-			go lk.conn.Close(0, "edge left the fleet")
 		}
 	}
 	for node, e := range edges {
@@ -158,7 +154,8 @@ type dialer struct {
 }
 
 // dial connects to d's peer and serves the link, again and again with a
-// backoff, until ctx ends (the peer left, moved, or this edge closes).
+// backoff, until ctx ends (the peer left, moved, or this edge closes). A
+// link up when ctx ends is served until it ends.
 func (l *Links) dial(ctx context.Context, d *dialer) {
 	conf := l.client.Clone()
 	conf.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -181,9 +178,7 @@ func (l *Links) dial(ctx context.Context, d *dialer) {
 			failing = false
 			backoff = minBackoff
 			start := time.Now()
-			stop := context.AfterFunc(ctx, func() { c.Close(0, "edge left the fleet") })
 			l.serveLink(d.node, c, "dialed")
-			stop()
 			if time.Since(start) > maxBackoff {
 				continue // it ran a good while: redial at once
 			}
