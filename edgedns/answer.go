@@ -328,29 +328,11 @@ func (q *query) rank(e *edge) int {
 	return len(q.regions)
 }
 
-// nsNames are the zone's name servers: every live edge (draining ones
-// still answer DNS until they leave) with an address, by label.
-func (q *query) nsNames() (names []string, byName map[string][]netip.Addr) {
-	byName = make(map[string][]netip.Addr)
-	for _, e := range q.edges.all {
-		if len(e.public) == 0 {
-			continue
-		}
-		n := e.label + ".ns." + q.zone
-		if _, ok := byName[n]; !ok {
-			names = append(names, n)
-		}
-		byName[n] = append(byName[n], e.public...)
-	}
-	slices.Sort(names)
-	return names, byName
-}
-
 func (q *query) ns() (ans, extra []dns.RR) {
-	names, addrs := q.nsNames()
-	for _, n := range names {
+	for _, label := range q.edges.nsLabels {
+		n := label + ".ns." + q.zone
 		ans = append(ans, &dns.NS{Hdr: q.hdr(q.qname, dns.TypeNS, q.s.cfg.ZoneTTL), Ns: n})
-		extra = q.glue(extra, n, addrs[n])
+		extra = q.glue(extra, n, q.edges.nsAddrs[label])
 	}
 	if len(ans) == 0 {
 		ans = append(ans, &dns.NS{Hdr: q.hdr(q.qname, dns.TypeNS, q.s.cfg.ZoneTTL), Ns: q.primary()})
@@ -358,11 +340,12 @@ func (q *query) ns() (ans, extra []dns.RR) {
 	return ans, extra
 }
 
-// primary is the SOA's MNAME: the first name server, or this edge's
-// name while the registry lists none.
+// primary is the SOA's MNAME: the first name server (every live edge
+// with an address, draining ones too: they answer DNS until they leave),
+// or this edge's name while the registry lists none.
 func (q *query) primary() string {
-	if names, _ := q.nsNames(); len(names) > 0 {
-		return names[0]
+	if len(q.edges.nsLabels) > 0 {
+		return q.edges.nsLabels[0] + ".ns." + q.zone
 	}
 	return edgeLabel(cmp.Or(q.s.cfg.Node, "edge")) + ".ns." + q.zone
 }

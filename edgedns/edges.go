@@ -45,12 +45,16 @@ type edgeSet struct {
 	all     []*edge // by name
 	byLabel map[string][]*edge
 	healthy []*edge // the edges that take visitors, by name
+	// The name servers: the label of every edge with an address, sorted,
+	// and the addresses of each (draining edges still answer DNS).
+	nsLabels []string
+	nsAddrs  map[string][]netip.Addr
 }
 
 // parseEdges builds a snapshot from the records under store.EdgesPrefix,
 // skipping (and logging, once per change) what cannot be used.
 func parseEdges(recs map[string][]byte, log *slog.Logger) *edgeSet {
-	set := &edgeSet{byLabel: make(map[string][]*edge)}
+	set := &edgeSet{byLabel: make(map[string][]*edge), nsAddrs: make(map[string][]netip.Addr)}
 	for key, val := range recs {
 		if len(set.all) == maxEdges {
 			log.Warn("more edges in the registry than DNS answers with; some are left out", "limit", maxEdges)
@@ -87,6 +91,9 @@ func parseEdges(recs map[string][]byte, log *slog.Logger) *edgeSet {
 				}
 			}
 		}
+		if len(e.public) == 0 {
+			log.Warn("an edge registers no public IP address; DNS answers without it (give it --public-name with an IP)", "edge", name, "public_addrs", n.PublicAddrs)
+		}
 		set.all = append(set.all, e)
 	}
 	slices.SortFunc(set.all, func(a, b *edge) int { return strings.Compare(a.name, b.name) })
@@ -95,7 +102,14 @@ func parseEdges(recs map[string][]byte, log *slog.Logger) *edgeSet {
 		if e.healthy {
 			set.healthy = append(set.healthy, e)
 		}
+		if len(e.public) > 0 {
+			if _, ok := set.nsAddrs[e.label]; !ok {
+				set.nsLabels = append(set.nsLabels, e.label)
+			}
+			set.nsAddrs[e.label] = append(set.nsAddrs[e.label], e.public...)
+		}
 	}
+	slices.Sort(set.nsLabels)
 	return set
 }
 

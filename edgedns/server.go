@@ -92,6 +92,10 @@ type Server struct {
 	cancel context.CancelFunc
 	done   []<-chan struct{}
 	closed sync.Once
+
+	serveMu sync.Mutex
+	stopped bool           // under serveMu: Close has begun; serve nothing more
+	serving sync.WaitGroup // ServeUDP and ServeTCP calls, which Close waits for
 }
 
 // Defaults of the zero Config fields.
@@ -228,10 +232,22 @@ func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
 }
 
 // ServeUDP serves the UDP socket until Close.
-func (s *Server) ServeUDP() error { return s.udpSrv.ActivateAndServe() }
+func (s *Server) ServeUDP() error { return s.serve(s.udpSrv) }
 
 // ServeTCP serves the TCP listener until Close.
-func (s *Server) ServeTCP() error { return s.tcpSrv.ActivateAndServe() }
+func (s *Server) ServeTCP() error { return s.serve(s.tcpSrv) }
+
+func (s *Server) serve(srv *dns.Server) error {
+	s.serveMu.Lock()
+	if s.stopped {
+		s.serveMu.Unlock()
+		return net.ErrClosed
+	}
+	s.serving.Add(1)
+	s.serveMu.Unlock()
+	defer s.serving.Done()
+	return srv.ActivateAndServe()
+}
 
 // Addr is the bound address (UDP; TCP has the same port).
 func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
@@ -285,9 +301,13 @@ func (s *Server) selfAddr() string {
 	return netip.AddrPortFrom(lo, ap.Port()).String()
 }
 
-// Close stops serving and watching.
+// Close stops serving and watching, and returns once ServeUDP and
+// ServeTCP have returned.
 func (s *Server) Close() error {
 	s.closed.Do(func() {
+		s.serveMu.Lock()
+		s.stopped = true
+		s.serveMu.Unlock()
 		for _, srv := range []*dns.Server{s.udpSrv, s.tcpSrv} {
 			if srv != nil {
 				srv.Shutdown() // fails harmlessly if it never started
@@ -299,6 +319,7 @@ func (s *Server) Close() error {
 		if s.tcp != nil {
 			s.tcp.Close()
 		}
+		s.serving.Wait() // the closed sockets end them, started or not
 		s.cancel()
 		for _, d := range s.done {
 			<-d
