@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -106,4 +107,44 @@ func TestFleetConfigChecked(t *testing.T) {
 func port(hostport string) string {
 	_, p, _ := strings.Cut(hostport, ":")
 	return p
+}
+
+// TestEtcdPeerPortKept: an edge's etcd peer listener keeps its port across
+// restarts (other members dial it); a lone member whose port was taken
+// meanwhile takes another.
+func TestEtcdPeerPortKept(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *Server {
+		t.Helper()
+		s, err := Start(context.Background(), Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := start()
+	first := s.EtcdPeerURL()
+	if !strings.HasPrefix(first, "https://127.0.0.1:") || strings.HasSuffix(first, ":0") {
+		t.Fatalf("EtcdPeerURL: %q", first)
+	}
+	s.Close()
+	s = start()
+	if got := s.EtcdPeerURL(); got != first {
+		t.Errorf("after a restart: %q, want %q", got, first)
+	}
+	s.Close()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(first, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s = start()
+	defer s.Close()
+	if got := s.EtcdPeerURL(); got == first {
+		t.Errorf("port taken: still %q", got)
+	}
+	ms, err := s.store.Members(context.Background())
+	if err != nil || len(ms) != 1 || ms[0].PeerURLs[0] != s.EtcdPeerURL() {
+		t.Errorf("members: %+v, %v; want the new peer URL", ms, err)
+	}
 }

@@ -58,6 +58,13 @@ func (s *Server) openMember(ctx context.Context) (ln net.Listener, peerURL, init
 	}
 	addr := s.peerListenAddr()
 	bound, err := net.Listen("tcp", addr)
+	if err != nil && addr != s.cfg.EtcdPeerAddr && !store.Clustered(cfg.DataDir) {
+		// The port kept from last time is taken; a lone member has no peer
+		// that knows it, so any port will do.
+		host, _, _ := net.SplitHostPort(addr)
+		addr = net.JoinHostPort(host, "0")
+		bound, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, "", "", listenError("etcd-peer", addr, fmt.Errorf("edge: etcd peer listener: %w", err))
 	}
@@ -368,6 +375,10 @@ func (s *Server) removeSelf() error {
 	}
 	return nil
 }
+
+// EtcdPeerURL is where the other members of the fleet reach this edge's
+// embedded etcd ("" with an external etcd).
+func (s *Server) EtcdPeerURL() string { return s.etcdPeerURL }
 
 // Left is closed once the edge has left the fleet (DELETE
 // /v1/fleet/members/ of its own name) and stopped.

@@ -253,10 +253,11 @@ type Server struct {
 	createdToken   bool
 	advertise      string
 
-	fleetMu sync.Mutex
-	fleet   fleetRecord   // fleet.go: the registry record's own state
-	leaving atomic.Bool   // fleetjoin.go: removing its own member, then closing
-	left    chan struct{} // closed once it has left
+	fleetMu     sync.Mutex
+	fleet       fleetRecord   // fleet.go: the registry record's own state
+	etcdPeerURL string        // fleetjoin.go: where the other members reach this one's etcd
+	leaving     atomic.Bool   // fleetjoin.go: removing its own member, then closing
+	left        chan struct{} // closed once it has left
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -368,6 +369,7 @@ func (s *Server) open(ctx context.Context) error {
 		return fmt.Errorf("edge: certificate: %w", err)
 	}
 	s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	s.etcdPeerURL = peerURL
 	member, err := s.memberConfig(peerLn, peerURL, initialCluster, names)
 	if err != nil {
 		closePeer()

@@ -103,6 +103,9 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 		fmt.Fprintf(out, "  peer link    %s (udp, quic)\n", a)
 	}
 	fmt.Fprintf(out, "  API          %s (the dashboard at %s/)\n", srv.APIURL(), srv.APIURL())
+	if u := srv.EtcdPeerURL(); u != "" {
+		fmt.Fprintf(out, "  etcd peers   %s (the fleet's members)\n", u)
+	}
 	fmt.Fprint(out, dnsLine(srv, &f.cfg))
 	if a := srv.MetricsAddr(); a != nil {
 		fmt.Fprintf(out, "  metrics      http://%s/metrics\n", a)

@@ -101,6 +101,11 @@ func MarkClustered(dataDir string) error {
 	return os.WriteFile(filepath.Join(dataDir, "etcd", clusterMarker), nil, 0o600)
 }
 
+// Clustered reports whether the embedded member in dataDir has been part
+// of a cluster of more than one (MarkClustered): its peer URL is then in
+// the other members' records and must not change lightly.
+func Clustered(dataDir string) bool { return clustered(filepath.Join(dataDir, "etcd")) }
+
 func clustered(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, clusterMarker))
 	return err == nil
