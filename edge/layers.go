@@ -69,7 +69,7 @@ func (s *Server) buildLayers(deps layer.Deps) (_ []layer.Layer, err error) {
 		return nil, err
 	}
 	layers = append(layers, waf)
-	s.endpoints = append(s.endpoints, shield.Endpoints(deps.Etcd)...)
+	s.endpoints = append(s.endpoints, shield.Endpoints(deps.Etcd, waf)...)
 
 	acc, err := access.New(deps, access.Config{}) // last: who may reach the hostname
 	if err != nil {

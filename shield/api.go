@@ -28,9 +28,15 @@ const (
 
 // Endpoints are the shield's /v1 API endpoints (docs/openapi.yaml), for
 // the edge to serve behind its admin token: IP rules, rate limits and
-// WAF settings, stored in etcd through cli.
-func Endpoints(cli *clientv3.Client) []controlserver.Endpoint {
-	a := &api{cli: cli}
+// WAF settings, stored in etcd through cli. Rules added to a WAF setting
+// are compiled first (refused if they do not compile) by waf, which keeps
+// the result for the setting it will see stored; without one (nil), on
+// their own.
+func Endpoints(cli *clientv3.Client, waf *WAF) []controlserver.Endpoint {
+	a := &api{cli: cli, check: CheckWAF}
+	if waf != nil {
+		a.check = waf.Check
+	}
 	return []controlserver.Endpoint{
 		{Pattern: "POST /v1/ip-rules", Handle: a.addIPRule},
 		{Pattern: "GET /v1/ip-rules", Handle: a.listIPRules},
@@ -49,7 +55,10 @@ func Endpoints(cli *clientv3.Client) []controlserver.Endpoint {
 	}
 }
 
-type api struct{ cli *clientv3.Client }
+type api struct {
+	cli   *clientv3.Client
+	check func(control.WAFConfig) error // compiles a WAF setting
+}
 
 // newID returns a record ID: 12 hex digits.
 func newID() string {
@@ -297,7 +306,7 @@ func (a *api) updateWAF(w http.ResponseWriter, r *http.Request, create, compile 
 			return err
 		}
 		if compile {
-			if err := CheckWAF(c); err != nil {
+			if err := a.check(c); err != nil {
 				return control.Errorf(control.ErrInvalid, "waf rules of %s: %v", host, err)
 			}
 		}

@@ -14,7 +14,7 @@ func TestOpenAPIDescribesEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := controlserver.CheckDocumented(data, "shield", Endpoints(nil))
+	problems, err := controlserver.CheckDocumented(data, "shield", Endpoints(nil, nil))
 	if err != nil {
 		t.Fatalf("docs/openapi.yaml: %v", err)
 	}

@@ -203,6 +203,25 @@ func (w *WAF) compile(c control.WAFConfig, text string) (*engine, error) {
 	return e, nil
 }
 
+// Check compiles a setting as the watch will, for the API to refuse rules
+// that do not compile, and keeps the result: the setting the API then
+// stores is not compiled a second time on this edge (an engine no setting
+// takes up is freed by the next change).
+func (w *WAF) Check(c control.WAFConfig) error {
+	text := Directives(c)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cache[text] != nil {
+		return nil
+	}
+	e, err := w.compile(c, text)
+	if err != nil {
+		return fmt.Errorf("the rules do not compile: %w", err)
+	}
+	w.cache[text] = e
+	return nil
+}
+
 // CheckWAF compiles a setting as an edge would, for the API to refuse
 // rules that do not compile.
 func CheckWAF(c control.WAFConfig) error {

@@ -1,6 +1,7 @@
 package shield
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
@@ -68,10 +69,25 @@ func TestWAFSharedEngines(t *testing.T) {
 			BodyLimit: control.DefaultWAFBodyLimit, BodyLimitAction: control.BodyLimitReject, ResponseBodyLimit: control.DefaultWAFResponseLimit,
 			Rules: []control.WAFRules{{ID: fmt.Sprint("id", i), Name: fmt.Sprint("file", i, ".conf"), Text: rules}}})
 	}
+	// The API's check compiles it first; the watch then finds it.
+	var checked control.WAFConfig
+	if err := json.Unmarshal(recs["a.example.com"], &checked); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Check(checked); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Check(control.WAFConfig{Mode: control.WAFBlock, Rules: []control.WAFRules{{Text: "SecRule nonsense"}}}); err == nil {
+		t.Error("rules that do not compile: Check said nil")
+	}
+	var first *engine
+	for _, e := range w.cache {
+		first = e
+	}
 	w.apply(recs)
 	idx := w.idx.Load()
-	if len(w.cache) != 1 || idx.forHost("a.example.com") != idx.forHost("b.example.com") {
-		t.Fatalf("two hostnames with one effective setting: %d compiled, want 1 shared", len(w.cache))
+	if len(w.cache) != 1 || idx.forHost("a.example.com") != idx.forHost("b.example.com") || idx.forHost("a.example.com") != first {
+		t.Fatalf("two hostnames with one effective setting, checked by the API first: %d compiled, want the 1 the check compiled, shared", len(w.cache))
 	}
 	delete(recs, "a.example.com")
 	delete(recs, "b.example.com")
