@@ -17,7 +17,8 @@ import (
 // join-token. Package edgecmd adds them under `edge`; they need no edge in
 // the process.
 func FleetCommands(g *Env) []*cobra.Command {
-	return []*cobra.Command{newEdgeListCmd(g), newEdgeMembersCmd(g), newEdgeLeaveCmd(g), newJoinTokenCmd(g)}
+	return []*cobra.Command{newEdgeListCmd(g), newEdgeMembersCmd(g), newEdgeLeaveCmd(g), newJoinTokenCmd(g),
+		newEdgeDrainCmd(g)} // drain.go
 }
 
 func newEdgeListCmd(g *Env) *cobra.Command {

@@ -29,9 +29,11 @@ import (
 // Slots move (moveTarget), one at a time and make-before-break: the slot
 // dials the new edge, and only once that connection is registered does it
 // unregister the old one (which the edge closes once its last request is
-// done). A slot moves when its edge drains (a goaway, a listed edge
-// marked draining, or code 4 when the edge closed a connection), when its
-// edge is no longer listed, and when the plan gives its edge more slots
+// done). A slot moves when its edge drains (a goaway, or code 4 when the
+// edge closed a connection; an edge a list marks draining gets no new
+// connection, but keeps those it has until it says goaway, as it still
+// serves visitors), when its edge is no longer listed, and when the plan
+// gives its edge more slots
 // than it holds while another edge has fewer (an edge joined, or came back
 // after a restart).
 //
@@ -56,6 +58,8 @@ type knownEdge struct {
 	listed             bool // in the newest list
 	draining           bool
 	drainingSince      time.Time
+	drainLocal         bool // draining was learnt from the edge itself (goaway, code 4), not from a list
+	listOK             bool // the newest list says it does not drain
 	failedAt           time.Time // the last failure; zero once a connection registers
 	link               *edgeLink
 }
@@ -280,12 +284,15 @@ func (s *edgeSet) moveTarget(slot int, cur string) (to, why string, ok bool) {
 	e := s.edges[cur]
 	switch {
 	case e == nil:
-	case e.draining:
+	case e.draining && e.drainLocal:
 		why = "its edge drains"
 	case !s.inPool(e) && !(e.configured && !s.listed):
 		why = "its edge left the fleet"
 	}
-	// The slot's own edge counts as usable unless it drains or left.
+	// The slot's own edge counts as usable unless it told the slot to go
+	// (a goaway) or left: an edge a list says drains keeps its connections
+	// until it stops taking visitors, as its visitors need them; no new
+	// connection goes there meanwhile.
 	if why == "" && !slices.Contains(tier, e) {
 		tier = append(tier, e)
 	}
@@ -358,13 +365,23 @@ func (s *edgeSet) failed(addr string) {
 	s.markFailed(addr)
 }
 
-// setDraining records that the edge at addr drains; the slots on it move.
+// setDraining records that the edge at addr says it drains (a goaway, or
+// code 4); the slots on it move. A list saying otherwise is believed only
+// drainForget later: the lists of other edges may lag behind.
 func (s *edgeSet) setDraining(addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.edge(addr)
-	if !e.draining {
-		e.draining, e.drainingSince = true, s.now()
+	if !e.draining || !e.drainLocal {
+		e.draining, e.drainingSince, e.drainLocal = true, s.now(), true
+		time.AfterFunc(drainForget, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if e.draining && e.drainLocal && e.listed && e.listOK && s.now().Sub(e.drainingSince) >= drainForget {
+				e.draining = false
+				s.broadcast()
+			}
+		})
 	}
 	s.broadcast()
 }
@@ -384,12 +401,12 @@ func (s *edgeSet) update(list []tunnel.FleetEdge) bool {
 		if !e.listed || e.name != l.Name || e.region != l.Region {
 			changed = true
 		}
-		e.listed, e.name, e.region = true, l.Name, l.Region
+		e.listed, e.name, e.region, e.listOK = true, l.Name, l.Region, !l.Draining
 		switch {
 		case l.Draining && !e.draining:
-			e.draining, e.drainingSince = true, now
+			e.draining, e.drainingSince, e.drainLocal = true, now, false
 			changed = true
-		case !l.Draining && e.draining && now.Sub(e.drainingSince) >= drainForget:
+		case !l.Draining && e.draining && (!e.drainLocal || now.Sub(e.drainingSince) >= drainForget):
 			e.draining = false
 			changed = true
 		}

@@ -275,12 +275,12 @@ func TestEdgeDiesConnectionsMove(t *testing.T) {
 	})
 }
 
-// TestDrainMovesBeforeBreak: a goaway (or a list saying the edge drains)
-// moves the connections one at a time, each registered elsewhere before
+// TestDrainMovesBeforeBreak: a goaway (or code 4) moves the connections
+// one at a time, each registered elsewhere before
 // the old one is let go, so the connector never holds fewer than it
 // should.
 func TestDrainMovesBeforeBreak(t *testing.T) {
-	for _, how := range []string{"goaway", "list", "code 4"} {
+	for _, how := range []string{"goaway", "code 4"} {
 		t.Run(how, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFakeFleet("a:1", "b:1", "c:1")
@@ -298,10 +298,6 @@ func TestDrainMovesBeforeBreak(t *testing.T) {
 				case "goaway":
 					frame, _ := tunnel.AppendMessage(nil, &tunnel.GoAway{Reason: "draining"})
 					c.fleetFrame(tunnel.FrameGoAway, frame[2:], "a:1", slog.New(slog.DiscardHandler))
-				case "list":
-					l := list("a:1", "b:1", "c:1")
-					l[0].Draining = true
-					c.edges.update(l)
 				case "code 4":
 					f.set("a:1", "leaving")
 				}
@@ -316,4 +312,31 @@ func TestDrainMovesBeforeBreak(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestListedDrainingKeepsConnections: an edge a list marks draining keeps
+// the connections it has (it still serves visitors until it says goaway)
+// until its goaway.
+func TestListedDrainingKeepsConnections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeFleet("a:1", "b:1")
+		c := newFleetConnector(t, 4, f, "", "a:1", "b:1")
+		stop := runConnector(t, c)
+		defer stop()
+		time.Sleep(100 * time.Millisecond)
+		l := list("a:1", "b:1")
+		l[0].Draining = true
+		c.edges.update(l)
+		time.Sleep(2 * time.Second)
+		if got := f.perEdge(); got["a:1"] != 2 || got["b:1"] != 2 {
+			t.Errorf("after a list marked a:1 draining: %s, want 2 and 2 still", spreadString(got))
+		}
+		// Its goaway then moves them.
+		frame, _ := tunnel.AppendMessage(nil, &tunnel.GoAway{Reason: "draining"})
+		c.fleetFrame(tunnel.FrameGoAway, frame[2:], "a:1", slog.New(slog.DiscardHandler))
+		time.Sleep(2 * time.Second)
+		if got := f.perEdge(); got["b:1"] != 4 {
+			t.Errorf("after a:1's goaway: %s, want 4 on b:1", spreadString(got))
+		}
+	})
 }

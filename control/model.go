@@ -87,6 +87,8 @@ type API interface {
 	EdgeInfo(ctx context.Context) (EdgeInfo, error)
 	// ListEdges lists the live edges of the fleet by name (their records in etcd, fleet.go).
 	ListEdges(ctx context.Context) ([]EdgeNode, error)
+	// DrainEdge asks the live edge named name to drain and leave: ErrNotFound if there is none.
+	DrainEdge(ctx context.Context, name string) (EdgeNode, error)
 }
 
 // Errors of both API implementations; test with errors.Is.

@@ -86,16 +86,50 @@ func (s *Server) suspectAfter() time.Duration {
 	return 2*edgeQUIC(s.cfg.QUIC).KeepAlivePeriod + 500*time.Millisecond
 }
 
+// An edge that was stopped (SIGSTOP) and resumed still holds the
+// connections it had, though their connectors gave up on them long ago:
+// until their idle timeout ends them (at once, now that timers run again)
+// it would route to them and answer 502. The watchdog notices the pause
+// as a gap between its ticks; /ready then answers 503 until the idle
+// timeout has passed since the resume, so load balancers wait for the
+// connections that are alive. A tick that has not come for pauseGap
+// (this goroutine is not running) is answered 503 too.
+const pauseGap = 2 * time.Second
+
+// healthClock is what /ready reads of the watchdog.
+type healthClock struct {
+	lastTick  atomic.Int64 // unix nanoseconds
+	resumedAt atomic.Int64 // after a pause; zero if none
+}
+
+// paused says why /ready should answer 503 now, or "".
+func (s *Server) paused(now time.Time) string {
+	last := s.healthClock.lastTick.Load()
+	if last != 0 && now.Sub(time.Unix(0, last)) > pauseGap {
+		return "edge paused or stalled: its watchdog has not run for " + now.Sub(time.Unix(0, last)).Round(time.Millisecond).String()
+	}
+	if r := s.healthClock.resumedAt.Load(); r != 0 && now.Sub(time.Unix(0, r)) < edgeQUIC(s.cfg.QUIC).MaxIdleTimeout {
+		return "edge resuming after a pause: waiting for its stale tunnel connections to time out"
+	}
+	return ""
+}
+
 // watchHealth runs the watchdog until the server closes.
 func (s *Server) watchHealth() {
 	t := time.NewTicker(healthTick)
 	defer t.Stop()
 	after := s.suspectAfter()
+	s.healthClock.lastTick.Store(time.Now().UnixNano())
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
+			now = time.Now() // a tick read late carries its old time
+			if gap := now.Sub(time.Unix(0, s.healthClock.lastTick.Swap(now.UnixNano()))); gap > pauseGap {
+				s.healthClock.resumedAt.Store(now.UnixNano())
+				s.log.Warn("the edge was paused; /ready answers 503 until its stale connections have timed out", "paused_for", gap.Round(time.Millisecond))
+			}
 			for _, tc := range s.reg.all() {
 				s.checkHealth(tc, now, after)
 			}

@@ -255,6 +255,14 @@ func (s *Server) readiness() metrics.Readiness {
 		rd.Status, rd.Reason = http.StatusServiceUnavailable, "edge shutting down"
 		return rd
 	}
+	if s.drain.on.Load() { // drain.go
+		rd.Status, rd.Reason = http.StatusServiceUnavailable, "edge draining"
+		return rd
+	}
+	if why := s.paused(time.Now()); why != "" { // health.go
+		rd.Status, rd.Reason = http.StatusServiceUnavailable, why
+		return rd
+	}
 	s.downMu.Lock()
 	defer s.downMu.Unlock()
 	if len(s.down) > 0 {

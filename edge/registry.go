@@ -18,6 +18,7 @@ type tunnelConn struct {
 	draining atomic.Bool  // the connector unregistered: no new requests
 	health   connHealth   // liveness, see health.go
 	remote   *remoteConn  // tunnelconfig.go: nil unless the connector takes its configuration from the edge
+	fleet    *fleetConn   // fleetview.go: nil unless the connector takes the fleet's edges
 }
 
 // label names the connection in log lines after its registration line

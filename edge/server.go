@@ -125,6 +125,13 @@ type Config struct {
 	// "off": no peer link; this edge neither forwards requests nor takes
 	// forwarded ones.
 	PeerAddr string
+	// DrainDelay is how long a draining edge keeps serving visitors after
+	// /ready turned 503, while load balancers and DNS move them, when the
+	// fleet has another edge (drain.go). If zero, DefaultDrainDelay (5s).
+	DrainDelay time.Duration
+	// DrainTimeout bounds the rest of a drain: the requests in flight and
+	// the connectors moving. If zero, DefaultDrainTimeout (15s).
+	DrainTimeout time.Duration
 	// QUIC tunes the tunnel transport. Zero fields take the edge's
 	// defaults (limits.go): a keepalive every 1s and a 5s idle timeout, so a
 	// dead connector is found within seconds, and at most 1 stream (the control stream) opened
@@ -218,11 +225,14 @@ type Server struct {
 	connFilters []layer.ConnFilter
 	// endpoints are API endpoints of the edge's other parts (layers.go),
 	// served beside the control API's own.
-	endpoints []controlserver.Endpoint
-	tcp       *tcpPorts      // tcp.go: listeners of the public TCP port routes
-	peers     *peers         // peer.go: forwarding to the edges of the fleet; nil if off
-	configs   *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
-	dashboard http.Handler   // dashboard.go: served on the API listener beside /v1
+	endpoints   []controlserver.Endpoint
+	tcp         *tcpPorts      // tcp.go: listeners of the public TCP port routes
+	peers       *peers         // peer.go: forwarding to the edges of the fleet; nil if off
+	configs     *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
+	dashboard   http.Handler   // dashboard.go: served on the API listener beside /v1
+	fleetView   *fleetView     // fleetview.go: the fleet's registry, watched
+	drain       drainState     // drain.go
+	healthClock healthClock    // health.go: pauses seen by the watchdog
 
 	metrics    *edgeMetrics     // metrics.go
 	reqLog     *requestLog      // requestlog.go: --log-requests and `adit tail`
@@ -296,6 +306,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second),
 		errc: make(chan error, 1), down: make(map[string]error), left: make(chan struct{})}
 	s.metrics = newEdgeMetrics(s.reg)
+	s.drain.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -403,6 +414,12 @@ func (s *Server) open(ctx context.Context) error {
 	}
 	if err := s.openDNS(); err != nil { // dns.go
 		return err
+	}
+	if err := s.watchFleet(ctx, cli); err != nil { // fleetview.go
+		return fmt.Errorf("edge: loading the fleet's registry: %w", err)
+	}
+	if err := s.watchDrainRequest(ctx, cli); err != nil { // drain.go
+		return fmt.Errorf("edge: drain requests: %w", err)
 	}
 	s.layers, err = s.buildLayers(layer.Deps{Ctx: s.ctx, Etcd: cli, Logger: s.log, Metrics: s.metrics.registry})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +24,11 @@ const registerTimeout = 10 * time.Second
 // registry until it ends.
 func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	log := s.log.With("remote", c.RemoteAddr().String(), "protocol", c.Protocol())
+	if s.drain.on.Load() { // drain.go: the connector goes to another edge
+		s.metrics.registration("refused")
+		c.Close(tunnel.CodeShutdown, "edge draining")
+		return
+	}
 	host, ok := s.reg.registering.begin(c.RemoteAddr()) // tunnellimits.go
 	if !ok {
 		s.metrics.registration("failed")
@@ -123,7 +129,17 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		rc.mu.Lock() // no configuration before the answer
 		defer rc.mu.Unlock()
 	}
-	tc := &tunnelConn{remote: rc, conn: c, info: control.Connection{
+	var fc *fleetConn // fleetview.go
+	if slices.Contains(req.Features, tunnel.FeatureFleet) {
+		fc = &fleetConn{w: ctrl, mu: new(sync.Mutex)}
+		if rc != nil {
+			fc.mu = &rc.mu // one writer at a time on the control stream
+		} else {
+			fc.mu.Lock() // no list before the answer
+			defer fc.mu.Unlock()
+		}
+	}
+	tc := &tunnelConn{remote: rc, fleet: fc, conn: c, info: control.Connection{
 		ID:          uuid.NewString(),
 		TunnelID:    t.ID,
 		ConnectorID: req.ConnectorID,
@@ -146,6 +162,9 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		s.unregister(tc)
 		c.Close(tunnel.CodeProtocol, "registration interrupted")
 		return nil, nil, fmt.Errorf("answering registration: %w", err)
+	}
+	if fc != nil {
+		s.spawn(func() { s.pushEdges(tc) }) // once the answer is out (fc.mu)
 	}
 	if doc, ok := s.configs.get(t.ID); ok && rc != nil {
 		s.spawn(func() { s.pushConfig(tc, doc) }) // once the answer is out (rc.mu)

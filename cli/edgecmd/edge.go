@@ -67,6 +67,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	addHTTPSFlags(fl, &f.cfg, &f.https) // https.go: --https-addr, ACME, PROXY protocol
 	addDNSFlags(fl, &f.cfg, &f.dns)     // dns.go: --dns-addr, --dns-zone
 	addFleetFlags(fl, &f.cfg, &f.fleet) // fleet.go: --region, --join
+	addDrainFlags(fl, &f.cfg)           // drain.go: --drain-delay, --drain-timeout
 	cmd.AddCommand(cli.FleetCommands(g)...)
 	return cmd
 }
@@ -116,6 +117,15 @@ func runEdge(ctx context.Context, g *cli.Env, f edgeFlags) error {
 	fmt.Fprintf(out, "Log in with:\n  %s\n", srv.LoginCommand())
 	select {
 	case <-ctx.Done():
+		// SIGTERM or SIGINT: drain (drain.go); a second signal ends the
+		// process at once.
+		fmt.Fprintln(out, "adit edge: draining (a second signal stops it at once)")
+		srv.Drain(context.Background())
+		fmt.Fprintln(out, "adit edge: shutting down")
+		return srv.Close()
+	case <-srv.DrainRequested():
+		fmt.Fprintln(out, "adit edge: draining, as an operator asked (adit edge drain)")
+		srv.Drain(ctx)
 		fmt.Fprintln(out, "adit edge: shutting down")
 		return srv.Close()
 	case <-srv.Left():

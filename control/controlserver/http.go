@@ -100,10 +100,11 @@ func (h *apiHandler) routes() []apiRoute {
 		{"PUT /v1/tcp-routes/{port}", h.routeTCP},
 		{"DELETE /v1/tcp-routes/{port}", h.deleteTCPRoute},
 		{"GET /v1/edge", h.edgeInfo},
-		{"GET /v1/edges", h.listEdges},            // fleet_http.go
-		{"GET /v1/tokens", h.listTokens},          // tokens_http.go
-		{"POST /v1/tokens/rotate", h.rotateToken}, //
-		{"DELETE /v1/tokens/{id}", h.revokeToken}, //
+		{"GET /v1/edges", h.listEdges},               // fleet_http.go
+		{"POST /v1/edges/{name}/drain", h.drainEdge}, // drain.go
+		{"GET /v1/tokens", h.listTokens},             // tokens_http.go
+		{"POST /v1/tokens/rotate", h.rotateToken},    //
+		{"DELETE /v1/tokens/{id}", h.revokeToken},    //
 	}
 }
 
