@@ -58,8 +58,8 @@ type knownEdge struct {
 	listed             bool // in the newest list
 	draining           bool
 	drainingSince      time.Time
-	drainLocal         bool // draining was learnt from the edge itself (goaway, code 4), not from a list
-	listOK             bool // the newest list says it does not drain
+	drainLocal         bool      // draining was learnt from the edge itself (goaway, code 4), not from a list
+	listOK             bool      // the newest list says it does not drain
 	failedAt           time.Time // the last failure; zero once a connection registers
 	link               *edgeLink
 }
