@@ -212,10 +212,28 @@ func (s *edgeSet) counts(skip int) map[string]int {
 	c := make(map[string]int)
 	for i, a := range s.slots {
 		if i != skip && a != "" {
-			c[a]++
+			c[s.canon(a)]++
 		}
 	}
 	return c
+}
+
+// canon is the address a list gives the edge at addr: a configured
+// address (a name, a load balancer's) whose connections registered with
+// the node name of a listed edge is that edge, so its slots neither count
+// twice nor move to the same edge under another name (which would replace
+// their own connection there).
+func (s *edgeSet) canon(addr string) string {
+	e := s.edges[addr]
+	if e == nil || e.listed || e.name == "" || !s.listed {
+		return addr
+	}
+	for _, o := range s.edges {
+		if o.listed && o.name == e.name {
+			return o.addr
+		}
+	}
+	return addr
 }
 
 // choose picks the edge slot dials next and records it as the slot's.
@@ -281,6 +299,7 @@ func (s *edgeSet) moveTarget(slot int, cur string) (to, why string, ok bool) {
 	if !healthy {
 		return "", "", false
 	}
+	cur = s.canon(cur)
 	e := s.edges[cur]
 	switch {
 	case e == nil:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -106,7 +107,7 @@ func (f *fakeFleet) serve(ctx context.Context, index int, addr string, log *slog
 	time.Sleep(time.Millisecond) // a round trip
 	f.track(addr, index, 1)
 	defer f.track(addr, index, -1)
-	at.setRegistered("node-" + addr)
+	at.setRegistered(strings.TrimPrefix(addr, "alias-")) // lists name edges by their address
 	for {
 		state, changed := f.get(addr)
 		switch state {
@@ -195,6 +196,7 @@ func TestSpread(t *testing.T) {
 		{"one configured, a list of two", "", []string{"a:1"}, []string{"a:1", "b:1"}, map[string]int{"a:1": 2, "b:1": 2}, 0},
 		{"list of three", "", []string{"a:1"}, []string{"a:1", "b:1", "c:1"}, nil, 3},
 		{"list replaces a load balancer address", "", []string{"lb:1"}, []string{"a:1", "b:1"}, map[string]int{"a:1": 2, "b:1": 2}, 0},
+		{"a configured alias of a listed edge stays", "", []string{"alias-x:1"}, []string{"x:1"}, map[string]int{"alias-x:1": 4}, 0},
 		{"region with two edges", "eu", []string{"a:1"}, []string{"a:1@eu", "b:1@us", "c:1@eu"}, map[string]int{"a:1": 2, "c:1": 2}, 0},
 		{"region with one edge keeps one slot elsewhere", "eu", []string{"a:1"}, []string{"a:1@us", "b:1@eu", "c:1@us"}, nil, 2},
 		{"region with no edge", "ap", []string{"a:1"}, []string{"a:1@us", "b:1@eu"}, map[string]int{"a:1": 2, "b:1": 2}, 0},
