@@ -195,6 +195,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 	if f.pidFile != "" {
 		defer writePIDFile(g, f.pidFile, c)()
 	}
+	defer notifySystemd(ctx, c, log)() // sdnotify.go
 	log.Info("starting", "tunnel", creds.TunnelID, "connector", c.ID(), "edge", edges, "region", f.region, "ha_connections", f.haConnections)
 	procs.Adapt(ctx, procs.Config{Logger: log}) // one P while the load is light
 	// The metrics listener is the one a connector opens.

@@ -119,6 +119,11 @@ func serviceInstall(cmd *cobra.Command, g *Env, f serviceFlags) error {
 		cfg.Binary = p
 	}
 	res, err := service.Install(cmd.Context(), cfg)
+	if err != nil && res != nil {
+		// Written and enabled, but systemctl start failed: the unit waits
+		// until the connector is connected (Type=notify).
+		return fmt.Errorf("service install: %s is installed but did not start: %w (see %s)", res.Unit, err, logsHint(cfg.OS))
+	}
 	if err != nil {
 		return fmt.Errorf("service install: %w", rootHint(err))
 	}

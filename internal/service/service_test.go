@@ -81,6 +81,7 @@ func TestInstallSystemd(t *testing.T) {
 				"ExecStart=BIN tunnel run --credentials-file %d/credentials.json --config DIR/config.yml",
 				"LoadCredential=credentials.json:DIR/credentials.json",
 				"ExecReload=/bin/kill -HUP $MAINPID",
+				"Type=notify",
 			},
 			notWant: []string{"--token-file"},
 		},

@@ -41,7 +41,8 @@ var hardening = []string{
 // SystemdUnit returns the unit that runs `adit tunnel run` for cfg, reading
 // the token from tokenFile or the credentials from credsFile (through
 // LoadCredential=) and the ingress rules from configFile; empty names are
-// not used. It restarts the connector 5s after any failure, forever (a
+// not used. systemctl start waits until the connector has registered with
+// the edge (Type=notify). It restarts the connector 5s after any failure, forever (a
 // refused tunnel keeps failing, and says why in the journal), and stops
 // it with SIGTERM, which drains requests in flight for the grace period.
 func SystemdUnit(cfg Config, tokenFile, configFile, credsFile string) ([]byte, error) {
@@ -79,7 +80,11 @@ func SystemdUnit(cfg Config, tokenFile, configFile, credsFile string) ([]byte, e
 	w("Wants=network-online.target")
 	w("")
 	w("[Service]")
-	w("Type=exec")
+	// The connector says READY=1 once its first connection is registered
+	// (tunnel run, with $NOTIFY_SOCKET): systemctl start returns when the
+	// tunnel is up, and fails after TimeoutStartSec (90s) when it is not.
+	w("Type=notify")
+	w("NotifyAccess=main")
 	w("ExecStart=%s", strings.Join(exec, " "))
 	if configFile != "" {
 		w("ExecReload=/bin/kill -HUP $MAINPID")
