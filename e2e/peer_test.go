@@ -97,6 +97,7 @@ func (f *fleet) startEdge(t *testing.T, i int) *edge.Server {
 		HTTPAddr:      host + ":0",
 		TunnelAddr:    host + ":0",
 		APIAddr:       host + ":0",
+		PublicNames:   []string{host},
 		EtcdEndpoints: f.st.Endpoints(),
 		Logger:        testLogger(t).With("side", fmt.Sprintf("edge-%c", 'a'+i)),
 	}
@@ -166,12 +167,13 @@ func TestPeerForward(t *testing.T) {
 	t.Cleanup(origin.Close)
 	tun := createTunnel(t, a, "held-by-b", "app.example.test", "tcp.example.test")
 	b.Sync(context.Background())
+	var connLog syncBuffer
 	startConnector(t, b, tun, ingressYAML(t, `
 ingress:
   - hostname: tcp.example.test
     service: tcp://`+echo+`
   - service: `+origin.URL+`
-`))
+`), withLogBuffer(&connLog))
 	a.Sync(context.Background())
 	if a.Connections() != 0 {
 		t.Fatalf("edge A holds %d connections, want none", a.Connections())
@@ -187,9 +189,14 @@ ingress:
 		if resp.StatusCode != 200 || body != want {
 			t.Fatalf("via A: %d %q, want 200 %q", resp.StatusCode, body, want)
 		}
-		if id := resp.Header.Get(edge.RequestIDHeader); len(id) != 16 {
-			t.Errorf("request ID %q, want A's 16 hex digits", id)
+		// The connector logs the request under the ID A gave it.
+		id := resp.Header.Get(edge.RequestIDHeader)
+		if len(id) != 16 {
+			t.Fatalf("request ID %q, want A's 16 hex digits", id)
 		}
+		waitFor(t, "the connector to log the request under A's ID", func() bool {
+			return strings.Contains(connLog.String(), "request_id="+id)
+		})
 	})
 	t.Run("http with a body", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", edgeURL(a, "/post"), strings.NewReader(strings.Repeat("x", 300<<10)))
@@ -446,4 +453,53 @@ func TestPeerEdgeKilled(t *testing.T) {
 		code, body := getVia(aHTTP, "killed.example.test")
 		return code == http.StatusBadGateway && strings.Contains(body, "Tunnel offline")
 	})
+}
+
+// TestPeerAccess: Access decides at the edge the visitor reached, and the
+// identity it vouched for reaches the origin through the forward: a
+// service token's request through edge A gets to the tunnel held by B with
+// A's signed assertion; one without a token is refused at A.
+func TestPeerAccess(t *testing.T) {
+	f := startFleet(t, 2)
+	a, b := f.edges[0], f.edges[1]
+	ctx := context.Background()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "assertion=%t", r.Header.Get("Cf-Access-Jwt-Assertion") != "")
+	}))
+	t.Cleanup(origin.Close)
+	tun := createTunnel(t, a, "guarded", "guarded.example.test")
+	api := accessAPI(t, a)
+	tok, err := api.CreateAccessServiceToken(ctx, control.CreateServiceTokenRequest{Name: "robot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.CreateAccessApp(ctx, control.AccessApp{Name: "guarded", Domain: "guarded.example.test",
+		Policies: []control.AccessPolicy{{Action: "service_auth", Include: []string{"service_token:robot"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.Sync(ctx)
+	startConnector(t, b, tun, mustIngress(t, origin.URL))
+	a.Sync(ctx)
+	get := func(hdr ...string) (int, string) {
+		req, _ := http.NewRequest("GET", edgeURL(a, "/"), nil)
+		req.Host = "guarded.example.test"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := edgeClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}
+	waitFor(t, "A to let the service token through to B's tunnel", func() bool {
+		code, body := get("Cf-Access-Client-Id", tok.ClientID, "Cf-Access-Client-Secret", tok.ClientSecret)
+		return code == 200 && body == "assertion=true"
+	})
+	if code, body := get(); code == 200 {
+		t.Errorf("no token through A: %d %q, want a refusal at A", code, body)
+	}
+	if a.Connections() != 0 {
+		t.Errorf("edge A holds %d connections, want none (the requests were to be forwarded)", a.Connections())
+	}
 }
