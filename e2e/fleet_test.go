@@ -115,8 +115,11 @@ func TestFleetJoin(t *testing.T) {
 		t.Errorf("join with a malformed token: exit %d:\n%s", code, out)
 	}
 
+	t0 := time.Now()
 	b := startFleetEdge(t, "edge-b", "127.0.0.3", "--join", a.apiURL, "--join-token-file", tokenFile)
+	t1 := time.Now()
 	c := startFleetEdge(t, "edge-c", "127.0.0.4", "--join", b.apiURL, "--join-token-file", tokenFile)
+	t.Logf("joins: edge-b serving %v after its start, edge-c %v (etcd waits until every voter has been up 5s)", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 	if got := memberNamesOf(t, c); !slices.Equal(got, []string{"edge-a", "edge-b", "edge-c"}) {
 		t.Errorf("members: got %v, want three voting members", got)
 	}
@@ -155,13 +158,16 @@ func TestFleetJoin(t *testing.T) {
 	// kill -9 edge-a: edge-b and edge-c keep the quorum and take writes.
 	a.cmd.Process.Kill()
 	a.wait(t, 10*time.Second)
+	killed := time.Now()
 	mustAdit(t, b.env, "tunnel", "route", "dns", "web", "after.example.test")
+	t.Logf("first write after kill -9 of edge-a done %v after the kill", time.Since(killed).Round(time.Millisecond))
 	if status, body := getVia(c.httpAddr, "after.example.test"); status != 200 || body != "served by the fleet" {
 		t.Errorf("route made on edge-b after edge-a died, via edge-c: %d %q", status, body)
 	}
 	poll.Until(t, "edge-a leaves the registry", func() bool {
 		return slices.Equal(edgeNamesOf(t, c), []string{"edge-b", "edge-c"})
 	})
+	t.Logf("edge-a left the registry %v after the kill (lease TTL 2s)", time.Since(killed).Round(time.Millisecond))
 	// Its member stays until removed by name; a live one is refused.
 	if got := memberNamesOf(t, b); !slices.Equal(got, []string{"edge-a", "edge-b", "edge-c"}) {
 		t.Errorf("members after the kill: %v", got)

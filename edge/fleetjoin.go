@@ -228,7 +228,8 @@ func (s *Server) withJoin(api http.Handler) http.Handler {
 			if he.Err != nil {
 				s.log.Error("join request failed", "remote", r.RemoteAddr, "err", he.Err)
 			} else {
-				s.log.Warn("join refused", "remote", r.RemoteAddr, "reason", he.Msg)
+				// Anyone who reaches the API can cause this at will.
+				s.rl.Logger(s.log).Warn("join refused", "remote", r.RemoteAddr, "reason", he.Msg)
 			}
 			controlserver.WriteJSON(w, he.Status, control.ErrorBody{Error: he.Msg, Code: he.Code})
 		}
