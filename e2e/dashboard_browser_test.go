@@ -56,13 +56,13 @@ func TestDashboardBrowser(t *testing.T) {
 		"screenshots": shots,
 	}, 4*time.Minute) // a bound, not an expectation (~105 s on a 2-core VM at load average 30)
 	var out struct {
-		Error, WrongToken, AfterLoginURL, PageSeesCookie, ConnRow, ConnBadge, HostRow string
-		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges         string
-		KeyboardURL, FocusAfterNav, EditorAfterRollback, IPRuleError                  string
-		History                                                                       []string
-		Steps, ConsoleErrors, ChartLabels, CookiesAfterLogout                         []string
-		AppStatus, ConnsAfterStop, OldCookieStatus, NoCSRFStatus, LoginOverflow       int
-		Cookies                                                                       []struct {
+		Error, WrongToken, AfterLoginURL, PageSeesCookie, ConnRow, ConnBadge, HostRow         string
+		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges                 string
+		KeyboardURL, FocusAfterNav, EditorAfterRollback, IPRuleError, TokenError, TokenSecret string
+		History                                                                               []string
+		Steps, ConsoleErrors, ChartLabels, CookiesAfterLogout                                 []string
+		AppStatus, ConnsAfterStop, OldCookieStatus, NoCSRFStatus, LoginOverflow               int
+		Cookies                                                                               []struct {
 			Name, SameSite, Path, Domain string
 			HTTPOnly                     bool `json:"httpOnly"`
 			Secure                       bool
@@ -140,6 +140,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if len(out.History) != 3 || !strings.Contains(out.History[0], "rollback to 1") || !strings.Contains(out.History[0], "current") ||
 		strings.Contains(out.EditorAfterRollback, "other.localhost") {
 		t.Errorf("history after an edit and a rollback: %q, editor %q; want version 3 = version 1", out.History, out.EditorAfterRollback)
+	}
+	if !strings.Contains(out.TokenError, "forever") || !strings.Contains(out.TokenSecret, "Client secret") || !strings.Contains(out.TokenSecret, ".access") {
+		t.Errorf("service token: refused duration showed %q, the new token %q", out.TokenError, out.TokenSecret)
 	}
 	if !strings.Contains(out.IPRuleError, "10.0.0.300") {
 		t.Errorf("a refused IP rule showed %q at the address field", out.IPRuleError)

@@ -204,7 +204,19 @@ try {
   step('traffic');
 
   // 5. The other pages.
-  for (const [name, ready, act] of [['access', 'section[aria-label="Identity providers"] p, section[aria-label="Identity providers"] table'],
+  for (const [name, ready, act] of [['access', 'section[aria-label="Identity providers"] p, section[aria-label="Identity providers"] table', async () => {
+      // A service token: a refused duration at its field, then one made, its secret shown once.
+      const f = 'form[aria-label="New service token"]';
+      await page.fill(`${f} input[name=name]`, 'ci');
+      await page.fill(`${f} input[name=duration]`, 'forever');
+      await page.click(`${f} button[type=submit]`);
+      await page.waitForSelector(`${f} input[name=duration][aria-invalid=true]`, { timeout: T });
+      out.tokenError = await page.textContent('#' + (await page.getAttribute(`${f} input[name=duration]`, 'id')) + '-err');
+      await page.fill(`${f} input[name=duration]`, '24h');
+      await page.click(`${f} button[type=submit]`);
+      out.tokenSecret = await page.textContent('section[aria-label="Service tokens"] .notice', { timeout: T });
+      await page.waitForSelector('section[aria-label="Service tokens"] td:has-text("ci")', { timeout: T });
+    }],
     ['shield', 'section[aria-label="WAF"] p.muted, section[aria-label="WAF"] table', async () => {
       // A refused IP rule: the error at the address field; then a good one is listed.
       const f = 'form[aria-label="Add an IP rule"]';
