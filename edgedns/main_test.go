@@ -86,7 +86,12 @@ func (f *fixture) route(t *testing.T, host string) {
 	if _, err := f.svc.RouteDNS(context.Background(), f.tunnel.ID, host, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "route "+host, func() bool { _, ok := f.state.Route(host); return ok })
+	waitFor(t, "route "+host, func() bool {
+		_, ok := f.state.Route(host)
+		f.srv.names.mu.RLock()
+		defer f.srv.names.mu.RUnlock()
+		return ok && f.srv.names.routes[host] // the event handler runs after State has it
+	})
 }
 
 // putEdge registers an edge as fleet's writer would, under a lease of ttl
