@@ -144,10 +144,9 @@ func startFleetReplica(t testing.TB, tun relTunnel, origin string, haConns int, 
 
 // lbEdge is the load balancer's view of one edge.
 type lbEdge struct {
-	usable   atomic.Bool
-	mu       sync.Mutex
-	downs    []time.Time // when the balancer saw it go out of use
-	lastDown time.Time
+	usable atomic.Bool
+	mu     sync.Mutex
+	downs  []time.Time // when the balancer saw it go out of use
 }
 
 // fleetLoad is visitors entering at every edge through a load balancer:

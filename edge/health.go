@@ -124,8 +124,8 @@ func (s *Server) watchHealth() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case now := <-t.C:
-			now = time.Now() // a tick read late carries its old time
+		case <-t.C:
+			now := time.Now() // a tick read late carries its old time
 			if gap := now.Sub(time.Unix(0, s.healthClock.lastTick.Swap(now.UnixNano()))); gap > pauseGap {
 				s.healthClock.resumedAt.Store(now.UnixNano())
 				s.log.Warn("the edge was paused; /ready answers 503 until its stale connections have timed out", "paused_for", gap.Round(time.Millisecond))
