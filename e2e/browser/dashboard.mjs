@@ -181,8 +181,10 @@ try {
   await page.fill(`${ed} textarea`, `ingress:\n  - hostname: ${cfg.appHost}\n    service: ${cfg.service}\n  - hostname: other.localhost\n    service: http_status:204\n  - service: http_status:404\n`);
   await page.click(`${ed} button[type=submit]`);
   await page.waitForSelector('#flash:has-text("Saved as version 2")', { timeout: T });
+  step('saved');
   await page.click('button[aria-label="Roll back to version 1"]');
   await page.waitForSelector('#flash:has-text("Rolled back")', { timeout: T });
+  step('rolled back');
   await page.waitForSelector('table tr:has-text("rollback to 1")', { timeout: T });
   out.history = await page.$$eval('section[aria-label="History"] tbody tr', els => els.map(e => e.textContent));
   out.editorAfterRollback = await page.inputValue(`${ed} textarea`);
@@ -234,7 +236,9 @@ try {
     await page.goto(cfg.dashboard + '#/' + name);
     await page.waitForSelector(ready, { timeout: T });
     if (act) await act();
+    step(name + ' acted');
     await shoot(page, name);
+    step(name + ' shot');
   }
   out.edges = await page.textContent('section[aria-label="Edges of the fleet"]');
 
