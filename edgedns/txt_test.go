@@ -36,6 +36,9 @@ func TestProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "both texts", func() bool { return len(f.ask(t, "udp", name, dns.TypeTXT, nil).Answer) == 2 })
+	// Each record reaches the server by its own watch event: wait for the
+	// long one as well before reading it.
+	waitFor(t, "the long text", func() bool { return len(f.ask(t, "tcp", "long.example.com.", dns.TypeTXT, nil).Answer) == 1 })
 	resp := f.ask(t, "tcp", "long.example.com.", dns.TypeTXT, nil)
 	if len(resp.Answer) != 1 || strings.Join(resp.Answer[0].(*dns.TXT).Txt, "") != long || resp.Answer[0].Header().Ttl != 10 {
 		t.Errorf("a 300-byte text: %v", resp.Answer)
