@@ -76,10 +76,11 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	case <-ctx.Done():
 	case <-quicBack:
 		// Move to QUIC one connection at a time, so capacity stays up.
+		// The slot's supervisor (reconnect.go) ends the rotation once
+		// the connection that replaces this one has registered.
 		if !c.transport.startRotation(ctx) {
 			return nil
 		}
-		defer c.transport.endRotation()
 		rotating = true
 	case <-at.move:
 		// edges.go: the slot has a connection to another edge now.

@@ -227,12 +227,26 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 	log := c.log.With("conn_index", index)
 	noisy := c.rl.Logger(log)
 	refusals, losses := 0, 0
+	rotated := false // this slot holds the rotation (transport.go) until its next connection registers
 	for {
 		addr := c.edges.choose(index) // edges.go
 		link := c.edges.link(addr)
 		woken := link.wait()
 		changed := c.edges.changedChan()
-		r := c.holdSlot(ctx, index, c.startRun(ctx, index, addr, log), log)
+		first := c.startRun(ctx, index, addr, log)
+		if rotated {
+			// The next slot drains only once this one serves again, so
+			// one connection at most is away while they move to QUIC.
+			rotated = false
+			go func() {
+				select {
+				case <-first.registered:
+				case <-first.done:
+				}
+				c.transport.endRotation()
+			}()
+		}
+		r := c.holdSlot(ctx, index, first, log)
 		err, at := r.err, r.at
 		addr = r.addr
 		if ctx.Err() != nil {
@@ -268,6 +282,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			// transport.go: QUIC works again; redial at once.
 			log.Info("moving the connection back to QUIC")
 			losses = 0
+			rotated = true
 			continue
 		case c.edges.elsewhere(addr):
 			// Another edge is healthy: go there now.
