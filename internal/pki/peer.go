@@ -1,13 +1,8 @@
 package pki
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -96,44 +91,12 @@ func IssuePeerCert(caCertPEM, caKeyPEM []byte, node string, validity time.Durati
 	if node == "" {
 		return nil, nil, errors.New("pki: issue peer certificate: empty node name")
 	}
-	if validity <= 0 {
-		return nil, nil, fmt.Errorf("pki: issue peer certificate: validity %v is not positive", validity)
-	}
-	ca, err := parseCert(caCertPEM)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pki: issue peer certificate: CA certificate: %w", err)
-	}
-	caKey, err := parseKey(caKeyPEM)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pki: issue peer certificate: CA key: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pki: generate key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "adit edge peer", Organization: []string{"adit"}},
-		NotBefore:    now.Add(-backdate),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{PeerURI(node)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pki: create peer certificate: %w", err)
-	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return issue(caCertPEM, caKeyPEM, leafSpec{
+		what:       "issue peer certificate",
+		commonName: "adit edge peer",
+		uris:       []*url.URL{PeerURI(node)},
+		usage:      []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}, validity)
 }
 
 // VerifyPeer checks that leaf (with intermediates, which may be nil) is

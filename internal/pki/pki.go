@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,7 +108,7 @@ func NewCA(commonName string) (certPEM, keyPEM []byte, err error) {
 // name becomes an IP SAN if it parses as an IP address, else a DNS SAN; the
 // first name is also the subject's common name.
 func IssueServerCert(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	return issue(caCertPEM, caKeyPEM, names, validity, x509.ExtKeyUsageServerAuth)
+	return issueNamed(caCertPEM, caKeyPEM, names, validity, x509.ExtKeyUsageServerAuth)
 }
 
 // IssueEtcdPeerCert is IssueServerCert for a certificate that is both
@@ -115,23 +116,40 @@ func IssueServerCert(caCertPEM, caKeyPEM []byte, names []string, validity time.D
 // members of the fleet's cluster (named by its peer URL's host, as etcd
 // checks; unlike IssuePeerCert's, it names no edge).
 func IssueEtcdPeerCert(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	return issue(caCertPEM, caKeyPEM, names, validity, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	return issueNamed(caCertPEM, caKeyPEM, names, validity, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 }
 
-func issue(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration, usage ...x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
+// issueNamed issues a leaf for names (the first is also the common name)
+// with the extended key usages usage.
+func issueNamed(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration, usage ...x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
 	if len(names) == 0 {
 		return nil, nil, errors.New("pki: issue: no names")
 	}
+	return issue(caCertPEM, caKeyPEM, leafSpec{what: "issue", commonName: names[0], names: names, usage: usage}, validity)
+}
+
+// leafSpec is what differs between the leaf certificates issue signs.
+type leafSpec struct {
+	what       string             // the action in error messages: "issue", "issue peer certificate"
+	commonName string             // the subject's common name (organization is always adit)
+	names      []string           // IP SANs where they parse as IPs, else DNS SANs; blanks skipped
+	uris       []*url.URL         // URI SANs
+	usage      []x509.ExtKeyUsage // extended key usages
+}
+
+// issue signs an ECDSA P-256 leaf described by spec with the CA, valid from
+// backdate ago for validity, with the digital signature key usage.
+func issue(caCertPEM, caKeyPEM []byte, spec leafSpec, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if validity <= 0 {
-		return nil, nil, fmt.Errorf("pki: issue: validity %v is not positive", validity)
+		return nil, nil, fmt.Errorf("pki: %s: validity %v is not positive", spec.what, validity)
 	}
 	ca, err := parseCert(caCertPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: issue: CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s: CA certificate: %w", spec.what, err)
 	}
 	caKey, err := parseKey(caKeyPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: issue: CA key: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s: CA key: %w", spec.what, err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -144,13 +162,14 @@ func issue(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration, u
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0], Organization: []string{"adit"}},
+		Subject:      pkix.Name{CommonName: spec.commonName, Organization: []string{"adit"}},
 		NotBefore:    now.Add(-backdate),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
+		ExtKeyUsage:  spec.usage,
+		URIs:         spec.uris,
 	}
-	for _, n := range names {
+	for _, n := range spec.names {
 		n = strings.TrimSpace(n)
 		if n == "" {
 			continue
@@ -163,7 +182,7 @@ func issue(caCertPEM, caKeyPEM []byte, names []string, validity time.Duration, u
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: create certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s: create certificate: %w", spec.what, err)
 	}
 	keyPEM, err = encodeKey(key)
 	if err != nil {
