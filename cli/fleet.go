@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,23 +45,11 @@ A draining edge is finishing what it serves and takes nothing new.`,
 			if err != nil {
 				return fmt.Errorf("edge list: %w", apiError(err))
 			}
-			if output == "json" {
-				if edges == nil {
-					edges = []control.EdgeNode{}
-				}
-				return writeJSON(g.Stdout, edges)
-			}
-			if len(edges) == 0 {
-				fmt.Fprintln(g.Stdout, "No live edges.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "NAME\tREGION\tPUBLIC\tTUNNEL\tAPI\tVERSION\tHEALTH\tSINCE")
-			for _, e := range edges {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, orDash(e.Region), orDash(strings.Join(e.PublicAddrs, ",")),
-					orDash(e.TunnelAddr), orDash(e.APIAddr), orDash(e.Version), e.Health, formatTime(e.Started))
-			}
-			return w.Flush()
+			return printList(g.Stdout, output, edges, "No live edges.", "NAME\tREGION\tPUBLIC\tTUNNEL\tAPI\tVERSION\tHEALTH\tSINCE",
+				func(e control.EdgeNode) []any {
+					return []any{e.Name, orDash(e.Region), orDash(strings.Join(e.PublicAddrs, ",")),
+						orDash(e.TunnelAddr), orDash(e.APIAddr), orDash(e.Version), e.Health, formatTime(e.Started)}
+				})
 		},
 	}
 	api.register(cmd)
@@ -94,15 +81,7 @@ A dead edge stays a member until it is removed with 'adit edge leave NAME'.`,
 			if err != nil {
 				return fmt.Errorf("edge members: %w", apiError(err))
 			}
-			if output == "json" {
-				if ms == nil {
-					ms = []control.EdgeMember{}
-				}
-				return writeJSON(g.Stdout, ms)
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "NAME\tID\tPEER URLS\tROLE")
-			for _, m := range ms {
+			return printList(g.Stdout, output, ms, "No members.", "NAME\tID\tPEER URLS\tROLE", func(m control.EdgeMember) []any {
 				role := "voter"
 				if m.Learner {
 					role = "learner"
@@ -111,9 +90,8 @@ A dead edge stays a member until it is removed with 'adit edge leave NAME'.`,
 				if name == "" {
 					name = "(not started)"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, m.ID, strings.Join(m.PeerURLs, ","), role)
-			}
-			return w.Flush()
+				return []any{name, m.ID, strings.Join(m.PeerURLs, ","), role}
+			})
 		},
 	}
 	api.register(cmd)
@@ -254,26 +232,13 @@ func newJoinTokenListCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("edge join-token list: %w", apiError(err))
 			}
-			if output == "json" {
-				if ts == nil {
-					ts = []control.JoinToken{}
-				}
-				return writeJSON(g.Stdout, ts)
-			}
-			if len(ts) == 0 {
-				fmt.Fprintln(g.Stdout, "No join tokens.")
-				return nil
-			}
-			w := tabwriter.NewWriter(g.Stdout, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(w, "ID\tCREATED\tEXPIRES\tDESCRIPTION")
-			for _, t := range ts {
+			return printList(g.Stdout, output, ts, "No join tokens.", "ID\tCREATED\tEXPIRES\tDESCRIPTION", func(t control.JoinToken) []any {
 				exp := "never"
 				if t.ExpiresAt != nil {
 					exp = formatTime(*t.ExpiresAt)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.ID, formatTime(t.CreatedAt), exp, orDash(t.Description))
-			}
-			return w.Flush()
+				return []any{t.ID, formatTime(t.CreatedAt), exp, orDash(t.Description)}
+			})
 		},
 	}
 	api.register(cmd)
