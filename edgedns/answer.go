@@ -14,12 +14,20 @@ import (
 )
 
 // ServeDNS answers one query (dns.Handler). Over UDP it first takes a
+// slot of MaxUDPQueries, dropping the query when none is free, then a
 // token of the client network's rate limit.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	transport := "tcp"
 	client := addrOf(w.RemoteAddr())
 	if _, ok := w.RemoteAddr().(*net.UDPAddr); ok {
 		transport = "udp"
+		select {
+		case s.udpBusy <- struct{}{}:
+			defer func() { <-s.udpBusy }()
+		default:
+			s.metrics.busy.Inc()
+			return
+		}
 		if ok, slip := s.limiter.allow(client); !ok {
 			s.metrics.limited.Inc()
 			if slip {

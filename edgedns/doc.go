@@ -60,8 +60,10 @@
 // option) get one short FORMERR, other opcodes NOTIMP, unparseable
 // headers nothing. UDP answers are at most 1232 bytes (or what the client
 // offers, if less), truncated past that with TC set, and rate-limited per
-// client network (Config.RateLimit); TCP connections are bounded
-// (Config.MaxTCPConns) and time out when idle.
+// client network (Config.RateLimit); the UDP queries answered at once are
+// bounded (Config.MaxUDPQueries: miekg/dns starts a goroutine per packet
+// and bounds nothing itself), past that dropped; TCP connections are
+// bounded (Config.MaxTCPConns) and time out when idle.
 //
 // # ACME DNS-01
 //

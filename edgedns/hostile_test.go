@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/adit-dev/adit/control"
 )
@@ -228,5 +230,77 @@ func TestLimiterBoundsMemory(t *testing.T) {
 	l.allow(a)
 	if ok, _ := l.allow(b); ok {
 		t.Error("a second address of the same /24 escaped its network's limit")
+	}
+}
+
+// heldWriter is a UDP client's ResponseWriter whose WriteMsg reports the
+// answer on wrote and then holds the query in flight until release closes.
+type heldWriter struct {
+	dns.ResponseWriter // the methods ServeDNS does not call
+	remote             net.Addr
+	wrote              chan<- *dns.Msg
+	release            <-chan struct{}
+}
+
+func (w *heldWriter) RemoteAddr() net.Addr { return w.remote }
+func (w *heldWriter) WriteMsg(m *dns.Msg) error {
+	w.wrote <- m
+	<-w.release
+	return nil
+}
+
+// Past MaxUDPQueries answered at once, a UDP query is dropped before any
+// work; a slot freed serves the next one; TCP queries take no slot.
+func TestUDPQueriesBounded(t *testing.T) {
+	const bound = 3
+	f := newFixture(t, func(c *Config) { c.MaxUDPQueries = bound; c.RateLimit = -1 })
+	udp := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 9), Port: 5353}
+	q := new(dns.Msg)
+	q.SetQuestion("nothing.example.com.", dns.TypeA)
+
+	wrote := make(chan *dns.Msg, 2*bound)
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		var wg sync.WaitGroup
+		for range bound {
+			wg.Go(func() { f.srv.ServeDNS(&heldWriter{remote: udp, wrote: wrote, release: release}, q) })
+		}
+		wg.Wait()
+	}()
+	for i := range bound {
+		select {
+		case <-wrote:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d queries reached their answer", i, bound)
+		}
+	}
+
+	// All slots are held: this one returns at once, unanswered.
+	open := make(chan struct{}) // a writer that does not hold its query
+	close(open)
+	f.srv.ServeDNS(&heldWriter{remote: udp, wrote: wrote, release: open}, q)
+	if len(wrote) != 0 {
+		t.Fatalf("a query past the bound of %d was answered", bound)
+	}
+	if got := testutil.ToFloat64(f.srv.metrics.busy); got != 1 {
+		t.Errorf("adit_dns_busy_dropped_total %v, want 1", got)
+	}
+	// TCP is bounded by its connections, not by these slots.
+	f.srv.ServeDNS(&heldWriter{remote: &net.TCPAddr{IP: udp.IP, Port: 5353}, wrote: wrote, release: open}, q)
+	if len(wrote) != 1 {
+		t.Fatal("a TCP query was not answered while the UDP slots were held")
+	}
+	<-wrote
+
+	close(release)
+	<-held
+	f.srv.ServeDNS(&heldWriter{remote: udp, wrote: wrote, release: open}, q)
+	if len(wrote) != 1 {
+		t.Fatal("a UDP query after the held ones finished was not answered")
+	}
+	if m := <-wrote; m.Rcode != dns.RcodeNameError {
+		t.Errorf("rcode %s, want NXDOMAIN", dns.RcodeToString[m.Rcode])
 	}
 }

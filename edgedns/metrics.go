@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	answers *prometheus.CounterVec // by rcode and transport
 	limited prometheus.Counter
+	busy    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,9 +22,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "adit_dns_rate_limited_total",
 			Help: "UDP queries past the per-network rate limit, dropped or answered truncated.",
 		}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adit_dns_busy_dropped_total",
+			Help: "UDP queries dropped unanswered because MaxUDPQueries were being answered already.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.answers, m.limited)
+		reg.MustRegister(m.answers, m.limited, m.busy)
 	}
 	return m
 }

@@ -59,6 +59,11 @@ type Config struct {
 	// MaxTCPConns bounds the TCP connections served at once; more wait in
 	// the kernel's queue. If zero, 1024.
 	MaxTCPConns int
+	// MaxUDPQueries bounds the UDP queries being answered at once: the
+	// DNS library starts a goroutine per packet with no bound of its own,
+	// so past this many a query is dropped unanswered (a resolver retries)
+	// before any work is done for it. If zero, 1024.
+	MaxUDPQueries int
 	// Logger receives the server's logs. If nil, they are discarded.
 	Logger *slog.Logger
 	// Metrics, if set, registers adit_dns_* metrics.
@@ -75,6 +80,7 @@ type Server struct {
 	regions *regionMap
 	zones   []string // canonical, longest first
 	limiter *limiter
+	udpBusy chan struct{} // a slot per UDP query being answered (MaxUDPQueries)
 	metrics *metrics
 	rr      atomic.Uint32 // rotates the order of equal edges
 
@@ -100,11 +106,12 @@ type Server struct {
 
 // Defaults of the zero Config fields.
 const (
-	DefaultTTL         = 30 * time.Second
-	DefaultNegativeTTL = 30 * time.Second
-	DefaultZoneTTL     = 5 * time.Minute
-	DefaultRateLimit   = 1000
-	DefaultMaxTCPConns = 1024
+	DefaultTTL           = 30 * time.Second
+	DefaultNegativeTTL   = 30 * time.Second
+	DefaultZoneTTL       = 5 * time.Minute
+	DefaultRateLimit     = 1000
+	DefaultMaxTCPConns   = 1024
+	DefaultMaxUDPQueries = 1024
 	// maxUDPSize is the largest UDP answer sent, whatever a client
 	// offers: 1232 bytes fit any path's MTU (DNS Flag Day 2020).
 	maxUDPSize = 1232
@@ -154,6 +161,10 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	if s.cfg.MaxTCPConns <= 0 {
 		s.cfg.MaxTCPConns = DefaultMaxTCPConns
 	}
+	if s.cfg.MaxUDPQueries <= 0 {
+		s.cfg.MaxUDPQueries = DefaultMaxUDPQueries
+	}
+	s.udpBusy = make(chan struct{}, s.cfg.MaxUDPQueries)
 	s.metrics = newMetrics(cfg.Metrics)
 	s.provider = &Provider{cli: cli, zones: s.zones}
 
