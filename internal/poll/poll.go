@@ -17,11 +17,24 @@ const Timeout = 30 * time.Second
 // waiting for <what>".
 func Until(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	if !Within(Timeout, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// Within calls cond as Until does until it returns true or d has passed,
+// and reports whether it returned true. It is for waits whose deadline is
+// part of what is tested (a revocation reaching every edge within 2s),
+// for waits whose failure says more than Until's message (the last
+// answer seen, the goroutines left), and for goroutines other than the
+// test's, which must not call t.Fatal.
+func Within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for delay := time.Millisecond; !cond(); delay = min(delay*2, 100*time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(delay)
 	}
+	return true
 }
