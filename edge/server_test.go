@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/adit-dev/adit/internal/poll"
 )
 
 // startTestEdge starts an edge on loopback ports with its own embedded etcd.
@@ -39,11 +41,8 @@ func TestCloseLeavesNothing(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for goleak.Find(ignore) != nil && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	goleak.VerifyNone(t, ignore)
+	poll.Within(15*time.Second, func() bool { return goleak.Find(ignore) == nil })
+	goleak.VerifyNone(t, ignore) // names the goroutines left, if any
 }
 
 // TestFailedServerIsReported: a listener that dies after Start is sent on
