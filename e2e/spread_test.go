@@ -7,12 +7,14 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,11 +45,21 @@ type spreadEdge struct {
 	name, ip, dataDir    string
 	httpAddr, tunnelAddr string
 	apiURL               string
+	etcd                 string   // its etcd endpoints; if empty, the fleet's
+	extras               []string // flags for this edge alone
+	dnsAddr              string   // with --dns-addr in extras
 	metricsAddr          atomic.Pointer[string]
 	login                []string
 }
 
 func newSpreadFleet(t *testing.T, n int, extra ...string) *spreadFleet {
+	t.Helper()
+	return newSpreadFleetWith(t, n, nil, extra...)
+}
+
+// newSpreadFleetWith is newSpreadFleet with setup called on each edge
+// before it starts (to set its etcd or its own flags).
+func newSpreadFleetWith(t *testing.T, n int, setup func(f *spreadFleet, e *spreadEdge), extra ...string) *spreadFleet {
 	t.Helper()
 	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
 	if err != nil {
@@ -70,6 +82,9 @@ func newSpreadFleet(t *testing.T, n int, extra ...string) *spreadFleet {
 		os.WriteFile(filepath.Join(tlsDir, pki.CACertFile), f.caPEM, 0o644)
 		os.WriteFile(filepath.Join(tlsDir, pki.CAKeyFile), f.caKey, 0o600)
 		e.httpAddr, e.tunnelAddr = e.ip+":0", e.ip+":0"
+		if setup != nil {
+			setup(f, e)
+		}
 		f.edges = append(f.edges, e)
 		f.start(e)
 	}
@@ -83,12 +98,15 @@ func (f *spreadFleet) start(e *spreadEdge) {
 	args := append([]string{"edge", "--data-dir", e.dataDir, "--node-name", e.name,
 		"--http-addr", e.httpAddr, "--tunnel-addr", e.tunnelAddr,
 		"--api-addr", e.ip + ":0", "--metrics", e.ip + ":0", "--public-name", e.ip,
-		"--etcd-endpoints", f.etcd, "--lease-ttl", "3s", "--drain-delay", "2s"}, f.extras...)
-	p := startAdit(t, nil, args...)
+		"--etcd-endpoints", cmp.Or(e.etcd, f.etcd), "--lease-ttl", "3s", "--drain-delay", "2s"}, f.extras...)
+	p := startAdit(t, nil, append(args, e.extras...)...)
 	e.proc = p
 	e.httpAddr = p.waitMatch(t, reHTTPAddr)[1]
 	e.tunnelAddr = p.waitMatch(t, reTunnelAddr)[1]
 	e.apiURL = p.waitMatch(t, reAPIURL)[1]
+	if slices.Contains(e.extras, "--dns-addr") {
+		e.dnsAddr = p.waitMatch(t, reDNSAddr)[1]
+	}
 	m := p.waitMatch(t, reEdgeMetrics)[1]
 	e.metricsAddr.Store(&m)
 	e.login = nil

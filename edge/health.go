@@ -133,6 +133,7 @@ func (s *Server) watchHealth() {
 			for _, tc := range s.reg.all() {
 				s.checkHealth(tc, now, after)
 			}
+			s.checkEtcd(now) // partition.go
 		}
 	}
 }

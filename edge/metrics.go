@@ -263,6 +263,10 @@ func (s *Server) readiness() metrics.Readiness {
 		rd.Status, rd.Reason = http.StatusServiceUnavailable, why
 		return rd
 	}
+	if why := s.etcdUnready(); why != "" { // partition.go
+		rd.Status, rd.Reason = http.StatusServiceUnavailable, why
+		return rd
+	}
 	s.downMu.Lock()
 	defer s.downMu.Unlock()
 	if len(s.down) > 0 {

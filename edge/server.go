@@ -233,6 +233,7 @@ type Server struct {
 	fleetView   *fleetView     // fleetview.go: the fleet's registry, watched
 	drain       drainState     // drain.go
 	healthClock healthClock    // health.go: pauses seen by the watchdog
+	etcdLink    etcdLink       // partition.go: cut off from etcd
 
 	metrics    *edgeMetrics     // metrics.go
 	reqLog     *requestLog      // requestlog.go: --log-requests and `adit tail`

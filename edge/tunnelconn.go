@@ -29,6 +29,11 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		c.Close(tunnel.CodeShutdown, "edge draining")
 		return
 	}
+	if s.etcdLink.cut.Load() { // partition.go: it could not record the connection
+		s.metrics.registration("refused")
+		c.Close(tunnel.CodeShutdown, "edge cut off from etcd")
+		return
+	}
 	host, ok := s.reg.registering.begin(c.RemoteAddr()) // tunnellimits.go
 	if !ok {
 		s.metrics.registration("failed")

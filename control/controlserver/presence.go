@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/adit-dev/adit/control"
@@ -29,6 +30,7 @@ type Presence struct {
 
 	mu      sync.Mutex // held across etcd calls, so re-grants and Add/Remove do not interleave
 	lease   clientv3.LeaseID
+	heard   atomic.Int64      // unix nanoseconds of etcd's last answer on the lease (grant or keepalive)
 	entries map[string]string // key → JSON connection
 	closed  bool
 
@@ -69,11 +71,16 @@ func NewPresence(ctx context.Context, cli *clientv3.Client, ttl time.Duration, l
 // grant takes a new lease, starts keeping it alive, moves every entry onto it
 // and revokes the previous one. p.mu is held.
 func (p *Presence) grant(ctx context.Context) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	// Each try is bounded (etcd out of reach would hold p.mu, and every
+	// Add and Remove with it, for as long); the keepalive runs under ctx.
+	kctx := ctx
+	ctx, cancel := context.WithTimeout(ctx, max(p.TTL(), 5*time.Second))
+	defer cancel()
 	lease, err := p.cli.Grant(ctx, p.ttl)
 	if err != nil {
 		return nil, fmt.Errorf("control: presence: grant lease: %w", err)
 	}
-	ch, err := p.cli.KeepAlive(ctx, lease.ID)
+	ch, err := p.cli.KeepAlive(kctx, lease.ID)
 	if err != nil {
 		p.revoke(lease.ID)
 		return nil, fmt.Errorf("control: presence: keep lease alive: %w", err)
@@ -105,6 +112,7 @@ func (p *Presence) grant(ctx context.Context) (<-chan *clientv3.LeaseKeepAliveRe
 		p.revoke(old) // no entry is attached to it any more
 	}
 	p.lease = lease.ID
+	p.heard.Store(time.Now().UnixNano())
 	return ch, nil
 }
 
@@ -124,6 +132,7 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 	defer close(p.done)
 	for {
 		for range ch {
+			p.heard.Store(time.Now().UnixNano())
 		}
 		if ctx.Err() != nil {
 			return
@@ -146,6 +155,16 @@ func (p *Presence) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveRe
 		}
 	}
 }
+
+// Heard is when etcd last answered on the lease: granted it or kept it
+// alive. The client sends a keepalive every third of the TTL, so an answer
+// older than two of those means etcd is out of reach (or overloaded), and
+// one older than the TTL that the lease, and every entry under it, has
+// expired.
+func (p *Presence) Heard() time.Time { return time.Unix(0, p.heard.Load()) }
+
+// TTL is the lease's time to live.
+func (p *Presence) TTL() time.Duration { return time.Duration(p.ttl) * time.Second }
 
 // Add publishes a connection (c.TunnelID and c.ID name its key).
 func (p *Presence) Add(ctx context.Context, c control.Connection) error {
