@@ -570,16 +570,13 @@ func TestServiceTokens(t *testing.T) {
 		t.Fatalf("revoke: %d", code)
 	}
 	c := b.browser(t)
-	for {
+	refused := func() bool {
 		resp := get(t, c, b.appURL("app.localhost", "/"), false, ClientIDHeader, ci.ClientID, ClientSecretHeader, ci.ClientSecret)
 		body(t, resp)
-		if resp.StatusCode == 403 {
-			break
-		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("revoked token still accepted by the other side after %v", time.Since(start))
-		}
-		time.Sleep(10 * time.Millisecond)
+		return resp.StatusCode == 403
+	}
+	if !poll.Within(2*time.Second, refused) {
+		t.Fatalf("revoked token still accepted by the other side after %v", time.Since(start))
 	}
 	t.Logf("revocation reached the other side in %v", time.Since(start))
 	resp := get(t, a.browser(t), a.appURL("app.localhost", "/"), false, ClientIDHeader, ci.ClientID, ClientSecretHeader, ci.ClientSecret)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/internal/poll"
 )
 
 // sessionCookie is the session cookie c holds for host.
@@ -34,11 +35,8 @@ func status(t testing.TB, s *edgeSide, tok string) int {
 // waitRefused waits until side s refuses tok (401), at most 2 s after start.
 func waitRefused(t testing.TB, s *edgeSide, tok, what string, start time.Time) {
 	t.Helper()
-	for status(t, s, tok) != http.StatusUnauthorized {
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("%s: still accepted after %v", what, time.Since(start))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll.Within(2*time.Second-time.Since(start), func() bool { return status(t, s, tok) == http.StatusUnauthorized }) {
+		t.Fatalf("%s: still accepted after %v", what, time.Since(start))
 	}
 	t.Logf("%s: refused %v after the revocation", what, time.Since(start))
 }
