@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/ingress"
+)
+
+// fleetSpec is what a connector process runs: its share of the tunnels.
+// The parent writes it to a file named by the child's only argument.
+type fleetSpec struct {
+	EdgeAddr string       `json:"edge_addr"`
+	EdgeCA   []byte       `json:"edge_ca"`
+	Conns    int          `json:"conns"`
+	Protocol string       `json:"protocol"`
+	Tunnels  []tunnelSpec `json:"tunnels"`
+}
+
+type tunnelSpec struct {
+	ID     string `json:"id"`
+	Secret []byte `json:"secret"`
+}
+
+// runConnectors is a connector process: one connector.Connector per
+// tunnel of its spec, each answering every request with 204 (no origin to
+// dial), until SIGTERM. It prints "started N" once every connector runs.
+func runConnectors() int {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "scale connectors: want one argument, the spec file")
+		return 2
+	}
+	b, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var spec fleetSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "scale connectors:", err)
+		return 1
+	}
+	ing, err := ingress.FromURL("http_status:204")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	var wg sync.WaitGroup
+	for i, t := range spec.Tunnels {
+		c, err := connector.New(connector.Config{
+			TunnelID: t.ID, Secret: t.Secret, EdgeAddrs: []string{spec.EdgeAddr},
+			EdgeCA: spec.EdgeCA, ServerName: "localhost", Ingress: ing,
+			HAConnections: spec.Conns, Protocol: spec.Protocol, GracePeriod: time.Second,
+			Logger: log,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale connectors:", err)
+			return 1
+		}
+		wg.Go(func() { c.Run(ctx) })
+		// A burst of thousands of handshakes at once would time some out
+		// on a loaded machine; the edge's admission is not what is measured.
+		if i%50 == 49 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	fmt.Printf("started %d\n", len(spec.Tunnels))
+	wg.Wait()
+	return 0
+}
+
+// raiseFileLimit lifts this process's limit on open files, soft and hard
+// (when allowed: root), before the children start, which inherit it: the
+// edge holds a socket per WebSocket connection, and a connector process
+// one per connection (each QUIC connection dials from its own UDP port).
+// Go itself only lifts the soft limit to the hard one.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return
+	}
+	want := max(l.Max, 1<<20)
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) != nil {
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
