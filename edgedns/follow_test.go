@@ -13,6 +13,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edgedns/edgesrv"
+	"github.com/adit-dev/adit/internal/poll"
 )
 
 // A route makes a name resolve; deleting it removes the name.
@@ -60,17 +61,14 @@ func TestDeadEdgeLeaves(t *testing.T) {
 	ttl := time.Duration(resp.Answer[0].Header().Ttl) * time.Second
 	// Nothing keeps the lease alive: the edge is dead from now on.
 	died := time.Now()
-	for {
-		a := addrsOf(f.ask(t, "udp", "app.example.com.", dns.TypeA, nil))
-		ns := rrData(f.ask(t, "udp", "example.com.", dns.TypeNS, nil).Answer)
-		srv := rrData(f.ask(t, "udp", edgesrv.Name(edgesrv.UDP, "example.com"), dns.TypeSRV, nil).Answer)
-		if slices.Equal(a, []string{"192.0.2.1"}) && len(ns) == 1 && len(srv) == 1 {
-			break
-		}
-		if since := time.Since(died); since > 30*time.Second {
-			t.Fatalf("after %v the dead edge is still answered: A %v, NS %v, SRV %v", since, a, ns, srv)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var a, ns, srv []string
+	if !poll.Within(30*time.Second, func() bool {
+		a = addrsOf(f.ask(t, "udp", "app.example.com.", dns.TypeA, nil))
+		ns = rrData(f.ask(t, "udp", "example.com.", dns.TypeNS, nil).Answer)
+		srv = rrData(f.ask(t, "udp", edgesrv.Name(edgesrv.UDP, "example.com"), dns.TypeSRV, nil).Answer)
+		return slices.Equal(a, []string{"192.0.2.1"}) && len(ns) == 1 && len(srv) == 1
+	}) {
+		t.Fatalf("after %v the dead edge is still answered: A %v, NS %v, SRV %v", time.Since(died), a, ns, srv)
 	}
 	gone := time.Since(died)
 	t.Logf("the dead edge left the answers %v after its last keepalive (lease TTL %ds; answer TTL %v)", gone.Round(time.Millisecond), leaseTTL, ttl)
