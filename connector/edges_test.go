@@ -21,6 +21,9 @@ import (
 // "down" (a dial gets no answer for 2s) or "leaving" (it closes its
 // connections with code 4 and refuses new ones the same way). A
 // registered connection drains when its slot moves (attempt.move).
+// It runs in a synctest bubble, as do the tests: its time.Sleeps are the
+// simulated network's delays and the tests' the simulated time they let
+// pass; both advance the fake clock at once, and wait on nothing.
 type fakeFleet struct {
 	mu      sync.Mutex
 	state   map[string]string

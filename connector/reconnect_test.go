@@ -18,7 +18,9 @@ import (
 // what matters for reconnecting: a dial to an edge that is down gets no
 // answer for the 2s handshake timeout, but quic-go resends its Initial at
 // about 0.2, 0.6 and 1.4s, so an edge that comes back during a dial is
-// reached at the next resend.
+// reached at the next resend. It runs in a synctest bubble, as do the
+// tests: every time.Sleep here and in them is simulated time passing
+// (a round trip, an outage), which advances the fake clock at once.
 type fakeEdge struct {
 	mu       sync.Mutex
 	state    string        // "up", "down" or "refuse"

@@ -54,12 +54,14 @@ func TestEarlyAnswerWhileBodyStillSent(t *testing.T) {
 		t.Fatalf("status = %d, want 200", rh.Status)
 	}
 	waitDone(t, done, "the stream's handler")
-	// The origin's transport is still sending the body: more of it now.
+	// The origin's transport is still sending the body: more of it now,
+	// paced so that it keeps arriving while the transport reads on after
+	// the handler returned (the race under test).
 	for range 20 {
 		if _, err := bw.Write([]byte("more of the body, after the answer")); err != nil {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // the pacing: it waits for nothing
 	}
 	bw.Close()
 }
