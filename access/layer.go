@@ -698,7 +698,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"app", "decision"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adit_edge_access_logins_total",
-			Help: "Logins through identity providers, by application and result (ok, failed, refused, idp_error).",
+			Help: "Logins through identity providers, by application and result (ok, failed, refused, idp_error; denied: an admin login of someone not allowed). Admin logins to the dashboard count under app adit-dashboard.",
 		}, []string{"app", "result"}),
 	}
 	if reg != nil {

@@ -156,39 +156,63 @@ func (l *Layer) startLogin(w http.ResponseWriter, r *http.Request, rid string, s
 			fmt.Sprintf("The identity provider %q of %q could not be reached. Try again shortly.", p.rec.Name, a.rec.Name))
 		return
 	}
-	now := l.now()
-	k := l.signerOrPage(w, r, rid, snap, now)
+	k := l.signerOrPage(w, r, rid, snap, l.now())
 	if k == nil {
 		return
 	}
-	st := loginState{
-		Claims: jwt.Claims{
-			Audience: jwt.Audience{loginAudience},
-			IssuedAt: jwt.NewNumericDate(now),
-			Expiry:   jwt.NewNumericDate(now.Add(loginLifetime)),
-		},
-		State:       randomString(16),
-		Nonce:       randomString(16),
-		Verifier:    oauth2.GenerateVerifier(),
-		App:         a.rec.Name,
-		Redirect:    redirect,
-		CLICallback: cliCallback,
-		CLIState:    cliState,
-	}
-	val, err := sign(k, st)
+	target, err := l.beginLogin(w, k, op, loginState{App: a.rec.Name, Redirect: redirect, CLICallback: cliCallback, CLIState: cliState},
+		loginAudience, scheme(r)+"://"+r.Host+callbackPath)
 	if err != nil {
 		l.page(w, r, rid, http.StatusInternalServerError, "Login failed", "The edge could not sign the login state.")
 		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// beginLogin starts a login's flow: st, with a fresh state, nonce and PKCE
+// verifier, signed with k for audience into a login cookie on
+// callbackPath; it returns the provider's URL to send the browser to, which
+// will send it back to redirectURL.
+func (l *Layer) beginLogin(w http.ResponseWriter, k *signingKey, op *oidcProvider, st loginState, audience, redirectURL string) (string, error) {
+	now := l.now()
+	st.Claims = jwt.Claims{
+		Audience: jwt.Audience{audience},
+		IssuedAt: jwt.NewNumericDate(now),
+		Expiry:   jwt.NewNumericDate(now.Add(loginLifetime)),
+	}
+	st.State, st.Nonce, st.Verifier = randomString(16), randomString(16), oauth2.GenerateVerifier()
+	val, err := sign(k, st)
+	if err != nil {
+		return "", err
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: loginCookie + st.State[:8], Value: val, Path: callbackPath,
 		MaxAge: int(loginLifetime / time.Second), HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode,
 	})
 	conf := op.conf
-	conf.RedirectURL = scheme(r) + "://" + r.Host + callbackPath
-	target := conf.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier))
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusFound)
+	conf.RedirectURL = redirectURL
+	return conf.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), nil
+}
+
+// loginAnswer reads the login cookie of the provider's answer r for
+// audience, checks it against the answer's state and spends it. Without
+// one, the message (for the person) says why.
+func (l *Layer) loginAnswer(w http.ResponseWriter, r *http.Request, snap *snapshot, audience string) (*loginState, string) {
+	state := r.URL.Query().Get("state")
+	if len(state) != 32 {
+		return nil, "The login answer has no valid state."
+	}
+	c, err := r.Cookie(loginCookie + state[:8])
+	if err != nil {
+		return nil, "This login was not started in this browser, or took longer than 10 minutes."
+	}
+	var st loginState
+	if _, err := verify(snap, c.Value, l.now(), &st); err != nil || !st.Audience.Contains(audience) || st.State != state {
+		return nil, "The login state does not match."
+	}
+	http.SetCookie(w, &http.Cookie{Name: c.Name, Value: "", Path: callbackPath, MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode})
+	return &st, ""
 }
 
 // signerOrPage returns the key to sign with, or answers that there is none.
@@ -221,24 +245,12 @@ func appIdP(snap *snapshot, a *app) (*idp, error) {
 // callback finishes a login.
 func (l *Layer) callback(w http.ResponseWriter, r *http.Request, rid string, snap *snapshot) {
 	q := r.URL.Query()
-	state := q.Get("state")
-	if len(state) != 32 {
-		l.page(w, r, rid, http.StatusBadRequest, "Login failed", "The login answer has no valid state. Start again from the application.")
-		return
-	}
-	c, err := r.Cookie(loginCookie + state[:8])
-	if err != nil {
-		l.page(w, r, rid, http.StatusBadRequest, "Login failed", "This login was not started in this browser, or took longer than 10 minutes. Start again from the application.")
+	st, msg := l.loginAnswer(w, r, snap, loginAudience)
+	if st == nil {
+		l.page(w, r, rid, http.StatusBadRequest, "Login failed", msg+" Start again from the application.")
 		return
 	}
 	now := l.now()
-	var st loginState
-	if _, err := verify(snap, c.Value, now, &st); err != nil || !st.Audience.Contains(loginAudience) || st.State != state {
-		l.page(w, r, rid, http.StatusBadRequest, "Login failed", "The login state does not match. Start again from the application.")
-		return
-	}
-	// The state cookie is spent.
-	http.SetCookie(w, &http.Cookie{Name: c.Name, Value: "", Path: callbackPath, MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode})
 	a := snap.apps[st.App]
 	if a == nil {
 		l.page(w, r, rid, http.StatusNotFound, "Login failed", fmt.Sprintf("The application %q no longer exists.", st.App))
@@ -255,7 +267,7 @@ func (l *Layer) callback(w http.ResponseWriter, r *http.Request, rid string, sna
 		l.page(w, r, rid, http.StatusServiceUnavailable, "Login is not set up", err.Error())
 		return
 	}
-	id, err := l.exchange(r, p, q.Get("code"), &st)
+	id, err := l.exchange(r, p, q.Get("code"), st, scheme(r)+"://"+r.Host+callbackPath)
 	if err != nil {
 		l.m.logins.WithLabelValues(a.rec.Name, "failed").Inc()
 		l.log.Warn("login failed", "app", a.rec.Name, "idp", p.rec.Name, "err", err, "request_id", rid)
@@ -311,8 +323,9 @@ type identity struct {
 	groups     []string
 }
 
-// exchange redeems the code and verifies the ID token and its nonce.
-func (l *Layer) exchange(r *http.Request, p *idp, code string, st *loginState) (identity, error) {
+// exchange redeems the code (sent back to redirectURL) and verifies the ID
+// token and its nonce.
+func (l *Layer) exchange(r *http.Request, p *idp, code string, st *loginState, redirectURL string) (identity, error) {
 	if code == "" || len(code) > 4096 {
 		return identity{}, errors.New("no code in the answer")
 	}
@@ -323,7 +336,7 @@ func (l *Layer) exchange(r *http.Request, p *idp, code string, st *loginState) (
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(r.Context(), l.cfg.HTTPClient), 15*time.Second)
 	defer cancel()
 	conf := op.conf
-	conf.RedirectURL = scheme(r) + "://" + r.Host + callbackPath
+	conf.RedirectURL = redirectURL
 	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
 		return identity{}, fmt.Errorf("code exchange: %w", err)

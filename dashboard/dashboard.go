@@ -5,7 +5,12 @@
 // A person logs in by pasting an API token once (the edge's admin.token):
 // POST /session exchanges it for a session cookie (HttpOnly, Secure,
 // SameSite=Strict, named controlserver.SessionCookie; never in a URL),
-// DELETE /session logs out. Everything else the dashboard does is a call
+// DELETE /session logs out. When an identity provider is configured for
+// administrators (Config.SSO, access.AdminConfig), the login page also
+// offers "Sign in with NAME": GET /.adit/login runs Access's OIDC code
+// flow (PKCE, state, nonce; access/admin.go) against that provider, and
+// GET /.adit/callback, once the person is found allowed, issues the same
+// session cookie. Everything else the dashboard does is a call
 // of the same /v1 API the CLI uses, which takes the cookie in the token's
 // stead on requests that carry controlserver.CSRFHeader (see
 // control/controlserver/sessions.go): the dashboard can do nothing the API
@@ -33,9 +38,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/internal/logs"
@@ -51,12 +58,31 @@ type Sessions interface {
 	CreateSession(ctx context.Context, token string) (value string, expires time.Time, err error)
 	// DeleteSession ends a session; an unknown one is not an error.
 	DeleteSession(ctx context.Context, value string) error
+	// CreateSSOSession starts a session for a person who logged in
+	// through the administrators' identity provider.
+	CreateSSOSession(ctx context.Context, idp, email string, groups []string) (value string, expires time.Time, err error)
+}
+
+// SSO logs administrators in through an identity provider
+// (*access.AdminLogin). Its errors are sentences for the person.
+type SSO interface {
+	// IdP is the provider's name, shown on the login page.
+	IdP() string
+	// Start sends the browser to the provider, which sends it back to
+	// callback.
+	Start(w http.ResponseWriter, r *http.Request, callback string) error
+	// Finish checks the provider's answer (at callback) and returns who
+	// logged in, if they may administer the edge.
+	Finish(w http.ResponseWriter, r *http.Request, callback string) (access.AdminIdentity, error)
 }
 
 // Config configures the dashboard.
 type Config struct {
 	// Sessions starts and ends sessions. Required.
 	Sessions Sessions
+	// SSO is the administrators' identity provider. If nil, only an API
+	// token logs in.
+	SSO SSO
 	// Logger receives what fails. If nil, logs are discarded.
 	Logger *slog.Logger
 }
@@ -99,6 +125,9 @@ func New(cfg Config) (*Handler, error) {
 		w.Header().Set("Allow", "POST, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, "invalid", "use POST /session to log in and DELETE /session to log out")
 	})
+	h.mux.HandleFunc("GET /session/sso", h.ssoInfo)
+	h.mux.HandleFunc("GET /.adit/login", h.ssoStart)
+	h.mux.HandleFunc("GET /.adit/callback", h.ssoCallback)
 	h.mux.HandleFunc("GET /{$}", h.serveFile)
 	for _, name := range []string{"app.js", "style.css", "favicon.svg"} {
 		h.mux.HandleFunc("GET /"+name, h.serveFile)
@@ -198,10 +227,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", "internal error; the edge's log has the details")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: controlserver.SessionCookie, Value: value, Path: "/", Expires: expires,
-		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
-	})
+	setSessionCookie(w, value, expires)
 	controlserver.WriteJSON(w, http.StatusOK, loginResponse{ExpiresAt: expires})
 }
 
@@ -221,6 +247,83 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
 	})
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// ssoInfoResponse answers GET /session/sso: what the login page offers.
+type ssoInfoResponse struct {
+	IdP      string `json:"idp"`
+	LoginURL string `json:"login_url"`
+}
+
+func (h *Handler) ssoInfo(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.SSO == nil {
+		writeError(w, http.StatusNotFound, "not_found", "no identity provider is configured for administrators (adit edge --admin-idp)")
+		return
+	}
+	controlserver.WriteJSON(w, http.StatusOK, ssoInfoResponse{IdP: h.cfg.SSO.IdP(), LoginURL: ssoLoginPath})
+}
+
+const (
+	ssoLoginPath    = "/.adit/login"
+	ssoCallbackPath = "/.adit/callback"
+)
+
+// ssoCallbackURL is the callback as the browser reaches this listener.
+func ssoCallbackURL(r *http.Request) string {
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host + ssoCallbackPath
+}
+
+// ssoFailed sends the browser back to the login page with msg.
+func (h *Handler) ssoFailed(w http.ResponseWriter, r *http.Request, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, "/?"+url.Values{"sso_error": {msg}}.Encode(), http.StatusFound)
+}
+
+func (h *Handler) ssoStart(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.SSO == nil {
+		h.ssoFailed(w, r, "No identity provider is configured for administrators; log in with an API token.")
+		return
+	}
+	if err := h.cfg.SSO.Start(w, r, ssoCallbackURL(r)); err != nil {
+		h.ssoFailed(w, r, err.Error())
+	}
+}
+
+func (h *Handler) ssoCallback(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.SSO == nil {
+		h.ssoFailed(w, r, "No identity provider is configured for administrators; log in with an API token.")
+		return
+	}
+	id, err := h.cfg.SSO.Finish(w, r, ssoCallbackURL(r))
+	if err != nil {
+		h.ssoFailed(w, r, err.Error())
+		return
+	}
+	value, expires, err := h.cfg.Sessions.CreateSSOSession(r.Context(), id.IdP, id.Email, id.Groups)
+	if err != nil {
+		if _, _, ok := control.ErrorCode(err); ok {
+			h.ssoFailed(w, r, strings.TrimPrefix(err.Error(), "control: "))
+			return
+		}
+		h.log.Error("dashboard SSO login failed", "err", err)
+		h.ssoFailed(w, r, "Internal error; the edge's log has the details.")
+		return
+	}
+	setSessionCookie(w, value, expires)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, "/", http.StatusFound)
+}
+
+// setSessionCookie sets the session cookie.
+func setSessionCookie(w http.ResponseWriter, value string, expires time.Time) {
+	http.SetCookie(w, &http.Cookie{
+		Name: controlserver.SessionCookie, Value: value, Path: "/", Expires: expires,
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
+	})
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 )
@@ -35,6 +37,30 @@ func (f *fakeSessions) DeleteSession(_ context.Context, v string) error {
 	delete(f.live, v)
 	f.deleted = append(f.deleted, v)
 	return nil
+}
+
+func (f *fakeSessions) CreateSSOSession(_ context.Context, idp, email string, _ []string) (string, time.Time, error) {
+	f.live["adits_sso_"+idp+"_"+email] = true
+	return "adits_sso", time.Now().Add(time.Hour), nil
+}
+
+// fakeSSO is an identity provider's login that lets ann in and no one else.
+type fakeSSO struct{ callbacks []string }
+
+func (f *fakeSSO) IdP() string { return "corp" }
+
+func (f *fakeSSO) Start(w http.ResponseWriter, r *http.Request, callback string) error {
+	f.callbacks = append(f.callbacks, callback)
+	http.Redirect(w, r, "https://idp.example/auth", http.StatusFound)
+	return nil
+}
+
+func (f *fakeSSO) Finish(w http.ResponseWriter, r *http.Request, callback string) (access.AdminIdentity, error) {
+	f.callbacks = append(f.callbacks, callback)
+	if r.URL.Query().Get("code") != "ann" {
+		return access.AdminIdentity{}, errors.New("You are signed in to \"corp\" as bob@example.com, who may not administer this edge.")
+	}
+	return access.AdminIdentity{IdP: "corp", Email: "ann@example.com"}, nil
 }
 
 func newTest(t *testing.T) (*Handler, *fakeSessions) {
@@ -159,13 +185,14 @@ func TestLogout(t *testing.T) {
 	}
 }
 
-// TestDocumented: docs/openapi.yaml describes the session endpoints.
+// TestDocumented: docs/openapi.yaml describes the session and SSO endpoints.
 func TestDocumented(t *testing.T) {
 	data, err := os.ReadFile("../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := controlserver.CheckDocumented(data, "dashboard", []controlserver.Endpoint{{Pattern: "POST /session"}, {Pattern: "DELETE /session"}})
+	problems, err := controlserver.CheckDocumented(data, "dashboard", []controlserver.Endpoint{{Pattern: "POST /session"}, {Pattern: "DELETE /session"},
+		{Pattern: "GET /session/sso"}, {Pattern: "GET /.adit/login"}, {Pattern: "GET /.adit/callback"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,4 +242,61 @@ func FuzzParseLogin(f *testing.F) {
 			t.Fatalf("round trip of %q: %q, %v", tok, tok2, err)
 		}
 	})
+}
+
+// TestSSO: the login page's identity provider, the start of its flow and
+// the callback's two ends (a session for an allowed person, the login page
+// with the reason for anyone else), and all of it off without one.
+func TestSSO(t *testing.T) {
+	do := func(h *Handler, path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "https://admin.example:7845"+path, nil))
+		return rec
+	}
+	off, _ := newTest(t)
+	if rec := do(off, "/session/sso"); rec.Code != http.StatusNotFound {
+		t.Errorf("without SSO, GET /session/sso: %d, want 404", rec.Code)
+	}
+	for _, p := range []string{"/.adit/login", "/.adit/callback?code=ann"} {
+		rec := do(off, p)
+		if loc := rec.Header().Get("Location"); rec.Code != http.StatusFound || !strings.HasPrefix(loc, "/?sso_error=") {
+			t.Errorf("without SSO, GET %s: %d to %q, want the login page with the reason", p, rec.Code, loc)
+		}
+		if len(rec.Result().Cookies()) != 0 {
+			t.Errorf("without SSO, GET %s set %v", p, rec.Result().Cookies())
+		}
+	}
+
+	sso := &fakeSSO{}
+	fs := &fakeSessions{live: map[string]bool{}}
+	h, err := New(Config{Sessions: fs, SSO: sso})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := do(h, "/session/sso")
+	var info ssoInfoResponse
+	if err := json.NewDecoder(rec.Body).Decode(&info); err != nil || rec.Code != 200 || info.IdP != "corp" || info.LoginURL != "/.adit/login" {
+		t.Errorf("GET /session/sso: %d %+v %v", rec.Code, info, err)
+	}
+	if rec := do(h, "/.adit/login"); rec.Code != http.StatusFound || rec.Header().Get("Location") != "https://idp.example/auth" {
+		t.Errorf("GET /.adit/login: %d to %q", rec.Code, rec.Header().Get("Location"))
+	}
+	rec = do(h, "/.adit/callback?code=bob")
+	if loc := rec.Header().Get("Location"); rec.Code != http.StatusFound || !strings.Contains(loc, "may+not+administer") || len(rec.Result().Cookies()) != 0 {
+		t.Errorf("a refused callback: %d to %q, cookies %v", rec.Code, loc, rec.Result().Cookies())
+	}
+	rec = do(h, "/.adit/callback?code=ann")
+	cs := rec.Result().Cookies()
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/" || len(cs) != 1 || cs[0].Name != controlserver.SessionCookie ||
+		cs[0].Value != "adits_sso" || !cs[0].HttpOnly || !cs[0].Secure || cs[0].SameSite != http.SameSiteStrictMode {
+		t.Errorf("an allowed callback: %d to %q, cookies %v", rec.Code, rec.Header().Get("Location"), cs)
+	}
+	if !fs.live["adits_sso_corp_ann@example.com"] {
+		t.Errorf("sessions %v, want ann's", fs.live)
+	}
+	for _, cb := range sso.callbacks {
+		if cb != "https://admin.example:7845/.adit/callback" {
+			t.Errorf("callback %q, want the API listener's /.adit/callback", cb)
+		}
+	}
 }

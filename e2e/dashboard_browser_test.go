@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adit-dev/adit/access"
+	"github.com/adit-dev/adit/access/accesstest"
 	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/edge"
 )
 
@@ -24,10 +27,31 @@ import (
 // published and reached, a refused edit's error at its field, the traffic
 // page's live log, every page's layout at a desktop and a phone width
 // (screenshots kept in $ADIT_ARTIFACTS/dashboard, or the test's temporary
-// directory), labels, keyboard navigation, contrast, logout.
+// directory), labels, keyboard navigation, contrast, logout; then the
+// administrators' SSO through the Access tests' OpenID provider: someone
+// not allowed is refused with the reason on the login page, an allowed
+// person gets the same session cookie.
 func TestDashboardBrowser(t *testing.T) {
 	chromium, node := needBrowser(t) // browser_helper_test.go
-	srv := startEdge(t, "")
+	ctx := context.Background()
+	idp, err := accesstest.Start(oidcAnn, oidcBob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	srv, err := edge.Start(ctx, edge.Config{
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+		AdminSSO: access.AdminConfig{IdP: "test", Emails: []string{oidcAnn.Email}},
+		Logger:   testLogger(t).With("side", "edge"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if _, err := accessAPI(t, srv).AddAccessIdP(ctx, control.AccessIdP{Name: "test", Issuer: idp.Issuer, ClientID: idp.ClientID,
+		ClientSecret: idp.ClientSecret, Scopes: []string{"openid", "email", "profile", "groups"}}); err != nil {
+		t.Fatal(err)
+	}
 	tun := createTunnel(t, srv, "web")
 	origin := helloOrigin(t, "hello from the origin")
 	token, err := os.ReadFile(srv.AdminTokenFile())
@@ -54,20 +78,22 @@ func TestDashboardBrowser(t *testing.T) {
 		"app":         "http://" + net.JoinHostPort(appHost, httpPort),
 		"service":     origin.URL,
 		"screenshots": shots,
+		"issuer":      idp.Issuer,
+		"allowed":     map[string]string{"user": oidcAnn.Name, "password": oidcAnn.Password},
+		"refused":     map[string]string{"user": oidcBob.Name, "password": oidcBob.Password},
 	}, 4*time.Minute) // a bound, not an expectation (~105 s on a 2-core VM at load average 30)
 	var out struct {
 		Error, WrongToken, AfterLoginURL, PageSeesCookie, ConnRow, ConnBadge, HostRow         string
 		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges                 string
 		KeyboardURL, FocusAfterNav, EditorAfterRollback, IPRuleError, TokenError, TokenSecret string
+		SSOButton, SSODenied, SSODeniedURL, SSOAfterLoginURL                                  string
+		SSOAPIStatus, SSONoCSRFStatus                                                         int
+		SSOCookies                                                                            []cookieSeen
 		History                                                                               []string
 		Steps, ConsoleErrors, ChartLabels, CookiesAfterLogout                                 []string
 		AppStatus, ConnsAfterStop, OldCookieStatus, NoCSRFStatus, LoginOverflow               int
-		Cookies                                                                               []struct {
-			Name, SameSite, Path, Domain string
-			HTTPOnly                     bool `json:"httpOnly"`
-			Secure                       bool
-		}
-		PublishError struct {
+		Cookies                                                                               []cookieSeen
+		PublishError                                                                          struct {
 			Text, DescribedBy, Focused, HostnameInvalid string
 		}
 		Layout []struct {
@@ -98,18 +124,7 @@ func TestDashboardBrowser(t *testing.T) {
 	if strings.Contains(out.AfterLoginURL, "adit_") {
 		t.Errorf("the token is in the URL: %s", out.AfterLoginURL)
 	}
-	var session bool
-	for _, c := range out.Cookies {
-		if c.Name == "__Host-adit_session" {
-			session = c.HTTPOnly && c.Secure && c.SameSite == "Strict" && c.Path == "/"
-			if !session {
-				t.Errorf("session cookie %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", c)
-			}
-		}
-	}
-	if !session || len(out.Cookies) != 1 {
-		t.Errorf("cookies %+v, want the session cookie alone", out.Cookies)
-	}
+	checkSessionCookie(t, "token login", out.Cookies)
 	if out.PageSeesCookie != "" {
 		t.Errorf("the page's script sees the cookie %q", out.PageSeesCookie)
 	}
@@ -210,8 +225,53 @@ func TestDashboardBrowser(t *testing.T) {
 	if out.OldCookieStatus != 401 || out.NoCSRFStatus != 401 {
 		t.Errorf("after logout the old cookie got %d (want 401); without the CSRF header %d (want 401)", out.OldCookieStatus, out.NoCSRFStatus)
 	}
+
+	// Admin SSO.
+	if out.SSOButton != "Sign in with test" {
+		t.Errorf("the login page offers %q, want Sign in with test", out.SSOButton)
+	}
+	if !strings.Contains(out.SSODenied, oidcBob.Email) || !strings.Contains(out.SSODenied, "may not administer") ||
+		strings.Contains(out.SSODeniedURL, "sso_error") || strings.Contains(out.SSODeniedURL, "code=") {
+		t.Errorf("a refused SSO login showed %q at %s; want the reason on the login page, and a clean URL", out.SSODenied, out.SSODeniedURL)
+	}
+	checkSessionCookie(t, "SSO login", out.SSOCookies)
+	if strings.Contains(out.SSOAfterLoginURL, "code=") || strings.Contains(out.SSOAfterLoginURL, "state=") {
+		t.Errorf("after the SSO login the browser is at %s", out.SSOAfterLoginURL)
+	}
+	if out.SSOAPIStatus != 200 || out.SSONoCSRFStatus != 401 {
+		t.Errorf("the SSO session on the API: %d with the CSRF header (want 200), %d without (want 401)", out.SSOAPIStatus, out.SSONoCSRFStatus)
+	}
+	if n := idp.Logins(); n != 2 {
+		t.Errorf("the provider saw %d logins, want bob's and ann's", n)
+	}
+
 	for _, e := range out.ConsoleErrors {
 		t.Errorf("browser console: %s", e)
+	}
+}
+
+// cookieSeen is a cookie as Playwright reports it.
+type cookieSeen struct {
+	Name, SameSite, Path, Domain string
+	HTTPOnly                     bool `json:"httpOnly"`
+	Secure                       bool
+}
+
+// checkSessionCookie wants the dashboard's session cookie alone, HttpOnly,
+// Secure, SameSite=Strict, on path /.
+func checkSessionCookie(t *testing.T, what string, cookies []cookieSeen) {
+	t.Helper()
+	var session bool
+	for _, c := range cookies {
+		if c.Name == "__Host-adit_session" {
+			session = c.HTTPOnly && c.Secure && c.SameSite == "Strict" && c.Path == "/"
+			if !session {
+				t.Errorf("%s: session cookie %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", what, c)
+			}
+		}
+	}
+	if !session || len(cookies) != 1 {
+		t.Errorf("%s: cookies %+v, want the session cookie alone", what, cookies)
 	}
 }
 

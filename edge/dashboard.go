@@ -10,11 +10,19 @@ import (
 
 // The API listener serves the /v1 API and, at every other path, the web
 // dashboard (package dashboard), whose sessions the API takes in the admin
-// token's stead (control/controlserver/sessions.go).
+// token's stead (control/controlserver/sessions.go). With Config.AdminSSO,
+// its login page also offers the administrators' identity provider,
+// through the Access layer's login (access/admin.go).
 
-// openDashboard builds the dashboard; it needs the control service (listen).
+// openDashboard builds the dashboard; it needs the control service (listen)
+// and the Access layer (layers.go).
 func (s *Server) openDashboard() error {
-	d, err := dashboard.New(dashboard.Config{Sessions: s.svc, Logger: s.log})
+	dc := dashboard.Config{Sessions: s.svc, Logger: s.log}
+	if s.cfg.AdminSSO.Enabled() {
+		dc.SSO = s.access.AdminLogin(s.cfg.AdminSSO)
+		s.svc.SetAdminSSO(s.cfg.AdminSSO.Allows)
+	}
+	d, err := dashboard.New(dc)
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}

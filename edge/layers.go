@@ -76,6 +76,7 @@ func (s *Server) buildLayers(deps layer.Deps) (_ []layer.Layer, err error) {
 		return nil, err
 	}
 	layers = append(layers, acc)
+	s.access = acc
 	s.endpoints = append(s.endpoints, acc.Endpoints()...)
 
 	layers = append(layers, rateLimits.AfterAccess()) // the limits by Access email

@@ -42,6 +42,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
 	"github.com/adit-dev/adit/edge/layer"
@@ -204,6 +205,10 @@ type Config struct {
 	// info level (requestlog.go). If false, none; `adit tail` works either
 	// way.
 	LogRequests bool
+	// AdminSSO lets the people it names log in to the dashboard through an
+	// Access identity provider (--admin-idp, --admin-emails,
+	// --admin-groups; dashboard.go). The zero value: only API tokens.
+	AdminSSO access.AdminConfig
 }
 
 // Server is a running edge.
@@ -220,6 +225,7 @@ type Server struct {
 	bundle   *pki.Bundle
 	tlsConf  *tls.Config   // the tunnel and API listeners' (never the public one's)
 	layers   []layer.Layer // layers.go: step 5 of a public request
+	access   *access.Layer // layers.go: the last of the layers; dashboard.go: admin SSO
 	// connFilters judge public connections as they are accepted (layers.go,
 	// step 1).
 	connFilters []layer.ConnFilter
@@ -299,6 +305,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := checkFleetConfig(cfg); err != nil { // fleet.go
 		return nil, err
+	}
+	if err := cfg.AdminSSO.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("edge: data directory: %w", err)

@@ -148,6 +148,9 @@ func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 	fl.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", edge.DefaultReadHeaderTimeout, "how long a public client may take to send a request header")
 	fl.DurationVar(&cfg.IdleTimeout, "idle-timeout", edge.DefaultIdleTimeout, "close public keep-alive connections idle this long")
 	fl.BoolVar(&cfg.LogRequests, "log-requests", false, "log one line per public request at info level (adit tail works without it)")
+	fl.StringVar(&cfg.AdminSSO.IdP, "admin-idp", "", "let administrators log in to the dashboard through this Access identity provider (`adit access idp add`; docs/access.md)")
+	fl.StringSliceVar(&cfg.AdminSSO.Emails, "admin-emails", nil, "with --admin-idp: the people who may (comma-separated emails)")
+	fl.StringSliceVar(&cfg.AdminSSO.Groups, "admin-groups", nil, "with --admin-idp: the provider's groups whose members may (comma-separated)")
 	addShieldFlags(fl, cfg)
 }
 

@@ -22,6 +22,9 @@ type Service struct {
 	cli  *clientv3.Client
 	info control.EdgeInfo
 	log  *slog.Logger
+	// adminAllows says who may hold an admin SSO session (SetAdminSSO);
+	// nil: no one.
+	adminAllows func(idp, email string, groups []string) bool
 }
 
 var _ control.API = (*Service)(nil)

@@ -44,9 +44,34 @@ const (
 
 // sessionRecord is a session as stored under store.SessionKey.
 type sessionRecord struct {
-	TokenHash string    `json:"token_hash"` // hex sha256 of the API token it came from
+	TokenHash string    `json:"token_hash,omitempty"` // hex sha256 of the API token it came from
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// IdP, Email and Groups are who logged in through an identity
+	// provider, for a session without a token (admin SSO).
+	IdP    string   `json:"idp,omitempty"`
+	Email  string   `json:"email,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// SetAdminSSO sets who may hold a session started through an identity
+// provider (CreateSSOSession): allows reports whether a person who logged
+// in through idp, with that email and groups, may still administer the
+// edge. If it is never set, no such session works. Call it before the API
+// serves.
+func (s *Service) SetAdminSSO(allows func(idp, email string, groups []string) bool) {
+	s.adminAllows = allows
+}
+
+// CreateSSOSession starts a dashboard session for a person who logged in
+// through an identity provider (admin SSO) and whom the edge's setting
+// allows: it returns the cookie value and when the session ends.
+func (s *Service) CreateSSOSession(ctx context.Context, idp, email string, groups []string) (value string, expires time.Time, err error) {
+	if s.adminAllows == nil || !s.adminAllows(idp, email, groups) {
+		return "", time.Time{}, control.Errorf(control.ErrUnauthorized, "%s may not administer this edge", email)
+	}
+	created := now()
+	return s.putSession(ctx, sessionRecord{CreatedAt: created, ExpiresAt: created.Add(SessionTTL), IdP: idp, Email: email, Groups: groups})
 }
 
 // CreateSession starts a dashboard session for an API token: it returns
@@ -56,6 +81,12 @@ func (s *Service) CreateSession(ctx context.Context, token string) (value string
 	if !s.CheckToken(ctx, token) {
 		return "", time.Time{}, control.Errorf(control.ErrUnauthorized, "that is not a valid API token (the edge's admin.token, or one from `adit admin token rotate`)")
 	}
+	created := now()
+	return s.putSession(ctx, sessionRecord{TokenHash: tokenHash(token), CreatedAt: created, ExpiresAt: created.Add(SessionTTL)})
+}
+
+// putSession stores a new session under a fresh cookie value.
+func (s *Service) putSession(ctx context.Context, rec sessionRecord) (value string, expires time.Time, err error) {
 	count, err := s.cli.Get(ctx, store.SessionsPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return "", time.Time{}, etcdError("create session", err)
@@ -68,8 +99,6 @@ func (s *Service) CreateSession(ctx context.Context, token string) (value string
 		return "", time.Time{}, etcdError("create session", err)
 	}
 	value = sessionPrefix + base64.RawURLEncoding.EncodeToString(randomBytes(32))
-	created := now()
-	rec := sessionRecord{TokenHash: tokenHash(token), CreatedAt: created, ExpiresAt: created.Add(SessionTTL)}
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("control: create session: %w", err)
@@ -77,7 +106,11 @@ func (s *Service) CreateSession(ctx context.Context, token string) (value string
 	if _, err := s.cli.Put(ctx, store.SessionKey(tokenHash(value)), string(val), clientv3.WithLease(lease.ID)); err != nil {
 		return "", time.Time{}, etcdError("create session", err)
 	}
-	s.log.Info("dashboard session started", "token_id", rec.TokenHash[:control.TokenIDLen], "expires", rec.ExpiresAt)
+	if rec.TokenHash != "" {
+		s.log.Info("dashboard session started", "token_id", rec.TokenHash[:control.TokenIDLen], "expires", rec.ExpiresAt)
+	} else {
+		s.log.Info("dashboard session started", "idp", rec.IdP, "email", rec.Email, "expires", rec.ExpiresAt)
+	}
 	return value, rec.ExpiresAt, nil
 }
 
@@ -94,7 +127,8 @@ func (s *Service) DeleteSession(ctx context.Context, value string) error {
 }
 
 // CheckSession reports whether value is a live session whose API token
-// still works, and that token's ID (control.TokenID).
+// still works, and that token's ID (control.TokenID); or a live session
+// of a person the admin SSO setting still allows (no token ID).
 func (s *Service) CheckSession(ctx context.Context, value string) (tokenID string, ok bool) {
 	if !validSessionValue(value) {
 		return "", false
@@ -108,12 +142,15 @@ func (s *Service) CheckSession(ctx context.Context, value string) (tokenID strin
 		return "", false
 	}
 	var rec sessionRecord
-	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil || len(rec.TokenHash) != 64 {
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil || (len(rec.TokenHash) != 64 && rec.IdP == "") {
 		s.log.Error("unreadable dashboard session record", "key", string(resp.Kvs[0].Key))
 		return "", false
 	}
 	if !now().Before(rec.ExpiresAt) {
 		return "", false
+	}
+	if rec.TokenHash == "" {
+		return "", s.adminAllows != nil && s.adminAllows(rec.IdP, rec.Email, rec.Groups)
 	}
 	if !s.checkTokenHash(ctx, rec.TokenHash) {
 		return "", false

@@ -130,3 +130,47 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestSSOSessions: a session for a person who logged in through the
+// administrators' identity provider is made only for someone the setting
+// allows, works on the API like a token's, and ends as soon as the setting
+// no longer allows them.
+func TestSSOSessions(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	svc, _ := newService(t)
+	srv := httptest.NewServer(NewHandler(svc, nil))
+	t.Cleanup(srv.Close)
+
+	if _, _, err := svc.CreateSSOSession(ctx, "corp", "ann@example.com", nil); !strings.Contains(errString(err), "may not administer") {
+		t.Errorf("CreateSSOSession without a setting = %v, want unauthorized", err)
+	}
+	allowed := "ann@example.com"
+	svc.SetAdminSSO(func(idp, email string, _ []string) bool { return idp == "corp" && email == allowed })
+	wantErr(t, "CreateSSOSession(bob)", func() error { _, _, err := svc.CreateSSOSession(ctx, "corp", "bob@example.com", nil); return err }(), control.ErrUnauthorized)
+	value, _, err := svc.CreateSSOSession(ctx, "corp", "ann@example.com", []string{"eng"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := svc.CheckSession(ctx, value); !ok || id != "" {
+		t.Errorf("CheckSession = %q, %v; want a session without a token ID", id, ok)
+	}
+	status := func() int {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/tunnels", nil)
+		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: value})
+		req.Header.Set(CSRFHeader, "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != http.StatusOK {
+		t.Errorf("GET /v1/tunnels with ann's session: %d, want 200", got)
+	}
+	allowed = "someone else"
+	if got := status(); got != http.StatusUnauthorized {
+		t.Errorf("GET /v1/tunnels with ann's session once she is no longer allowed: %d, want 401", got)
+	}
+}

@@ -299,6 +299,10 @@ function section(title, ...children) {
 
 let edgeInfo = null;
 
+// sso is the administrators' identity provider (GET /session/sso), once
+// asked: null when there is none.
+let sso;
+
 function showLogin(message) {
   leavePage();
   document.getElementById('top').hidden = true;
@@ -312,11 +316,22 @@ function showLogin(message) {
     f.reset();
     await start(true);
   });
-  main.replaceChildren(h('section', { class: 'card login', 'aria-labelledby': 'login-title' },
+  const ssoBox = h('div', { class: 'sso' });
+  const card = h('section', { class: 'card login', 'aria-labelledby': 'login-title' },
     h('h1', { id: 'login-title' }, 'Log in to adit'),
     message ? h('p', { class: 'form-error', role: 'alert' }, message) : null,
-    f));
+    ssoBox,
+    f);
+  main.replaceChildren(card);
   f.querySelector('input').focus();
+  const offer = info => {
+    if (!info) return;
+    ssoBox.replaceChildren(
+      h('a', { class: 'button', href: info.login_url, id: 'sso-login' }, 'Sign in with ' + info.idp),
+      h('p', { class: 'muted or' }, 'or paste an API token:'));
+  };
+  if (sso !== undefined) { offer(sso); return; }
+  api('GET', '/session/sso').then(info => { sso = info; offer(info); }, () => { sso = null; });
 }
 
 async function logout() {
@@ -382,6 +397,13 @@ document.addEventListener('DOMContentLoaded', () => {
     route();
     if (location.hash.startsWith('#/')) document.getElementById('main').focus();
   });
+  // An identity provider's login that failed comes back as ?sso_error=.
+  const ssoError = new URLSearchParams(location.search).get('sso_error');
+  if (ssoError !== null) {
+    history.replaceState(null, '', location.pathname + location.hash);
+    showLogin(ssoError);
+    return;
+  }
   start();
 });
 

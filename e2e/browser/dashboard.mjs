@@ -26,7 +26,7 @@ const phone = { width: 390, height: 844 };
 // header, navigation and heading visible, every input labelled, and the
 // contrast of every piece of text against its background.
 async function checkPage(page, name, width) {
-  const must = name === 'logged-out' ? ['main h1', 'input[name=token]'] : ['header.top', 'header.top nav', 'main h1', '#logout'];
+  const must = name === 'logged-out' ? ['main h1', 'input[name=token]', '#sso-login'] : ['header.top', 'header.top nav', 'main h1', '#logout'];
   const r = await page.evaluate(must => {
     const lum = c => {
       const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
@@ -281,8 +281,35 @@ try {
   if (old) await ctx.addCookies([old]);
   out.oldCookieStatus = await page.evaluate(async () => (await fetch('/v1/tunnels', { headers: { 'X-Adit-Csrf': '1' } })).status);
   out.noCSRFStatus = await page.evaluate(async () => (await fetch('/v1/tunnels')).status);
+  await page.waitForSelector('#sso-login', { timeout: T });
   await shoot(page, 'logged-out');
   step('logged out');
+
+  // 9. Admin SSO through the identity provider: someone not allowed is
+  // back at the login page with the reason; an allowed person is in, with
+  // the same session cookie.
+  out.ssoButton = await page.textContent('#sso-login');
+  const idpLogin = async who => {
+    await page.click('#sso-login');
+    await page.waitForSelector('#username', { timeout: T });
+    await page.fill('#username', who.user);
+    await page.fill('#password', who.password);
+    await Promise.all([page.waitForURL(u => !u.toString().startsWith(cfg.issuer), { timeout: T }), page.click('#submit')]);
+  };
+  await idpLogin(cfg.refused);
+  await page.waitForSelector('.login p.form-error:has-text("may not administer")', { timeout: T });
+  out.ssoDenied = await page.textContent('.login p.form-error');
+  out.ssoDeniedURL = page.url();
+  step('SSO refused');
+  await idpLogin(cfg.allowed);
+  await page.waitForSelector('h1#page-title:has-text("Tunnels")', { timeout: T });
+  out.ssoAfterLoginURL = page.url();
+  out.ssoCookies = (await ctx.cookies(cfg.dashboard)).map(c => ({ name: c.name, httpOnly: c.httpOnly, secure: c.secure, sameSite: c.sameSite, path: c.path, domain: c.domain }));
+  out.ssoAPIStatus = await page.evaluate(async () => (await fetch('/v1/tunnels', { headers: { 'X-Adit-Csrf': '1' } })).status);
+  out.ssoNoCSRFStatus = await page.evaluate(async () => (await fetch('/v1/tunnels')).status);
+  await page.click('#logout');
+  await page.waitForSelector('input[name=token]', { timeout: T });
+  step('SSO login');
 } catch (e) {
   out.error = String(e && e.stack || e);
 } finally {
