@@ -66,8 +66,8 @@ const smallWrite = 4 << 10
 // ReadFrom copies r into data frames from pooled buffers, so io.Copy to a
 // BodyWriter neither allocates nor waits to fill a buffer before sending.
 // Like Copy, it waits for r with a small buffer (a streamed body such as
-// SSE may sit idle for hours) and moves to a large one while reads keep
-// filling the buffer they get, so a bulk body goes out in large frames.
+// SSE may sit idle for hours) and moves to a large one while a bulk body
+// flows (see useLarge), so a bulk body goes out in large frames.
 func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
 	const room = 1 + binary.MaxVarintLen32
 	bp := smallBodyBufs.Get().(*[]byte)
@@ -93,25 +93,25 @@ func (bw *BodyWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return total, err
 		}
-		if full := n == len(buf)-room; full != large {
+		if next := useLarge(large, n); next != large {
 			bodyBufPool(large).Put(bp)
-			large = full
+			large = next
 			bp = bodyBufPool(large).Get().(*[]byte)
 		}
 	}
 }
 
 // CopyBody copies src to dst with ReadFrom's buffers and its way of
-// choosing between them: it waits for src with the small one and moves to
-// the large one while reads keep filling the buffer they get. Each read is
-// written at once. Unlike io.Copy it says which side failed: readErr is
+// choosing between them (useLarge): it waits for src with the small one
+// and moves to the large one while a bulk body flows. Each read is written
+// at once. Unlike io.Copy it says which side failed: readErr is
 // src's error (nil at io.EOF), writeErr dst's.
 func CopyBody(dst io.Writer, src io.Reader) (n int64, readErr, writeErr error) {
 	bp := smallBodyBufs.Get().(*[]byte)
 	large := false
 	defer func() { bodyBufPool(large).Put(bp) }()
 	for {
-		buf := *bp
+		buf := (*bp)[1+binary.MaxVarintLen32:] // the room ReadFrom keeps for a header
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			if werr := WriteFull(dst, buf[:nr]); werr != nil {
@@ -125,20 +125,43 @@ func CopyBody(dst io.Writer, src io.Reader) (n int64, readErr, writeErr error) {
 		if rerr != nil {
 			return n, rerr, nil
 		}
-		if full := nr == len(buf); full != large {
+		if next := useLarge(large, nr); next != large {
 			bodyBufPool(large).Put(bp)
-			large = full
+			large = next
 			bp = bodyBufPool(large).Get().(*[]byte)
 		}
 	}
 }
 
-// The buffers of ReadFrom, with room for a frame header before the
-// payload: a small one to wait with, a large one for bulk.
-var (
-	smallBodyBufs = sync.Pool{New: func() any { b := make([]byte, 1+binary.MaxVarintLen32+4<<10); return &b }}
-	largeBodyBufs = sync.Pool{New: func() any { b := make([]byte, 1+binary.MaxVarintLen32+128<<10); return &b }}
+// The buffers of ReadFrom and CopyBody, with room for a frame header
+// before the payload: a small one to wait with, a large one for bulk.
+const (
+	smallBodyBuf = 4 << 10
+	largeBodyBuf = 128 << 10
 )
+
+var (
+	smallBodyBufs = sync.Pool{New: func() any { b := make([]byte, 1+binary.MaxVarintLen32+smallBodyBuf); return &b }}
+	largeBodyBufs = sync.Pool{New: func() any { b := make([]byte, 1+binary.MaxVarintLen32+largeBodyBuf); return &b }}
+)
+
+// useLarge says whether the read after one of n bytes uses the large
+// buffer (large: the one just read used it). A read that fills the small
+// buffer means more is queued: move to the large one. There, only a read
+// that the small buffer would have held moves back (a trickle, or the end
+// of a burst before a pause). A read that returns part of the large buffer
+// keeps it: a bulk source rarely has 128 KiB ready at once (a QUIC or
+// yamux stream gives what has arrived so far, often 8 to 64 KiB), and
+// each read is one write downstream, so moving back after each would cut
+// a bulk body into 4 KiB writes, a syscall or a frame each. The large
+// buffer may then be held through a pause after a burst larger than the
+// small one, until the next read.
+func useLarge(large bool, n int) bool {
+	if !large {
+		return n >= smallBodyBuf
+	}
+	return n > smallBodyBuf
+}
 
 func bodyBufPool(large bool) *sync.Pool {
 	if large {

@@ -356,23 +356,32 @@ func (s *scriptReader) Read(p []byte) (int, error) {
 	return s.r.Read(p)
 }
 
-// TestReadFromBuffers: ReadFrom waits with the small buffer, moves to the
-// large one after a read fills the small one, and back after a read that
-// does not fill the large one.
-func TestReadFromBuffers(t *testing.T) {
-	const small, large = 4 << 10, 128 << 10
-	sr := &scriptReader{
-		r:     bytes.NewReader(make([]byte, 1<<20)),
-		sizes: []int{100, small, large, large, 10, 100},
-	}
-	if _, err := NewBodyWriter(io.Discard).ReadFrom(sr); err != nil {
-		t.Fatal(err)
-	}
-	want := []int{small, small, large, large, large, small, small}
-	for i, w := range want {
-		if i >= len(sr.bufs) || sr.bufs[i] != w {
-			t.Fatalf("buffer sizes of the reads: got %v, want %v first", sr.bufs, want)
-		}
+// TestBodyCopyBuffers: ReadFrom and CopyBody wait with the small buffer, move
+// to the large one after a read fills the small one, keep it through
+// reads that fill part of it, and move back after a read the small one
+// would have held.
+func TestBodyCopyBuffers(t *testing.T) {
+	const small, large = smallBodyBuf, largeBodyBuf
+	sizes := []int{100, small, large, large / 2, small + 1, small, 10, 100}
+	want := []int{small, small, large, large, large, large, small, small, small}
+	for _, tt := range []struct {
+		name string
+		copy func(io.Reader) error
+	}{
+		{"ReadFrom", func(r io.Reader) error { _, err := NewBodyWriter(io.Discard).ReadFrom(r); return err }},
+		{"CopyBody", func(r io.Reader) error { _, rerr, werr := CopyBody(io.Discard, r); return errors.Join(rerr, werr) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sr := &scriptReader{r: bytes.NewReader(make([]byte, 1<<20)), sizes: sizes}
+			if err := tt.copy(sr); err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range want {
+				if i >= len(sr.bufs) || sr.bufs[i] != w {
+					t.Fatalf("buffer sizes of the reads: got %v, want %v first", sr.bufs, want)
+				}
+			}
+		})
 	}
 }
 
