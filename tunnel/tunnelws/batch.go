@@ -2,8 +2,11 @@ package tunnelws
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +36,11 @@ type batchConn struct {
 	kick    chan struct{}
 	running bool // the flusher goroutine runs (until Close)
 	closed  bool
+
+	// Reading (one reader at a time, as TLS reads): see Read.
+	rc    syscall.RawConn // nil: reads go straight to Conn
+	rbuf  *[]byte         // a pooled read-ahead buffer while it holds rdata
+	rdata []byte          // read from the socket, not yet returned
 }
 
 // maxBatch is how much may be queued before a writer waits for the socket:
@@ -85,7 +93,83 @@ func (b *batchConn) appendLocked(p []byte) {
 func newBatchConn(c net.Conn) *batchConn {
 	b := &batchConn{Conn: c}
 	b.drained.L = &b.mu
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			b.rc = rc
+		}
+	}
 	return b
+}
+
+// readAhead is the size of a read-ahead buffer: what one read syscall may
+// take off the socket.
+const readAhead = 256 << 10
+
+var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
+
+// Read reads what the socket holds, up to readAhead bytes, in one syscall
+// and hands it out to the reads that follow. TLS reads the connection a
+// record at a time (16 KiB at most, often less), each read a syscall; a
+// bulk transfer queues far more than that in the socket, which one read
+// takes at once. The buffer comes from a pool only when the socket has
+// data, and goes back as soon as it is handed out: a connection waiting
+// for its peer holds none, however long it waits.
+func (b *batchConn) Read(p []byte) (int, error) {
+	if b.rc == nil || len(p) >= readAhead {
+		return b.Conn.Read(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(b.rdata) == 0 {
+		if err := b.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, b.rdata)
+	b.rdata = b.rdata[n:]
+	if len(b.rdata) == 0 {
+		readAheadBufs.Put(b.rbuf)
+		b.rbuf, b.rdata = nil, nil
+	}
+	return n, nil
+}
+
+// fill reads what the socket holds into a read-ahead buffer, waiting
+// (without one) until it holds something. It returns io.EOF at the end of
+// the stream, and errors as net.Conn.Read does.
+func (b *batchConn) fill() error {
+	var n int
+	var errno error
+	err := b.rc.Read(func(fd uintptr) bool {
+		bp := readAheadBufs.Get().(*[]byte)
+		for {
+			n, errno = syscall.Read(int(fd), *bp)
+			if errno != syscall.EINTR {
+				break
+			}
+		}
+		if errno == syscall.EAGAIN {
+			readAheadBufs.Put(bp) // wait for data without a buffer
+			return false
+		}
+		if errno != nil || n <= 0 {
+			readAheadBufs.Put(bp)
+			return true
+		}
+		b.rbuf, b.rdata = bp, (*bp)[:n]
+		return true
+	})
+	if err == nil && errno != nil {
+		err = os.NewSyscallError("read", errno)
+	}
+	if err != nil {
+		return &net.OpError{Op: "read", Net: "tcp", Source: b.LocalAddr(), Addr: b.RemoteAddr(), Err: err}
+	}
+	if n <= 0 {
+		return io.EOF
+	}
+	return nil
 }
 
 func (b *batchConn) Write(p []byte) (int, error) {

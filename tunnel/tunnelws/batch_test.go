@@ -3,7 +3,9 @@ package tunnelws
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -242,3 +244,112 @@ func (c *failConn) Write(p []byte) (int, error) {
 
 func (c *failConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *failConn) Close() error                     { return nil }
+
+// tcpPair returns the two ends of a TCP connection on loopback.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// TestBatchConnRead: reads through the read-ahead buffer return the
+// socket's bytes in order whatever the size of each read, then io.EOF; no
+// buffer is held once what was read ahead is handed out; deadlines and
+// Close end a read as they do on the socket.
+func TestBatchConnRead(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int // of each Read
+	}{
+		{"1 byte", 1},
+		{"TLS header", 5},
+		{"record", 16<<10 + 22},
+		{"past read-ahead", readAhead + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcpPair(t)
+			want := make([]byte, 3<<20)
+			for i := range want {
+				want[i] = byte(i * 7 / 3)
+			}
+			if tc.size == 1 {
+				want = want[:300<<10]
+			}
+			go func() {
+				client.Write(want)
+				client.CloseWrite()
+			}()
+			b := newBatchConn(server)
+			if b.rc == nil {
+				t.Fatal("no raw socket under a TCP connection")
+			}
+			var got []byte
+			p := make([]byte, tc.size)
+			for {
+				n, err := b.Read(p)
+				got = append(got, p[:n]...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", len(got), err)
+				}
+				if len(b.rdata) == 0 && b.rbuf != nil {
+					t.Fatal("a read-ahead buffer is held with nothing in it")
+				}
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("got %d bytes, want the %d written, in order", len(got), len(want))
+			}
+			if b.rbuf != nil {
+				t.Error("a read-ahead buffer is held after the end")
+			}
+		})
+	}
+
+	t.Run("deadline", func(t *testing.T) {
+		_, server := tcpPair(t)
+		b := newBatchConn(server)
+		b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := b.Read(make([]byte, 10))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("got %v, want a timeout (os.ErrDeadlineExceeded)", err)
+		}
+		if b.rbuf != nil {
+			t.Error("a read-ahead buffer is held after a timeout")
+		}
+	})
+
+	t.Run("close", func(t *testing.T) {
+		_, server := tcpPair(t)
+		b := newBatchConn(server)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := b.Read(make([]byte, 10))
+			errc <- err
+		}()
+		b.Close()
+		if err := <-errc; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read across Close: got %v, want net.ErrClosed", err)
+		}
+	})
+}
