@@ -171,6 +171,37 @@ func testLargeBodies(t *testing.T, proto string) {
 	})
 }
 
+// TestEarlyAnswer: an origin that refuses an upload without reading it
+// (413 at once, as servers with a body limit do) is heard: the visitor
+// gets the 413, not a 502 because the rest of its body had nowhere to go.
+func TestEarlyAnswer(t *testing.T) { forEachProtocol(t, testEarlyAnswer) }
+
+func testEarlyAnswer(t *testing.T, proto string) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too large for me", http.StatusRequestEntityTooLarge)
+	}))
+	defer origin.Close()
+	srv := startEdge(t, "")
+	tun := createTunnel(t, srv, "early", "early.test")
+	startConnector(t, srv, tun, mustIngress(t, origin.URL), withProtocol(proto))
+
+	for i := range 3 {
+		const size = 32 << 20
+		req, _ := http.NewRequest("POST", edgeURL(srv, "/upload"), io.LimitReader(seededReader(byte(i)), size))
+		req.Host = "early.test"
+		req.ContentLength = size
+		resp, err := edgeClient.Do(req)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "too large for me") {
+			t.Errorf("upload %d: got %d %.200q, want the origin's 413", i, resp.StatusCode, body)
+		}
+	}
+}
+
 // seededReader is a cheap deterministic byte stream.
 func seededReader(seed byte) io.Reader { return &patternReader{b: seed} }
 

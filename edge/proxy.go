@@ -427,17 +427,38 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 
 // sendBody streams the request body as data frames, then its trailers.
 func sendBody(req *http.Request, bw *tunnel.BodyWriter, s tunnel.Stream) {
-	_, err := io.Copy(bw, req.Body)
-	if err != nil {
-		// The client's body broke off: abort so the origin sees an error,
-		// not a short body.
-		s.Close()
+	body := &readErr{r: req.Body}
+	if _, err := io.Copy(bw, body); err != nil {
+		if body.err != nil {
+			// The client's body broke off: abort so the origin sees an
+			// error, not a short body.
+			s.Close()
+		}
+		// Else the stream took no more: the other side stopped reading,
+		// and may have answered already (an early 413, a peer edge's
+		// refusal). The response is read as ever; closing the stream here
+		// would throw that answer away.
 		return
 	}
 	if err := bw.CloseWithTrailers(req.Trailer); err != nil {
 		return
 	}
 	s.CloseWrite()
+}
+
+// readErr is a reader that keeps its read error other than io.EOF, so
+// sendBody tells a client's broken body from a stream that took no more.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // rawBody is the body of a 101 response: the stream, and the reader that
