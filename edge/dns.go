@@ -26,6 +26,7 @@ func (s *Server) openDNS() error {
 	cfg.Node = s.node
 	cfg.Logger = s.log
 	cfg.Metrics = s.metrics.registry
+	cfg.Edges = s.edgeView
 	var err error
 	s.dns, err = edgedns.New(s.ctx, s.store.Client(), s.state, cfg)
 	if err != nil {

@@ -5,18 +5,14 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/control/controlserver"
-	"github.com/adit-dev/adit/internal/store"
+	"github.com/adit-dev/adit/edge/edgeview"
 	"github.com/adit-dev/adit/tunnel"
 )
 
 // The fleet as connectors see it: the registry (store.EdgesPrefix, fleet.go
-// writes this edge's record) is watched into memory, and every connection
+// writes this edge's record, s.edgeView watches it), and every connection
 // whose connector announced tunnel.FeatureFleet gets the list of live
 // edges (tunnel.EdgeList) right after it registers and again on every
 // change, so connectors spread over the fleet and move off edges that
@@ -59,8 +55,9 @@ func (v *fleetView) others(node string) int {
 	return n
 }
 
-// set replaces the view with kvs; it reports whether it changed.
-func (v *fleetView) set(kvs map[string]control.EdgeNode) bool {
+// set replaces the view with kvs (kept: the registry never changes a set
+// it hands out); it reports whether it changed.
+func (v *fleetView) set(kvs edgeview.Edges) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	changed := len(kvs) != len(v.edges)
@@ -73,75 +70,17 @@ func (v *fleetView) set(kvs map[string]control.EdgeNode) bool {
 	return changed
 }
 
-// watchFleet loads the registry and keeps the view current until the
-// server stops, pushing the list to connectors on every change.
-func (s *Server) watchFleet(ctx context.Context, cli *clientv3.Client) error {
+// watchFleet follows the registry (the edge's edgeview.View) until the
+// server stops, pushing the list to connectors on every change that
+// matters to them.
+func (s *Server) watchFleet() {
 	s.fleetView = &fleetView{edges: map[string]control.EdgeNode{}}
-	rev, err := s.loadFleet(ctx, cli)
-	if err != nil {
-		return err
-	}
-	s.spawn(func() {
-		for s.ctx.Err() == nil {
-			rev = s.followFleet(cli, rev)
-			select {
-			case <-s.ctx.Done():
-			case <-time.After(time.Second):
-				if r, err := s.loadFleet(s.ctx, cli); err == nil {
-					rev = r
-				}
-			}
-		}
-	})
-	return nil
-}
-
-func (s *Server) loadFleet(ctx context.Context, cli *clientv3.Client) (int64, error) {
-	resp, err := cli.Get(ctx, store.EdgesPrefix, clientv3.WithPrefix())
-	if err != nil {
-		return 0, err
-	}
-	m := make(map[string]control.EdgeNode, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		if e, ok := controlserver.DecodeEdge(kv.Key, kv.Value); ok {
-			m[e.Name] = e
-		}
-	}
-	if s.fleetView.set(m) {
-		s.pushEdgesAll()
-	}
-	return resp.Header.Revision, nil
-}
-
-func (s *Server) followFleet(cli *clientv3.Client, rev int64) int64 {
-	wch := cli.Watch(clientv3.WithRequireLeader(s.ctx), store.EdgesPrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	for wr := range wch {
-		if err := wr.Err(); err != nil {
-			s.log.Warn("fleet registry watch failed; reloading", "err", err)
-			return rev
-		}
-		s.fleetView.mu.Lock()
-		m := make(map[string]control.EdgeNode, len(s.fleetView.edges))
-		for k, e := range s.fleetView.edges {
-			m[k] = e
-		}
-		s.fleetView.mu.Unlock()
-		for _, ev := range wr.Events {
-			name := string(ev.Kv.Key[len(store.EdgesPrefix):])
-			if ev.Type == clientv3.EventTypeDelete {
-				delete(m, name)
-				continue
-			}
-			if e, ok := controlserver.DecodeEdge(ev.Kv.Key, ev.Kv.Value); ok {
-				m[e.Name] = e
-			}
-		}
-		if s.fleetView.set(m) {
+	stop := s.edgeView.Subscribe(func(edges edgeview.Edges) {
+		if s.fleetView.set(edges) {
 			s.pushEdgesAll()
 		}
-		rev = wr.Header.Revision
-	}
-	return rev
+	})
+	context.AfterFunc(s.ctx, stop)
 }
 
 // fleetConn is the fleet side of a connection whose connector announced

@@ -206,7 +206,7 @@ func (s *Server) listenPeer() error {
 		Addr:   addr,
 		Cert:   cert,
 		Roots:  s.bundle.CAPool(),
-		Etcd:   s.store.Client(),
+		Edges:  s.edgeView,
 		Serve:  s.servePeer,
 		Logger: s.log,
 	})

@@ -45,6 +45,7 @@ import (
 	"github.com/adit-dev/adit/access"
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
+	"github.com/adit-dev/adit/edge/edgeview"
 	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/edgedns"
 	"github.com/adit-dev/adit/internal/logs"
@@ -236,7 +237,8 @@ type Server struct {
 	peers       *peers         // peer.go: forwarding to the edges of the fleet; nil if off
 	configs     *tunnelConfigs // tunnelconfig.go: each tunnel's newest remote configuration
 	dashboard   http.Handler   // dashboard.go: served on the API listener beside /v1
-	fleetView   *fleetView     // fleetview.go: the fleet's registry, watched
+	edgeView    *edgeview.View // the fleet's registry, watched once for every part that follows it
+	fleetView   *fleetView     // fleetview.go: the registry as connectors are told it
 	drain       drainState     // drain.go
 	healthClock healthClock    // health.go: pauses seen by the watchdog
 	etcdLink    etcdLink       // partition.go: cut off from etcd
@@ -422,12 +424,13 @@ func (s *Server) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("edge: connection records: %w", err)
 	}
+	if s.edgeView, err = edgeview.New(s.ctx, cli, s.log); err != nil {
+		return fmt.Errorf("edge: loading the fleet's registry: %w", err)
+	}
 	if err := s.openDNS(); err != nil { // dns.go
 		return err
 	}
-	if err := s.watchFleet(ctx, cli); err != nil { // fleetview.go
-		return fmt.Errorf("edge: loading the fleet's registry: %w", err)
-	}
+	s.watchFleet()                                        // fleetview.go
 	if err := s.watchDrainRequest(ctx, cli); err != nil { // drain.go
 		return fmt.Errorf("edge: drain requests: %w", err)
 	}

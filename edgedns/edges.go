@@ -3,7 +3,6 @@ package edgedns
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,16 +13,15 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/adit-dev/adit/control"
-	"github.com/adit-dev/adit/internal/store"
+	"github.com/adit-dev/adit/edge/edgeview"
 )
 
 // Bounds on what the registry may hold, for the answers' sake: a record
 // past them is cut (and truncation keeps a UDP answer within its size).
 const (
-	maxEdgeRecord = 16 << 10
-	maxEdges      = 1024
-	maxEdgeAddrs  = 16
-	maxLabelBase  = 40
+	maxEdges     = 1024
+	maxEdgeAddrs = 16
+	maxLabelBase = 40
 )
 
 // edge is one live edge as DNS answers with it.
@@ -51,24 +49,14 @@ type edgeSet struct {
 	nsAddrs  map[string][]netip.Addr
 }
 
-// parseEdges builds a snapshot from the records under store.EdgesPrefix,
-// skipping (and logging, once per change) what cannot be used.
-func parseEdges(recs map[string][]byte, log *slog.Logger) *edgeSet {
+// parseEdges builds a snapshot from the registry, skipping (and logging,
+// once per change) what cannot be used.
+func parseEdges(edges edgeview.Edges, log *slog.Logger) *edgeSet {
 	set := &edgeSet{byLabel: make(map[string][]*edge), nsAddrs: make(map[string][]netip.Addr)}
-	for key, val := range recs {
+	for name, n := range edges {
 		if len(set.all) == maxEdges {
 			log.Warn("more edges in the registry than DNS answers with; some are left out", "limit", maxEdges)
 			break
-		}
-		name := strings.TrimPrefix(key, store.EdgesPrefix)
-		if len(val) > maxEdgeRecord {
-			log.Warn("skipping an edge record that is too large", "key", key, "bytes", len(val))
-			continue
-		}
-		var n control.EdgeNode
-		if err := json.Unmarshal(val, &n); err != nil {
-			log.Warn("skipping an unreadable edge record", "key", key, "err", err)
-			continue
 		}
 		if name == "" || strings.Contains(name, "/") {
 			continue

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/adit-dev/adit/control/controlserver"
+	"github.com/adit-dev/adit/edge/edgeview"
 )
 
 // staticRoutes is a fixed route table, for tests that need no etcd.
@@ -58,9 +59,9 @@ func memServer(t testing.TB) *Server {
 		routes: staticRoutes{"app.example.com": true, "*.dev.example.com": true}, names: newRouteNames(),
 		regions: regions, zones: []string{"example.com."}, metrics: newMetrics(nil)}
 	s.names.follow(s.routes)
-	s.edges.Store(parseEdges(map[string][]byte{
-		"/adit/edges/e1": []byte(`{"name":"e1","region":"eu","health":"ok","public_addrs":["192.0.2.1:443","[2001:db8::1]:443"],"tunnel_addr":"192.0.2.1:7844"}`),
-		"/adit/edges/e2": []byte(`{"name":"e2","region":"us","health":"ok","public_addrs":["198.51.100.1:443"],"tunnel_addr":"[2001:db8::2]:7844"}`),
+	s.edges.Store(parseEdges(edgeview.Edges{
+		"e1": {Name: "e1", Region: "eu", Health: "ok", PublicAddrs: []string{"192.0.2.1:443", "[2001:db8::1]:443"}, TunnelAddr: "192.0.2.1:7844"},
+		"e2": {Name: "e2", Region: "us", Health: "ok", PublicAddrs: []string{"198.51.100.1:443"}, TunnelAddr: "[2001:db8::2]:7844"},
 	}, slog.New(slog.DiscardHandler)))
 	s.txt.Store(parseTXT(map[string][]byte{
 		"/adit/dns/txt/_acme-challenge.example.com/x": []byte(`{"name":"_acme-challenge.example.com.","text":"` + strings.Repeat("t", 600) + `"}`),

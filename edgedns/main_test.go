@@ -14,6 +14,7 @@ import (
 
 	"github.com/adit-dev/adit/control"
 	"github.com/adit-dev/adit/control/controlserver"
+	"github.com/adit-dev/adit/edge/edgeview"
 	"github.com/adit-dev/adit/internal/poll"
 	"github.com/adit-dev/adit/internal/store"
 )
@@ -62,7 +63,12 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Addr: "127.0.0.1:0", Zones: []string{"Example.com."}, Node: "edge-1"}
+	edges, err := edgeview.New(ctx, cli, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); <-edges.Done() })
+	cfg := Config{Addr: "127.0.0.1:0", Zones: []string{"Example.com."}, Node: "edge-1", Edges: edges}
 	if mod != nil {
 		mod(&cfg)
 	}

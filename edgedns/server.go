@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/net/netutil"
 
+	"github.com/adit-dev/adit/edge/edgeview"
 	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/store"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	// so past this many a query is dropped unanswered (a resolver retries)
 	// before any work is done for it. If zero, 1024.
 	MaxUDPQueries int
+	// Edges is the fleet's registry, as the edge watches it (its
+	// edgeview.View): what A, AAAA, NS and SRV answers are made of.
+	// Required.
+	Edges edgeview.Registry
 	// Logger receives the server's logs. If nil, they are discarded.
 	Logger *slog.Logger
 	// Metrics, if set, registers adit_dns_* metrics.
@@ -94,10 +99,11 @@ type Server struct {
 	udpSrv *dns.Server
 	tcpSrv *dns.Server
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   []<-chan struct{}
-	closed sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      <-chan struct{} // the TXT records' watch ended
+	stopEdges func()          // ends the registry's subscription
+	closed    sync.Once
 
 	serveMu sync.Mutex
 	stopped bool           // under serveMu: Close has begun; serve nothing more
@@ -126,6 +132,9 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	s := &Server{cfg: cfg, log: logs.Component(cfg.Logger, "dns"), routes: routes, names: newRouteNames()}
 	if cfg.Addr == "" {
 		return nil, errors.New("edgedns: a listen address is required (--dns-addr)")
+	}
+	if cfg.Edges == nil {
+		return nil, errors.New("edgedns: config: no Edges (the fleet's registry)")
 	}
 	if len(cfg.Zones) == 0 {
 		return nil, errNoZones
@@ -169,20 +178,13 @@ func New(ctx context.Context, cli *clientv3.Client, routes Routes, cfg Config) (
 	s.provider = &Provider{cli: cli, zones: s.zones}
 
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, w := range []struct {
-		prefix string
-		apply  func(map[string][]byte)
-	}{
-		{store.EdgesPrefix, func(recs map[string][]byte) { s.edges.Store(parseEdges(recs, s.log)) }},
-		{store.DNSTXTPrefix, func(recs map[string][]byte) { s.txt.Store(parseTXT(recs, s.log)) }},
-	} {
-		done, err := store.WatchPrefix(s.ctx, cli, w.prefix, s.log, w.apply)
-		if err != nil {
-			s.cancel()
-			return nil, fmt.Errorf("edgedns: %w", err)
-		}
-		s.done = append(s.done, done)
+	done, err := store.WatchPrefix(s.ctx, cli, store.DNSTXTPrefix, s.log, func(recs map[string][]byte) { s.txt.Store(parseTXT(recs, s.log)) })
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("edgedns: %w", err)
 	}
+	s.done = done
+	s.stopEdges = cfg.Edges.Subscribe(func(edges edgeview.Edges) { s.edges.Store(parseEdges(edges, s.log)) })
 	s.names.follow(routes)
 	return s, nil
 }
@@ -332,9 +334,8 @@ func (s *Server) Close() error {
 		}
 		s.serving.Wait() // the closed sockets end them, started or not
 		s.cancel()
-		for _, d := range s.done {
-			<-d
-		}
+		<-s.done
+		s.stopEdges()
 	})
 	return nil
 }

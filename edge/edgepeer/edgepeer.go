@@ -35,9 +35,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/edge/edgeview"
 	"github.com/adit-dev/adit/internal/logs"
 	"github.com/adit-dev/adit/internal/pki"
 	"github.com/adit-dev/adit/tunnel"
@@ -56,8 +55,9 @@ type Config struct {
 	// Roots holds the fleet's CA, which signs every edge's peer
 	// certificate. Required.
 	Roots *x509.CertPool
-	// Etcd is the client the fleet's edge records are watched with. Required.
-	Etcd *clientv3.Client
+	// Edges is the fleet's registry, as the edge watches it (its
+	// edgeview.View): the peers to dial, their regions. Required.
+	Edges edgeview.Registry
 	// Serve handles one stream a peer opened, on a goroutine of its own; it
 	// must close s. Required.
 	Serve func(ctx context.Context, from *Peer, s tunnel.Stream)
@@ -87,8 +87,8 @@ func (c *Config) check() error {
 		return errors.New("edgepeer: config: no Cert")
 	case c.Roots == nil:
 		return errors.New("edgepeer: config: no Roots")
-	case c.Etcd == nil:
-		return errors.New("edgepeer: config: no Etcd client")
+	case c.Edges == nil:
+		return errors.New("edgepeer: config: no Edges")
 	case c.Serve == nil:
 		return errors.New("edgepeer: config: no Serve")
 	case c.MaxStreams < 0 || c.MaxHeaderReads < 0:
@@ -158,6 +158,7 @@ type Links struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	stop   func() // ends the registry's subscription
 
 	mu      sync.Mutex
 	edges   map[string]control.EdgeNode // the fleet's records, by node
@@ -222,11 +223,7 @@ func Start(ctx context.Context, cfg Config) (*Links, error) {
 		InsecureSkipVerify: true,
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	if err := l.watchEdges(ctx); err != nil { // fleet.go
-		l.cancel()
-		l.ln.Close()
-		return nil, err
-	}
+	l.stop = cfg.Edges.Subscribe(l.apply) // fleet.go
 	l.wg.Go(l.accept)
 	l.wg.Go(l.watch)
 	return l, nil
@@ -435,6 +432,7 @@ func (l *Links) Links() []LinkInfo {
 // Close closes every link and the listener and waits for the streams
 // being served to end.
 func (l *Links) Close() error {
+	l.stop() // outside l.mu: it waits for an apply under way
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
