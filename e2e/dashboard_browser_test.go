@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,7 +19,9 @@ import (
 	"github.com/adit-dev/adit/access/accesstest"
 	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/control"
+	"github.com/adit-dev/adit/credentials"
 	"github.com/adit-dev/adit/edge"
+	"github.com/adit-dev/adit/publictls"
 )
 
 // TestDashboardBrowser: the dashboard in headless Chromium (Playwright,
@@ -41,6 +45,8 @@ func TestDashboardBrowser(t *testing.T) {
 	t.Cleanup(func() { idp.Close() })
 	srv, err := edge.Start(ctx, edge.Config{
 		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+		// HTTPS for the certificates page; no ACME order leaves this machine.
+		HTTPSAddr: "127.0.0.1:0", DisableHTTP3: true, ACME: publictls.Config{CA: "https://127.0.0.1:1/directory"},
 		AdminSSO: access.AdminConfig{IdP: "test", Emails: []string{oidcAnn.Email}},
 		Logger:   testLogger(t).With("side", "edge"),
 	})
@@ -53,6 +59,7 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	tun := createTunnel(t, srv, "web")
+	_, certPEM, keyPEM := wildcardCert(t, "*.localhost")
 	origin := helloOrigin(t, "hello from the origin")
 	token, err := os.ReadFile(srv.AdminTokenFile())
 	if err != nil {
@@ -78,6 +85,9 @@ func TestDashboardBrowser(t *testing.T) {
 		"app":         "http://" + net.JoinHostPort(appHost, httpPort),
 		"service":     origin.URL,
 		"screenshots": shots,
+		"newTunnel":   "made-in-browser",
+		"certPEM":     certPEM,
+		"keyPEM":      keyPEM,
 		"issuer":      idp.Issuer,
 		"allowed":     map[string]string{"user": oidcAnn.Name, "password": oidcAnn.Password},
 		"refused":     map[string]string{"user": oidcBob.Name, "password": oidcBob.Password},
@@ -87,6 +97,9 @@ func TestDashboardBrowser(t *testing.T) {
 		AppBody, EditorError, EditorSelection, LogLine, TrafficSummary, Edges                 string
 		KeyboardURL, FocusAfterNav, EditorAfterRollback, IPRuleError, TokenError, TokenSecret string
 		SSOButton, SSODenied, SSODeniedURL, SSOAfterLoginURL                                  string
+		TunnelNameError, TunnelToken, APITokenError, APIToken, CertError, CertRow             string
+		RateLimitError, WAFError, WAFRow                                                      string
+		APITokenRevoked, IPRuleDeleted                                                        bool
 		SSOAPIStatus, SSONoCSRFStatus                                                         int
 		SSOCookies                                                                            []cookieSeen
 		History                                                                               []string
@@ -163,6 +176,32 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("a refused IP rule showed %q at the address field", out.IPRuleError)
 	}
 
+	// The other forms: a tunnel, an API token, a certificate, a rate limit, a WAF setting.
+	if !strings.Contains(out.TunnelNameError, "no spaces") {
+		t.Errorf("a refused tunnel name showed %q at its field", out.TunnelNameError)
+	}
+	if f, err := credentials.ParseToken(out.TunnelToken); err != nil {
+		t.Errorf("the new tunnel's token %q: %v", out.TunnelToken, err)
+	} else {
+		tuns, err := srv.Service().ListTunnels(ctx, control.ListOptions{Name: "made-in-browser"})
+		sum := sha256.Sum256(f.TunnelSecret)
+		if err != nil || len(tuns) != 1 || tuns[0].ID != f.TunnelID || !bytes.Equal(tuns[0].SecretHash, sum[:]) ||
+			f.EdgeCA != string(srv.CAPEM()) || len(f.EdgeAddrs) == 0 || len(f.TunnelSecret) != 32 {
+			t.Errorf("the token names tunnel %s (edges %q), the edge has %+v, %v; want the tunnel with the token's secret", f.TunnelID, f.EdgeAddrs, tuns, err)
+		}
+	}
+	if !strings.Contains(out.APITokenError, "not allowed") || !strings.HasPrefix(out.APIToken, "adit_") || !out.APITokenRevoked {
+		t.Errorf("API token: refused name showed %q, the new token %q, revoked %v", out.APITokenError, out.APIToken, out.APITokenRevoked)
+	} else if srv.Service().CheckToken(ctx, out.APIToken) {
+		t.Error("the API token revoked in the browser still works")
+	}
+	if !strings.Contains(out.CertError, "does not cover other.example") || !strings.Contains(out.CertRow, "manual") {
+		t.Errorf("brought certificate: refused one showed %q at its field, the saved one's row %q", out.CertError, out.CertRow)
+	}
+	if !strings.Contains(out.RateLimitError, "cookie") || !strings.Contains(out.WAFError, "20000") || !strings.Contains(out.WAFRow, "off") || !out.IPRuleDeleted {
+		t.Errorf("shield: refused rate limit %q, refused WAF %q, WAF row %q, IP rule deleted %v", out.RateLimitError, out.WAFError, out.WAFRow, out.IPRuleDeleted)
+	}
+
 	// Traffic.
 	if !strings.Contains(out.LogLine, "200") || !strings.Contains(out.LogLine, "/from-the-test") {
 		t.Errorf("live log line %q", out.LogLine)
@@ -185,7 +224,7 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Errorf("%s at %s width: %d px of horizontal overflow, not visible: %q (%d texts checked)", l.Page, l.Width, l.Overflow, l.Missing, l.Texts)
 		}
 	}
-	for _, p := range []string{"tunnels", "tunnel", "traffic", "access", "shield", "certificates", "edges", "logged-out"} {
+	for _, p := range []string{"tunnels", "tunnel", "traffic", "access", "shield", "certificates", "edges", "tokens", "logged-out"} {
 		if !pages[p+"/desktop"] || !pages[p+"/phone"] {
 			t.Errorf("page %s was not checked at both widths", p)
 		}

@@ -75,6 +75,22 @@ function fmtBytes(n) {
   return (i ? n.toFixed(1) : n) + ' ' + u[i];
 }
 
+// b64 is the standard, padded base64 of bytes.
+function b64(bytes) { return btoa(String.fromCharCode(...bytes)); }
+
+// tunnelToken is a tunnel's token as `adit tunnel token` prints it
+// (package credentials): base64 of {"a": account tag, "t": tunnel ID,
+// "s": secret, "e": the edges, "c": their CA}; the account tag is the
+// first 32 hex digits of the sha256 of the edge's CA.
+async function tunnelToken(id, secret) {
+  const sum = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(edgeInfo.ca_pem || '')));
+  const tag = [...sum].map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 32);
+  const j = { a: tag, t: id, s: secret };
+  if (edgeInfo.tunnel_addrs && edgeInfo.tunnel_addrs.length) j.e = edgeInfo.tunnel_addrs;
+  if (edgeInfo.ca_pem) j.c = edgeInfo.ca_pem;
+  return btoa(JSON.stringify(j));
+}
+
 // table: columns are [label, cell(row)] pairs; each cell carries its label
 // (shown before it on a phone, where a row becomes a card).
 function table(columns, rows, caption, rowAttrs) {
@@ -348,6 +364,7 @@ const routes = [
   [/^\/shield$/, pageShield],
   [/^\/certificates$/, pageCertificates],
   [/^\/edges$/, pageEdges],
+  [/^\/tokens$/, pageTokens],
 ];
 
 function route() {
@@ -439,8 +456,22 @@ function pageTunnels() {
   main.append(h('p', { class: 'muted' }, 'Live connections update every 2 seconds.'));
   const box = h('div', { id: 'tunnels', 'aria-live': 'polite' });
   const status = h('p', { class: 'status' });
-  main.append(box, status);
+  const made = h('div', { 'aria-live': 'polite' });
   let last = '';
+  main.append(box, status, section('New tunnel', made, form('New tunnel', [
+    field('Name', 'name', { required: true, placeholder: 'web', hint: 'Letters, digits, ".", "_" and "-".' }),
+  ], 'Create tunnel', async (v, f) => {
+    // The secret is made here and leaves the page only in the token shown
+    // once; the edge keeps its sha256.
+    const secret = b64(crypto.getRandomValues(new Uint8Array(32)));
+    const t = await api('POST', '/v1/tunnels', { name: v.name.trim(), tunnel_secret: secret });
+    f.reset();
+    made.replaceChildren(h('div', { class: 'notice' },
+      h('p', {}, 'Tunnel ', code(t.name), ' created. Copy its token now: it holds the tunnel\'s secret and is not shown again.'),
+      h('p', {}, 'Run it with ', code('adit tunnel run --token-file FILE'), ' (the token in FILE).'),
+      h('p', { class: 'secret' }, 'Token: ', h('code', { id: 'tunnel-token' }, await tunnelToken(t.id, secret)))));
+    last = '';
+  })));
   poll(async () => {
     let ts;
     try {
@@ -921,6 +952,39 @@ function pageShield() {
           onclick: confirmDo('Delete the WAF setting of ' + w.hostname + '?', async () => { await api('DELETE', '/v1/waf/' + enc(w.hostname)); await load(); }) }, 'Delete')],
       ], list) : h('p', { class: 'muted' }, 'No WAF settings: the WAF is off.'));
     } catch (e) { wafBox.replaceChildren(h('p', { class: 'form-error' }, e.message)); }
+  }
+  load();
+}
+
+// ---------- API tokens ----------
+
+function pageTokens() {
+  const main = view('API tokens');
+  main.append(h('p', { class: 'muted' }, 'Tokens for the /v1 API: the CLI (adit login), scripts, and this dashboard\'s token login. Only their sha256 is stored; revoking one ends the dashboard sessions made with it.'));
+  const box = h('div'), secret = h('div', { 'aria-live': 'polite' });
+  main.append(section('API tokens', box, secret, h('h3', {}, 'New API token'), form('New API token', [
+    field('Name', 'name', { required: true, placeholder: 'ci', hint: 'A live token of the same name is revoked at once: this is how a token is rotated.' }),
+  ], 'Create API token', async (v, f) => {
+    const name = v.name.trim();
+    if (!name) throw new Error('token name is empty'); // the API would rotate the admin token
+    const t = await api('POST', '/v1/tokens/rotate', { name });
+    f.reset();
+    secret.replaceChildren(h('div', { class: 'notice' },
+      h('p', {}, 'API token ', code(t.info.name), ' created', t.revoked && t.revoked.length ? ' (its predecessor revoked)' : '', '. Copy it now: it is not shown again.'),
+      h('p', { class: 'secret' }, 'Token: ', h('code', { id: 'api-token' }, t.token))));
+    await load();
+  })));
+  async function load() {
+    try {
+      const list = await api('GET', '/v1/tokens');
+      box.replaceChildren(list.length ? table([
+        ['Name', t => t.name], ['ID', t => code(t.id)], ['Edge', t => t.edge || ''], ['Created', t => since(t.created_at)],
+        ['', t => h('button', { type: 'button', class: 'danger small', 'aria-label': 'Revoke API token ' + t.name + ' ' + t.id,
+          onclick: confirmDo('Revoke the API token ' + t.name + ' (' + t.id + ')? Whatever uses it stops working.', async () => {
+            await api('DELETE', '/v1/tokens/' + enc(t.id)); flash('API token ' + t.name + ' revoked.'); await load();
+          }) }, 'Revoke')],
+      ], list, null, t => ({ class: 'token', 'data-token-name': t.name })) : h('p', { class: 'muted' }, 'No live API tokens.'));
+    } catch (e) { box.replaceChildren(h('p', { class: 'form-error' }, e.message)); }
   }
   load();
 }

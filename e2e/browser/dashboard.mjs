@@ -133,6 +133,18 @@ try {
   out.connRow = await page.textContent(`${card} tr.conn`);
   out.connBadge = await page.textContent(`${card} .badge`);
   step('connection appeared');
+  // A tunnel made in the browser: a refused name at its field, then one
+  // made, its token (with the secret the page made) shown once.
+  const nt = 'form[aria-label="New tunnel"]';
+  await page.fill(`${nt} input[name=name]`, 'no spaces');
+  await page.click(`${nt} button[type=submit]`);
+  await page.waitForSelector(`${nt} input[name=name][aria-invalid=true]`, { timeout: T });
+  out.tunnelNameError = await page.textContent('#' + (await page.getAttribute(`${nt} input[name=name]`, 'id')) + '-err');
+  await page.fill(`${nt} input[name=name]`, cfg.newTunnel);
+  await page.click(`${nt} button[type=submit]`);
+  out.tunnelToken = await page.textContent('#tunnel-token', { timeout: T });
+  await page.waitForSelector(`.tunnel[data-tunnel="${cfg.newTunnel}"]`, { timeout: T });
+  step('tunnel created');
   await shoot(page, 'tunnels');
 
   // 3. The tunnel's page: a refused publish shows its error at the field,
@@ -230,8 +242,67 @@ try {
       await page.fill(`${f} input[name=cidr]`, '192.0.2.0/24');
       await page.click(`${f} button[type=submit]`);
       await page.waitForSelector('section[aria-label="IP rules"] td:has-text("192.0.2.0/24")', { timeout: T });
+      // A rate limit: a refused "counted by" at its field, then one listed.
+      const rl = 'form[aria-label="Add a rate limit"]';
+      await page.fill(`${rl} input[name=hostname]`, cfg.appHost);
+      await page.fill(`${rl} input[name=requests]`, '100');
+      await page.fill(`${rl} input[name=by]`, 'cookie');
+      await page.click(`${rl} button[type=submit]`);
+      await page.waitForSelector(`${rl} input[name=by][aria-invalid=true]`, { timeout: T });
+      out.rateLimitError = await page.textContent('#' + (await page.getAttribute(`${rl} input[name=by]`, 'id')) + '-err');
+      await page.fill(`${rl} input[name=by]`, 'ip');
+      await page.click(`${rl} button[type=submit]`);
+      await page.waitForSelector('section[aria-label="Rate limits"] td:has-text("100 per 60 s")', { timeout: T });
+      // A WAF setting: a refused threshold at its field, then one listed
+      // (mode off: no rule set to compile on a busy machine).
+      const waf = 'form[aria-label="Set a hostname\'s WAF"]';
+      await page.fill(`${waf} input[name=hostname]`, cfg.appHost);
+      await page.selectOption(`${waf} select[name=mode]`, 'off');
+      await page.selectOption(`${waf} select[name=paranoia]`, '2');
+      await page.fill(`${waf} input[name=inbound_threshold]`, '20000');
+      await page.click(`${waf} button[type=submit]`);
+      await page.waitForSelector(`${waf} input[name=inbound_threshold][aria-invalid=true]`, { timeout: T });
+      out.wafError = await page.textContent('#' + (await page.getAttribute(`${waf} input[name=inbound_threshold]`, 'id')) + '-err');
+      await page.selectOption(`${waf} select[name=mode]`, 'off');
+      await page.selectOption(`${waf} select[name=paranoia]`, '2');
+      await page.fill(`${waf} input[name=inbound_threshold]`, '12');
+      await page.click(`${waf} button[type=submit]`);
+      out.wafRow = await page.textContent(`section[aria-label="WAF"] tr:has-text("${cfg.appHost}")`, { timeout: T });
+      // Deleting the IP rule (the confirmation is accepted).
+      await page.click(`button[aria-label="Delete IP rule 192.0.2.0/24 of ${cfg.appHost}"]`);
+      await page.waitForSelector('section[aria-label="IP rules"] td:has-text("192.0.2.0/24")', { state: 'detached', timeout: T });
+      out.ipRuleDeleted = true;
     }],
-    ['certificates', 'section[aria-label="Certificates"] p, section[aria-label="Certificates"] table'],
+    ['certificates', 'section[aria-label="Certificates"] p, section[aria-label="Certificates"] table', async () => {
+      // A brought certificate: one that does not cover the hostname is
+      // refused at the certificate's field, then it is saved for one it covers.
+      const f = 'form[aria-label="Bring a certificate"]';
+      await page.fill(`${f} input[name=hostname]`, 'other.example');
+      await page.fill(`${f} textarea[name=cert_pem]`, cfg.certPEM);
+      await page.fill(`${f} textarea[name=key_pem]`, cfg.keyPEM);
+      await page.click(`${f} button[type=submit]`);
+      await page.waitForSelector(`${f} textarea[name=cert_pem][aria-invalid=true]`, { timeout: T });
+      out.certError = await page.textContent('#' + (await page.getAttribute(`${f} textarea[name=cert_pem]`, 'id')) + '-err');
+      await page.fill(`${f} input[name=hostname]`, cfg.appHost);
+      await page.click(`${f} button[type=submit]`);
+      out.certRow = await page.textContent(`section[aria-label="Certificates"] tr:has-text("${cfg.appHost}"):has-text("manual")`, { timeout: T });
+    }],
+    ['tokens', 'section[aria-label="API tokens"] table', async () => {
+      // An API token: a refused name at its field, then one made (shown
+      // once) and revoked.
+      const f = 'form[aria-label="New API token"]';
+      await page.fill(`${f} input[name=name]`, 'no spaces');
+      await page.click(`${f} button[type=submit]`);
+      await page.waitForSelector(`${f} input[name=name][aria-invalid=true]`, { timeout: T });
+      out.apiTokenError = await page.textContent('#' + (await page.getAttribute(`${f} input[name=name]`, 'id')) + '-err');
+      await page.fill(`${f} input[name=name]`, 'ci-bot');
+      await page.click(`${f} button[type=submit]`);
+      out.apiToken = await page.textContent('#api-token', { timeout: T });
+      await page.waitForSelector('tr.token[data-token-name="ci-bot"]', { timeout: T });
+      await page.click('tr.token[data-token-name="ci-bot"] button');
+      await page.waitForSelector('tr.token[data-token-name="ci-bot"]', { state: 'detached', timeout: T });
+      out.apiTokenRevoked = true;
+    }],
     ['edges', 'section[aria-label="Edges of the fleet"] p, section[aria-label="Edges of the fleet"] table']]) {
     await page.goto(cfg.dashboard + '#/' + name);
     await page.waitForSelector(ready, { timeout: T });
