@@ -98,17 +98,14 @@ func TestAccessSessionRevocation(t *testing.T) {
 	}
 	waitRefused := func(srv *edge.Server, tok, what string, start time.Time) {
 		t.Helper()
-		for {
-			code, _, _ := get(srv, tok, false)
-			if code == http.StatusUnauthorized {
-				t.Logf("%s: refused %v after the revocation", what, time.Since(start))
-				return
-			}
-			if time.Since(start) > 2*time.Second {
-				t.Fatalf("%s: still let through (%d) %v after the revocation", what, code, time.Since(start))
-			}
-			time.Sleep(10 * time.Millisecond)
+		var code int
+		if !waitWithin(2*time.Second-time.Since(start), func() bool {
+			code, _, _ = get(srv, tok, false)
+			return code == http.StatusUnauthorized
+		}) {
+			t.Fatalf("%s: still let through (%d) %v after the revocation", what, code, time.Since(start))
 		}
+		t.Logf("%s: refused %v after the revocation", what, time.Since(start))
 	}
 
 	tok := login()

@@ -271,14 +271,7 @@ func (tg *crsTarget) send(raw []byte) int {
 func (tg *crsTarget) mark(t *testing.T, id string) bool {
 	raw := fmt.Sprintf("GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: adit CRS runner\r\nAccept: */*\r\nX-CRS-Test: %s\r\nConnection: close\r\n\r\n", tg.host, id)
 	tg.send([]byte(raw))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if bytes.Contains(tg.tail(), []byte(id)) {
-			return true
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return false
+	return waitWithin(5*time.Second, func() bool { return bytes.Contains(tg.tail(), []byte(id)) })
 }
 
 // tail returns the log past what has been read.

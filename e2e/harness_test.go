@@ -198,6 +198,11 @@ func readAll(t testing.TB, resp *http.Response) string {
 // conditions with no event to wait on (a route propagating through etcd).
 var waitFor = poll.Until
 
+// waitWithin polls cond until it holds or d has passed, and reports
+// whether it held: for a deadline that is the assertion, a failure that
+// says more than waitFor's, or a goroutine that must not call t.Fatal.
+var waitWithin = poll.Within
+
 // freeUDPAddr returns a loopback address whose port was free a moment ago:
 // an edge address where nothing answers. (An edge that must keep its
 // address across a restart starts on port 0 and restarts on the address

@@ -805,14 +805,10 @@ func TestStreamCap(t *testing.T) {
 // on failure shows where the others are.
 func waitGoroutines(t testing.TB, max int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for runtime.NumGoroutine() > max {
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			pprof.Lookup("goroutine").WriteTo(&b, 1)
-			t.Fatalf("%s: %d goroutines, want at most %d; they are:\n%s", what, runtime.NumGoroutine(), max, b.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitWithin(20*time.Second, func() bool { return runtime.NumGoroutine() <= max }) {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Fatalf("%s: %d goroutines, want at most %d; they are:\n%s", what, runtime.NumGoroutine(), max, b.String())
 	}
 }
 

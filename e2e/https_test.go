@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,39 +88,30 @@ func startHTTPSEdge(t *testing.T, pb *pebble, validity uint64, mod func(*edge.Co
 // ordered in the background), for up to two minutes.
 func waitHTTPS(t *testing.T, client *http.Client, url string) *http.Response {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	var resp *http.Response
 	var lastErr error
-	for time.Now().Before(deadline) {
-		resp, err := client.Get(url)
-		if err == nil {
-			return resp
-		}
-		lastErr = err
-		time.Sleep(200 * time.Millisecond)
+	if !waitWithin(2*time.Minute, func() bool {
+		resp, lastErr = client.Get(url)
+		return lastErr == nil
+	}) {
+		t.Fatalf("GET %s: no answer over HTTPS in 2 minutes; last error: %v", url, lastErr)
 	}
-	t.Fatalf("GET %s: no answer over HTTPS in 2 minutes; last error: %v", url, lastErr)
-	return nil
+	return resp
 }
 
 // waitCertificate waits until the edge lists an ACME certificate for host,
 // for up to two minutes.
 func waitCertificate(t *testing.T, srv *edge.Server, host string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		certs, err := srv.Certificates().List(context.Background())
-		if err != nil {
+	var certs []control.Certificate
+	if !waitWithin(2*time.Minute, func() bool {
+		var err error
+		if certs, err = srv.Certificates().List(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range certs {
-			if c.Hostname == host && !c.NotAfter.IsZero() {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate for %s ordered within 2 minutes of its route; certificates: %+v", host, certs)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return slices.ContainsFunc(certs, func(c control.Certificate) bool { return c.Hostname == host && !c.NotAfter.IsZero() })
+	}) {
+		t.Fatalf("no certificate for %s ordered within 2 minutes of its route; certificates: %+v", host, certs)
 	}
 }
 
@@ -264,26 +256,25 @@ func TestHTTPSRenewal(t *testing.T) {
 	resp.Body.Close()
 	first := resp.TLS.PeerCertificates[0]
 
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	var renewed *x509.Certificate
+	if !waitWithin(2*time.Minute, func() bool {
 		client.CloseIdleConnections()
 		resp, err := client.Get("https://app.test/")
 		if err != nil {
 			t.Fatalf("GET during renewal: %v", err)
 		}
 		resp.Body.Close()
-		if c := resp.TLS.PeerCertificates[0]; c.SerialNumber.Cmp(first.SerialNumber) != 0 {
-			if !c.NotAfter.After(first.NotAfter) {
-				t.Errorf("renewed certificate ends %v, not after the first's %v", c.NotAfter, first.NotAfter)
-			}
-			if time.Now().After(first.NotAfter) {
-				t.Errorf("renewed only after the first certificate expired")
-			}
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+		renewed = resp.TLS.PeerCertificates[0]
+		return renewed.SerialNumber.Cmp(first.SerialNumber) != 0
+	}) {
+		t.Fatalf("the certificate ending %v was not renewed", first.NotAfter)
 	}
-	t.Fatalf("the certificate ending %v was not renewed", first.NotAfter)
+	if !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("renewed certificate ends %v, not after the first's %v", renewed.NotAfter, first.NotAfter)
+	}
+	if time.Now().After(first.NotAfter) {
+		t.Errorf("renewed only after the first certificate expired")
+	}
 }
 
 // TestHTTPSBroughtWildcard: a wildcard certificate an operator brings
@@ -429,17 +420,14 @@ func startTLSEdge(t *testing.T, host string) (*edge.Server, credentials.Transpor
 	roots := x509.NewCertPool()
 	roots.AddCert(caCert)
 	// The brought certificate serves once the edge's watch has it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := tls.Dial("tcp", srv.HTTPSAddr().String(), &tls.Config{RootCAs: roots, ServerName: host})
-		if err == nil {
+	if !waitWithin(30*time.Second, func() bool {
+		var c *tls.Conn
+		if c, err = tls.Dial("tcp", srv.HTTPSAddr().String(), &tls.Config{RootCAs: roots, ServerName: host}); err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the brought certificate for %s does not serve: %v", host, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("the brought certificate for %s does not serve: %v", host, err)
 	}
 	return srv, credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: host})
 }

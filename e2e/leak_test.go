@@ -144,11 +144,8 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		// Runs last, after the edge, connector and origin are closed.
 		// quic-go keeps a closed connection's IDs for a few PTOs, and
 		// etcd winds down asynchronously: give them time.
-		deadline := time.Now().Add(10 * time.Second)
-		for goleak.Find(ignore) != nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		goleak.VerifyNone(t, ignore)
+		waitWithin(10*time.Second, func() bool { return goleak.Find(ignore) == nil })
+		goleak.VerifyNone(t, ignore) // names the goroutines left, if any
 	})
 	origin := soakOrigin(t)
 	srv := startEdge(t, "")
@@ -237,7 +234,7 @@ func settle(t testing.TB) (int, uint64) {
 	// going down.
 	last, stable := runtime.NumGoroutine(), 0
 	for deadline := time.Now().Add(5 * time.Second); stable < 5 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the sampling interval: a count stable over 250ms
 		n := runtime.NumGoroutine()
 		if n >= last {
 			stable++

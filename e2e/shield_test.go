@@ -108,15 +108,12 @@ func (rig *shieldRig) waitStatus(t *testing.T, c *http.Client, path string, want
 	t.Helper()
 	var got int
 	var gerr error
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	if !waitWithin(20*time.Second, func() bool {
 		got, _, _, gerr = rig.do(t, c, "GET", path, nil)
-		if got == want {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		return got == want
+	}) {
+		t.Fatalf("GET %s: got %d (%v), want %d", path, got, gerr, want)
 	}
-	t.Fatalf("GET %s: got %d (%v), want %d", path, got, gerr, want)
 }
 
 func TestShieldIPRules(t *testing.T) {
@@ -367,12 +364,11 @@ func TestShieldFlood(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// A request whose answer is out may still count for a moment.
-			for {
+			if !waitWithin(30*time.Second, func() bool {
 				code, _, _, _ := rig.do(t, a, "GET", "/slow", nil)
-				if code != http.StatusTooManyRequests {
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
+				return code != http.StatusTooManyRequests
+			}) {
+				t.Error("GET /slow from a: still 429 after 30s")
 			}
 		}()
 	}

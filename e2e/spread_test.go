@@ -226,7 +226,7 @@ func startFleetLoad(t *testing.T, f *spreadFleet, host string, perEdge int) *fle
 					}
 					target := l.pick(home)
 					if target < 0 {
-						time.Sleep(20 * time.Millisecond)
+						time.Sleep(20 * time.Millisecond) // the load's pacing: no edge is ready, do not spin
 						continue
 					}
 					method := http.MethodGet
@@ -262,7 +262,7 @@ func startFleetLoad(t *testing.T, f *spreadFleet, host string, perEdge int) *fle
 					l.mu.Unlock()
 					l.n.Add(1)
 					if !r.ok() {
-						time.Sleep(20 * time.Millisecond)
+						time.Sleep(20 * time.Millisecond) // the load's pacing: a failing edge is not hammered
 					}
 				}
 			}()

@@ -80,20 +80,18 @@ func testIdleUpgradeGoroutines(t *testing.T, proto string) {
 // count is back to before, give or take the slack). There is no event to
 // wait on.
 func settledGoroutines(before map[string]int, n int) map[string]int {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := goroutinesBySide()
+	var got map[string]int
+	waitWithin(10*time.Second, func() bool {
+		got = goroutinesBySide()
 		ok := got["other"]-before["other"] <= goroutineSlack
 		for _, side := range []string{"edge", "connector"} {
 			if got[side]-before[side] > maxGoroutinesPerUpgrade*n+goroutineSlack {
 				ok = false
 			}
 		}
-		if ok || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok
+	})
+	return got // the caller judges it, settled or not
 }
 
 // TestUpgradedConnectionsEndWithTheEdge: the edge does not track hijacked
