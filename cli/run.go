@@ -88,7 +88,7 @@ retries, tag, warp-routing, ...) is refused by name with the reason.`,
 	fl.StringVar(&f.protocol, "protocol", "auto", "transport to the edge: auto (QUIC, falling back to WebSocket over TCP when UDP is blocked), quic or websocket")
 	fl.IntVar(&f.haConnections, "ha-connections", connector.DefaultHAConnections, "connections to hold open to the edge")
 	fl.StringSliceVar(&f.edgeAddrs, "edge", nil, "edge tunnel address(es) host:port, instead of those in the credentials")
-	fl.StringVar(&f.edgeZone, "edge-zone", "", "find the edges through the SRV records the fleet publishes for this zone (adit edge --dns-zone), instead of the credentials' addresses")
+	fl.StringVar(&f.edgeZone, "edge-zone", "", "find the edges through the SRV records the fleet publishes for this zone (adit edge --dns-zone), instead of the credentials' addresses; looked up again every 30s while running")
 	fl.StringVar(&f.region, "region", "", "prefer the fleet's edges with this region label (adit edge --region); the connections still spread over two edges")
 	fl.StringVar(&f.serverName, "edge-server-name", "", "TLS name to verify on the edge certificate (default: the edge address's host)")
 	fl.DurationVar(&f.gracePeriod, "grace-period", connector.DefaultGracePeriod, "how long requests in flight may finish after SIGINT/SIGTERM")
@@ -156,6 +156,12 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 			return fmt.Errorf("tunnel run: --edge-zone: %w", err)
 		}
 	}
+	var findEdges func(context.Context) ([]string, error)
+	if len(f.edgeAddrs) == 0 && f.edgeZone != "" {
+		findEdges = func(ctx context.Context) ([]string, error) { // found again while running: edges join and leave
+			return edgesFromZone(ctx, log, nil, f.edgeZone, f.protocol, nil)
+		}
+	}
 	if len(edges) == 0 {
 		edges = creds.EdgeAddrs
 	}
@@ -166,6 +172,7 @@ func runTunnel(ctx context.Context, g *Env, f runFlags, ref string) error {
 		TunnelID:      creds.TunnelID,
 		Secret:        creds.TunnelSecret,
 		EdgeAddrs:     edges,
+		FindEdges:     findEdges,
 		Region:        f.region,
 		EdgeCA:        []byte(creds.EdgeCA),
 		ServerName:    f.serverName,

@@ -52,6 +52,15 @@ type Config struct {
 	// connections spread over them, and over the edges of the fleet once
 	// an edge lists them (edges.go); then these are a fallback.
 	EdgeAddrs []string
+	// FindEdges, if set, finds the edges again while the connector runs,
+	// every FindEdgesEvery: what it returns replaces EdgeAddrs (the pool
+	// until an edge sends the fleet's list, a fallback after). An error or
+	// an empty answer keeps the addresses known. `tunnel run --edge-zone`
+	// looks up the fleet's SRV records with it.
+	FindEdges func(ctx context.Context) ([]string, error)
+	// FindEdgesEvery is how often FindEdges runs. If zero,
+	// DefaultFindEdgesEvery (the fleet's SRV records' default TTL).
+	FindEdgesEvery time.Duration
 	// Region is the connector's region label: its connections prefer the
 	// edges of the fleet with this region (edges.go). If empty, none is
 	// preferred.
@@ -123,6 +132,8 @@ type Config struct {
 const (
 	DefaultHAConnections = 4
 	DefaultGracePeriod   = 30 * time.Second
+	// DefaultFindEdgesEvery is how often Config.FindEdges runs.
+	DefaultFindEdgesEvery = 30 * time.Second
 )
 
 // ErrAuth is wrapped by Run's error when the edge refuses the tunnel for
@@ -265,6 +276,9 @@ func (c *Connector) Run(ctx context.Context) error {
 			defer wg.Done()
 			c.probeQUIC(runCtx)
 		}()
+	}
+	if c.cfg.FindEdges != nil {
+		wg.Go(func() { c.findEdges(runCtx) }) // edges.go
 	}
 	for i := range c.cfg.HAConnections {
 		wg.Add(1)

@@ -2,6 +2,8 @@ package connector
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -13,7 +15,9 @@ import (
 // Edges.
 //
 // A connector knows edges from two places: Config.EdgeAddrs (the
-// credentials file, or --edge), and the lists edges of a fleet send on the
+// credentials file, or --edge; found again every FindEdgesEvery when
+// Config.FindEdges is set, as `tunnel run --edge-zone` does through the
+// fleet's SRV records), and the lists edges of a fleet send on the
 // control stream (tunnel.EdgeList, protocol version 3). Once a list has
 // arrived, it is the fleet: the HA connections go to listed edges, and the
 // configured addresses are a fallback for when none of those can be
@@ -443,6 +447,31 @@ func (s *edgeSet) update(list []tunnel.FleetEdge) bool {
 	return changed
 }
 
+// setConfigured replaces the configured addresses (Config.FindEdges found
+// them again); it reports whether they changed. An edge no longer
+// configured and not listed loses its slots as one that left the fleet.
+func (s *edgeSet) setConfigured(addrs []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := make(map[string]bool, len(addrs))
+	changed := false
+	for _, a := range addrs {
+		in[a] = true
+		if e := s.edge(a); !e.configured {
+			e.configured, changed = true, true
+		}
+	}
+	for _, e := range s.edges {
+		if e.configured && !in[e.addr] {
+			e.configured, changed = false, true
+		}
+	}
+	if changed {
+		s.broadcast()
+	}
+	return changed
+}
+
 // summary lists the edges of the pool, for logs: "name addr region
 // (draining)".
 func (s *edgeSet) summary() []string {
@@ -467,6 +496,36 @@ func (s *edgeSet) summary() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// findEdges runs Config.FindEdges every FindEdgesEvery until ctx ends,
+// and makes what it finds the configured addresses. A failure or an empty
+// answer keeps those known (logged once until a lookup works again).
+func (c *Connector) findEdges(ctx context.Context) {
+	every := cmp.Or(c.cfg.FindEdgesEvery, DefaultFindEdgesEvery)
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		addrs, err := c.cfg.FindEdges(ctx)
+		if err == nil && len(addrs) == 0 {
+			err = errors.New("no edge found")
+		}
+		if err != nil {
+			if ctx.Err() == nil && !failing {
+				c.log.Warn("finding the edges again failed; keeping those known", "err", err)
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		if c.edges.setConfigured(addrs) {
+			c.log.Info("edges found again", "edges", addrs)
+		}
+	}
 }
 
 // Edges are the addresses of the edges this connector's HA connections are

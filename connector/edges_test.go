@@ -345,3 +345,45 @@ func TestListedDrainingKeepsConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestFindEdgesAgain: Config.FindEdges runs every FindEdgesEvery while
+// the connector runs; the edges it finds replace the configured ones, so
+// the connections leave an edge no longer found for the new ones; a
+// failed or empty lookup keeps what is known.
+func TestFindEdgesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeFleet("a:1", "b:1", "c:1")
+		c := newFleetConnector(t, 4, f, "", "a:1")
+		var mu sync.Mutex
+		found, err := []string{"a:1"}, error(nil)
+		setFound := func(addrs []string, e error) {
+			mu.Lock()
+			defer mu.Unlock()
+			found, err = addrs, e
+		}
+		c.cfg.FindEdgesEvery = 10 * time.Second
+		c.cfg.FindEdges = func(context.Context) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return found, err
+		}
+		stop := runConnector(t, c)
+		defer stop()
+		time.Sleep(100 * time.Millisecond)
+		if got := f.perEdge(); got["a:1"] != 4 {
+			t.Fatalf("at start: %s, want every connection on a:1", spreadString(got))
+		}
+		setFound([]string{"b:1", "c:1"}, nil)
+		time.Sleep(10*time.Second + time.Second)
+		if got := f.perEdge(); got["a:1"] != 0 || got["b:1"] != 2 || got["c:1"] != 2 {
+			t.Errorf("after the lookup found b and c: %s, want 2 and 2 on them", spreadString(got))
+		}
+		setFound(nil, errors.New("lookup failed"))
+		time.Sleep(10*time.Second + time.Second)
+		setFound(nil, nil)
+		time.Sleep(10*time.Second + time.Second)
+		if got := f.perEdge(); got["b:1"] != 2 || got["c:1"] != 2 {
+			t.Errorf("after failed and empty lookups: %s, want 2 and 2 on b and c still", spreadString(got))
+		}
+	})
+}

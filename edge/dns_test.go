@@ -94,8 +94,8 @@ func TestDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// edge-a advertises localhost (a name); edge-b its bound address.
-	want := []string{"edge-b.tunnel.example.com:" + port(b.TunnelAddr().String()), "localhost:" + port(a.TunnelAddr().String())}
+	// edge-a advertises its tunnel listener's address, edge-b its public name.
+	want := []string{"edge-a.tunnel.example.com:" + port(a.TunnelAddr().String()), "edge-b.tunnel.example.com:" + port(b.TunnelAddr().String())}
 	if !slices.Equal(sorted(tunnels), want) {
 		t.Errorf("SRV: %v, want %v", sorted(tunnels), want)
 	}

@@ -1,11 +1,13 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/adit-dev/adit/control"
@@ -36,7 +38,7 @@ func (s *Server) edgeNode() control.EdgeNode {
 		Version:    orDefault(s.cfg.Version, "devel"),
 		Started:    s.fleet.started,
 		HTTPAddr:   s.reachable(s.httpLn.Addr()),
-		TunnelAddr: s.advertise,
+		TunnelAddr: s.registryTunnelAddr,
 		APIAddr:    s.reachable(s.apiLn.Addr()),
 		PeerAddr:   s.PeerAddr(), // peer.go
 		Health:     health,
@@ -47,6 +49,89 @@ func (s *Server) edgeNode() control.EdgeNode {
 		n.PublicAddrs = append(n.PublicAddrs, n.HTTPSAddr)
 	}
 	return n
+}
+
+// tunnelAdvertise picks the tunnel address connectors are given: in
+// credentials files and GET /v1/edge, and through the fleet's registry
+// by every other edge (the list it sends connectors, DNS's SRV records).
+// An address a connector elsewhere can dial is wanted, so the default
+// (Config.AdvertiseAddr empty) is the tunnel listener's bound port with
+// the first of: the first --public-name (what visitors reach the edge
+// by), the tunnel listener's host, the peer link's host (when not
+// wildcards). With none of them, "localhost": it serves connectors on
+// this machine only, so the registry does not list it (other edges would
+// send remote connectors to their own machine), and a warning says what
+// to set. An address no connector can dial at all (no host, a wildcard
+// host, port 0), even one given, is not listed either, with an error.
+// It sets s.registryTunnelAddr, what the registry lists ("" for none).
+func (s *Server) tunnelAdvertise() string {
+	_, port, _ := net.SplitHostPort(s.tunnelLn.Addr().String())
+	addr, listed, why := pickAdvertise(s.cfg, port)
+	switch {
+	case listed:
+		s.registryTunnelAddr = addr
+	case why == "":
+		s.log.Warn("connectors are given localhost as this edge's tunnel address, which only works on this machine; "+
+			"the fleet's registry does not list it: set --advertise HOST:PORT or --public-name", "advertise", addr)
+	default:
+		s.log.Error("the tunnel address to advertise cannot be dialed by any connector; the fleet's registry does not list it: set --advertise HOST:PORT",
+			"advertise", addr, "why", why)
+	}
+	return addr
+}
+
+// pickAdvertise is tunnelAdvertise's choice for cfg and the tunnel
+// listener's bound port: the address, whether the registry lists it, and
+// why it is unusable ("" if it is, or if it is the localhost fallback).
+func pickAdvertise(cfg Config, port string) (addr string, listed bool, why string) {
+	addr = cfg.AdvertiseAddr
+	if addr == "" {
+		host := cmp.Or(firstOf(cfg.PublicNames), specificHost(cfg.TunnelAddr), specificHost(cfg.PeerAddr))
+		if host == "" {
+			return net.JoinHostPort("localhost", port), false, ""
+		}
+		addr = net.JoinHostPort(host, port)
+	}
+	if why := unusableAddr(addr); why != "" {
+		return addr, false, why
+	}
+	return addr, true, ""
+}
+
+// unusableAddr says why a connector cannot dial addr, or "".
+func unusableAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	switch p, perr := strconv.Atoi(port); {
+	case err != nil:
+		return err.Error()
+	case host == "":
+		return "no host"
+	case net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
+		return "a wildcard host (the edge listens on every address; say which one connectors reach)"
+	case perr != nil || p <= 0 || p > 65535:
+		return "no port"
+	}
+	return ""
+}
+
+// specificHost is the host of a listen address if it names one (not a
+// wildcard, not empty), else "".
+func specificHost(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	return host
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }
 
 // reachable is a bound address as other machines reach it: as bound if

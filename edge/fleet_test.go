@@ -34,13 +34,13 @@ func TestFleetRegistry(t *testing.T) {
 	e := edges[0]
 	want := control.EdgeNode{Name: "edge-a", Region: "eu-west", Version: "v1.2.3", Started: e.Started,
 		PublicAddrs: []string{a.HTTPAddr().String()}, HTTPAddr: a.HTTPAddr().String(),
-		TunnelAddr: "localhost:" + port(a.TunnelAddr().String()), APIAddr: a.APIAddr().String(), PeerAddr: a.PeerAddr(), Health: control.EdgeHealthOK}
+		TunnelAddr: a.TunnelAddr().String(), APIAddr: a.APIAddr().String(), PeerAddr: a.PeerAddr(), Health: control.EdgeHealthOK}
 	if e.Started.IsZero() || !reflect.DeepEqual(e, want) {
 		t.Errorf("record: got %+v, want %+v", e, want)
 	}
 
 	b, err := Start(ctx, Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", TunnelAddr: "127.0.0.1:0",
-		APIAddr: "127.0.0.1:0", NodeName: "edge-b", EtcdEndpoints: a.store.Endpoints(), AdvertiseAddr: "127.0.0.1:" + port(a.TunnelAddr().String())})
+		APIAddr: "127.0.0.1:0", NodeName: "edge-b", EtcdEndpoints: a.store.Endpoints(), AdvertiseAddr: "localhost:" + port(a.TunnelAddr().String())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +146,36 @@ func TestEtcdPeerPortKept(t *testing.T) {
 	ms, err := s.store.Members(context.Background())
 	if err != nil || len(ms) != 1 || ms[0].PeerURLs[0] != s.EtcdPeerURL() {
 		t.Errorf("members: %+v, %v; want the new peer URL", ms, err)
+	}
+}
+
+// TestPickAdvertise: the tunnel address connectors are given, and whether
+// the fleet's registry lists it.
+func TestPickAdvertise(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		want   string
+		listed bool
+		why    string
+	}{
+		{"given", Config{AdvertiseAddr: "edge1.example.com:443", PublicNames: []string{"x"}}, "edge1.example.com:443", true, ""},
+		{"public name first", Config{PublicNames: []string{"edge1.example.com", "b"}, TunnelAddr: "10.0.0.1:7844"}, "edge1.example.com:7844", true, ""},
+		{"tunnel listener's host", Config{TunnelAddr: "10.0.0.1:7844", PeerAddr: "10.0.0.2:7846"}, "10.0.0.1:7844", true, ""},
+		{"IPv6 tunnel host", Config{TunnelAddr: "[2001:db8::1]:0"}, "[2001:db8::1]:7844", true, ""},
+		{"peer link's host", Config{TunnelAddr: ":7844", PeerAddr: "10.0.0.2:7846"}, "10.0.0.2:7844", true, ""},
+		{"wildcards: localhost, not listed", Config{TunnelAddr: "0.0.0.0:7844", PeerAddr: "[::]:7846"}, "localhost:7844", false, ""},
+		{"defaults: localhost, not listed", Config{}, "localhost:7844", false, ""},
+		{"given wildcard", Config{AdvertiseAddr: "0.0.0.0:7844"}, "0.0.0.0:7844", false, "a wildcard host"},
+		{"given without host", Config{AdvertiseAddr: ":7844"}, ":7844", false, "no host"},
+		{"given port 0", Config{AdvertiseAddr: "edge1.example.com:0"}, "edge1.example.com:0", false, "no port"},
+		{"given without port", Config{AdvertiseAddr: "edge1.example.com"}, "edge1.example.com", false, "missing port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, listed, why := pickAdvertise(tc.cfg, "7844")
+			if got != tc.want || listed != tc.listed || !strings.Contains(why, tc.why) || (tc.why == "") != (why == "") {
+				t.Errorf("got %q listed=%v why=%q; want %q listed=%v why~%q", got, listed, why, tc.want, tc.listed, tc.why)
+			}
+		})
 	}
 }

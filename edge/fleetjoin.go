@@ -146,6 +146,11 @@ func (s *Server) certNames(peerLn net.Listener) []string {
 		}
 	}
 	add(orDefault(s.cfg.APIAddr, "127.0.0.1:7845"))
+	add(orDefault(s.cfg.TunnelAddr, ":7844")) // connectors may be given it (fleet.go, tunnelAdvertise)
+	add(s.cfg.PeerAddr)
+	if host := specificHost(s.cfg.AdvertiseAddr); host != "" && !slices.Contains(names, host) {
+		names = append(names, host)
+	}
 	if peerLn != nil {
 		add(peerLn.Addr().String())
 	}

@@ -87,8 +87,11 @@ type Config struct {
 	// advertised to connectors. If empty, "localhost".
 	PublicNames []string
 	// AdvertiseAddr is the host:port written into credentials files for
-	// connectors to dial. If empty, the first public name with the tunnel
-	// listener's bound port.
+	// connectors to dial, and into the fleet's registry. If empty, the
+	// tunnel listener's bound port with the first of: the first public
+	// name, the tunnel listener's host, the peer link's host (each if
+	// given, and not a wildcard), else "localhost", which the registry
+	// does not list (see fleet.go, tunnelAdvertise).
 	AdvertiseAddr string
 	// NodeName names this edge in connection records and its admin token.
 	// If empty, the name kept in DataDir/node-name; on first start, the
@@ -268,9 +271,10 @@ type Server struct {
 
 	dns *edgedns.Server // dns.go: when Config.DNS.Addr
 
-	adminTokenFile string
-	createdToken   bool
-	advertise      string
+	adminTokenFile     string
+	createdToken       bool
+	advertise          string
+	registryTunnelAddr string // fleet.go: what the registry lists; "" if advertise is unusable elsewhere
 
 	fleetMu     sync.Mutex
 	fleet       fleetRecord   // fleet.go: the registry record's own state
@@ -477,11 +481,7 @@ func (s *Server) listen() error {
 		s.log.Info("metrics listening", "addr", s.metricsSrv.Addr().String(), "paths", "/metrics /ready /healthcheck /debug/pprof/")
 	}
 
-	s.advertise = cfg.AdvertiseAddr
-	if s.advertise == "" {
-		_, port, _ := net.SplitHostPort(s.tunnelLn.Addr().String())
-		s.advertise = net.JoinHostPort(s.names[0], port)
-	}
+	s.advertise = s.tunnelAdvertise() // fleet.go
 	s.svc = controlserver.NewService(s.store.Client(), control.EdgeInfo{
 		Node:        s.node,
 		TunnelAddrs: []string{s.advertise},

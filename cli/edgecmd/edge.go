@@ -59,7 +59,7 @@ in --data-dir, and prints the exact 'adit login' command to use.`,
 	fl.StringVar(&f.cfg.TLSCertFile, "tls-cert", "", "certificate (PEM) for the tunnel and API listeners, instead of the edge's own CA")
 	fl.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "key (PEM) for --tls-cert")
 	fl.StringSliceVar(&f.cfg.PublicNames, "public-name", nil, "DNS name or IP connectors use to reach this edge (repeatable; default localhost)")
-	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port written into credentials files for connectors to dial (default: first public name and the tunnel port)")
+	fl.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "host:port connectors dial, written into credentials files and the fleet's registry (default: the tunnel port with the first --public-name, else --tunnel-addr's or --peer-addr's host if not a wildcard, else localhost, which the registry does not list)")
 	fl.StringVar(&f.cfg.PeerAddr, "peer-addr", "", "UDP address of the peer link other edges of the fleet forward requests over (QUIC, mutual TLS with the fleet's CA; default: the --tunnel-addr host, port 7846, or a free port when --tunnel-addr's port is not 7844; off: none)")
 	fl.StringVar(&f.cfg.NodeName, "node-name", "", "name of this edge node (default: the one kept in --data-dir/node-name, made from the host name and a random suffix on first start)")
 	addEdgeOpsFlags(fl, &f.cfg)         // --metrics and limits
