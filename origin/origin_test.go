@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -1037,5 +1038,41 @@ func TestUpgradeCancelled(t *testing.T) {
 	}
 	if err := <-closed; err != io.EOF {
 		t.Errorf("origin: got %v, want io.EOF (the connection closed)", err)
+	}
+}
+
+// sizeRecorder records the buffer size of each Read of r.
+type sizeRecorder struct {
+	r    io.Reader
+	bufs []int
+}
+
+func (s *sizeRecorder) Read(p []byte) (int, error) {
+	s.bufs = append(s.bufs, len(p))
+	return s.r.Read(p)
+}
+
+// TestUploadReads: a request body bound for a TCP origin is read into
+// buffers of up to 128 KiB (tunnel.CopyBody's), not the 32 KiB of net's
+// generic copy, and arrives whole.
+func TestUploadReads(t *testing.T) {
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(recorder(got))
+	defer srv.Close()
+	svc := newService(t, srv.URL, "")
+
+	body := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
+	src := &sizeRecorder{r: strings.NewReader(body)}
+	req := serverRequest("POST", "public.example.com", "/up", src)
+	req.ContentLength = int64(len(body))
+	resp, _ := roundTrip(t, svc, req)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	if s := <-got; s.body != body {
+		t.Fatalf("the origin got %d bytes, want the %d sent", len(s.body), len(body))
+	}
+	if largest := slices.Max(src.bufs); largest != 128<<10 {
+		t.Errorf("largest read of the body: got %d bytes, want %d (reads %v)", largest, 128<<10, src.bufs)
 	}
 }
