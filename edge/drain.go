@@ -111,11 +111,16 @@ func (s *Server) drainOnce(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s.log.Info("draining: no new visitors; finishing the requests in flight")
+	var public sync.WaitGroup
+	if s.tcp != nil {
+		public.Go(func() { s.tcp.drain(dctx) }) // tcp.go: the TCP port routes' listeners
+	}
 	if s.httpSrv != nil {
 		if err := s.shutdownPublic(dctx); err != nil { // public.go
 			s.log.Warn("draining: public listeners", "err", err)
 		}
 	}
+	public.Wait()
 
 	conns := s.reg.all()
 	moved := 0

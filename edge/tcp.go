@@ -28,6 +28,7 @@ type tcpPorts struct {
 
 	mu        sync.Mutex
 	closed    bool
+	draining  bool // no listener opens any more; connections in flight go on
 	listeners map[int]net.Listener
 	failed    map[int]string // port → why it could not be opened, logged once
 	conns     map[net.Conn]struct{}
@@ -75,7 +76,7 @@ func (t *tcpPorts) reconcile() {
 	// applies the later state.
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.closed || t.draining {
 		return
 	}
 	want := make(map[int]control.TCPRoute)
@@ -170,6 +171,32 @@ func (t *tcpPorts) serve(port int, c net.Conn) {
 		return
 	}
 	log.Debug("tcp connection closed")
+}
+
+// drain stops taking visitors (drain.go): the listeners close and no
+// route opens one again, while the connections in flight go on. It
+// returns once they have ended, or ctx has (close aborts what is left).
+func (t *tcpPorts) drain(ctx context.Context) {
+	t.mu.Lock()
+	t.draining = true
+	for port, ln := range t.listeners {
+		ln.Close()
+		delete(t.listeners, port)
+	}
+	n := len(t.conns)
+	t.mu.Unlock()
+	if n > 0 {
+		t.log.Info("draining: tcp ports closed; finishing their connections", "connections", n)
+	}
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait() // the accept loops end with their listeners
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // close closes the listeners, aborts the connections and waits for them.
