@@ -86,23 +86,27 @@ func (p piece) release() {
 // start of the body, then the rest of the body. onHeader sees each header
 // before its first piece is emitted: if it says not to keep the frame, the
 // frame is read and dropped; if it returns an error, splitFrames returns
-// it. It returns r's error, or net.ErrClosed once emit returns false.
+// it. It returns r's error, or net.ErrClosed once emit returns false. While
+// it waits for a header it holds no pooled buffer: that is what an idle
+// connection's reading goroutine costs.
 func splitFrames(r io.Reader, onHeader func(hdr) (keep bool, err error), emit func(piece) bool) error {
+	hb := make([]byte, hdrSize) // made once: a header read into a local array would escape
 	for {
-		bp := piecePool.Get().(*[]byte)
-		buf := *bp
-		if _, err := io.ReadFull(r, buf[:hdrSize]); err != nil {
-			piecePool.Put(bp)
+		if _, err := io.ReadFull(r, hb); err != nil {
 			return err
 		}
-		h := hdr(buf[:hdrSize])
+		h := hdr(hb)
 		keep, err := onHeader(h)
 		if err != nil {
-			piecePool.Put(bp)
 			return err
 		}
 		left := h.bodyLen()
 		if !keep {
+			if left == 0 {
+				continue
+			}
+			bp := piecePool.Get().(*[]byte)
+			buf := *bp
 			for left > 0 {
 				n := min(left, uint32(len(buf)))
 				if _, err := io.ReadFull(r, buf[:n]); err != nil {
@@ -117,6 +121,9 @@ func splitFrames(r io.Reader, onHeader func(hdr) (keep bool, err error), emit fu
 			piecePool.Put(bp)
 			continue
 		}
+		bp := piecePool.Get().(*[]byte)
+		buf := *bp
+		copy(buf, h[:])
 		start := hdrSize
 		for {
 			n := start + int(min(left, uint32(len(buf)-start)))

@@ -306,3 +306,53 @@ func FuzzWireWrite(f *testing.F) {
 		}
 	})
 }
+
+// capReader records the capacity of the buffer of each Read that starts at
+// a frame boundary (where the next header begins), reading from data.
+type capReader struct {
+	data       []byte
+	boundaries map[int]bool // offsets in data where a frame starts
+	off        int
+	caps       []int
+}
+
+func (r *capReader) Read(p []byte) (int, error) {
+	if len(r.data) == r.off {
+		return 0, io.EOF
+	}
+	if r.boundaries[r.off] {
+		r.caps = append(r.caps, cap(p))
+	}
+	n := copy(p, r.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// TestSplitFramesWaitsWithoutPiece: splitFrames waits for each header with
+// a buffer of a header's size, not a pooled piece, so a connection idle
+// between frames holds none.
+func TestSplitFramesWaitsWithoutPiece(t *testing.T) {
+	frames := [][]byte{
+		newHdrSlice(typeWindowUpdate, flagSYN, 1, 0),
+		append(newHdrSlice(typeData, 0, 1, 5), "hello"...),
+		append(newHdrSlice(typeData, 0, 1, 40<<10), make([]byte, 40<<10)...),
+		newHdrSlice(2, flagSYN, 0, 7), // a ping
+	}
+	r := &capReader{boundaries: map[int]bool{}}
+	for _, f := range frames {
+		r.boundaries[len(r.data)] = true
+		r.data = append(r.data, f...)
+	}
+	err := splitFrames(r, func(hdr) (bool, error) { return true, nil }, func(p piece) bool { p.release(); return true })
+	if err != io.EOF {
+		t.Fatalf("got %v, want io.EOF", err)
+	}
+	if len(r.caps) != len(frames) {
+		t.Fatalf("reads at frame boundaries: got %d, want %d", len(r.caps), len(frames))
+	}
+	for i, c := range r.caps {
+		if c != hdrSize {
+			t.Errorf("frame %d: header read into a buffer of capacity %d, want %d", i, c, hdrSize)
+		}
+	}
+}
