@@ -173,6 +173,9 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 		if resp.Permanent {
 			return nil, fmt.Errorf("%w for tunnel %s: %s", ErrAuth, c.cfg.TunnelID, resp.Error)
 		}
+		if resp.RetryAfterMS > 0 {
+			return nil, &busyError{reason: resp.Error, after: time.Duration(resp.RetryAfterMS) * time.Millisecond}
+		}
 		return nil, fmt.Errorf("edge refused the connection: %s", resp.Error)
 	}
 	if !stop() {
@@ -180,6 +183,16 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 	}
 	return &control{s: s, r: br, connID: resp.ConnectionID, edgeNode: resp.EdgeNode}, nil
 }
+
+// busyError is a refusal for now: the edge is busy registering others and
+// asks for this one again after a delay (protocol version 4,
+// retry_after_ms). reconnect.go waits that long plus jitter.
+type busyError struct {
+	reason string
+	after  time.Duration
+}
+
+func (e *busyError) Error() string { return "edge refused the connection for now: " + e.reason }
 
 // countGroup counts running goroutines.
 type countGroup struct {

@@ -44,6 +44,11 @@ import (
 //   - Refusals: exponential backoff, RetryBase doubling to RetryMax with
 //     jitter, for every connection; it starts over once a connection has
 //     stayed registered for RetryMax.
+//   - Refusals for now ("edge busy", with retry_after_ms: the edge's
+//     admission control when a crowd registers at once, as after its
+//     restart): the delay the edge asked for plus up to half again, not
+//     shortened by a sibling's registration; they do not count as
+//     refusals for the backoff, nor against the edge's health.
 //   - Permanent refusals (wrong secret, unknown or deleted tunnel) end Run.
 //
 // Noticing the loss is the other half. An edge that shuts down says so
@@ -277,7 +282,14 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		if !at.registered.IsZero() {
 			wake = nil // we closed it ourselves
 		}
+		var busy *busyError
 		switch {
+		case errors.As(err, &busy):
+			// The edge registers a crowd and asked for this one later
+			// (admission control): wait what it asked plus up to half
+			// again, so the crowd spreads out, and nothing else wakes us.
+			delay = busy.after + rand.N(busy.after/2+1)
+			wake, changed = nil, nil
 		case errors.Is(err, errRotate):
 			// transport.go: QUIC works again; redial at once.
 			log.Info("moving the connection back to QUIC")
@@ -304,6 +316,8 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		lost := "could not connect; retrying"
 		if !at.registered.IsZero() {
 			lost = "connection lost; reconnecting"
+		} else if busy != nil {
+			lost = "edge busy; registering again later"
 		} else if kind == failRefused {
 			lost = "edge did not register the connection; backing off"
 		}
@@ -329,8 +343,11 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 // other failure but an orderly close by the edge marks it failed.
 func (c *Connector) edgeEnded(addr string, err error, kind failureKind) {
 	var ce *tunnel.CloseError
+	var busy *busyError
 	switch {
 	case err == nil, errors.Is(err, errRotate), errors.Is(err, errMoved):
+	case errors.As(err, &busy):
+		// busy registering others: the edge is fine
 	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeShutdown:
 		c.edges.setDraining(addr)
 	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeNormal && kind == failTransport:

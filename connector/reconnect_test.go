@@ -277,3 +277,87 @@ func TestBackoffBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyWaitsRetryAfter: an edge that refuses a registration for now
+// with retry_after_ms (admission control) is asked again after that delay
+// plus at most half again, not sooner, even when a sibling registers.
+func TestBusyWaitsRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const after = 4 * time.Second
+		var mu sync.Mutex
+		tries := map[int][]time.Time{}
+		e := newFakeEdge("up")
+		c := newTestConnector(t, 4, e)
+		c.serveFn = func(ctx context.Context, index int, addr string, log *slog.Logger, at *attempt) error {
+			mu.Lock()
+			tries[index] = append(tries[index], time.Now())
+			n := len(tries[index])
+			mu.Unlock()
+			if index > 0 && n == 1 {
+				return &refusal{&busyError{reason: "edge busy", after: after}}
+			}
+			return e.serve(ctx, index, addr, log, at)
+		}
+		stop := runConnector(t, c)
+		defer stop()
+		time.Sleep(after*3/2 + time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		for i := 1; i < 4; i++ {
+			if len(tries[i]) != 2 {
+				t.Errorf("connection %d: %d attempts, want 2", i, len(tries[i]))
+				continue
+			}
+			if d := tries[i][1].Sub(tries[i][0]); d < after || d > after*3/2 {
+				t.Errorf("connection %d: asked again after %v, want within [%v, %v]", i, d, after, after*3/2)
+			}
+		}
+		if n := len(e.registrations()); n != 4 {
+			t.Errorf("%d connections registered, want 4", n)
+		}
+	})
+}
+
+// TestQUICDoubt: QUIC failing while TCP works makes "auto" fall back at
+// once for an edge QUIC never worked to, but for one it worked to only
+// once the evidence has lasted; an edge down (TCP failing too) starts the
+// count over.
+func TestQUICDoubt(t *testing.T) {
+	const a = "edge.test:7844"
+	start := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	type step struct {
+		at       time.Duration
+		what     string // "doubt", "tcp down", "quic works"
+		fallBack bool   // for "doubt"
+	}
+	cases := []struct {
+		name   string
+		worked bool
+		steps  []step
+	}{
+		{"never worked", false, []step{{0, "doubt", true}}},
+		{"restart", true, []step{{0, "doubt", false}, {2 * time.Second, "doubt", false}, {3 * time.Second, "quic works", false}, {25 * time.Second, "doubt", false}}},
+		{"UDP blocked since", true, []step{{0, "doubt", false}, {10 * time.Second, "doubt", false}, {15 * time.Second, "doubt", false}, {20 * time.Second, "doubt", true}}},
+		{"edge down between", true, []step{{0, "doubt", false}, {10 * time.Second, "doubt", false}, {15 * time.Second, "tcp down", false}, {21 * time.Second, "doubt", false}, {30 * time.Second, "doubt", false}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var ts transportState
+			if tc.worked {
+				ts.quicWorked(a)
+			}
+			for i, s := range tc.steps {
+				switch s.what {
+				case "tcp down":
+					ts.tcpFailed(a)
+				case "quic works":
+					ts.quicWorked(a)
+				case "doubt":
+					if got, times, _ := ts.doubt(a, start.Add(s.at)); got != s.fallBack {
+						t.Errorf("step %d (at %v, %d in a row): fall back %v, want %v", i, s.at, times, got, s.fallBack)
+					}
+				}
+			}
+		})
+	}
+}

@@ -31,6 +31,21 @@ import (
 // doubling up to QUICRetryInterval): once a probe works, the WebSocket
 // connections move back one at a time. A TLS failure on QUIC does not fall
 // back: the edge answered, and the same certificate would fail over TCP too.
+//
+// That evidence misleads when the edge is up but cannot answer a QUIC
+// handshake in time: it has just restarted and a crowd of connectors
+// dials it at once (issue 16: 99 of 100 connectors fell back during an
+// edge restart and came back to QUIC together minutes later). So an edge
+// address over which a QUIC connection has worked before, in this
+// process, has proved that UDP gets through; evidence against it counts
+// only once it has lasted: seen quicDoubtTimes times in a row over at
+// least quicDoubtFor, with TCP working each time and no QUIC success in
+// between (a WebSocket dial that fails, the edge being down, starts the
+// count over). Until then the dial fails as a transport failure and
+// reconnect.go retries it at its usual pace. A connector whose network
+// really starts dropping UDP (a laptop moving to a stricter network) thus
+// falls back about quicDoubtFor later than one that never had QUIC; a
+// restarting or overloaded edge never makes it fall back.
 
 const (
 	ProtocolAuto      = "auto"
@@ -41,6 +56,13 @@ const (
 // defaultQUICRetryInterval is how long "auto" stays on WebSocket after a
 // QUIC failure before trying QUIC again.
 const defaultQUICRetryInterval = 5 * time.Minute
+
+// quicDoubtTimes and quicDoubtFor: how long the evidence that UDP is
+// blocked must last for an edge address QUIC has worked to (see above).
+const (
+	quicDoubtTimes = 3
+	quicDoubtFor   = 20 * time.Second
+)
 
 // quicFirstProbe is how soon after a fallback QUIC is probed again; the
 // probes then double their interval up to QUICRetryInterval.
@@ -59,9 +81,10 @@ type transportState struct {
 	wsUntil atomic.Int64 // unix nanos until which "auto" dials WebSocket
 
 	mu       sync.Mutex
-	quicBack chan struct{} // closed (and replaced) when a probe finds QUIC working
-	rotate   chan struct{} // a one-slot semaphore: one connection moves at a time
-	fellBack chan struct{} // one slot: a fallback started; probeQUIC starts over
+	worked   map[string]*quicDoubt // edge addresses QUIC has worked to, and the evidence against them since
+	quicBack chan struct{}         // closed (and replaced) when a probe finds QUIC working
+	rotate   chan struct{}         // a one-slot semaphore: one connection moves at a time
+	fellBack chan struct{}         // one slot: a fallback started; probeQUIC starts over
 }
 
 // fallback records that "auto" fell back to WebSocket until until; it
@@ -87,6 +110,53 @@ func (t *transportState) fellBackChan() <-chan struct{} {
 		t.fellBack = make(chan struct{}, 1)
 	}
 	return t.fellBack
+}
+
+// quicDoubt is the evidence against UDP to an edge address QUIC worked to.
+type quicDoubt struct {
+	times int       // QUIC failed while TCP worked, this many times in a row
+	since time.Time // the first of them
+}
+
+// quicWorked records that a QUIC connection to addr completed its
+// handshake, which clears the evidence against it.
+func (t *transportState) quicWorked(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.worked == nil {
+		t.worked = make(map[string]*quicDoubt)
+	}
+	t.worked[addr] = &quicDoubt{}
+}
+
+// tcpFailed starts the evidence against addr over: the edge is down,
+// which says nothing about UDP.
+func (t *transportState) tcpFailed(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.worked[addr]; d != nil {
+		*d = quicDoubt{}
+	}
+}
+
+// doubt records that QUIC to addr failed while TCP worked, and reports
+// whether that is enough to fall back: always for an address QUIC never
+// worked to, else once the evidence has lasted (see above).
+func (t *transportState) doubt(addr string, now time.Time) (fallBack bool, times int, since time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.worked[addr]
+	if d == nil {
+		return true, 1, now
+	}
+	if d.times == 0 {
+		d.since = now
+	}
+	d.times++
+	if d.times >= quicDoubtTimes && now.Sub(d.since) >= quicDoubtFor {
+		return true, d.times, d.since
+	}
+	return false, d.times, d.since
 }
 
 // errRotate ends a WebSocket connection that drained to move to QUIC.
@@ -173,6 +243,7 @@ func (c *Connector) probeQUIC(ctx context.Context) {
 			continue
 		}
 		conn.Close(tunnel.CodeNormal, "probe")
+		c.transport.quicWorked(addr)
 		c.log.Info("QUIC works again; moving connections back from WebSocket", "edge", addr)
 		c.transport.quicWorks()
 	}
@@ -197,6 +268,9 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 		return tunnelws.Dial(ctx, addr, tc, c.cfg.WebSocket)
 	}
 	conn, err := tunnelquic.Dial(ctx, addr, tc, c.quicConfig())
+	if err == nil {
+		c.transport.quicWorked(addr)
+	}
 	if err == nil || ctx.Err() != nil || !quicBlocked(err) {
 		return conn, err
 	}
@@ -204,6 +278,7 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 	if werr != nil {
 		// Neither gets through: the edge is down or unreachable, which
 		// says nothing about UDP.
+		c.transport.tcpFailed(addr)
 		return nil, fmt.Errorf("quic: %v; websocket: %w", err, werr)
 	}
 	// TCP works, so the edge is up: a QUIC handshake now tells whether
@@ -211,6 +286,7 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 	qconn, qerr := tunnelquic.Dial(ctx, addr, tc, c.quicConfig())
 	switch {
 	case qerr == nil:
+		c.transport.quicWorked(addr)
 		wconn.Close(tunnel.CodeNormal, "quic works")
 		return qconn, nil
 	case ctx.Err() != nil || !quicBlocked(qerr):
@@ -218,6 +294,13 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 		return nil, qerr
 	}
 	err = qerr
+	if fallBack, times, since := c.transport.doubt(addr, time.Now()); !fallBack {
+		// QUIC worked to this edge before: it restarts or is overloaded.
+		wconn.Close(tunnel.CodeNormal, "quic worked before")
+		c.log.Debug("QUIC to the edge failed while TCP works, but QUIC worked to it before; not falling back yet",
+			"edge", addr, "quic_err", err, "times", times, "for", time.Since(since).Round(time.Millisecond))
+		return nil, fmt.Errorf("quic (worked to this edge before; not falling back yet): %w", err)
+	}
 	retry := c.quicRetryInterval()
 	if c.transport.fallback(time.Now().Add(retry)) {
 		c.log.Warn("QUIC to the edge failed while TCP works; using WebSocket over TCP (is UDP blocked?)",

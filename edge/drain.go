@@ -81,6 +81,7 @@ func (s *Server) Drain(ctx context.Context) {
 func (s *Server) drainOnce(ctx context.Context) {
 	start := time.Now()
 	s.drain.on.Store(true)
+	s.reg.stop() // a registration under way is refused too (tunnelconn.go)
 	others := s.fleetView.others(s.node)
 	s.log.Info("draining: /ready answers 503, the registry says draining, no new connector registers", "other_edges", others)
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)

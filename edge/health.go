@@ -183,8 +183,12 @@ func (s *Server) closeWhenDrained(tc *tunnelConn) {
 
 // refusedError is a registration the edge answered with a refusal (unknown
 // tunnel, wrong secret, state unavailable), as opposed to one that broke
-// off (protocol error, timeout).
-type refusedError struct{ reason string }
+// off (protocol error, timeout). busy marks a refusal for now by
+// admission control (admission.go).
+type refusedError struct {
+	reason string
+	busy   bool
+}
 
 func (e *refusedError) Error() string { return e.reason }
 
@@ -192,6 +196,9 @@ func (e *refusedError) Error() string { return e.reason }
 func registrationResult(err error) string {
 	var re *refusedError
 	if errors.As(err, &re) {
+		if re.busy {
+			return "busy"
+		}
 		return "refused"
 	}
 	return "failed"

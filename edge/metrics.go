@@ -24,7 +24,7 @@ import (
 //	adit_edge_request_duration_seconds       arrival to response header
 //	adit_edge_streams_in_flight              request streams open to connectors
 //	adit_edge_tunnel_connections             registered connector connections
-//	adit_edge_registrations_total{result}    ok, refused (auth, unknown tunnel), failed (protocol, timeout)
+//	adit_edge_registrations_total{result}    ok, refused (auth, unknown tunnel), busy (admission.go), failed (protocol, timeout)
 //	adit_edge_bytes_total{direction}         stream bytes to_connector / from_connector, framing included
 //	adit_edge_request_retries_total          requests sent again on another connection (failover)
 //	adit_edge_rejected_requests_total{reason} requests refused by a limit (body_too_large)
@@ -69,7 +69,7 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 		Prefix:            "adit_edge",
 		RequestsHelp:      "Public HTTP requests answered, by status code.",
 		DurationHelp:      "Time from a public request's arrival to its response header.",
-		RegistrationsHelp: "Connector registrations, by result: ok, refused (unknown tunnel, wrong secret, state unavailable), failed (protocol error, timeout).",
+		RegistrationsHelp: "Connector registrations, by result: ok, refused (unknown tunnel, wrong secret, state unavailable, draining), busy (too many at once: told to retry later), failed (protocol error, timeout).",
 		BytesHelp:         "Bytes of request streams sent to and received from connectors, framing included.",
 		ConnectionsHelp:   "Registered connector connections.",
 		In:                "from_connector",

@@ -34,6 +34,7 @@ type registry struct {
 	mu      sync.RWMutex
 	tunnels map[string][]*tunnelConn // tunnel ID → connections
 	byID    map[string]*tunnelConn   // connection ID → connection
+	stopped bool                     // the edge drains or closes: add refuses
 
 	registering registering // connections not registered yet, by address (tunnellimits.go)
 }
@@ -45,11 +46,33 @@ func newRegistry() *registry {
 	}
 }
 
-func (r *registry) add(tc *tunnelConn) {
+// add holds tc, unless the edge has stopped taking registrations (stop):
+// then it reports false.
+func (r *registry) add(tc *tunnelConn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stopped {
+		return false
+	}
 	r.tunnels[tc.info.TunnelID] = append(r.tunnels[tc.info.TunnelID], tc)
 	r.byID[tc.info.ID] = tc
+	return true
+}
+
+// stop makes add refuse from now on. Whoever stops the edge's
+// registrations (Drain, Close) then sees every connection it will ever
+// hold in all.
+func (r *registry) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+}
+
+// stopping reports whether stop was called.
+func (r *registry) stopping() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.stopped
 }
 
 // remove drops tc; it reports whether tc was still registered.

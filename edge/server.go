@@ -121,6 +121,10 @@ type Config struct {
 	// records outlive the edge's death (their etcd lease). If zero, 10s;
 	// rounded up to whole seconds.
 	LeaseTTL time.Duration
+	// MaxRegistering bounds the connector registrations the edge works on
+	// at once; past it a connector is told to come back a little later
+	// (admission.go). If zero, DefaultMaxRegistering.
+	MaxRegistering int
 	// PeerAddr is the UDP address of the peer link, over which the edges
 	// of a fleet forward a request to an edge that holds a connection of
 	// its tunnel (peer.go). If empty, the tunnel address's host with port
@@ -226,6 +230,7 @@ type Server struct {
 	state    *controlserver.State
 	presence *controlserver.Presence
 	reg      *registry
+	admit    *admission // admission.go
 	bundle   *pki.Bundle
 	tlsConf  *tls.Config   // the tunnel and API listeners' (never the public one's)
 	layers   []layer.Layer // layers.go: step 5 of a public request
@@ -319,7 +324,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("edge: data directory: %w", err)
 	}
 	log := logs.Component(cfg.Logger, "edge")
-	s := &Server{cfg: cfg, log: log, reg: newRegistry(), rl: ratelog.NewLimiter(10 * time.Second),
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), admit: newAdmission(cfg.MaxRegistering), rl: ratelog.NewLimiter(10 * time.Second),
 		errc: make(chan error, 1), down: make(map[string]error), left: make(chan struct{})}
 	s.metrics = newEdgeMetrics(s.reg)
 	s.drain.init()
@@ -427,6 +432,14 @@ func (s *Server) open(ctx context.Context) error {
 	s.presence, err = controlserver.NewPresence(s.ctx, cli, cfg.LeaseTTL, s.log)
 	if err != nil {
 		return fmt.Errorf("edge: connection records: %w", err)
+	}
+	// What a previous run left (a kill -9; a restarted etcd renews its
+	// lease) goes before anyone registers: no record outlives its
+	// connection.
+	if n, err := s.presence.RemoveLeftovers(ctx, s.node); err != nil {
+		return fmt.Errorf("edge: connection records: %w", err)
+	} else if n > 0 {
+		s.log.Info("deleted the connection records a previous run left", "records", n)
 	}
 	if s.edgeView, err = edgeview.New(s.ctx, cli, s.log); err != nil {
 		return fmt.Errorf("edge: loading the fleet's registry: %w", err)
@@ -664,6 +677,7 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	s.closing.Store(true)
+	s.reg.stop() // no registration from here on (tunnelconn.go)
 	if s.presence != nil {
 		s.unregisterEdge() // fleet.go: other edges and DNS stop sending visitors first
 	}

@@ -212,7 +212,7 @@ func (s *Server) configResult(tc *tunnelConn, m *tunnel.ConfigResult, log *slog.
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	if err := s.presence.Add(ctx, info); err != nil {
+	if err := s.presence.Update(ctx, info); err != nil { // nothing if it is gone meanwhile
 		s.rl.Logger(log).Warn("recording the connector's configuration version", "err", err)
 	}
 	return true

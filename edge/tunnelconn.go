@@ -24,9 +24,9 @@ const registerTimeout = 10 * time.Second
 // registry until it ends.
 func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 	log := s.log.With("remote", c.RemoteAddr().String(), "protocol", c.Protocol())
-	if s.drain.on.Load() { // drain.go: the connector goes to another edge
+	if s.reg.stopping() { // drain.go, Close: the connector goes to another edge, or waits
 		s.metrics.registration("refused")
-		c.Close(tunnel.CodeShutdown, "edge draining")
+		c.Close(tunnel.CodeShutdown, s.stoppingReason())
 		return
 	}
 	if s.etcdLink.cut.Load() { // partition.go: it could not record the connection
@@ -41,8 +41,7 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		c.Close(tunnel.CodeShutdown, "edge busy: too many connections registering from "+host)
 		return
 	}
-	tc, ctrl, err := s.register(ctx, c, log)
-	s.reg.registering.end(host)
+	tc, ctrl, err := s.register(ctx, c, log, sync.OnceFunc(func() { s.reg.registering.end(host) }))
 	if err != nil {
 		s.metrics.registration(registrationResult(err))
 		s.rl.Logger(log).Info("registration failed", "err", err)
@@ -81,8 +80,11 @@ func (s *Server) unregister(tc *tunnelConn) {
 }
 
 // register runs the registration on the control stream. On success the
-// connection is in the registry and its record in etcd.
-func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) (*tunnelConn, *bufferedStream, error) {
+// connection is in the registry and its record in etcd. read is called
+// once the register frame is read (or could not be): it ends what
+// tunnellimits.go counts against the connector's address.
+func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger, read func()) (*tunnelConn, *bufferedStream, error) {
+	defer read()
 	rctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
 	ctrl, err := c.AcceptStream(rctx)
@@ -98,9 +100,11 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		c.Close(tunnel.CodeProtocol, "bad register frame")
 		return nil, nil, fmt.Errorf("reading register request: %w", err)
 	}
+	read()
 
-	refuse := func(reason string, permanent bool) error {
-		tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{Error: reason, Permanent: permanent})
+	refuseAfter := func(reason string, permanent bool, retryAfter time.Duration) error {
+		tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{Error: reason, Permanent: permanent,
+			RetryAfterMS: uint32(retryAfter.Milliseconds())})
 		ctrl.CloseWrite()
 		// Give the connector a moment to read the answer and hang up
 		// itself; then close.
@@ -109,8 +113,17 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		case <-time.After(time.Second):
 		}
 		c.Close(tunnel.CodeUnauthorized, reason)
-		return &refusedError{reason}
+		return &refusedError{reason: reason, busy: retryAfter > 0}
 	}
+	refuse := func(reason string, permanent bool) error { return refuseAfter(reason, permanent, 0) }
+
+	// admission.go: a bounded number at once; the others come back later.
+	release, retryAfter, ok := s.admit.acquire(rctx)
+	if !ok {
+		return nil, nil, refuseAfter(fmt.Sprintf("edge busy: too many connectors registering at once; retry in %v",
+			retryAfter.Round(time.Millisecond)), false, retryAfter)
+	}
+	defer release()
 
 	t, err := s.lookupTunnel(rctx, req.TunnelID)
 	switch {
@@ -158,7 +171,15 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 	if err := s.presence.Add(rctx, tc.info); err != nil {
 		return nil, nil, refuse(fmt.Sprintf("edge cannot record the connection now: %v", err), false)
 	}
-	s.reg.add(tc)
+	if !s.reg.add(tc) {
+		// The edge began to drain or close while this one registered: it
+		// holds nobody new, and the record goes.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.presence.Remove(dctx, tc.info.TunnelID, tc.info.ID)
+		cancel()
+		c.Close(tunnel.CodeShutdown, s.stoppingReason())
+		return nil, nil, &refusedError{reason: s.stoppingReason()}
+	}
 	err = tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{ConnectionID: tc.info.ID, EdgeNode: s.node})
 	if err == nil && !stop() {
 		err = rctx.Err()
@@ -175,6 +196,15 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger) 
 		s.spawn(func() { s.pushConfig(tc, doc) }) // once the answer is out (rc.mu)
 	}
 	return tc, &bufferedStream{Stream: ctrl, r: br}, nil
+}
+
+// stoppingReason is the close reason for a registration the edge
+// refuses because it drains or closes.
+func (s *Server) stoppingReason() string {
+	if s.drain.on.Load() {
+		return "edge draining"
+	}
+	return "edge shutting down"
 }
 
 // lookupTunnel reads the tunnel from the watched state, and from etcd when

@@ -53,4 +53,7 @@ const ALPN = "adit/1"
 //   - 3 (2026-12-02): a fleet of edges: the edges (EdgeList) and goaway
 //     (GoAway) control frames, sent only to a connector that announces
 //     FeatureFleet (see fleet.go).
-const ProtocolVersion = 3
+//   - 4 (2026-12-02): admission control: RegisterResponse.RetryAfterMS, the
+//     delay a busy edge asks of a connector it refuses for now (older
+//     connectors skip the field and back off as before).
+const ProtocolVersion = 4

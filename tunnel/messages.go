@@ -28,6 +28,11 @@ type RegisterResponse struct {
 	EdgeNode     string // 2: name of the edge node
 	Error        string // 3: why the registration was refused
 	Permanent    bool   // 4: true if retrying cannot help (bad secret, unknown or deleted tunnel)
+	// RetryAfterMS (5, version 4), on a refusal that is not permanent:
+	// the edge is busy (too many registrations at once) and asks the
+	// connector to register on it again no sooner than this many
+	// milliseconds from now, plus jitter. Zero: no advice.
+	RetryAfterMS uint32
 }
 
 // Unregister asks the edge to send no new requests on this connection
@@ -149,6 +154,7 @@ func (m *RegisterResponse) appendTo(b []byte) []byte {
 	b = appendString(b, 2, m.EdgeNode)
 	b = appendString(b, 3, m.Error)
 	b = appendBool(b, 4, m.Permanent)
+	b = appendUint(b, 5, uint64(m.RetryAfterMS))
 	return b
 }
 
@@ -165,6 +171,10 @@ func (m *RegisterResponse) decode(b []byte) error {
 			m.Error, err = v.str()
 		case 4:
 			m.Permanent, err = v.bool()
+		case 5:
+			var u uint64
+			u, err = v.uint()
+			m.RetryAfterMS = uint32(min(u, 1<<32-1))
 		}
 		return err
 	})

@@ -63,6 +63,7 @@ func sampleMessages() []struct {
 		{"register/max uint32", &RegisterRequest{ConnIndex: 1<<32 - 1, Protocol: 1<<32 - 1}},
 		{"registered/ok", &RegisterResponse{ConnectionID: "c0ffee00-1111-4222-8333-444455556666", EdgeNode: "edge-a"}},
 		{"registered/refused", &RegisterResponse{Error: "bad tunnel secret", Permanent: true}},
+		{"registered/busy", &RegisterResponse{Error: "edge busy: 300 registrations waiting", RetryAfterMS: 2500}},
 		{"unregister", &Unregister{Reason: "connector shutting down"}},
 		{"edges", &EdgeList{Edges: []FleetEdge{
 			{Name: "edge-a", Addr: "203.0.113.1:7844", Region: "eu"},

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,27 +18,15 @@ import (
 // one, as they are. The edge keeps its registry record (store.EdgeKey)
 // this way.
 func (p *Presence) Put(ctx context.Context, key, val string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return errors.New("control: presence: closed")
-	}
-	if _, err := p.cli.Put(ctx, key, val, clientv3.WithLease(p.lease)); err != nil {
+	if err := p.enqueue(&presenceOp{key: key, val: val}); err != nil {
 		return fmt.Errorf("control: presence: put %s: %w", key, err)
 	}
-	p.entries[key] = val
 	return nil
 }
 
 // Delete withdraws what Put published.
 func (p *Presence) Delete(ctx context.Context, key string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.entries, key)
-	if p.closed {
-		return nil
-	}
-	if _, err := p.cli.Delete(ctx, key); err != nil {
+	if err := p.enqueue(&presenceOp{key: key, del: true}); err != nil {
 		return fmt.Errorf("control: presence: delete %s: %w", key, err)
 	}
 	return nil

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adit-dev/adit/connector"
+	"github.com/adit-dev/adit/edge"
+)
+
+// TestEdgeRestartManyConnectors restarts an edge (drain and close, as
+// SIGTERM does, then a new edge.Server on the same data directory and
+// ports) under many connectors in "auto" transport mode, and checks what
+// issue 16 saw go wrong at 100 connectors: the stopping edge registers
+// nobody, no connection record outlives its connection, no connector
+// takes the restart for blocked UDP (falls back to WebSocket), and every
+// connection comes back. It logs how long that took.
+//
+// ADIT_RESTART_CONNECTORS=N and ADIT_RESTART_HA=M run it at another scale
+// (the default, 20 connectors of 2 connections, keeps CI cheap).
+func TestEdgeRestartManyConnectors(t *testing.T) {
+	connectors, ha := envInt(t, "ADIT_RESTART_CONNECTORS", 20), envInt(t, "ADIT_RESTART_HA", 2)
+	want := connectors * ha
+	dataDir := t.TempDir()
+	oldLogs := &syncBuffer{}
+	old := startRestartEdge(t, dataDir, "127.0.0.1:0", "127.0.0.1:0", oldLogs)
+	origin := helloOrigin(t, "hello")
+	ing := mustIngress(t, origin.URL)
+
+	connLogs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the connectors' log lines, by message:\n%s\nthe old edge's:\n%s", msgCounts(connLogs.String()), msgCounts(oldLogs.String()))
+		}
+	})
+	tunnels := make([]tunnelFixture, connectors)
+	for i := range tunnels {
+		tunnels[i] = createTunnel(t, old, fmt.Sprintf("restart-%d", i), fmt.Sprintf("r%d.restart.test", i))
+	}
+	for _, tun := range tunnels {
+		startConnectorNoWait(t, connector.Config{
+			TunnelID:      tun.ID,
+			Secret:        tun.Secret,
+			EdgeAddrs:     []string{old.TunnelAddr().String()},
+			EdgeCA:        old.CAPEM(),
+			ServerName:    "localhost",
+			Ingress:       ing,
+			HAConnections: ha,
+			Protocol:      connector.ProtocolAuto,
+			Logger:        slog.New(slog.NewTextHandler(connLogs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		})
+	}
+	limit := time.Minute + time.Duration(want)*100*time.Millisecond // generous: a loaded 2-core machine
+	waitWithin(t, limit, fmt.Sprintf("the edge to hold %d connections", want), func() bool { return old.Connections() == want })
+	tunnelAddr, httpAddr := old.TunnelAddr().String(), old.HTTPAddr().String()
+
+	// The restart: drain and close, as `adit edge` does on SIGTERM, then
+	// start again on the same ports.
+	stopping := time.Now()
+	old.Drain(context.Background())
+	if err := old.Close(); err != nil {
+		t.Logf("closing the old edge: %v", err)
+	}
+	stopped := time.Now()
+	newLogs := &syncBuffer{}
+	srv := startRestartEdge(t, dataDir, httpAddr, tunnelAddr, newLogs)
+	started := time.Now()
+	waitWithin(t, limit, fmt.Sprintf("all %d connections back", want), func() bool { return srv.Connections() == want })
+	back := time.Now()
+	t.Logf("%d connectors × %d connections: the old edge drained and closed in %v; the new one started in %v; all back %v after it started (%v after the restart began)",
+		connectors, ha, stopped.Sub(stopping).Round(time.Millisecond), started.Sub(stopped).Round(time.Millisecond),
+		back.Sub(started).Round(time.Millisecond), back.Sub(stopping).Round(time.Millisecond))
+
+	// The stopping edge registered nobody: every registration it logged
+	// came before it began to drain.
+	ol := oldLogs.String()
+	if i := strings.Index(ol, `msg="draining:`); i < 0 {
+		t.Error("the old edge did not log its drain")
+	} else if n := strings.Count(ol[i:], `msg="connector registered"`); n > 0 {
+		t.Errorf("the old edge registered %d connections while it was stopping", n)
+	}
+
+	// No stale record: exactly one per connection the new edge holds, all
+	// of them QUIC.
+	total, ws := 0, 0
+	for _, tun := range tunnels {
+		conns, err := srv.Service().ListConnections(t.Context(), tun.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(conns)
+		for _, c := range conns {
+			if c.EdgeNode != srv.Node() || c.Since.Before(started.Add(-time.Second)) {
+				t.Errorf("tunnel %s: a record of connection %s from before the restart (since %v)", tun.ID, c.ID, c.Since)
+			}
+			if c.Protocol != "quic" {
+				ws++
+			}
+		}
+	}
+	if total != want {
+		t.Errorf("%d connection records after the restart, want %d (one per connection)", total, want)
+	}
+	if ws > 0 {
+		t.Errorf("%d connections came back over WebSocket, want all over QUIC", ws)
+	}
+	if n := strings.Count(connLogs.String(), "using WebSocket"); n > 0 {
+		t.Errorf("%d connectors fell back to WebSocket during the restart", n)
+	}
+	if t.Failed() {
+		t.Logf("new edge's log:\n%s", tail(newLogs.String(), 100))
+	}
+}
+
+// startRestartEdge starts an in-process edge whose text log goes to logs.
+func startRestartEdge(t testing.TB, dataDir, httpAddr, tunnelAddr string, logs *syncBuffer) *edge.Server {
+	t.Helper()
+	srv, err := edge.Start(context.Background(), edge.Config{
+		DataDir:    dataDir,
+		HTTPAddr:   httpAddr,
+		TunnelAddr: tunnelAddr,
+		APIAddr:    "127.0.0.1:0",
+		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatalf("starting edge: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// startConnectorNoWait runs a connector until the test ends, without
+// waiting for it to register.
+func startConnectorNoWait(t testing.TB, cfg connector.Config) {
+	t.Helper()
+	c, err := connector.New(cfg)
+	if err != nil {
+		t.Fatalf("connector: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// waitWithin polls cond (as poll.Until does) until it holds, failing the
+// test after limit.
+func waitWithin(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for delay := time.Millisecond; !cond(); delay = min(delay*2, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// envInt reads a positive integer from the environment, or def.
+func envInt(t testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// msgCounts counts a text log's lines by their msg.
+func msgCounts(log string) string {
+	n := map[string]int{}
+	for _, line := range strings.Split(log, "\n") {
+		if i := strings.Index(line, "msg="); i >= 0 {
+			m := line[i+4:]
+			if strings.HasPrefix(m, `"`) {
+				if j := strings.Index(m[1:], `"`); j >= 0 {
+					m = m[:j+2]
+				}
+			} else if j := strings.IndexByte(m, ' '); j >= 0 {
+				m = m[:j]
+			}
+			if k := strings.Index(line, " err="); k >= 0 {
+				m += " err=" + line[k+5:min(len(line), k+90)]
+			}
+			n[m]++
+		}
+	}
+	var b strings.Builder
+	for m, c := range n {
+		fmt.Fprintf(&b, "%6d %s\n", c, m)
+	}
+	return b.String()
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
