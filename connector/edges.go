@@ -65,6 +65,7 @@ type knownEdge struct {
 	drainLocal         bool      // draining was learnt from the edge itself (goaway, code 4), not from a list
 	listOK             bool      // the newest list says it does not drain
 	failedAt           time.Time // the last failure; zero once a connection registers
+	registeredAt       time.Time // the last registration of a connection to it
 	link               *edgeLink
 }
 
@@ -374,6 +375,7 @@ func (s *edgeSet) registered(addr, node string) {
 	defer s.mu.Unlock()
 	e := s.edge(addr)
 	e.failedAt = time.Time{}
+	e.registeredAt = s.now()
 	e.draining = false // a draining edge registers nothing
 	if node != "" && e.name == "" {
 		e.name = node
@@ -390,11 +392,19 @@ func (s *edgeSet) failed(addr string) {
 
 // setDraining records that the edge at addr says it drains (a goaway, or
 // code 4); the slots on it move. A list saying otherwise is believed only
-// drainForget later: the lists of other edges may lag behind.
-func (s *edgeSet) setDraining(addr string) {
+// drainForget later: the lists of other edges may lag behind. since is
+// when the connection that says so registered (or, if it did not, was
+// dialed): if another connection registered to addr after that, the
+// edge has restarted since, and what its previous run said is old news
+// (else every slot that registered on the new run would move again when
+// a refusal from the old run arrives late).
+func (s *edgeSet) setDraining(addr string, since time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.edge(addr)
+	if !since.IsZero() && e.registeredAt.After(since) {
+		return
+	}
 	if !e.draining || !e.drainLocal {
 		e.draining, e.drainingSince, e.drainLocal = true, s.now(), true
 		time.AfterFunc(drainForget, func() {

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/adit-dev/adit/tunnel"
 )
@@ -34,6 +35,6 @@ func (c *Connector) fleetFrame(t tunnel.FrameType, p []byte, addr string, log *s
 			c.rl.Logger(log).Warn("bad goaway frame from the edge", "err", err)
 		}
 		log.Info("the edge asks this connector to move; moving to another edge", "reason", m.Reason)
-		c.edges.setDraining(addr)
+		c.edges.setDraining(addr, time.Time{})
 	}
 }

@@ -191,6 +191,7 @@ func classify(err error) failureKind {
 // run is one serveConn of a slot, on its own goroutine.
 type run struct {
 	addr       string
+	started    time.Time // when it began to dial
 	at         *attempt
 	move       chan struct{} // closed to have it unregister and drain
 	registered chan struct{} // closed when it registers
@@ -209,7 +210,7 @@ func (r *run) isRegistered() bool {
 
 // startRun starts serveConn for slot index on the edge at addr.
 func (c *Connector) startRun(ctx context.Context, index int, addr string, log *slog.Logger) *run {
-	r := &run{addr: addr, move: make(chan struct{}), registered: make(chan struct{}), done: make(chan struct{})}
+	r := &run{addr: addr, started: time.Now(), move: make(chan struct{}), registered: make(chan struct{}), done: make(chan struct{})}
 	link := c.edges.link(addr)
 	r.at = &attempt{move: r.move, onRegister: func() {
 		c.metrics.registrations.WithLabelValues("ok").Inc()
@@ -275,7 +276,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 				refusals = 0
 			}
 		}
-		c.edgeEnded(addr, err, kind)
+		c.edgeEnded(r, kind)
 
 		var delay time.Duration
 		wake := woken // a sibling registering while we could not
@@ -338,10 +339,15 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 	}
 }
 
-// edgeEnded records what the end of a connection to addr says about
-// that edge (edges.go): code 4 from the edge means it is leaving; any
-// other failure but an orderly close by the edge marks it failed.
-func (c *Connector) edgeEnded(addr string, err error, kind failureKind) {
+// edgeEnded records what the end of run r says about its edge
+// (edges.go): code 4 from the edge means it is leaving; any other failure
+// but an orderly close by the edge marks it failed.
+func (c *Connector) edgeEnded(r *run, kind failureKind) {
+	addr, err := r.addr, r.err
+	since := r.at.registered
+	if since.IsZero() {
+		since = r.started
+	}
 	var ce *tunnel.CloseError
 	var busy *busyError
 	switch {
@@ -349,7 +355,7 @@ func (c *Connector) edgeEnded(addr string, err error, kind failureKind) {
 	case errors.As(err, &busy):
 		// busy registering others: the edge is fine
 	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeShutdown:
-		c.edges.setDraining(addr)
+		c.edges.setDraining(addr, since)
 	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeNormal && kind == failTransport:
 		// drained or replaced: the edge is fine
 	default:
@@ -389,7 +395,7 @@ func (c *Connector) holdSlot(ctx context.Context, index int, r *run, log *slog.L
 		case <-r.done:
 			// The old connection ended while the new one was dialing:
 			// the new one is the slot's now.
-			c.edgeEnded(r.addr, r.err, classify(r.err))
+			c.edgeEnded(r, classify(r.err))
 			c.edges.moved(index, to, true)
 			log.Info("connection lost while moving it", "edge", r.addr, "err", r.err)
 			r = nr

@@ -23,7 +23,8 @@ import (
 // port number) only on evidence that UDP is blocked: the QUIC handshake got
 // no answer (or the UDP path was refused), a WebSocket dial then worked, so
 // the edge is up, and a second QUIC handshake, made now that the edge is
-// known to be up, gets no answer either. A QUIC dial that failed while the
+// known to be up and given longer (quicConfirmTimeout), gets no answer
+// either. A QUIC dial that failed while the
 // edge was down (a restart) is not such evidence: when the edge is back,
 // the second QUIC handshake works and the WebSocket connection is closed
 // unused. A fallback is logged with why; dials stay on WebSocket for
@@ -63,6 +64,10 @@ const (
 	quicDoubtTimes = 3
 	quicDoubtFor   = 20 * time.Second
 )
+
+// quicConfirmTimeout is the handshake timeout of the QUIC dial that
+// confirms UDP is blocked, once TCP has answered.
+const quicConfirmTimeout = 5 * time.Second
 
 // quicFirstProbe is how soon after a fallback QUIC is probed again; the
 // probes then double their interval up to QUICRetryInterval.
@@ -283,7 +288,11 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 	}
 	// TCP works, so the edge is up: a QUIC handshake now tells whether
 	// UDP gets through (the first may have failed while it restarted).
-	qconn, qerr := tunnelquic.Dial(ctx, addr, tc, c.quicConfig())
+	// It may take longer: an edge that just came back may be busy with a
+	// crowd of handshakes, and silence now is what makes us fall back.
+	qc := c.quicConfig()
+	qc.HandshakeTimeout = max(qc.HandshakeTimeout, quicConfirmTimeout)
+	qconn, qerr := tunnelquic.Dial(ctx, addr, tc, qc)
 	switch {
 	case qerr == nil:
 		c.transport.quicWorked(addr)
