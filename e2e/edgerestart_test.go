@@ -50,7 +50,7 @@ func TestEdgeRestartManyConnectors(t *testing.T) {
 		tunnels[i] = createTunnel(t, old, fmt.Sprintf("restart-%d", i), fmt.Sprintf("r%d.restart.test", i))
 	}
 	for _, tun := range tunnels {
-		startConnectorNoWait(t, connector.Config{
+		goConnector(t, connector.Config{
 			TunnelID:      tun.ID,
 			Secret:        tun.Secret,
 			EdgeAddrs:     []string{old.TunnelAddr().String()},
@@ -63,7 +63,9 @@ func TestEdgeRestartManyConnectors(t *testing.T) {
 		})
 	}
 	limit := time.Minute + time.Duration(want)*100*time.Millisecond // generous: a loaded 2-core machine
-	waitWithin(t, limit, fmt.Sprintf("the edge to hold %d connections", want), func() bool { return old.Connections() == want })
+	if !waitWithin(limit, func() bool { return old.Connections() == want }) {
+		t.Fatalf("the edge holds %d connections after %v, want %d", old.Connections(), limit, want)
+	}
 	tunnelAddr, httpAddr := old.TunnelAddr().String(), old.HTTPAddr().String()
 
 	// Two restarts: drain and close, as `adit edge` does on SIGTERM; then
@@ -87,7 +89,9 @@ func TestEdgeRestartManyConnectors(t *testing.T) {
 		newLogs := &syncBuffer{}
 		srv := startRestartEdge(t, dataDir, httpAddr, tunnelAddr, newLogs)
 		started := time.Now()
-		waitWithin(t, limit, fmt.Sprintf("all %d connections back", want), func() bool { return srv.Connections() == want })
+		if !waitWithin(limit, func() bool { return srv.Connections() == want }) {
+			t.Fatalf("%s: %d connections back after %v, want %d", how, srv.Connections(), limit, want)
+		}
 		back := time.Now()
 		t.Logf("%s, %d connectors × %d connections: the old edge drained in %v and closed in %v; the new one started in %v; all back %v after it started (%v after the restart began)",
 			how, connectors, ha, drained.Sub(stopping).Round(time.Millisecond), stopped.Sub(drained).Round(time.Millisecond),
@@ -158,36 +162,6 @@ func startRestartEdge(t testing.TB, dataDir, httpAddr, tunnelAddr string, logs *
 	}
 	t.Cleanup(func() { srv.Close() })
 	return srv
-}
-
-// startConnectorNoWait runs a connector until the test ends, without
-// waiting for it to register.
-func startConnectorNoWait(t testing.TB, cfg connector.Config) {
-	t.Helper()
-	c, err := connector.New(cfg)
-	if err != nil {
-		t.Fatalf("connector: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-}
-
-// waitWithin polls cond (as poll.Until does) until it holds, failing the
-// test after limit.
-func waitWithin(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for delay := time.Millisecond; !cond(); delay = min(delay*2, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(delay)
-	}
 }
 
 // envInt reads a positive integer from the environment, or def.

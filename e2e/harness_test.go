@@ -134,6 +134,21 @@ func startConnector(t testing.TB, srv *edge.Server, tun tunnelFixture, ing *ingr
 // until it is registered.
 func runConnector(t testing.TB, cfg connector.Config) *connector.Connector {
 	t.Helper()
+	c, done := goConnector(t, cfg)
+	select {
+	case <-c.Ready():
+	case err := <-done:
+		t.Fatalf("connector stopped before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("connector not ready after 30s")
+	}
+	return c
+}
+
+// goConnector runs an in-process connector until the test ends, without
+// waiting for it to register; done receives Run's error.
+func goConnector(t testing.TB, cfg connector.Config) (*connector.Connector, <-chan error) {
+	t.Helper()
 	c, err := connector.New(cfg)
 	if err != nil {
 		t.Fatalf("connector: %v", err)
@@ -145,14 +160,7 @@ func runConnector(t testing.TB, cfg connector.Config) *connector.Connector {
 		cancel()
 		<-done
 	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("connector stopped before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("connector not ready after 30s")
-	}
-	return c
+	return c, done
 }
 
 func mustIngress(t testing.TB, url string) *ingress.Ingress {

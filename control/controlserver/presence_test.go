@@ -127,11 +127,7 @@ func TestPresenceConcurrent(t *testing.T) {
 	t.Parallel()
 	cli := newEtcd(t)
 	ctx := t.Context()
-	p, err := NewPresence(ctx, cli, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newTestPresence(t, cli, 0)
 	const n = 500
 	var wg sync.WaitGroup
 	for i := range n {
@@ -166,11 +162,7 @@ func TestPresenceUpdate(t *testing.T) {
 	t.Parallel()
 	cli := newEtcd(t)
 	ctx := t.Context()
-	p, err := NewPresence(ctx, cli, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newTestPresence(t, cli, 0)
 	c := control.Connection{ID: "c1", TunnelID: "t1"}
 	if err := p.Add(ctx, c); err != nil {
 		t.Fatal(err)
@@ -203,11 +195,7 @@ func TestPresenceOrphans(t *testing.T) {
 	t.Parallel()
 	cli := newEtcd(t)
 	ctx := t.Context()
-	p, err := NewPresence(ctx, cli, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newTestPresence(t, cli, 0)
 	key := store.ConnectionKey("t1", "lost")
 	if _, err := cli.Put(ctx, key, "{}"); err != nil {
 		t.Fatal(err)
@@ -239,11 +227,7 @@ func TestPresenceRemoveLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := NewPresence(ctx, cli, time.Minute, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := newTestPresence(t, cli, time.Minute)
 	for i := range 120 { // more than one transaction
 		if err := before.Add(ctx, control.Connection{ID: fmt.Sprintf("old%d", i), TunnelID: "t1", EdgeNode: "edge-1"}); err != nil {
 			t.Fatal(err)
@@ -257,11 +241,7 @@ func TestPresenceRemoveLeftovers(t *testing.T) {
 	<-before.done
 	<-before.wdone
 
-	p, err := NewPresence(ctx, cli, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newTestPresence(t, cli, 0)
 	if err := p.Add(ctx, control.Connection{ID: "new", TunnelID: "t1", EdgeNode: "edge-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,4 +258,15 @@ func TestPresenceRemoveLeftovers(t *testing.T) {
 			t.Errorf("%s: %d keys, want %d", key, got, want)
 		}
 	}
+}
+
+// newTestPresence is a Presence closed when the test ends.
+func newTestPresence(t *testing.T, cli *clientv3.Client, ttl time.Duration) *Presence {
+	t.Helper()
+	p, err := NewPresence(t.Context(), cli, ttl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
