@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,6 +145,36 @@ func TestEdgeRestartManyConnectors(t *testing.T) {
 			t.Fatalf("%s: the new edge's log:\n%s", how, tail(newLogs.String(), 100))
 		}
 		old, oldLogs = srv, newLogs
+	}
+}
+
+// TestEdgeKilledLeavesNoRecords kills an `adit edge` process (SIGKILL:
+// nothing is cleaned up on the way out) under a replica and starts it
+// again on the same data directory. Its embedded etcd renews the dead
+// run's lease for a whole TTL, so the dead run's connection records would
+// linger beside the new ones: the new run deletes them at start. From the
+// moment the tunnel's connections are back, `tunnel info` shows exactly
+// those.
+func TestEdgeKilledLeavesNoRecords(t *testing.T) {
+	dataDir := t.TempDir()
+	e := startRelEdge(t, dataDir, "127.0.0.1:0", "127.0.0.1:0")
+	tun := createRelTunnel(t, e, "killed", "killed.test")
+	startReplica(t, e, tun, relOrigin(t), 4)
+	waitConnections(t, e, 4)
+	e.signal(t, syscall.SIGKILL)
+	e.wait(t, 10*time.Second)
+	e = startRelEdge(t, dataDir, e.httpAddr, e.tunnelAddr)
+	waitConnections(t, e, 4)
+	mustAdit(t, tun.env, e.login...) // the API listens on another port now
+	var info control.Tunnel
+	if err := json.Unmarshal([]byte(mustAdit(t, tun.env, "tunnel", "info", tun.id, "-o", "json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Connections) != 4 {
+		t.Errorf("tunnel info shows %d connections once the 4 are back, want 4 (none of the killed run's)", len(info.Connections))
+	}
+	if !strings.Contains(e.out.String(), "deleted the connection records a previous run left") {
+		t.Errorf("the restarted edge did not say it deleted the killed run's records")
 	}
 }
 
