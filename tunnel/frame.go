@@ -115,10 +115,7 @@ func ReadFrameLimit(r *bufio.Reader, max int) (FrameType, []byte, error) {
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, nil, fmt.Errorf("tunnel: reading %s frame: %w", t, err)
+		return 0, nil, readPayloadErr(t, err)
 	}
 	return t, p, nil
 }
@@ -199,13 +196,39 @@ func ReadMessage(r *bufio.Reader, m Message) error {
 }
 
 // ReadMessageLimit is ReadMessage for a frame of at most max payload bytes.
+//
+// A payload that fits r's buffer is decoded where it lies, not copied
+// first: decoding copies what the message keeps.
 func ReadMessageLimit(r *bufio.Reader, m Message, max int) error {
-	t, p, err := ReadFrameLimit(r, max)
+	t, n, err := ReadFrameHeader(r)
 	if err != nil {
 		return err
+	}
+	if n > max {
+		return fmt.Errorf("%w: %s frame of %d bytes (at most %d here)", ErrFrameTooLarge, t, n, max)
 	}
 	if t != m.frameType() {
 		return fmt.Errorf("tunnel: got %s frame, want %s", t, m.frameType())
 	}
-	return m.decode(p)
+	if n > r.Size() {
+		p := make([]byte, n)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return readPayloadErr(t, err)
+		}
+		return m.decode(p)
+	}
+	p, err := r.Peek(n)
+	if err != nil {
+		return readPayloadErr(t, err)
+	}
+	err = m.decode(p)
+	r.Discard(n)
+	return err
+}
+
+func readPayloadErr(t FrameType, err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("tunnel: reading %s frame: %w", t, err)
 }

@@ -34,7 +34,9 @@ func seedBodies() [][]byte {
 }
 
 // FuzzDecodeMessages decodes arbitrary payloads as every message type.
-// Whatever decodes must encode, and decode again to an equal value.
+// Whatever decodes must encode, and decode again to an equal value, and
+// must not change when the payload it was decoded from is overwritten
+// (ReadMessage decodes in the reader's buffer).
 func FuzzDecodeMessages(f *testing.F) {
 	for _, tc := range sampleMessages() {
 		if p := tc.m.appendTo(nil); len(p) < 4096 {
@@ -48,6 +50,15 @@ func FuzzDecodeMessages(f *testing.F) {
 			m := newMessage(zero)
 			if err := m.decode(p); err != nil {
 				continue
+			}
+			q := bytes.Clone(p)
+			mq := newMessage(zero)
+			if err := mq.decode(q); err != nil {
+				t.Fatalf("%T: decoding a copy: %v", m, err)
+			}
+			clear(q)
+			if !reflect.DeepEqual(m, mq) {
+				t.Fatalf("%T: changed with its payload:\n got %+v\nwant %+v", m, mq, m)
 			}
 			var buf bytes.Buffer
 			if err := WriteMessage(&buf, m); err != nil {

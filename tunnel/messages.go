@@ -229,7 +229,8 @@ func (m *RequestHeader) appendTo(b []byte) []byte {
 
 func (m *RequestHeader) decode(b []byte) error {
 	*m = RequestHeader{}
-	return decodeFields(b, func(num protowire.Number, v field) error {
+	hd := newHeaderDecoder(b, 5)
+	err := decodeFields(b, func(num protowire.Number, v field) error {
 		var err error
 		switch num {
 		case 1:
@@ -243,7 +244,7 @@ func (m *RequestHeader) decode(b []byte) error {
 		case 4:
 			m.Path, err = v.str()
 		case 5:
-			m.Header, err = v.headerField(m.Header)
+			err = hd.add(v)
 		case 6:
 			m.ClientAddr, err = v.str()
 		case 7:
@@ -257,6 +258,8 @@ func (m *RequestHeader) decode(b []byte) error {
 		}
 		return err
 	})
+	m.Header = hd.h
+	return err
 }
 
 func (m *ResponseHeader) appendTo(b []byte) []byte {
@@ -272,7 +275,8 @@ func (m *ResponseHeader) appendTo(b []byte) []byte {
 
 func (m *ResponseHeader) decode(b []byte) error {
 	*m = ResponseHeader{}
-	return decodeFields(b, func(num protowire.Number, v field) error {
+	hd := newHeaderDecoder(b, 2)
+	err := decodeFields(b, func(num protowire.Number, v field) error {
 		var err error
 		switch num {
 		case 1:
@@ -283,7 +287,7 @@ func (m *ResponseHeader) decode(b []byte) error {
 			}
 			m.Status = int(u)
 		case 2:
-			m.Header, err = v.headerField(m.Header)
+			err = hd.add(v)
 		case 3:
 			m.Error, err = v.str()
 		case 4:
@@ -295,19 +299,23 @@ func (m *ResponseHeader) decode(b []byte) error {
 		}
 		return err
 	})
+	m.Header = hd.h
+	return err
 }
 
 func (m *Trailers) appendTo(b []byte) []byte { return appendHeader(b, 1, m.Header) }
 
 func (m *Trailers) decode(b []byte) error {
 	*m = Trailers{}
-	return decodeFields(b, func(num protowire.Number, v field) error {
-		var err error
+	hd := newHeaderDecoder(b, 1)
+	err := decodeFields(b, func(num protowire.Number, v field) error {
 		if num == 1 {
-			m.Header, err = v.headerField(m.Header)
+			return hd.add(v)
 		}
-		return err
+		return nil
 	})
+	m.Header = hd.h
+	return err
 }
 
 // Encoding helpers. Zero values are omitted, as in proto3.
@@ -381,11 +389,15 @@ func appendHeader(b []byte, num protowire.Number, h http.Header) []byte {
 	return b
 }
 
-// field is one decoded field value: a varint or a length-delimited payload.
+// field is one decoded field value: a varint or a length-delimited payload,
+// as bytes and as a string. The string is cut from one copy of the whole
+// message (decodeFields), so the strings of a message cost one allocation
+// together; the bytes are the caller's and valid only while it decodes.
 type field struct {
 	typ protowire.Type
 	u   uint64
 	b   []byte
+	s   string
 }
 
 var errWireType = errors.New("wrong wire type")
@@ -394,9 +406,11 @@ func (f field) str() (string, error) {
 	if f.typ != protowire.BytesType {
 		return "", errWireType
 	}
-	return string(f.b), nil
+	return f.s, nil
 }
 
+// bytes returns the payload, which is valid only during the decode: a
+// message that keeps it copies it.
 func (f field) bytes() ([]byte, error) {
 	if f.typ != protowire.BytesType {
 		return nil, errWireType
@@ -421,86 +435,103 @@ func (f field) bool() (bool, error) {
 	return u != 0, err
 }
 
-// headerField decodes one {1: name, 2: value} pair into h.
-func (f field) headerField(h http.Header) (http.Header, error) {
-	if f.typ != protowire.BytesType {
-		return h, errWireType
+// headerDecoder fills the header of one message from its {1: name,
+// 2: value} fields. The map is sized for the fields counted up front, and
+// the values of single-valued names share one array (as net/textproto
+// does), so a header costs two allocations, not two per field.
+type headerDecoder struct {
+	h    http.Header // nil while the message has no field
+	vals []string
+}
+
+// newHeaderDecoder counts msg's fields numbered num.
+func newHeaderDecoder(msg []byte, num protowire.Number) headerDecoder {
+	n := 0
+	for len(msg) > 0 {
+		fnum, typ, k := protowire.ConsumeTag(msg)
+		if k < 0 {
+			break
+		}
+		msg = msg[k:]
+		k = protowire.ConsumeFieldValue(fnum, typ, msg)
+		if k < 0 {
+			break
+		}
+		msg = msg[k:]
+		if fnum == num && typ == protowire.BytesType {
+			n++
+		}
 	}
-	var name, value []byte
-	b := f.b
+	if n == 0 {
+		return headerDecoder{}
+	}
+	return headerDecoder{h: make(http.Header, n), vals: make([]string, 0, n)}
+}
+
+// add decodes one {1: name, 2: value} pair into d.h.
+func (d *headerDecoder) add(f field) error {
+	if f.typ != protowire.BytesType {
+		return errWireType
+	}
+	var name, value string
+	b, s := f.b, f.s
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return h, protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
-		b = b[n:]
+		b, s = b[n:], s[n:]
 		if typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
-				return h, protowire.ParseError(n)
+				return protowire.ParseError(n)
 			}
-			b = b[n:]
+			b, s = b[n:], s[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return h, protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
-		b = b[n:]
+		vs := s[n-len(v) : n]
+		b, s = b[n:], s[n:]
 		switch num {
 		case 1:
-			name = v
+			name = vs
 		case 2:
-			value = v
+			value = vs
 		}
 	}
-	if len(name) == 0 {
-		return h, errors.New("header field without a name")
+	if name == "" {
+		return errors.New("header field without a name")
 	}
-	if h == nil {
-		h = make(http.Header)
+	if d.h == nil {
+		d.h = make(http.Header)
 	}
 	// Names are canonicalized, as net/http does with what it reads: a
 	// peer's "content-length" and "Content-Length" are one field, which
-	// the edge's proxy then handles once. Common names are not allocated
-	// again.
-	key, ok := commonHeaders[string(name)]
-	if !ok {
-		key = http.CanonicalHeaderKey(string(name))
+	// the edge's proxy then handles once. A name already canonical is not
+	// allocated again.
+	key := http.CanonicalHeaderKey(name)
+	if vv, ok := d.h[key]; ok || len(d.vals) == cap(d.vals) {
+		d.h[key] = append(vv, value)
+		return nil
 	}
-	h[key] = append(h[key], string(value))
-	return h, nil
+	d.vals = append(d.vals, value)
+	d.h[key] = d.vals[len(d.vals)-1 : len(d.vals) : len(d.vals)]
+	return nil
 }
-
-// commonHeaders interns the header names most requests and responses carry.
-var commonHeaders = func() map[string]string {
-	m := make(map[string]string)
-	for _, k := range []string{
-		"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Age",
-		"Authorization", "Cache-Control", "Connection", "Content-Encoding",
-		"Content-Length", "Content-Type", "Cookie", "Date", "Etag", "Expires",
-		"Grpc-Message", "Grpc-Status", "Grpc-Timeout", "Host", "If-Modified-Since",
-		"If-None-Match", "Last-Modified", "Location", "Origin", "Referer",
-		"Sec-Websocket-Accept", "Sec-Websocket-Extensions", "Sec-Websocket-Key",
-		"Sec-Websocket-Protocol", "Sec-Websocket-Version", "Server", "Set-Cookie",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Vary",
-		"Via", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-		"X-Request-Id",
-	} {
-		m[k] = k
-	}
-	return m
-}()
 
 // decodeFields walks a protobuf-encoded message, calling fn for each varint or
 // length-delimited field and skipping other wire types.
 func decodeFields(b []byte, fn func(protowire.Number, field) error) error {
+	s := string(b) // the strings of all fields, in one allocation
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("tunnel: bad message: %w", protowire.ParseError(n))
 		}
-		b = b[n:]
+		b, s = b[n:], s[n:]
 		var f field
 		f.typ = typ
 		switch typ {
@@ -508,18 +539,21 @@ func decodeFields(b []byte, fn func(protowire.Number, field) error) error {
 			f.u, n = protowire.ConsumeVarint(b)
 		case protowire.BytesType:
 			f.b, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				f.s = s[n-len(f.b) : n]
+			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return fmt.Errorf("tunnel: bad message: field %d: %w", num, protowire.ParseError(n))
 			}
-			b = b[n:]
+			b, s = b[n:], s[n:]
 			continue
 		}
 		if n < 0 {
 			return fmt.Errorf("tunnel: bad message: field %d: %w", num, protowire.ParseError(n))
 		}
-		b = b[n:]
+		b, s = b[n:], s[n:]
 		if err := fn(num, f); err != nil {
 			return fmt.Errorf("tunnel: bad message: field %d: %w", num, err)
 		}
