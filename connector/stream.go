@@ -19,9 +19,6 @@ import (
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
-// requestIDKey carries the edge's request ID in the origin request context.
-type requestIDKey struct{}
-
 // serveStream serves one request stream from the edge: read the request
 // header, match the ingress rules, send the request to the origin, and
 // stream the answer back.
@@ -30,23 +27,23 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 	rd := newStreamReader(s)
 	defer rd.release()
 
-	var h tunnel.RequestHeader
-	if err := tunnel.ReadMessage(rd.Reader, &h); err != nil {
+	h := &rd.header
+	if err := tunnel.ReadMessage(rd.Reader, h); err != nil {
 		c.rl.Logger(log).Warn("bad request stream", "err", err)
 		return
 	}
 	log = withLazy(log, slog.String("request_id", h.RequestID), slog.String("host", h.Host))
 	switch h.Type {
 	case tunnel.StreamHTTP:
-		c.serveHTTP(s, rd, &h, log)
+		c.serveHTTP(s, rd, h, log)
 	case tunnel.StreamWebSocket:
-		c.serveUpgrade(s, rd, &h, log) // upgrade.go
+		c.serveUpgrade(s, rd, h, log) // upgrade.go
 	case tunnel.StreamTCP:
 		if c.localTCP != nil {
-			c.serveLocalTCP(s, rd, &h) // listen.go
+			c.serveLocalTCP(s, rd, h) // listen.go
 			return
 		}
-		c.serveTCP(s, rd.Reader, &h, log) // tcp.go
+		c.serveTCP(s, rd.Reader, h, log) // tcp.go
 	default:
 		c.rl.Logger(log).Warn("unsupported stream type", "type", h.Type)
 		tunnel.WriteMessage(s, &tunnel.ResponseHeader{Status: http.StatusBadGateway, Error: "connector does not serve " + h.Type.String() + " streams"})
@@ -55,16 +52,18 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 }
 
 // streamReader is a stream's pooled reader, which holds the request header
-// and what follows it. A long-lived stream (an upgraded connection) gives it
-// back early; release is safe to call again.
+// and what follows it, and the request header decoded (allocated with it).
+// A long-lived stream (an upgraded connection) gives the reader back early;
+// release is safe to call again.
 type streamReader struct {
 	*bufio.Reader // nil once released
+	header        tunnel.RequestHeader
 }
 
 func newStreamReader(s tunnel.Stream) *streamReader {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(s)
-	return &streamReader{br}
+	return &streamReader{Reader: br}
 }
 
 func (r *streamReader) release() {
@@ -135,14 +134,12 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 		// the pool, where it would be reset under that read.
 		rd.Reader = nil
 	}
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
-	defer cancel()
 	// The edge abandons the stream when its client goes away. While the
 	// origin sends nothing (a gRPC stream or a long poll waiting for an
-	// event) no write fails to tell us, so cancel the origin request when
-	// the transport says the edge stopped reading.
-	defer context.AfterFunc(s.Context(), cancel)()
-	req = req.WithContext(ctx)
+	// event) no write fails to tell us, so the origin request ends with
+	// the stream's context: when the transport says the edge stopped
+	// reading, or when serveStream closes the stream after this returns.
+	req = req.WithContext(s.Context())
 
 	resp, err := svc.RoundTrip(req)
 	if err != nil {
@@ -321,6 +318,9 @@ func (c *Connector) served(log *slog.Logger, method, path string, status int) {
 	lvl := slog.LevelDebug
 	if c.cfg.LogRequests {
 		lvl = slog.LevelInfo
+	}
+	if !log.Enabled(context.Background(), lvl) {
+		return // before the arguments are boxed: two allocations a request
 	}
 	log.Log(context.Background(), lvl, "served", "method", method, "path", path, "status", status)
 }

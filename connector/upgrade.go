@@ -52,7 +52,7 @@ func (c *Connector) upgradeHandshake(s tunnel.Stream, rd *streamReader, h *tunne
 	// What follows the 101 is piped, not sent as a body.
 	req.Body = http.NoBody
 	// The context bounds the handshake, not the switched connection.
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, h.RequestID))
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	resp, err := svc.RoundTrip(req.WithContext(ctx))
 	if err != nil {
