@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 type connMetrics struct {
 	registry      *prometheus.Registry
 	requests      *prometheus.CounterVec
+	byStatus      *metrics.StatusCounters // requests, resolved once per code
 	duration      prometheus.Histogram
 	inflight      prometheus.Gauge
 	registrations *prometheus.CounterVec
@@ -68,6 +68,7 @@ func newConnMetrics(live func() float64) *connMetrics {
 		Connections:       live,
 	})
 	m.requests, m.duration, m.registrations, m.bytesIn, m.bytesOut = t.Requests, t.Duration, t.Registrations, t.BytesIn, t.BytesOut
+	m.byStatus = metrics.NewStatusCounters(m.requests)
 	m.registry.MustRegister(m.inflight, m.reconnects, m.originErrors)
 	return m
 }
@@ -83,7 +84,8 @@ type trackedStream struct {
 	tunnel.Stream
 	m      *connMetrics
 	start  time.Time
-	code   string // set by the first write: the response header's status
+	wrote  bool // set by the first write, which carries the response header
+	status int  // the response header's status; -1: the first write had none
 	closed sync.Once
 }
 
@@ -98,10 +100,10 @@ func (s *trackedStream) Read(p []byte) (int, error) {
 // Write sees the response header first: tunnel.WriteMessage writes a frame
 // in one call.
 func (s *trackedStream) Write(p []byte) (int, error) {
-	if s.code == "" {
-		s.code = "none"
+	if !s.wrote {
+		s.wrote, s.status = true, -1
 		if status, ok := responseStatus(p); ok {
-			s.code = strconv.Itoa(status)
+			s.status = status
 			s.m.duration.Observe(time.Since(s.start).Seconds())
 		}
 	}
@@ -115,16 +117,16 @@ func (s *trackedStream) Write(p []byte) (int, error) {
 func (s *trackedStream) Close() error {
 	s.closed.Do(func() {
 		s.m.inflight.Dec()
-		code := s.code
 		switch {
-		case code == "" && s.Stream.Context().Err() != nil:
+		case !s.wrote && s.Stream.Context().Err() != nil:
 			// The edge gave up before there was an answer: its client
 			// went away (stream.go, abandoned).
-			code = strconv.Itoa(statusClientClosed)
-		case code == "":
-			code = "none"
+			s.m.byStatus.Inc(statusClientClosed)
+		case !s.wrote || s.status < 0:
+			s.m.requests.WithLabelValues("none").Inc()
+		default:
+			s.m.byStatus.Inc(s.status)
 		}
-		s.m.requests.WithLabelValues(code).Inc()
 	})
 	return s.Stream.Close()
 }

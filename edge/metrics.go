@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +34,7 @@ type edgeMetrics struct {
 	traffic       *traffic    // traffic.go: per-hostname counts for the dashboard; nil records nothing
 	registry      *prometheus.Registry
 	requests      *prometheus.CounterVec
+	byStatus      *metrics.StatusCounters // requests, resolved once per code
 	duration      prometheus.Histogram
 	registrations *prometheus.CounterVec
 	bytesOut      prometheus.Counter
@@ -77,6 +77,7 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 		Connections:       func() float64 { return float64(reg.count()) },
 	})
 	m.requests, m.duration, m.registrations, m.bytesIn, m.bytesOut = t.Requests, t.Duration, t.Registrations, t.BytesIn, t.BytesOut
+	m.byStatus = metrics.NewStatusCounters(m.requests)
 	for _, code := range []string{"200", "404", "502"} {
 		m.requests.WithLabelValues(code)
 	}
@@ -211,7 +212,7 @@ func (w *statusWriter) finish() {
 	if w.code == 0 {
 		w.header(http.StatusOK)
 	}
-	w.m.requests.WithLabelValues(strconv.Itoa(w.code)).Inc()
+	w.m.byStatus.Inc(w.code)
 	w.m.reqLog.finished(w.r, w.code, w.start, w.Header())         // requestlog.go
 	w.m.traffic.record(w.r.Host, w.code, w.took, w.body.n, w.out) // traffic.go
 }
