@@ -471,8 +471,9 @@ function pageTunnels() {
       h('p', {}, 'Run it with ', code('adit tunnel run --token-file FILE'), ' (the token in FILE).'),
       h('p', { class: 'secret' }, 'Token: ', h('code', { id: 'tunnel-token' }, await tunnelToken(t.id, secret)))));
     last = '';
+    await refresh();
   })));
-  poll(async () => {
+  const refresh = async () => {
     let ts;
     try {
       ts = await api('GET', '/v1/tunnels');
@@ -494,7 +495,8 @@ function pageTunnels() {
         tunnelBadge(t),
         h('span', { class: 'mono muted' }, t.id)),
       connectionsTable(t.connections))));
-  }, 2000);
+  };
+  poll(refresh, 2000);
 }
 
 // ---------- one tunnel: hostnames, ingress rules, history ----------
