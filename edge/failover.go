@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -54,26 +55,22 @@ func (t *tunnelTransport) roundTrip(ctx context.Context, req *http.Request, info
 			}
 			return nil, err
 		}
-		ws := &watchedStream{Stream: t.m.countBytes(s)}
+		a := t.newAttempt(s, tc)
+		ws := &a.watched
 		// From here on, the stream belongs to the response body (or is
 		// closed on error). A cancelled request aborts the stream.
-		stop := context.AfterFunc(ctx, func() { s.Close() })
-		release := func() {
-			stop()
-			s.Close()
-			tc.inflight.Add(-1)
-		}
+		a.stop = context.AfterFunc(ctx, func() { s.Close() })
 		if replay {
 			tc.health.watch(ws)
 		}
-		resp, err := t.exchange(req, info, ws, release)
+		resp, err := t.exchange(req, info, a)
 		if replay {
 			tc.health.unwatch(ws)
 		}
 		if err == nil {
 			return resp, nil
 		}
-		release()
+		a.release()
 		if !replay || ws.answered() || ctx.Err() != nil || attempt == maxAttempts {
 			return nil, err
 		}
@@ -113,6 +110,47 @@ func (t *tunnelTransport) openStreamSkip(ctx context.Context, tunnelID string, s
 		lastErr = err
 		tried = append(tried, tc)
 	}
+}
+
+// attempt is one try of a request on one stream, with all it needs
+// allocated together: the stream counted for the metrics and watched by
+// the health check, the encoded headers, and what gives the stream back.
+type attempt struct {
+	watched watchedStream // its Stream is &counted, or s when nothing is counted
+	counted countedStream
+	s       tunnel.Stream // the stream as opened
+	tc      *tunnelConn
+	stop    func() bool   // of the context.AfterFunc that aborts s
+	br      *bufio.Reader // the response's pooled reader, until the body is closed
+	reqH    tunnel.RequestHeader
+	respH   tunnel.ResponseHeader
+}
+
+func (t *tunnelTransport) newAttempt(s tunnel.Stream, tc *tunnelConn) *attempt {
+	a := &attempt{s: s, tc: tc}
+	a.watched.Stream = s
+	if t.m != nil {
+		a.counted = countedStream{Stream: s, m: t.m}
+		a.watched.Stream = &a.counted
+	}
+	return a
+}
+
+// release closes the stream and gives its connection slot back.
+func (a *attempt) release() {
+	a.stop()
+	a.s.Close()
+	a.tc.inflight.Add(-1)
+}
+
+// closeBody is the response body's OnClose: the proxy reads the body and
+// closes it on one goroutine, so nobody reads the reader after this.
+func (a *attempt) closeBody() error {
+	a.release()
+	a.br.Reset(nil)
+	readerPool.Put(a.br)
+	a.br = nil
+	return nil
 }
 
 // watchedStream is a request stream that knows whether the connector has

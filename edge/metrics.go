@@ -217,14 +217,8 @@ func (w *statusWriter) finish() {
 	w.m.traffic.record(w.r.Host, w.code, w.took, w.body.n, w.out) // traffic.go
 }
 
-// countBytes wraps a request stream so that its bytes are counted.
-func (m *edgeMetrics) countBytes(s tunnel.Stream) tunnel.Stream {
-	if m == nil {
-		return s
-	}
-	return &countedStream{Stream: s, m: m}
-}
-
+// countedStream is a request stream whose bytes are counted (failover.go,
+// newAttempt).
 type countedStream struct {
 	tunnel.Stream
 	m *edgeMetrics

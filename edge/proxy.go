@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -177,23 +178,34 @@ func rewriteRequestHeader(r *http.Request, client netip.Addr, viaProxy bool) {
 	}
 	delete(h, "Forwarded")
 	delete(h, "True-Client-Ip")
+	// The values set here share one array: X-Forwarded-For, the client
+	// address, X-Forwarded-Host.
+	vals := make([]string, 3)
 	peer, _, _ := net.SplitHostPort(r.RemoteAddr)
 	if viaProxy {
-		h["X-Forwarded-For"] = []string{strings.Join(append(h["X-Forwarded-For"], peer), ", ")}
+		vals[0] = strings.Join(append(h["X-Forwarded-For"], peer), ", ")
+		h["X-Forwarded-For"] = vals[0:1:1]
 	} else if peer != "" {
-		h["X-Forwarded-For"] = []string{peer}
+		vals[0] = peer
+		h["X-Forwarded-For"] = vals[0:1:1]
 	} else {
 		delete(h, "X-Forwarded-For")
 	}
 	if client.IsValid() {
-		ip := []string{client.String()}
+		if a, err := netip.ParseAddr(peer); err == nil && a.Is4() && a == client {
+			vals[1] = peer // the same text (IPv4 parses only from its one form)
+		} else {
+			vals[1] = client.String()
+		}
+		ip := vals[1:2:2]
 		h["X-Real-Ip"] = ip
 		h["Cf-Connecting-Ip"] = ip
 	} else {
 		delete(h, "X-Real-Ip")
 		delete(h, "Cf-Connecting-Ip")
 	}
-	h["X-Forwarded-Host"] = []string{r.Host}
+	vals[2] = r.Host
+	h["X-Forwarded-Host"] = vals[2:3:3]
 	if r.TLS != nil {
 		h["X-Forwarded-Proto"] = forwardedHTTPS
 	} else {
@@ -209,6 +221,7 @@ func rewriteRequestHeader(r *http.Request, client netip.Addr, viaProxy bool) {
 func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response, info *layer.Request) {
 	body := resp.Body.(*tunnel.BodyReader) // exchange made it
 	defer body.Close()
+	cl := resp.Header["Content-Length"]
 	cleanResponseHeader(resp.Header) // respheader.go
 	h := w.Header()                  // holds the request ID
 	for k, vv := range resp.Header {
@@ -217,7 +230,7 @@ func (p *proxy) writeResponse(w http.ResponseWriter, r *http.Request, resp *http
 		}
 		h[k] = vv
 	}
-	setContentLength(h, resp)
+	setContentLength(h, resp, cl)
 	// The body fills resp.Trailer, with any fields it did not announce.
 	var announced []string
 	if len(resp.Trailer) > 0 {
@@ -325,7 +338,8 @@ func (t *tunnelTransport) openStream(ctx context.Context, tunnelID string) (*tun
 	return t.openStreamSkip(ctx, tunnelID, nil)
 }
 
-func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tunnel.Stream, release func()) (*http.Response, error) {
+func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, a *attempt) (*http.Response, error) {
+	s := &a.watched
 	typ := tunnel.StreamHTTP
 	if tunnel.IsUpgrade(req.Header) {
 		typ = tunnel.StreamWebSocket
@@ -337,7 +351,8 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 	} else if cl == 0 {
 		cl = -1
 	}
-	h := tunnel.RequestHeader{
+	h := &a.reqH
+	*h = tunnel.RequestHeader{
 		Type:          typ,
 		Method:        req.Method,
 		Host:          req.Host,
@@ -351,7 +366,7 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 		h.Trailer = append(h.Trailer, k)
 	}
 	hp := headerBufPool.Get().(*[]byte)
-	hb, err := tunnel.AppendMessage((*hp)[:0], &h)
+	hb, err := tunnel.AppendMessage((*hp)[:0], h)
 	if err != nil {
 		headerBufPool.Put(hp)
 		return nil, fmt.Errorf("edge: request header: %w", err)
@@ -378,8 +393,9 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(s)
-	var rh tunnel.ResponseHeader
-	if err := tunnel.ReadMessage(br, &rh); err != nil {
+	a.br = br
+	rh := &a.respH
+	if err := tunnel.ReadMessage(br, rh); err != nil {
 		return nil, fmt.Errorf("edge: reading response header: %w", err)
 	}
 	if rh.Error != "" {
@@ -390,7 +406,7 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 		return nil, fmt.Errorf("edge: connector sent status %d", rh.Status)
 	}
 	resp := &http.Response{
-		Status:        fmt.Sprintf("%d %s", rh.Status, http.StatusText(rh.Status)),
+		Status:        statusLine(rh.Status),
 		StatusCode:    rh.Status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
@@ -403,7 +419,8 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 		resp.Header = make(http.Header)
 	}
 	if typ == tunnel.StreamWebSocket && rh.Status == http.StatusSwitchingProtocols {
-		resp.Body = &rawBody{r: br, s: s, release: release}
+		resp.Body = &rawBody{r: br, s: s, release: a.release}
+		a.br = nil // the rawBody's now
 		return resp, nil
 	}
 	if len(rh.Trailer) > 0 {
@@ -413,14 +430,7 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, s tun
 		}
 	}
 	body := tunnel.NewBodyReader(br, resp.Trailer)
-	body.OnClose = func() error {
-		release()
-		// The proxy reads the body and closes it on one goroutine, so
-		// nobody reads br after this.
-		br.Reset(nil)
-		readerPool.Put(br)
-		return nil
-	}
+	body.OnClose = a.closeBody
 	resp.Body = body
 	return resp, nil
 }
@@ -496,6 +506,25 @@ func (b *rawBody) takeBuffered() []byte {
 func (b *rawBody) Close() error {
 	b.release()
 	return nil
+}
+
+// statusLines are the Status of an http.Response for the codes net/http
+// names, made once rather than for every answer.
+var statusLines = func() (lines [600]string) {
+	for code := range lines {
+		if text := http.StatusText(code); text != "" {
+			lines[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return lines
+}()
+
+// statusLine is "200 OK" for 200: an http.Response's Status.
+func statusLine(code int) string {
+	if code >= 0 && code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
+	}
+	return fmt.Sprintf("%d %s", code, http.StatusText(code))
 }
 
 func newRequestID() string {

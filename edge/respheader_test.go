@@ -66,19 +66,26 @@ func TestSetContentLength(t *testing.T) {
 		status  int
 		length  int64
 		trailer http.Header
+		sent    []string // the connector's Content-Length field
 		want    []string
 	}{
-		{"known", 200, 5, nil, []string{"5"}},
-		{"empty", 200, 0, nil, []string{"0"}},
-		{"unknown", 200, -1, nil, nil},
-		{"with trailers", 200, 5, http.Header{"Grpc-Status": nil}, nil},
-		{"no content", 204, 0, nil, nil},
-		{"not modified", 304, 5, nil, nil},
+		{"known", 200, 5, nil, nil, []string{"5"}},
+		{"empty", 200, 0, nil, nil, []string{"0"}},
+		{"unknown", 200, -1, nil, nil, nil},
+		{"with trailers", 200, 5, http.Header{"Grpc-Status": nil}, []string{"5"}, nil},
+		{"no content", 204, 0, nil, []string{"0"}, nil},
+		{"not modified", 304, 5, nil, []string{"5"}, nil},
+		{"sent the same", 200, 1024, nil, []string{"1024"}, []string{"1024"}},
+		{"sent with leading zeros", 200, 10, nil, []string{"0010"}, []string{"10"}},
+		{"sent with a sign", 200, 10, nil, []string{"+10"}, []string{"10"}},
+		{"sent another", 200, 10, nil, []string{"11"}, []string{"10"}},
+		{"sent twice", 200, 10, nil, []string{"10", "10"}, []string{"10"}},
+		{"sent empty", 200, 0, nil, []string{""}, []string{"0"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{}
-			setContentLength(h, &http.Response{StatusCode: tc.status, ContentLength: tc.length, Trailer: tc.trailer})
+			setContentLength(h, &http.Response{StatusCode: tc.status, ContentLength: tc.length, Trailer: tc.trailer}, tc.sent)
 			if got := h["Content-Length"]; strings.Join(got, ",") != strings.Join(tc.want, ",") {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
