@@ -22,6 +22,7 @@ type fleetSpec struct {
 	EdgeCA   []byte       `json:"edge_ca"`
 	Conns    int          `json:"conns"`
 	Protocol string       `json:"protocol"`
+	Rate     float64      `json:"rate"` // connectors started per second; 0: all at once
 	Tunnels  []tunnelSpec `json:"tunnels"`
 }
 
@@ -57,7 +58,7 @@ func runConnectors() int {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var wg sync.WaitGroup
-	for i, t := range spec.Tunnels {
+	for _, t := range spec.Tunnels {
 		c, err := connector.New(connector.Config{
 			TunnelID: t.ID, Secret: t.Secret, EdgeAddrs: []string{spec.EdgeAddr},
 			EdgeCA: spec.EdgeCA, ServerName: "localhost", Ingress: ing,
@@ -69,10 +70,10 @@ func runConnectors() int {
 			return 1
 		}
 		wg.Go(func() { c.Run(ctx) })
-		// A burst of thousands of handshakes at once would time some out
-		// on a loaded machine; the edge's admission is not what is measured.
-		if i%50 == 49 {
-			time.Sleep(10 * time.Millisecond)
+		// A burst of thousands of handshakes at once times some out on a
+		// loaded machine, and those back off for up to 30s.
+		if spec.Rate > 0 {
+			time.Sleep(time.Duration(float64(time.Second) / spec.Rate))
 		}
 	}
 	fmt.Printf("started %d\n", len(spec.Tunnels))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -137,4 +138,32 @@ func (e *edge) etcdSize() (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
+}
+
+// cpuProfile writes the edge's Go CPU profile over d to path. The
+// profiler's own cost (100 samples a second) falls in the window: a run
+// that measures CPU per connection should not take one.
+func (e *edge) cpuProfile(ctx context.Context, d time.Duration, path string) error {
+	return e.pprof(ctx, fmt.Sprintf("profile?seconds=%d", max(1, int(d.Seconds()))), path)
+}
+
+// pprof writes the edge's /debug/pprof/NAME to path.
+func (e *edge) pprof(ctx context.Context, name, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+e.metrics+"/debug/pprof/"+name, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("scale: pprof %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s", resp.Status)
+	}
+	if err != nil {
+		return fmt.Errorf("scale: pprof %s: %w", name, err)
+	}
+	return os.WriteFile(path, b, 0o644)
 }

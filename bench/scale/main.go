@@ -67,6 +67,7 @@ type config struct {
 	procs    int           // connector processes
 	protocol string        // "quic" or "websocket"
 	workers  int           // API requests at once while creating
+	dialRate float64       // tunnels whose connectors start per second, over all processes
 	window   int           // creates timed at each end; 0: routes/10, at most 1,000
 	quiet    time.Duration // idle CPU window
 	rest     time.Duration // wait before each idle window
@@ -75,6 +76,8 @@ type config struct {
 	restart  bool          // restart the edge and time the reconnection
 	timeout  time.Duration // the whole run
 	out      string        // JSON results; "": none
+	profile  string        // the edge's CPU profile over the connections' idle window; "": none
+	heap     string        // the edge's heap profile after that window; "": none
 	progress io.Writer     // progress lines; nil: none
 }
 
@@ -94,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.procs, "procs", 2, "connector processes sharing the tunnels")
 	fs.StringVar(&c.protocol, "protocol", "quic", "connector transport: quic or websocket")
 	fs.IntVar(&c.workers, "workers", 8, "API requests at once while creating tunnels and routes")
+	fs.Float64Var(&c.dialRate, "start-rate", 200, "tunnels whose connectors start per second, over all processes (0: all at once)")
 	fs.IntVar(&c.window, "window", 0, "creates timed at each end of the run (default: routes/10, at most 1000)")
 	fs.DurationVar(&c.quiet, "quiet", 10*time.Second, "window over which idle CPU is measured")
 	fs.DurationVar(&c.rest, "rest", 3*time.Second, "rest before each idle window, once RSS settled (start-up work ends)")
@@ -102,6 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.restart, "restart", true, "restart the edge and time until every connection is back")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	fs.StringVar(&c.out, "out", "", "write the results as JSON to this file")
+	fs.StringVar(&c.profile, "cpuprofile", "", "write the edge's Go CPU profile over the idle window with every connection up to this file")
+	fs.StringVar(&c.heap, "heapprofile", "", "write the edge's heap profile, with every connection up, to this file")
 	quietLog := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -117,25 +117,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// procCPU is a process's CPU time (utime+stime, all threads) from
+// procCPU is a process's CPU time (all threads), user and system, from
 // /proc/PID/stat, whose unit is USER_HZ (100 on Linux).
-func procCPU(pid int) (time.Duration, error) {
+func procCPU(pid int) (user, sys time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The name (field 2) may hold spaces: count fields after its ')'.
 	i := bytes.LastIndexByte(b, ')')
 	f := strings.Fields(string(b[i+1:]))
 	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("scale: /proc/%d/stat: odd contents", pid)
+		return 0, 0, fmt.Errorf("scale: /proc/%d/stat: odd contents", pid)
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("scale: /proc/%d/stat: odd cpu times %q %q", pid, f[11], f[12])
+		return 0, 0, fmt.Errorf("scale: /proc/%d/stat: odd cpu times %q %q", pid, f[11], f[12])
 	}
-	return time.Duration(u+s) * 10 * time.Millisecond, nil
+	return time.Duration(u) * 10 * time.Millisecond, time.Duration(s) * 10 * time.Millisecond, nil
 }
 
 // procMem is a process's VmRSS and RssAnon (heap, stacks: what it costs

@@ -76,12 +76,13 @@ func (r *scaleRun) close() {
 type idle struct {
 	rss, anon  int64
 	cpu        time.Duration // over the quiet window
+	sys        time.Duration // the part of cpu spent in the kernel
 	goroutines float64
 }
 
 // measureIdle settles the edge's RSS, then reads the edge's (and the
 // connector processes') CPU time over the quiet window.
-func (r *scaleRun) measureIdle(ctx context.Context) (edgeIdle idle, fleetCPU time.Duration, err error) {
+func (r *scaleRun) measureIdle(ctx context.Context, profile string) (edgeIdle idle, fleetCPU time.Duration, err error) {
 	pid := r.edge.pid()
 	settle(ctx, pid, 20*time.Second)
 	if err := sleepCtx(ctx, r.cfg.rest); err != nil {
@@ -91,20 +92,30 @@ func (r *scaleRun) measureIdle(ctx context.Context) (edgeIdle idle, fleetCPU tim
 	if err != nil {
 		return edgeIdle, 0, err
 	}
-	cpu := func() (edge, fleet time.Duration) {
-		edge, _ = procCPU(pid)
+	cpu := func() (edge, edgeSys, fleet time.Duration) {
+		u, s, _ := procCPU(pid)
 		for _, c := range r.fleet {
-			d, _ := procCPU(c.pid())
-			fleet += d
+			fu, fs, _ := procCPU(c.pid())
+			fleet += fu + fs
 		}
-		return edge, fleet
+		return u + s, s, fleet
 	}
-	e0, f0 := cpu()
+	var profiled chan error
+	if profile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- r.edge.cpuProfile(ctx, r.cfg.quiet, profile) }()
+	}
+	e0, s0, f0 := cpu()
 	if err := sleepCtx(ctx, r.cfg.quiet); err != nil {
 		return edgeIdle, 0, err
 	}
-	e1, f1 := cpu()
-	edgeIdle.cpu, fleetCPU = e1-e0, f1-f0
+	e1, s1, f1 := cpu()
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return edgeIdle, 0, err
+		}
+	}
+	edgeIdle.cpu, edgeIdle.sys, fleetCPU = e1-e0, s1-s0, f1-f0
 	edgeIdle.rss, edgeIdle.anon, err = procMem(pid)
 	return edgeIdle, fleetCPU, err
 }
@@ -123,7 +134,7 @@ func (r *scaleRun) startEmpty(ctx context.Context) error {
 		return err
 	}
 	r.cfg.logf("edge ready in %s; measuring it idle for %s", d.Round(time.Millisecond), r.cfg.quiet)
-	if r.empty, _, err = r.measureIdle(ctx); err != nil {
+	if r.empty, _, err = r.measureIdle(ctx, ""); err != nil {
 		return err
 	}
 	r.res.add("edge RSS, empty", mb(r.empty.rss), "MB", fmt.Sprintf("anon %.1f MB", mb(r.empty.anon)))
@@ -176,7 +187,7 @@ func (r *scaleRun) create(ctx context.Context) error {
 		r.res.add("etcd database", mb(size), "MB", fmt.Sprintf("%d tunnels, %d routes", cfg.tunnels+min(cfg.window, cfg.routes), cfg.routes))
 	}
 	cfg.logf("routes created; measuring the edge idle for %s", cfg.quiet)
-	if r.routed, _, err = r.measureIdle(ctx); err != nil {
+	if r.routed, _, err = r.measureIdle(ctx, ""); err != nil {
 		return err
 	}
 	if cfg.routes > 0 {
@@ -248,7 +259,8 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	want := cfg.tunnels * cfg.conns
 	start := time.Now()
 	for p := range cfg.procs {
-		spec := fleetSpec{EdgeAddr: r.edge.tunnelAddr, EdgeCA: ca, Conns: cfg.conns, Protocol: cfg.protocol}
+		spec := fleetSpec{EdgeAddr: r.edge.tunnelAddr, EdgeCA: ca, Conns: cfg.conns, Protocol: cfg.protocol,
+			Rate: cfg.dialRate / float64(cfg.procs)}
 		for i := p; i < len(r.tunnels); i += cfg.procs {
 			spec.Tunnels = append(spec.Tunnels, r.tunnels[i])
 		}
@@ -268,11 +280,16 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.res.add("connect all, cold", ms(at.Sub(start)), "ms", fmt.Sprintf("%d connections from %d processes", want, cfg.procs))
+	r.res.add("connect all, cold", ms(at.Sub(start)), "ms", fmt.Sprintf("%d connections from %d processes, %.0f tunnels started/s", want, cfg.procs, cfg.dialRate))
 	cfg.logf("all %d connected in %s; measuring the edge idle for %s", want, at.Sub(start).Round(time.Millisecond), cfg.quiet)
-	conns, fleetCPU, err := r.measureIdle(ctx)
+	conns, fleetCPU, err := r.measureIdle(ctx, cfg.profile)
 	if err != nil {
 		return err
+	}
+	if cfg.heap != "" {
+		if err := r.edge.pprof(ctx, "heap", cfg.heap); err != nil {
+			return err
+		}
 	}
 	n := float64(want)
 	r.res.add("edge RSS per connection", float64(conns.rss-r.routed.rss)/n, "bytes",
@@ -280,7 +297,8 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	r.res.add("edge goroutines per connection", (conns.goroutines-r.routed.goroutines)/n, "", fmt.Sprintf("%.0f in all", conns.goroutines))
 	perConn := (conns.cpu - r.routed.cpu).Seconds() / cfg.quiet.Seconds() / n
 	r.res.add("edge CPU per idle connection", perConn*100, "% of a core",
-		fmt.Sprintf("%.1f%% of a core for all; 40,000 would take %.2f cores", pct(conns.cpu, cfg.quiet), perConn*40000))
+		fmt.Sprintf("%.1f%% of a core for all (%.0f%% of it in the kernel); 40,000 would take %.2f cores",
+			pct(conns.cpu, cfg.quiet), 100*conns.sys.Seconds()/max(conns.cpu.Seconds(), 1e-9), perConn*40000))
 	r.res.add("connector CPU per idle connection", fleetCPU.Seconds()/cfg.quiet.Seconds()/n*100, "% of a core",
 		fmt.Sprintf("%d processes, %.1f%% of a core for all", cfg.procs, pct(fleetCPU, cfg.quiet)))
 	return nil
