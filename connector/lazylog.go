@@ -11,12 +11,15 @@ import (
 // is actually logged, so the request path does not pay a text handler's
 // formatting of them on every request.
 func withLazy(log *slog.Logger, attrs ...slog.Attr) *slog.Logger {
-	return slog.New(&lazyAttrs{h: log.Handler(), attrs: attrs})
+	l := &lazyAttrs{h: log.Handler()}
+	l.attrs = append(l.inline[:0], attrs...) // attrs itself stays on the caller's stack
+	return slog.New(l)
 }
 
 type lazyAttrs struct {
-	h     slog.Handler
-	attrs []slog.Attr
+	h      slog.Handler
+	attrs  []slog.Attr
+	inline [2]slog.Attr // attrs, when they fit
 }
 
 func (l *lazyAttrs) Enabled(ctx context.Context, level slog.Level) bool {

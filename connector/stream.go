@@ -59,12 +59,13 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 }
 
 // streamReader is a stream's pooled reader, which holds the request header
-// and what follows it, and the request header decoded (allocated with it).
-// A long-lived stream (an upgraded connection) gives the reader back early;
-// release is safe to call again.
+// and what follows it, and the request and response headers (allocated
+// with it). A long-lived stream (an upgraded connection) gives the reader
+// back early; release is safe to call again.
 type streamReader struct {
 	*bufio.Reader // nil once released
 	header        tunnel.RequestHeader
+	respHeader    tunnel.ResponseHeader // serveHTTP's answer
 }
 
 func newStreamReader(s tunnel.Stream) *streamReader {
@@ -155,16 +156,17 @@ func (c *Connector) serveHTTP(s tunnel.Stream, rd *streamReader, h *tunnel.Reque
 	}
 	defer resp.Body.Close()
 
-	rh := responseHeader(resp)
+	rh := &rd.respHeader
+	*rh = responseHeader(resp)
 	if h.Method != http.MethodHead && len(resp.Trailer) == 0 && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
 		// A small answer of known length goes out in one write: header,
 		// body and end together (one packet instead of three).
-		if writeSmallResponse(s, &rh, resp.Body, log) {
+		if writeSmallResponse(s, rh, resp.Body, log) {
 			c.served(log, h.Method, req.URL.Path, resp.StatusCode)
 		}
 		return
 	}
-	if err := tunnel.WriteMessage(s, &rh); err != nil {
+	if err := tunnel.WriteMessage(s, rh); err != nil {
 		log.Debug("edge went away", "err", err)
 		return
 	}

@@ -126,6 +126,7 @@ type attempt struct {
 	br      *bufio.Reader // the response's pooled reader, until the body is closed
 	reqH    tunnel.RequestHeader
 	respH   tunnel.ResponseHeader
+	resp    http.Response
 }
 
 func (t *tunnelTransport) newAttempt(s tunnel.Stream, tc *tunnelConn) *attempt {

@@ -405,7 +405,8 @@ func (t *tunnelTransport) exchange(req *http.Request, info *layer.Request, a *at
 		// Interim answers are not relayed; a 101 only answers an upgrade.
 		return nil, fmt.Errorf("edge: connector sent status %d", rh.Status)
 	}
-	resp := &http.Response{
+	resp := &a.resp
+	*resp = http.Response{
 		Status:        statusLine(rh.Status),
 		StatusCode:    rh.Status,
 		Proto:         "HTTP/1.1",
