@@ -426,32 +426,20 @@ func jitter(d time.Duration) time.Duration {
 
 // Keepalives. An idle connection sends a keepalive after keepAlive of
 // silence (QUIC; a yamux ping every keepAlive on WebSocket), the edge's
-// period too (edge/limits.go), and the QUIC idle timeout is twice that:
+// period too (edge/limits.go), and the QUIC idle timeout is idleTimeout:
 // an idle connection costs the edge a packet each way per 10s, not per
-// second (bench/scale: 1,000 idle QUIC connections took 12% of a core of
-// the edge, now about 5%). The first HA slot is the sentinel: it keeps the old pace, a
-// keepalive after 2s of silence and a 4s idle timeout (about the edge's own
-// before 2026-12-02), so that when the edge crashed and came back, the
-// sentinel's connection has ended within 4s and the tunnel serves again
-// on its new one. (A stateless reset would tell sooner, but the edge only
-// answers packets larger than a reset with one, and a keepalive is not.)
-// The edge finds a dead connector by the streams it opens
-// (edge/health.go). Against an older edge, whose idle timeout is 5s,
-// QUIC sends keepalives after half of it (2.5s) at most.
+// second (at 40,000 connections, the difference between under a core and
+// six). The first HA slot is the sentinel: it sends its keepalives every
+// sentinelKeepAlive, so that an edge that crashed and came back answers
+// one within seconds with a stateless reset, which ends its siblings too
+// (edgeRestarted). The edge finds a dead connector by the streams it
+// opens (edge/health.go). Against an older edge, whose idle timeout is
+// 5s, QUIC sends keepalives after half of it (2.5s) at most.
 const (
 	keepAlive         = 10 * time.Second
 	sentinelKeepAlive = 2 * time.Second
-	sentinelIdle      = 4 * time.Second
+	idleTimeout       = 2 * keepAlive
 )
-
-// idleTimeoutFor is the QUIC idle timeout that goes with a keepalive
-// period.
-func idleTimeoutFor(keepAlive time.Duration) time.Duration {
-	if keepAlive <= sentinelKeepAlive {
-		return sentinelIdle
-	}
-	return 2 * keepAlive
-}
 
 // slotKeepAlive is the keepalive period of HA slot index.
 func slotKeepAlive(index int) time.Duration {
@@ -472,7 +460,7 @@ func (c *Connector) quicConfig(keepAlive time.Duration) tunnelquic.Config {
 		q.KeepAlivePeriod = keepAlive
 	}
 	if q.MaxIdleTimeout == 0 {
-		q.MaxIdleTimeout = idleTimeoutFor(q.KeepAlivePeriod)
+		q.MaxIdleTimeout = idleTimeout
 	}
 	if q.Logger == nil {
 		q.Logger = c.log
