@@ -17,7 +17,7 @@ import (
 // unregister, wait until the edge closes the connection (it does once every
 // request it sent on it is finished) or GracePeriod is over, close.
 func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *slog.Logger, at *attempt) error {
-	conn, err := c.dial(ctx, addr, index)
+	conn, err := c.dial(ctx, addr)
 	if err != nil {
 		return err
 	}

@@ -310,13 +310,12 @@ func (c *Connector) edgeTLS(addr string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// dial connects HA slot index to addr.
-func (c *Connector) dial(ctx context.Context, addr string, index int) (tunnel.Conn, error) {
+func (c *Connector) dial(ctx context.Context, addr string) (tunnel.Conn, error) {
 	tc, err := c.edgeTLS(addr)
 	if err != nil {
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return c.dialTransport(dctx, addr, tc, slotKeepAlive(index))
+	return c.dialTransport(dctx, addr, tc)
 }

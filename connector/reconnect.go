@@ -12,7 +12,6 @@ import (
 
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
-	"github.com/adit-dev/adit/tunnel/tunnelws"
 )
 
 // Reconnecting.
@@ -125,11 +124,10 @@ func (l *edgeLink) remove(c tunnel.Conn) {
 // only a packet too large to be a reset itself, which a keepalive often is
 // not. So when one connection gets a reset, the edge at its address has
 // restarted, and the others to that address are dead too unless they are
-// to another node behind the same address. They tell by listening: a live
-// edge keeps an idle connection's keepalive exchange going every
-// keepAlive, so a connection that receives nothing for quietProof is
-// closed then rather than at its idle timeout.
-const quietProof = keepAlive + 2*time.Second
+// to another node behind the same address. They tell by listening: the
+// edge sends keepalives every second, so a connection that receives
+// nothing for quietProof is closed now rather than at its idle timeout.
+const quietProof = 1500 * time.Millisecond
 
 // edgeRestarted checks the connections to this address other than lost.
 func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
@@ -424,56 +422,17 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d+1)
 }
 
-// Keepalives. An idle connection sends a keepalive after keepAlive of
-// silence (QUIC; a yamux ping every keepAlive on WebSocket), the edge's
-// period too (edge/limits.go), and the QUIC idle timeout is idleTimeout:
-// an idle connection costs the edge a packet each way per 10s, not per
-// second (at 40,000 connections, the difference between under a core and
-// six). The first HA slot is the sentinel: it sends its keepalives every
-// sentinelKeepAlive, so that an edge that crashed and came back answers
-// one within seconds with a stateless reset, which ends its siblings too
-// (edgeRestarted). The edge finds a dead connector by the streams it
-// opens (edge/health.go). Against an older edge, whose idle timeout is
-// 5s, QUIC sends keepalives after half of it (2.5s) at most.
-const (
-	keepAlive         = 10 * time.Second
-	sentinelKeepAlive = 2 * time.Second
-	idleTimeout       = 2 * keepAlive
-)
-
-// slotKeepAlive is the keepalive period of HA slot index.
-func slotKeepAlive(index int) time.Duration {
-	if index == 0 {
-		return sentinelKeepAlive
-	}
-	return keepAlive
-}
-
-// quicConfig is Config.QUIC with the connector's dial defaults and, unless
-// it sets one, the keepalive period keepAlive.
-func (c *Connector) quicConfig(keepAlive time.Duration) tunnelquic.Config {
+// quicConfig is Config.QUIC with the connector's dial default.
+func (c *Connector) quicConfig() tunnelquic.Config {
 	q := c.cfg.QUIC
 	if q.HandshakeTimeout == 0 {
 		q.HandshakeTimeout = dialHandshakeTimeout
 	}
 	if q.KeepAlivePeriod == 0 {
-		q.KeepAlivePeriod = keepAlive
-	}
-	if q.MaxIdleTimeout == 0 {
-		q.MaxIdleTimeout = idleTimeout
+		q.KeepAlivePeriod = time.Second // the edge's period too (edge/limits.go)
 	}
 	if q.Logger == nil {
 		q.Logger = c.log
 	}
 	return q
-}
-
-// wsConfig is Config.WebSocket with, unless it sets one, the keepalive
-// period keepAlive.
-func (c *Connector) wsConfig(keepAlive time.Duration) tunnelws.Config {
-	w := c.cfg.WebSocket
-	if w.KeepAliveInterval == 0 {
-		w.KeepAliveInterval = keepAlive
-	}
-	return w
 }

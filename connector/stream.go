@@ -29,13 +29,6 @@ func (c *Connector) serveStream(s tunnel.Stream, log *slog.Logger) {
 
 	h := &rd.header
 	if err := tunnel.ReadMessage(rd.Reader, h); err != nil {
-		if s.Context().Err() != nil || errors.Is(err, io.EOF) {
-			// The edge abandoned the stream before its request: a probe
-			// of a silent connection (edge/health.go), or a request given
-			// up on at once.
-			log.Debug("request stream abandoned before its header", "err", err)
-			return
-		}
 		c.rl.Logger(log).Warn("bad request stream", "err", err)
 		return
 	}

@@ -241,7 +241,7 @@ func (c *Connector) probeQUIC(ctx context.Context) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := tunnelquic.Dial(pctx, addr, tc, c.quicConfig(keepAlive))
+		conn, err := tunnelquic.Dial(pctx, addr, tc, c.quicConfig())
 		cancel()
 		if err != nil {
 			c.log.Debug("QUIC still fails; staying on WebSocket", "edge", addr, "err", err, "next_probe", delay)
@@ -261,26 +261,25 @@ func (c *Connector) quicRetryInterval() time.Duration {
 	return defaultQUICRetryInterval
 }
 
-// dialTransport dials addr with the configured protocol and keepalive
-// period (reconnect.go).
-func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Config, keepAlive time.Duration) (tunnel.Conn, error) {
+// dialTransport dials addr with the configured protocol.
+func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Config) (tunnel.Conn, error) {
 	switch c.cfg.Protocol {
 	case ProtocolQUIC:
-		return tunnelquic.Dial(ctx, addr, tc, c.quicConfig(keepAlive))
+		return tunnelquic.Dial(ctx, addr, tc, c.quicConfig())
 	case ProtocolWebSocket:
-		return tunnelws.Dial(ctx, addr, tc, c.wsConfig(keepAlive))
+		return tunnelws.Dial(ctx, addr, tc, c.cfg.WebSocket)
 	}
 	if time.Now().UnixNano() < c.transport.wsUntil.Load() {
-		return tunnelws.Dial(ctx, addr, tc, c.wsConfig(keepAlive))
+		return tunnelws.Dial(ctx, addr, tc, c.cfg.WebSocket)
 	}
-	conn, err := tunnelquic.Dial(ctx, addr, tc, c.quicConfig(keepAlive))
+	conn, err := tunnelquic.Dial(ctx, addr, tc, c.quicConfig())
 	if err == nil {
 		c.transport.quicWorked(addr)
 	}
 	if err == nil || ctx.Err() != nil || !quicBlocked(err) {
 		return conn, err
 	}
-	wconn, werr := tunnelws.Dial(ctx, addr, tc, c.wsConfig(keepAlive))
+	wconn, werr := tunnelws.Dial(ctx, addr, tc, c.cfg.WebSocket)
 	if werr != nil {
 		// Neither gets through: the edge is down or unreachable, which
 		// says nothing about UDP.
@@ -291,7 +290,7 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 	// UDP gets through (the first may have failed while it restarted).
 	// It may take longer: an edge that just came back may be busy with a
 	// crowd of handshakes, and silence now is what makes us fall back.
-	qc := c.quicConfig(keepAlive)
+	qc := c.quicConfig()
 	qc.HandshakeTimeout = max(qc.HandshakeTimeout, quicConfirmTimeout)
 	qconn, qerr := tunnelquic.Dial(ctx, addr, tc, qc)
 	switch {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/adit-dev/adit/edge/layer"
 	"github.com/adit-dev/adit/tunnel"
@@ -102,7 +101,6 @@ func (t *tunnelTransport) openStreamSkip(ctx context.Context, tunnelID string, s
 		}
 		s, err := tc.conn.OpenStream(ctx)
 		if err == nil {
-			tc.health.opened(time.Now()) // health.go
 			return tc, s, nil
 		}
 		tc.inflight.Add(-1)

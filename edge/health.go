@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,22 +13,12 @@ import (
 
 // Connection health. A connector killed with SIGKILL, stopped with SIGSTOP
 // or cut off by the network says nothing: its connections only end when
-// the QUIC idle timeout fires (20s at the edge, see limits.go). Meanwhile
+// the QUIC idle timeout fires (5s at the edge, see limits.go). Meanwhile
 // the edge would keep sending it requests. So the edge watches each
-// connection's received-packet count. An idle connection hears at least
-// the keepalive exchange once per keepalive period (10s, limits.go); a
-// live connector acknowledges whatever the edge sends it within a round
-// trip. Hence a probe: a stream opened to the connector (a request, or
-// while requests are in flight and the connection has been silent for
-// probeAfter, an empty stream the edge abandons at once, which the
-// connector acknowledges and drops). A connection is suspect when
-//
-//   - a probe has gone unanswered for probeAfter (2s): nothing at all was
-//     heard since a stream was opened on it; or
-//   - nothing was heard for suspectAfter (the keepalive period and a
-//     margin, 12s): an idle connection whose keepalive went unanswered.
-//
-// Then:
+// connection's received-packet count, which keepalives move every second
+// on a live connection: once it has stood still for suspectAfter (two
+// keepalive periods and a margin, 2.5s by default) the connection is
+// suspect:
 //
 //   - new requests go to the tunnel's other connections (if it has any
 //     that are not suspect; a suspect connection still beats none);
@@ -37,32 +26,16 @@ import (
 //     TRACE without a body; see failover.go) and still wait for their
 //     response header are abandoned and sent again on another connection.
 //
-// A probe unanswered for deadAfter (5s) closes the connection, so the
-// requests that are not safe to replay fail with a 502 then rather than at
-// the idle timeout. A connection heard from again before (a SIGCONT, a
-// network blip) is healthy again at once.
-
-// probeAfter is how long a connection may stay silent after a stream was
-// opened on it before it is suspect, and how long one with requests in
-// flight may stay silent before it is probed.
-const probeAfter = 2 * time.Second
-
-// deadAfter is how long a probe may go unanswered before the connection
-// is closed.
-const deadAfter = 5 * time.Second
+// Requests that are not safe to replay stay and fail with a 502 when the
+// idle timeout ends the connection. A connection heard from again (a
+// SIGCONT, a network blip) is healthy again at once.
 
 // healthTick is how often the watchdog looks at every connection.
-const healthTick = 500 * time.Millisecond
+const healthTick = 250 * time.Millisecond
 
 // connHealth is one connection's liveness.
 type connHealth struct {
 	suspect atomic.Bool
-
-	// probeSince is when the first stream opened since the connection
-	// was last heard from was opened (unix nanoseconds), or 0: opened
-	// sets it, the watchdog clears it when it hears the connection.
-	probeSince atomic.Int64
-	closing    atomic.Bool // the watchdog closes the connection: a probe went unanswered
 
 	// Only the watchdog goroutine uses these two.
 	lastPackets uint64
@@ -70,13 +43,6 @@ type connHealth struct {
 
 	mu      sync.Mutex
 	waiters map[*watchedStream]struct{} // replayable requests waiting for their response header
-}
-
-// opened notes a stream opened on the connection, a probe of its peer.
-func (h *connHealth) opened(now time.Time) {
-	if h.probeSince.Load() == 0 {
-		h.probeSince.CompareAndSwap(0, now.UnixNano())
-	}
 }
 
 // watch registers a replayable request waiting for its answer on this
@@ -115,10 +81,9 @@ func (h *connHealth) abandonWaiters() int {
 }
 
 // suspectAfter is how long a connection may go without a packet before it
-// is suspect: a keepalive period (the edge's own keepalive is sent by
-// then) and a margin for its answer on a loaded machine.
+// is suspect.
 func (s *Server) suspectAfter() time.Duration {
-	return max(edgeQUIC(s.cfg.QUIC).KeepAlivePeriod, edgeWS(s.cfg.WebSocket).KeepAliveInterval) + 2*time.Second
+	return 2*edgeQUIC(s.cfg.QUIC).KeepAlivePeriod + 500*time.Millisecond
 }
 
 // An edge that was stopped (SIGSTOP) and resumed still holds the
@@ -179,52 +144,21 @@ func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration)
 	if h.lastHeard.IsZero() || n != h.lastPackets {
 		quiet := now.Sub(h.lastHeard)
 		h.lastPackets, h.lastHeard = n, now
-		h.probeSince.Store(0)
 		if h.suspect.CompareAndSwap(true, false) {
 			s.log.Info("connection heard from again", "conn", tc.label(),
 				"quiet_for", quiet.Round(time.Millisecond))
 		}
 		return
 	}
-	var probing time.Duration // how long the probe has waited
-	if probed := h.probeSince.Load(); probed != 0 {
-		probing = now.Sub(time.Unix(0, probed))
-	} else if tc.inflight.Load() > 0 && now.Sub(h.lastHeard) >= probeAfter {
-		h.opened(now)
-		s.spawn(func() { s.probe(tc) })
-		return
-	}
-	if probing >= deadAfter {
-		if h.closing.Swap(true) {
-			return
-		}
-		s.log.Warn("connection silent; closing it", "conn", tc.label(),
-			"quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond))
-		s.spawn(func() {
-			s.disconnect(tc, tunnel.CodeNormal, "connector silent: a stream went unacknowledged for "+deadAfter.String())
-		})
-		return
-	}
-	if h.suspect.Load() || (probing < probeAfter && now.Sub(h.lastHeard) < after) {
+	if h.suspect.Load() || now.Sub(h.lastHeard) < after {
 		return
 	}
 	h.suspect.Store(true)
 	s.metrics.suspect()
 	moved := h.abandonWaiters()
 	s.log.Warn("connection quiet; routing around it until it is heard from or times out",
-		"conn", tc.label(), "quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond),
-		"unanswered_stream", probing >= probeAfter, "requests_moved", moved)
-}
-
-// probe opens an empty stream on tc and abandons it at once: a live
-// connector acknowledges it (and drops it, having read no request), so
-// the connection is heard from.
-func (s *Server) probe(tc *tunnelConn) {
-	ctx, cancel := context.WithTimeout(s.ctx, probeAfter)
-	defer cancel()
-	if st, err := tc.conn.OpenStream(ctx); err == nil {
-		st.Close()
-	}
+		"conn", tc.label(),
+		"quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond), "requests_moved", moved)
 }
 
 // closeWhenDrained ends a connection whose connector unregistered, once no

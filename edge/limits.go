@@ -26,25 +26,15 @@ const (
 	// no new request.
 	DefaultIdleTimeout = 2 * time.Minute
 
-	// On the tunnel listener, unless Config.QUIC and Config.WebSocket say
-	// otherwise: a keepalive after 10s of silence (QUIC; a yamux ping every
-	// 10s on WebSocket) and a 20s QUIC idle timeout. An idle connection
-	// then costs one packet each way per 10s instead of per second: at
-	// 1s, 1,000 idle QUIC connections took 15% of a core (bench/scale),
-	// 40,000 would take 6 cores. A stream opened to the connector (a
-	// request, or a probe while requests are in flight) finds a dead one
-	// within seconds: a connector that does not even acknowledge it
-	// within 2s is suspect, within 5s closed; an idle one is suspect
-	// once silent for a keepalive period and a margin (health.go).
-	// Connectors send their own keepalives at the same period
-	// (connector/reconnect.go); older ones every second, which the edge
-	// answers.
-	edgeKeepAlive   = 10 * time.Second
-	edgeIdleTimeout = 2 * edgeKeepAlive
-	// A connector opens one stream, the control stream (the edge opens
-	// every other), so it may have one open: on QUIC a second is a
-	// stream-limit violation that closes the connection, on WebSocket it
-	// is reset unread (tunnellimits.go has the rest).
+	// On the tunnel listener, unless Config.QUIC says otherwise: a
+	// keepalive every second and a 5s idle timeout find a dead connector
+	// within 5s (and the health check in health.go stops routing to it
+	// after about 2.5s). A connector opens one stream, the control stream
+	// (the edge opens every other), so it may have one open: on QUIC a
+	// second is a stream-limit violation that closes the connection, on
+	// WebSocket it is reset unread (tunnellimits.go has the rest).
+	edgeKeepAlive          = time.Second
+	edgeIdleTimeout        = 5 * time.Second
 	edgeMaxIncomingStreams = 1
 )
 
@@ -66,9 +56,6 @@ func edgeQUIC(c tunnelquic.Config) tunnelquic.Config {
 // stream is the only stream a connector may open, and what it sent there
 // unread is bounded (tunnellimits.go).
 func edgeWS(c tunnelws.Config) tunnelws.Config {
-	if c.KeepAliveInterval == 0 {
-		c.KeepAliveInterval = edgeKeepAlive
-	}
 	if c.MaxIncomingStreams == 0 {
 		c.MaxIncomingStreams = edgeMaxIncomingStreams
 	}

@@ -54,16 +54,16 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		"connector", tc.info.ConnectorID, "index", tc.info.Index, "version", tc.info.Version)
 	s.replaceStale(tc, log) // health.go
 
-	// The edge shutting down closes the connection, even one that
-	// registered while Close was closing the others.
-	stop := context.AfterFunc(ctx, func() { c.Close(tunnel.CodeShutdown, "edge shutting down") })
-	defer stop()
-	// The control stream is read on this goroutine, which would otherwise
-	// only wait: one goroutine fewer per idle connection. The stream ends
-	// with the connection, or before it when the connector breaks the
-	// protocol (then readControl closes the connection).
-	s.readControl(tc, ctrl, log)
-	<-c.Done()
+	s.spawn(func() { s.readControl(tc, ctrl, log) })
+
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		// The edge is shutting down; a connection that registered while
+		// Close was closing the others must not be left open.
+		c.Close(tunnel.CodeShutdown, "edge shutting down")
+		<-c.Done()
+	}
 	s.unregister(tc)
 	log.Info("connection closed", "after", tc.since().Round(time.Millisecond), "reason", c.Err())
 }
@@ -94,9 +94,7 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger, 
 	}
 	stop := context.AfterFunc(rctx, func() { ctrl.Close() })
 	defer stop()
-	// Control frames are small and rare, and the reader lives as long as
-	// the connection: a small buffer (a longer frame is read past it).
-	br := bufio.NewReaderSize(ctrl, 512)
+	br := bufio.NewReaderSize(ctrl, 4096)
 	var req tunnel.RegisterRequest
 	if err := tunnel.ReadMessageLimit(br, &req, maxControlFrame); err != nil {
 		c.Close(tunnel.CodeProtocol, "bad register frame")
