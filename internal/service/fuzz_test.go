@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/xml"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -101,8 +102,12 @@ func FuzzLaunchdPlist(f *testing.F) {
 		for _, a := range got["ProgramArguments"].Items {
 			args = append(args, a.Text)
 		}
-		if len(args) != 5 || args[0] != bin || args[4] != token {
-			t.Fatalf("ProgramArguments = %q, want %q first and %q last", args, bin, token)
+		want := []string{bin, "tunnel", "run", "--token-file", token}
+		if token == "" {
+			want = want[:3] // an empty name is not used (LaunchdPlist)
+		}
+		if !slices.Equal(args, want) {
+			t.Fatalf("ProgramArguments = %q, want %q", args, want)
 		}
 		if got["UserName"].Text != user {
 			t.Fatalf("UserName = %q, want %q", got["UserName"].Text, user)
