@@ -174,7 +174,8 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 			return nil, fmt.Errorf("%w for tunnel %s: %s", ErrAuth, c.cfg.TunnelID, resp.Error)
 		}
 		if resp.RetryAfterMS > 0 {
-			return nil, &busyError{reason: resp.Error, after: time.Duration(resp.RetryAfterMS) * time.Millisecond}
+			// The edge asks for 0.5–30s; an edge asking for more gets maxBusyWait.
+			return nil, &busyError{reason: resp.Error, after: min(time.Duration(resp.RetryAfterMS)*time.Millisecond, maxBusyWait)}
 		}
 		return nil, fmt.Errorf("edge refused the connection: %s", resp.Error)
 	}
@@ -187,6 +188,9 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 // busyError is a refusal for now: the edge is busy registering others and
 // asks for this one again after a delay (protocol version 4,
 // retry_after_ms). reconnect.go waits that long plus jitter.
+// maxBusyWait bounds the wait an edge's retry_after_ms asks for.
+const maxBusyWait = time.Minute
+
 type busyError struct {
 	reason string
 	after  time.Duration

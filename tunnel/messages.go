@@ -174,7 +174,7 @@ func (m *RegisterResponse) decode(b []byte) error {
 		case 5:
 			var u uint64
 			u, err = v.uint()
-			m.RetryAfterMS = uint32(min(u, 1<<32-1))
+			m.RetryAfterMS = uint32(u) // as protobuf reads a uint32: truncated (the schema test holds it)
 		}
 		return err
 	})
