@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,19 +17,6 @@ import (
 // The administration of Access: `adit access idp|app|policy|token`, over
 // the edge's /v1/access API.
 
-// accessClient builds the API client for the Access commands.
-func accessClient(f *apiFlags, home string) (*control.Client, error) {
-	c, err := f.client(home)
-	if err != nil {
-		return nil, err
-	}
-	ac, ok := c.(*control.Client)
-	if !ok {
-		return nil, errors.New("access: the API client is not an HTTP client")
-	}
-	return ac, nil
-}
-
 func newAccessIdPCmd(g *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "idp",
@@ -37,15 +25,12 @@ func newAccessIdPCmd(g *Env) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	var (
-		api                        apiFlags
-		p                          control.AccessIdP
-		secretFile                 string
-		scopes                     []string
-		addCmd, listCmd, deleteCmd *cobra.Command
-		listAPI, deleteAPI         apiFlags
-		output                     string
+		api        apiFlags
+		p          control.AccessIdP
+		secretFile string
+		scopes     []string
 	)
-	addCmd = &cobra.Command{
+	addCmd := &cobra.Command{
 		Use:   "add NAME --issuer URL --client-id ID --client-secret-file FILE [--scopes openid,email,profile] [--groups-claim groups]",
 		Short: "Add an OpenID Connect identity provider (Keycloak, Dex, Google, Entra ID, Authentik...)",
 		Long: `Add an identity provider, found by OpenID Connect discovery at its issuer URL.
@@ -72,7 +57,7 @@ The client secret is read from a file (never a command-line argument).`,
 			if err := p.Validate(); err != nil {
 				return fmt.Errorf("access idp add: %w", err)
 			}
-			c, err := accessClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -91,53 +76,26 @@ The client secret is read from a file (never a command-line argument).`,
 	addCmd.Flags().StringSliceVar(&scopes, "scopes", nil, "scopes to ask for (default openid,email,profile)")
 	addCmd.Flags().StringVar(&p.GroupsClaim, "groups-claim", "", "the claim holding the user's groups (default groups)")
 
-	listCmd = &cobra.Command{
+	listCmd := listCmd(g, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the identity providers",
 		Args:    ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.AccessIdP, error) {
+		return c.ListAccessIdPs(ctx)
+	}, listing[control.AccessIdP]{"No identity providers.", "NAME\tISSUER\tCLIENT ID\tSCOPES\tCREATED",
+		func(p control.AccessIdP) []any {
+			sc := strings.Join(p.Scopes, ",")
+			if sc == "" {
+				sc = "(default)"
 			}
-			c, err := accessClient(&listAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			idps, err := c.ListAccessIdPs(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("access idp list: %w", apiError(err))
-			}
-			return printList(g.Stdout, output, idps, "No identity providers.", "NAME\tISSUER\tCLIENT ID\tSCOPES\tCREATED",
-				func(p control.AccessIdP) []any {
-					sc := strings.Join(p.Scopes, ",")
-					if sc == "" {
-						sc = "(default)"
-					}
-					return []any{p.Name, p.Issuer, p.ClientID, sc, formatTime(p.CreatedAt)}
-				})
-		},
-	}
-	listAPI.register(listCmd)
-	outputFlag(listCmd, &output)
-
-	deleteCmd = &cobra.Command{
+			return []any{p.Name, p.Issuer, p.ClientID, sc, formatTime(p.CreatedAt)}
+		}})
+	deleteCmd := recordCmd(g, &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete an identity provider no application uses",
 		Args:  ExactArgs(1, "an identity provider NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := accessClient(&deleteAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteAccessIdP(cmd.Context(), args[0]); err != nil {
-				return fmt.Errorf("access idp delete: %w", apiError(err))
-			}
-			fmt.Fprintf(g.Stdout, "Deleted identity provider %s\n", args[0])
-			return nil
-		},
-	}
-	deleteAPI.register(deleteCmd)
+	}, (*control.Client).DeleteAccessIdP, "Deleted identity provider %s")
 	cmd.AddCommand(addCmd, listCmd, deleteCmd)
 	return cmd
 }
@@ -150,9 +108,9 @@ func newAccessAppCmd(g *Env) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	var (
-		createAPI, listAPI, infoAPI, deleteAPI apiFlags
-		a                                      control.AccessApp
-		listOut, infoOut                       string
+		createAPI, infoAPI apiFlags
+		a                  control.AccessApp
+		infoOut            string
 	)
 	create := &cobra.Command{
 		Use:   "create NAME --domain HOST[/PATH] [--idp NAME] [--session 24h]",
@@ -170,7 +128,7 @@ policy, nobody gets in.`,
 			if err := a.Validate(); err != nil {
 				return fmt.Errorf("access app create: %w", err)
 			}
-			c, err := accessClient(&createAPI, g.Home)
+			c, err := createAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -187,31 +145,17 @@ policy, nobody gets in.`,
 	create.Flags().StringVar(&a.IdP, "idp", "", "identity provider people log in with (default: the only one)")
 	create.Flags().StringVar(&a.SessionDuration, "session", "", "how long a login lasts (default 24h)")
 
-	list := &cobra.Command{
+	list := listCmd(g, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the applications",
 		Args:    ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(listOut); err != nil {
-				return err
-			}
-			c, err := accessClient(&listAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			apps, err := c.ListAccessApps(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("access app list: %w", apiError(err))
-			}
-			return printList(g.Stdout, listOut, apps, "No applications.", "NAME\tDOMAIN\tIDP\tSESSION\tPOLICIES\tAUD",
-				func(a control.AccessApp) []any {
-					return []any{a.Name, a.Domain, orDash(a.IdP), orDash(a.SessionDuration), len(a.Policies), a.AUD}
-				})
-		},
-	}
-	listAPI.register(list)
-	outputFlag(list, &listOut)
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.AccessApp, error) {
+		return c.ListAccessApps(ctx)
+	}, listing[control.AccessApp]{"No applications.", "NAME\tDOMAIN\tIDP\tSESSION\tPOLICIES\tAUD",
+		func(a control.AccessApp) []any {
+			return []any{a.Name, a.Domain, orDash(a.IdP), orDash(a.SessionDuration), len(a.Policies), a.AUD}
+		}})
 
 	info := &cobra.Command{
 		Use:   "info NAME",
@@ -221,7 +165,7 @@ policy, nobody gets in.`,
 			if err := checkOutput(infoOut); err != nil {
 				return err
 			}
-			c, err := accessClient(&infoAPI, g.Home)
+			c, err := infoAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -239,23 +183,11 @@ policy, nobody gets in.`,
 	infoAPI.register(info)
 	outputFlag(info, &infoOut)
 
-	del := &cobra.Command{
+	del := recordCmd(g, &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete an application (its hostname is then open unless another covers it)",
 		Args:  ExactArgs(1, "an application NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := accessClient(&deleteAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteAccessApp(cmd.Context(), args[0]); err != nil {
-				return fmt.Errorf("access app delete: %w", apiError(err))
-			}
-			fmt.Fprintf(g.Stdout, "Deleted application %s\n", args[0])
-			return nil
-		},
-	}
-	deleteAPI.register(del)
+	}, (*control.Client).DeleteAccessApp, "Deleted application %s")
 	cmd.AddCommand(create, list, info, del, newAccessAppRevokeCmd(g))
 	return cmd
 }
@@ -310,7 +242,7 @@ lets requests through with no identity at all.`,
 			if err := p.Validate(); err != nil {
 				return fmt.Errorf("access policy add: %w", err)
 			}
-			c, err := accessClient(&addAPI, g.Home)
+			c, err := addAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -337,7 +269,7 @@ lets requests through with no identity at all.`,
 			if err != nil || n < 1 {
 				return fmt.Errorf("access policy delete: %q is not a policy number (1, 2, ...)", args[1])
 			}
-			c, err := accessClient(&delAPI, g.Home)
+			c, err := delAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -357,8 +289,8 @@ lets requests through with no identity at all.`,
 // newAccessServiceTokenCmds are `adit access token create|list|revoke`.
 func newAccessServiceTokenCmds(g *Env) []*cobra.Command {
 	var (
-		createAPI, listAPI, revokeAPI apiFlags
-		duration, output              string
+		createAPI        apiFlags
+		duration, output string
 	)
 	create := &cobra.Command{
 		Use:   "create NAME [--duration 8760h]",
@@ -378,7 +310,7 @@ an application lets them in with a service_auth policy naming the token.`,
 			if _, err := control.ParseServiceTokenDuration(duration); err != nil {
 				return fmt.Errorf("access token create: --duration: %w", err)
 			}
-			c, err := accessClient(&createAPI, g.Home)
+			c, err := createAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -398,49 +330,22 @@ an application lets them in with a service_auth policy naming the token.`,
 	create.Flags().StringVar(&duration, "duration", "", "how long the token is valid (default 8760h)")
 	outputFlag(create, &output)
 
-	var listOut string
-	list := &cobra.Command{
+	list := listCmd(g, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the service tokens (never their secrets)",
 		Args:    ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(listOut); err != nil {
-				return err
-			}
-			c, err := accessClient(&listAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			ts, err := c.ListAccessServiceTokens(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("access token list: %w", apiError(err))
-			}
-			return printList(g.Stdout, listOut, ts, "No service tokens.", "NAME\tCLIENT ID\tCREATED\tEXPIRES",
-				func(t control.AccessServiceToken) []any {
-					return []any{t.Name, t.ClientID, formatTime(t.CreatedAt), formatTime(t.ExpiresAt)}
-				})
-		},
-	}
-	listAPI.register(list)
-	outputFlag(list, &listOut)
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.AccessServiceToken, error) {
+		return c.ListAccessServiceTokens(ctx)
+	}, listing[control.AccessServiceToken]{"No service tokens.", "NAME\tCLIENT ID\tCREATED\tEXPIRES",
+		func(t control.AccessServiceToken) []any {
+			return []any{t.Name, t.ClientID, formatTime(t.CreatedAt), formatTime(t.ExpiresAt)}
+		}})
 
-	revoke := &cobra.Command{
+	revoke := recordCmd(g, &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke a service token: every edge refuses it within a second",
 		Args:  ExactArgs(1, "a service token NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := accessClient(&revokeAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			if err := c.RevokeAccessServiceToken(cmd.Context(), args[0]); err != nil {
-				return fmt.Errorf("access token revoke: %w", apiError(err))
-			}
-			fmt.Fprintf(g.Stdout, "Revoked service token %s\n", args[0])
-			return nil
-		},
-	}
-	revokeAPI.register(revoke)
+	}, (*control.Client).RevokeAccessServiceToken, "Revoked service token %s")
 	return []*cobra.Command{create, list, revoke}
 }

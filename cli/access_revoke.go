@@ -22,7 +22,7 @@ people log in again (and pass the policies again). To end one's own session,
 visit /.adit/logout on the application's hostname.`,
 		Args: ExactArgs(1, "an application NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := accessClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -27,43 +28,24 @@ needs one: ACME's HTTP and TLS-ALPN challenges cannot prove a wildcard).`,
 }
 
 func newCertListCmd(g *Env) *cobra.Command {
-	var (
-		api    apiFlags
-		output string
-	)
-	cmd := &cobra.Command{
+	return listCmd(g, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List certificates: hostname, source, issuer, expiry, last error",
 		Args:    ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.Certificate, error) {
+		return c.ListCertificates(ctx)
+	}, listing[control.Certificate]{"No certificates.", "HOSTNAME\tSOURCE\tISSUER\tNOT AFTER\tLAST ERROR",
+		func(ct control.Certificate) []any {
+			notAfter, lastErr := "-", "-"
+			if !ct.NotAfter.IsZero() {
+				notAfter = ct.NotAfter.UTC().Format(time.RFC3339)
 			}
-			c, err := api.apiClient(g.Home)
-			if err != nil {
-				return err
+			if ct.LastError != "" {
+				lastErr = ct.ErrorAt.UTC().Format(time.RFC3339) + " " + clip(ct.LastError)
 			}
-			certs, err := c.ListCertificates(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("cert list: %w", apiError(err))
-			}
-			return printList(g.Stdout, output, certs, "No certificates.", "HOSTNAME\tSOURCE\tISSUER\tNOT AFTER\tLAST ERROR",
-				func(ct control.Certificate) []any {
-					notAfter, lastErr := "-", "-"
-					if !ct.NotAfter.IsZero() {
-						notAfter = ct.NotAfter.UTC().Format(time.RFC3339)
-					}
-					if ct.LastError != "" {
-						lastErr = ct.ErrorAt.UTC().Format(time.RFC3339) + " " + clip(ct.LastError)
-					}
-					return []any{ct.Hostname, ct.Source, orDash(ct.Issuer), notAfter, lastErr}
-				})
-		},
-	}
-	api.register(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
-	return cmd
+			return []any{ct.Hostname, ct.Source, orDash(ct.Issuer), notAfter, lastErr}
+		}})
 }
 
 func newCertAddCmd(g *Env) *cobra.Command {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,11 +22,7 @@ func FleetCommands(g *Env) []*cobra.Command {
 }
 
 func newEdgeListCmd(g *Env) *cobra.Command {
-	var (
-		api    apiFlags
-		output string
-	)
-	cmd := &cobra.Command{
+	return listCmd(g, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the live edges of the fleet",
@@ -33,70 +30,36 @@ func newEdgeListCmd(g *Env) *cobra.Command {
 its lease, so an edge that dies leaves this list within the lease's TTL (10s).
 A draining edge is finishing what it serves and takes nothing new.`,
 		Args: ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := api.client(g.Home)
-			if err != nil {
-				return err
-			}
-			edges, err := c.ListEdges(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("edge list: %w", apiError(err))
-			}
-			return printList(g.Stdout, output, edges, "No live edges.", "NAME\tREGION\tPUBLIC\tTUNNEL\tAPI\tVERSION\tHEALTH\tSINCE",
-				func(e control.EdgeNode) []any {
-					return []any{e.Name, orDash(e.Region), orDash(strings.Join(e.PublicAddrs, ",")),
-						orDash(e.TunnelAddr), orDash(e.APIAddr), orDash(e.Version), e.Health, formatTime(e.Started)}
-				})
-		},
-	}
-	api.register(cmd)
-	outputFlag(cmd, &output)
-	return cmd
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.EdgeNode, error) {
+		return c.ListEdges(ctx)
+	}, listing[control.EdgeNode]{"No live edges.", "NAME\tREGION\tPUBLIC\tTUNNEL\tAPI\tVERSION\tHEALTH\tSINCE",
+		func(e control.EdgeNode) []any {
+			return []any{e.Name, orDash(e.Region), orDash(strings.Join(e.PublicAddrs, ",")),
+				orDash(e.TunnelAddr), orDash(e.APIAddr), orDash(e.Version), e.Health, formatTime(e.Started)}
+		}})
 }
 
 func newEdgeMembersCmd(g *Env) *cobra.Command {
-	var (
-		api    apiFlags
-		output string
-	)
-	cmd := &cobra.Command{
+	return listCmd(g, &cobra.Command{
 		Use:   "members",
 		Short: "List the members of the fleet's embedded etcd cluster",
 		Long: `List the etcd members of the fleet: one per edge that joined, alive or not.
 A learner is an edge that joined and is catching up; it votes once promoted.
 A dead edge stays a member until it is removed with 'adit edge leave NAME'.`,
 		Args: ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := api.apiClient(g.Home)
-			if err != nil {
-				return err
-			}
-			ms, err := c.ListEdgeMembers(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("edge members: %w", apiError(err))
-			}
-			return printList(g.Stdout, output, ms, "No members.", "NAME\tID\tPEER URLS\tROLE", func(m control.EdgeMember) []any {
-				role := "voter"
-				if m.Learner {
-					role = "learner"
-				}
-				name := m.Name
-				if name == "" {
-					name = "(not started)"
-				}
-				return []any{name, m.ID, strings.Join(m.PeerURLs, ","), role}
-			})
-		},
-	}
-	api.register(cmd)
-	outputFlag(cmd, &output)
-	return cmd
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.EdgeMember, error) {
+		return c.ListEdgeMembers(ctx)
+	}, listing[control.EdgeMember]{"No members.", "NAME\tID\tPEER URLS\tROLE", func(m control.EdgeMember) []any {
+		role := "voter"
+		if m.Learner {
+			role = "learner"
+		}
+		name := m.Name
+		if name == "" {
+			name = "(not started)"
+		}
+		return []any{name, m.ID, strings.Join(m.PeerURLs, ","), role}
+	}})
 }
 
 func newEdgeLeaveCmd(g *Env) *cobra.Command {
@@ -211,63 +174,26 @@ It works for --ttl (0: until revoked) and for any number of joins.`,
 }
 
 func newJoinTokenListCmd(g *Env) *cobra.Command {
-	var (
-		api    apiFlags
-		output string
-	)
-	cmd := &cobra.Command{
+	return listCmd(g, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the join tokens that work (never the tokens themselves)",
 		Args:    ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := api.apiClient(g.Home)
-			if err != nil {
-				return err
-			}
-			ts, err := c.ListJoinTokens(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("edge join-token list: %w", apiError(err))
-			}
-			return printList(g.Stdout, output, ts, "No join tokens.", "ID\tCREATED\tEXPIRES\tDESCRIPTION", func(t control.JoinToken) []any {
-				exp := "never"
-				if t.ExpiresAt != nil {
-					exp = formatTime(*t.ExpiresAt)
-				}
-				return []any{t.ID, formatTime(t.CreatedAt), exp, orDash(t.Description)}
-			})
-		},
-	}
-	api.register(cmd)
-	outputFlag(cmd, &output)
-	return cmd
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.JoinToken, error) {
+		return c.ListJoinTokens(ctx)
+	}, listing[control.JoinToken]{"No join tokens.", "ID\tCREATED\tEXPIRES\tDESCRIPTION", func(t control.JoinToken) []any {
+		exp := "never"
+		if t.ExpiresAt != nil {
+			exp = formatTime(*t.ExpiresAt)
+		}
+		return []any{t.ID, formatTime(t.CreatedAt), exp, orDash(t.Description)}
+	}})
 }
 
 func newJoinTokenRevokeCmd(g *Env) *cobra.Command {
-	var api apiFlags
-	cmd := &cobra.Command{
+	return recordCmd(g, &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a join token: no edge joins with it any more",
 		Args:  ExactArgs(1, "a join token ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.apiClient(g.Home)
-			if err != nil {
-				return err
-			}
-			err = c.RevokeJoinToken(cmd.Context(), args[0])
-			switch {
-			case errors.Is(err, control.ErrNotFound), errors.Is(err, control.ErrInvalid):
-				return fmt.Errorf("edge join-token revoke: %w", err)
-			case err != nil:
-				return fmt.Errorf("edge join-token revoke: %w", apiError(err))
-			}
-			fmt.Fprintf(g.Stdout, "Revoked join token %s\n", args[0])
-			return nil
-		},
-	}
-	api.register(cmd)
-	return cmd
+	}, (*control.Client).RevokeJoinToken, "Revoked join token %s")
 }

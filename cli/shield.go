@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,27 +15,6 @@ import (
 )
 
 // The shield's commands (issue 12): adit waf, adit ratelimit, adit ip-rule.
-
-// shieldClient is the API client for the shield's endpoints.
-func shieldClient(f *apiFlags, home string) (*control.Client, error) {
-	c, err := f.client(home)
-	if err != nil {
-		return nil, err
-	}
-	cc, ok := c.(*control.Client)
-	if !ok {
-		return nil, errors.New("the shield's commands need the edge's API")
-	}
-	return cc, nil
-}
-
-// shieldErr words an API error of a shield command.
-func shieldErr(cmd *cobra.Command, err error) error {
-	if errors.Is(err, control.ErrInvalid) || errors.Is(err, control.ErrNotFound) || errors.Is(err, control.ErrConflict) {
-		return fmt.Errorf("%s: %s", cmdPath(cmd), strings.TrimPrefix(err.Error(), "control: "))
-	}
-	return fmt.Errorf("%s: %w", cmdPath(cmd), apiError(err))
-}
 
 // seconds parses a whole number of seconds given as a duration ("1m").
 func seconds(flag string, d time.Duration) (control.Seconds, error) {
@@ -107,13 +85,13 @@ reaches the tunnel), detect (matches are logged, requests forwarded), off.`,
 			if fl.Changed("response-body-limit") {
 				s.ResponseBodyLimit = &respLimit
 			}
-			c, err := shieldClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
 			cfg, err := c.SetWAF(cmd.Context(), args[0], s)
 			if err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			if output == "json" {
 				return writeJSON(g.Stdout, cfg)
@@ -149,7 +127,7 @@ func newWAFShowCmd(g *Env) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := shieldClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -165,7 +143,7 @@ func newWAFShowCmd(g *Env) *cobra.Command {
 				}
 			}
 			if err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			if output == "json" {
 				return writeJSON(g.Stdout, cfg)
@@ -196,57 +174,24 @@ func newWAFShowCmd(g *Env) *cobra.Command {
 }
 
 func newWAFListCmd(g *Env) *cobra.Command {
-	var (
-		api    apiFlags
-		output string
-	)
-	cmd := &cobra.Command{
+	return listCmd(g, &cobra.Command{
 		Use:   "list",
 		Short: "List the hostnames with a WAF setting",
 		Args:  ExactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := shieldClient(&api, g.Home)
-			if err != nil {
-				return err
-			}
-			cfgs, err := c.ListWAF(cmd.Context())
-			if err != nil {
-				return shieldErr(cmd, err)
-			}
-			return printList(g.Stdout, output, cfgs, "No WAF settings.", "HOSTNAME\tMODE\tPARANOIA\tTHRESHOLDS\tEXCLUSIONS\tRULES",
-				func(c control.WAFConfig) []any {
-					return []any{c.Hostname, c.Mode, c.Paranoia, fmt.Sprintf("%d/%d", c.InboundThreshold, c.OutboundThreshold), len(c.Exclusions), len(c.Rules)}
-				})
-		},
-	}
-	api.register(cmd)
-	outputFlag(cmd, &output)
-	return cmd
+	}, func(ctx context.Context, c *control.Client, _ []string) ([]control.WAFConfig, error) {
+		return c.ListWAF(ctx)
+	}, listing[control.WAFConfig]{"No WAF settings.", "HOSTNAME\tMODE\tPARANOIA\tTHRESHOLDS\tEXCLUSIONS\tRULES",
+		func(c control.WAFConfig) []any {
+			return []any{c.Hostname, c.Mode, c.Paranoia, fmt.Sprintf("%d/%d", c.InboundThreshold, c.OutboundThreshold), len(c.Exclusions), len(c.Rules)}
+		}})
 }
 
 func newWAFDeleteCmd(g *Env) *cobra.Command {
-	var api apiFlags
-	cmd := &cobra.Command{
+	return recordCmd(g, &cobra.Command{
 		Use:   "delete HOSTNAME|'*'",
 		Short: "Delete a hostname's WAF setting (it then has '*''s, if any)",
 		Args:  ExactArgs(1, "a HOSTNAME or '*'"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := shieldClient(&api, g.Home)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteWAF(cmd.Context(), args[0]); err != nil {
-				return shieldErr(cmd, err)
-			}
-			fmt.Fprintf(g.Stdout, "Deleted the WAF setting of %s\n", args[0])
-			return nil
-		},
-	}
-	api.register(cmd)
-	return cmd
+	}, (*control.Client).DeleteWAF, "Deleted the WAF setting of %s")
 }
 
 func newWAFExcludeCmd(g *Env) *cobra.Command {
@@ -260,7 +205,7 @@ func newWAFExcludeCmd(g *Env) *cobra.Command {
 		Short: "Turn a rule off for a hostname (for false positives), on every path or those --path matches",
 		Args:  ExactArgs(1, "a HOSTNAME or '*'"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := shieldClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -269,7 +214,7 @@ func newWAFExcludeCmd(g *Env) *cobra.Command {
 					return fmt.Errorf("%s: --remove goes without --rule and --path", cmdPath(cmd))
 				}
 				if _, err := c.DeleteWAFExclusion(cmd.Context(), args[0], remove); err != nil {
-					return shieldErr(cmd, err)
+					return cmdErr(cmd, err)
 				}
 				fmt.Fprintf(g.Stdout, "Removed exclusion %s of %s\n", remove, args[0])
 				return nil
@@ -279,7 +224,7 @@ func newWAFExcludeCmd(g *Env) *cobra.Command {
 			}
 			cfg, err := c.AddWAFExclusion(cmd.Context(), args[0], control.WAFExclusion{Rule: rule, Path: path})
 			if err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			e := cfg.Exclusions[len(cfg.Exclusions)-1]
 			fmt.Fprintf(g.Stdout, "Excluded rule %d on %s (exclusion %s)\n", e.Rule, args[0], e.ID)
@@ -316,13 +261,13 @@ func newWAFRulesCmd(g *Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", cmdPath(cmd), err)
 			}
-			c, err := shieldClient(&addAPI, g.Home)
+			c, err := addAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
 			cfg, err := c.AddWAFRules(cmd.Context(), args[0], control.WAFRules{Name: filepath.Base(file), Text: string(text), BeforeCRS: beforeCRS})
 			if err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			r := cfg.Rules[len(cfg.Rules)-1]
 			fmt.Fprintf(g.Stdout, "Added rules %s (%s) to %s\n", r.ID, r.Name, args[0])
@@ -338,12 +283,12 @@ func newWAFRulesCmd(g *Env) *cobra.Command {
 		Short: "Delete rules by ID (see adit waf show)",
 		Args:  ExactArgs(2, "a HOSTNAME or '*' and an ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := shieldClient(&delAPI, g.Home)
+			c, err := delAPI.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
 			if _, err := c.DeleteWAFRules(cmd.Context(), args[0], args[1]); err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			fmt.Fprintf(g.Stdout, "Deleted rules %s of %s\n", args[1], args[0])
 			return nil
@@ -391,14 +336,14 @@ Counters are per edge.
 			if err != nil {
 				return fmt.Errorf("%s: %w", cmdPath(cmd), err)
 			}
-			c, err := shieldClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
 			l, err := c.AddRateLimit(cmd.Context(), control.RateLimit{Hostname: args[0], Requests: requests, Period: p,
 				Path: path, Method: method, By: by, Action: ac, Timeout: to})
 			if err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			if output == "json" {
 				return writeJSON(g.Stdout, l)
@@ -418,40 +363,19 @@ Counters are per edge.
 	fl.StringVar(&ac, "action", control.LimitBlock, "block (429) or log")
 	fl.DurationVar(&timeout, "timeout", 0, "how long a client over the limit stays blocked (default: until the window has room)")
 
-	var (
-		listAPI    apiFlags
-		listOutput string
-	)
-	list := &cobra.Command{
+	list := listCmd(g, &cobra.Command{
 		Use:   "list [HOSTNAME|'*']",
 		Short: "List the rate limits",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(listOutput); err != nil {
-				return err
-			}
-			c, err := shieldClient(&listAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			host := ""
-			if len(args) == 1 {
-				host = args[0]
-			}
-			lims, err := c.ListRateLimits(cmd.Context(), host)
-			if err != nil {
-				return shieldErr(cmd, err)
-			}
-			return printList(g.Stdout, listOutput, lims, "No rate limits.", "ID\tHOSTNAME\tLIMIT\tBY\tPATH\tMETHOD\tACTION\tTIMEOUT",
-				func(l control.RateLimit) []any {
-					return []any{l.ID, l.Hostname, fmt.Sprintf("%d/%s", l.Requests, l.Period.Duration()), l.By,
-						orDash(l.Path), orDash(l.Method), l.Action, l.Timeout.Duration()}
-				})
-		},
-	}
-	listAPI.register(list)
-	outputFlag(list, &listOutput)
-	del := newShieldDeleteCmd(g, "rate limit", func(ctx context.Context, c *control.Client, id string) error { return c.DeleteRateLimit(ctx, id) })
+	}, func(ctx context.Context, c *control.Client, args []string) ([]control.RateLimit, error) {
+		return c.ListRateLimits(ctx, hostArg(args))
+	}, listing[control.RateLimit]{"No rate limits.", "ID\tHOSTNAME\tLIMIT\tBY\tPATH\tMETHOD\tACTION\tTIMEOUT",
+		func(l control.RateLimit) []any {
+			return []any{l.ID, l.Hostname, fmt.Sprintf("%d/%s", l.Requests, l.Period.Duration()), l.By,
+				orDash(l.Path), orDash(l.Method), l.Action, l.Timeout.Duration()}
+		}})
+	del := recordCmd(g, &cobra.Command{Use: "delete ID", Short: "Delete a rate limit", Args: ExactArgs(1, "an ID")},
+		(*control.Client).DeleteRateLimit, "Deleted rate limit %s")
 	cmd.AddCommand(add, list, del)
 	return cmd
 }
@@ -472,9 +396,9 @@ come before '*''s. '*' deny rules refuse the connection itself.
 		Args: noArgsGroup,
 	}
 	var (
-		api                apiFlags
-		allow, deny, note  string
-		output, listOutput string
+		api               apiFlags
+		allow, deny, note string
+		output            string
 	)
 	add := &cobra.Command{
 		Use:   "add [HOSTNAME|'*'] --allow|--deny CIDR [--note TEXT]",
@@ -496,13 +420,13 @@ come before '*''s. '*' deny rules refuse the connection itself.
 			default:
 				r.Action, r.CIDR = control.IPDeny, deny
 			}
-			c, err := shieldClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
 			r, err = c.AddIPRule(cmd.Context(), r)
 			if err != nil {
-				return shieldErr(cmd, err)
+				return cmdErr(cmd, err)
 			}
 			if output == "json" {
 				return writeJSON(g.Stdout, r)
@@ -517,59 +441,26 @@ come before '*''s. '*' deny rules refuse the connection itself.
 	add.Flags().StringVar(&deny, "deny", "", "deny this address or prefix")
 	add.Flags().StringVar(&note, "note", "", "a note for people")
 
-	var listAPI apiFlags
-	list := &cobra.Command{
+	list := listCmd(g, &cobra.Command{
 		Use:   "list [HOSTNAME|'*']",
 		Short: "List the IP rules",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(listOutput); err != nil {
-				return err
-			}
-			c, err := shieldClient(&listAPI, g.Home)
-			if err != nil {
-				return err
-			}
-			host := ""
-			if len(args) == 1 {
-				host = args[0]
-			}
-			rules, err := c.ListIPRules(cmd.Context(), host)
-			if err != nil {
-				return shieldErr(cmd, err)
-			}
-			return printList(g.Stdout, listOutput, rules, "No ip rules.", "ID\tHOSTNAME\tACTION\tCIDR\tNOTE\tCREATED",
-				func(r control.IPRule) []any {
-					return []any{r.ID, r.Hostname, r.Action, r.CIDR, strconv.Quote(r.Note), formatTime(r.CreatedAt)}
-				})
-		},
-	}
-	listAPI.register(list)
-	outputFlag(list, &listOutput)
-	del := newShieldDeleteCmd(g, "ip rule", func(ctx context.Context, c *control.Client, id string) error { return c.DeleteIPRule(ctx, id) })
+	}, func(ctx context.Context, c *control.Client, args []string) ([]control.IPRule, error) {
+		return c.ListIPRules(ctx, hostArg(args))
+	}, listing[control.IPRule]{"No ip rules.", "ID\tHOSTNAME\tACTION\tCIDR\tNOTE\tCREATED",
+		func(r control.IPRule) []any {
+			return []any{r.ID, r.Hostname, r.Action, r.CIDR, strconv.Quote(r.Note), formatTime(r.CreatedAt)}
+		}})
+	del := recordCmd(g, &cobra.Command{Use: "delete ID", Short: "Delete an ip rule", Args: ExactArgs(1, "an ID")},
+		(*control.Client).DeleteIPRule, "Deleted ip rule %s")
 	cmd.AddCommand(add, list, del)
 	return cmd
 }
 
-// newShieldDeleteCmd is `delete ID` of a kind of record.
-func newShieldDeleteCmd(g *Env, what string, del func(context.Context, *control.Client, string) error) *cobra.Command {
-	var api apiFlags
-	cmd := &cobra.Command{
-		Use:   "delete ID",
-		Short: "Delete a " + what,
-		Args:  ExactArgs(1, "an ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := shieldClient(&api, g.Home)
-			if err != nil {
-				return err
-			}
-			if err := del(cmd.Context(), c, args[0]); err != nil {
-				return shieldErr(cmd, err)
-			}
-			fmt.Fprintf(g.Stdout, "Deleted %s %s\n", what, args[0])
-			return nil
-		},
+// hostArg is the optional HOSTNAME argument of a list command ("": all).
+func hostArg(args []string) string {
+	if len(args) == 1 {
+		return args[0]
 	}
-	api.register(cmd)
-	return cmd
+	return ""
 }

@@ -41,7 +41,7 @@ of the connector process (protocol, metrics, ...) are not part of it.`,
 			if err != nil {
 				return fmt.Errorf("ingress set: %w", err)
 			}
-			c, err := configClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -60,15 +60,6 @@ of the connector process (protocol, metrics, ...) are not part of it.`,
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the config.yml to store (- for standard input)")
 	api.register(cmd)
 	return cmd
-}
-
-// configClient is the API client of the flags.
-func configClient(f *apiFlags, home string) (*control.Client, error) {
-	c, err := f.client(home)
-	if err != nil {
-		return nil, err
-	}
-	return c.(*control.Client), nil
 }
 
 // readConfigFile reads path ("-": standard input), at most 1 MiB.
@@ -103,7 +94,7 @@ it, with the reason.`,
 			if output != "" && output != "yaml" && output != "json" {
 				return fmt.Errorf("--output %q: want yaml or json", output)
 			}
-			c, err := configClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -156,7 +147,7 @@ func newIngressHistoryCmd(g *Env) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := configClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -188,7 +179,7 @@ func newIngressRollbackCmd(g *Env) *cobra.Command {
 			if version < 1 {
 				return fmt.Errorf("%s: --version N is required (see `adit tunnel ingress history`)", cmdPath(cmd))
 			}
-			c, err := configClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -222,7 +213,7 @@ running without a local config file serve it within seconds.
   adit tunnel publish web app.example.com http://localhost:9000 --path '^/api/'`,
 		Args: ExactArgs(3, "a tunnel NAME or UUID, a HOSTNAME and a SERVICE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := configClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
@@ -246,7 +237,7 @@ func newTunnelUnpublishCmd(g *Env) *cobra.Command {
 		Short: "Undo publish: remove the hostname's rules and its route",
 		Args:  ExactArgs(2, "a tunnel NAME or UUID and a HOSTNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := configClient(&api, g.Home)
+			c, err := api.apiClient(g.Home)
 			if err != nil {
 				return err
 			}
