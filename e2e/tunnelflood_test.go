@@ -6,7 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/quic-go/quic-go"
 
+	"github.com/adit-dev/adit/connector"
 	"github.com/adit-dev/adit/edge"
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelws"
@@ -215,51 +219,158 @@ func liveMemory() uint64 {
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // TestRegisteringPerAddress: connections from one address that do not
-// register are capped; one past the cap is closed at once with code 4
-// (edge busy).
+// register are bounded by Config.MaxRegisteringPerAddr. Half of the
+// places hold connections that are registering (until registerTimeout,
+// 10s, if they never finish the register frame); the next connections
+// are told to come back later (retry_after_ms) and closed, and those that
+// find every place taken are closed at once: none with code 4, which says
+// the edge drains.
 func TestRegisteringPerAddress(t *testing.T) {
-	srv := startEdgeLogged(t, &syncBuffer{})
+	const max = 8 // 4 registering, 4 answering
+	srv := startEdgeLogged(t, &syncBuffer{}, func(c *edge.Config) { c.MaxRegisteringPerAddr = max })
 	tun := createTunnel(t, srv, "crowded", "crowded.test")
-	const cap = 32 // edge.maxRegisteringPerAddr
-	idle := make([]tunnel.Conn, 0, cap)
-	for range cap {
-		c := fakeDialProto(t, srv, "websocket")
-		s, err := openStreamWithin(c, floodOpenWait)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Write([]byte{byte(tunnel.FrameRegister)}) // and nothing more
-		idle = append(idle, c)
+	held, first := fillRegistering(t, srv)
+	if first.answer == nil || first.answer.RetryAfterMS == 0 || first.answer.Permanent {
+		t.Fatalf("after %d registering connections from one address: got %+v (closed %v), want an answer with retry_after_ms", len(held), first.answer, first.closed)
 	}
-	// The edge counts a connection once it has accepted it, which may
-	// come after the dial returned: one the edge had not counted yet may
-	// be refused in its stead, and a new one may take its place. Keep
-	// each new one open (closing it would free the place it holds) until
-	// one is refused.
-	var extra tunnel.Conn
-	deadline := time.Now().Add(8 * time.Second) // the idle ones hold their places for registerTimeout, 10s
-	for {
-		extra = fakeDial(t, srv)
-		select {
-		case <-extra.Done():
-		case <-time.After(2 * time.Second):
-		}
-		if extra.Err() != nil || time.Now().After(deadline) {
-			break
-		}
-		idle = append(idle, extra)
+	if len(held) < max/2 || len(held) > max {
+		t.Errorf("%d connections from one address held a place to register, want %d", len(held), max/2)
 	}
-	var ce *tunnel.CloseError
-	if !errors.As(extra.Err(), &ce) || ce.Code != tunnel.CodeShutdown {
-		t.Fatalf("a connection past %d from one address: ended with %v, want code %d (edge busy)", cap, extra.Err(), tunnel.CodeShutdown)
+	t.Logf("%d registering; then %q, retry in %d ms", len(held), first.answer.Error, first.answer.RetryAfterMS)
+	// A crowd that reads its answer and stays: each is closed within
+	// busyAnswerWait (2s), and holds no place to register.
+	var wg sync.WaitGroup
+	outcomes := make([]registeringOutcome, 2*max)
+	for i := range outcomes {
+		wg.Go(func() { outcomes[i] = startRegistering(t, srv, 10*time.Second) })
 	}
-	// A connector with the secret still gets in once the idle ones are
+	wg.Wait()
+	answered := 0
+	for i, o := range outcomes {
+		if o.answer != nil {
+			answered++
+			select {
+			case <-o.c.Done():
+			case <-time.After(6 * time.Second):
+				t.Errorf("extra connection %d: answered, not closed", i)
+				continue
+			}
+		} else if !o.closed {
+			t.Errorf("extra connection %d: neither answered nor closed: it holds a place to register", i)
+			continue
+		}
+		// (A WebSocket connection may see its transport cut before the
+		// close frame: then there is no code.)
+		var ce *tunnel.CloseError
+		if errors.As(o.c.Err(), &ce) && ce.Code != tunnel.CodeNormal {
+			t.Errorf("extra connection %d from one address: ended with %v, want code %d (edge busy)", i, o.c.Err(), tunnel.CodeNormal)
+		}
+	}
+	t.Logf("of %d more: %d answered, %d closed at once", len(outcomes), answered, len(outcomes)-answered)
+	// A connector with the secret still gets in once the held ones are
 	// gone (they time out; here they hang up).
-	for _, c := range idle {
+	for _, c := range append(held, first.c) {
 		c.Close(tunnel.CodeNormal, "bye")
 	}
 	c := fakeDial(t, srv)
 	fakeRegister(t, c, tun)
+}
+
+// registeringOutcome is what the edge did with a connection that started
+// a register frame: answered it (busy), closed it, or neither (it holds
+// a place to register).
+type registeringOutcome struct {
+	c      tunnel.Conn
+	answer *tunnel.RegisterResponse
+	closed bool
+}
+
+// startRegistering dials the edge, opens the control stream, starts a
+// register frame and sends nothing more; it reports what the edge did
+// within d.
+func startRegistering(t testing.TB, srv *edge.Server, d time.Duration) registeringOutcome {
+	c := fakeDialProto(t, srv, "websocket")
+	s, err := openStreamWithin(c, floodOpenWait)
+	if err != nil {
+		return registeringOutcome{c: c, closed: true}
+	}
+	s.Write([]byte{byte(tunnel.FrameRegister)}) // and nothing more
+	answered := make(chan *tunnel.RegisterResponse, 1)
+	go func() {
+		var resp tunnel.RegisterResponse
+		if tunnel.ReadMessage(bufio.NewReader(s), &resp) == nil {
+			answered <- &resp
+		}
+	}()
+	select {
+	case resp := <-answered:
+		return registeringOutcome{c: c, answer: resp}
+	case <-c.Done():
+		return registeringOutcome{c: c, closed: true}
+	case <-time.After(d):
+		return registeringOutcome{c: c}
+	}
+}
+
+// fillRegistering takes every place to register the edge has for this
+// address with connections that never finish registering, and returns
+// them and the first connection that found no place. The edge counts a
+// connection once it has accepted it, which may come after the dial
+// returned: they are opened one at a time, each given a moment to be
+// answered, until one is.
+func fillRegistering(t testing.TB, srv *edge.Server) (held []tunnel.Conn, first registeringOutcome) {
+	deadline := time.Now().Add(8 * time.Second) // the held ones keep their places for registerTimeout, 10s
+	for {
+		first = startRegistering(t, srv, time.Second)
+		if first.answer != nil || first.closed || time.Now().After(deadline) {
+			return held, first
+		}
+		held = append(held, first.c)
+	}
+}
+
+// TestRegisteringCrowd: a crowd of connectors behind one address (here
+// 127.0.0.1), all starting at once while the edge has no place for them
+// to register (slow neighbours hold those), all get in once there is:
+// meanwhile they are told to come back later, and none takes that for an
+// edge that drains (code 4).
+func TestRegisteringCrowd(t *testing.T) {
+	const connectors, ha = 30, 2
+	edgeLogs, connLogs := &syncBuffer{}, &syncBuffer{}
+	srv := startEdgeLogged(t, edgeLogs, func(c *edge.Config) { c.MaxRegisteringPerAddr = 4 })
+	ing := mustIngress(t, helloOrigin(t, "hello").URL)
+	held, first := fillRegistering(t, srv)
+	held = append(held, first.c)
+	for i := range connectors {
+		tun := createTunnel(t, srv, fmt.Sprintf("crowd-%d", i))
+		goConnector(t, connector.Config{
+			TunnelID: tun.ID, Secret: tun.Secret, EdgeAddrs: []string{srv.TunnelAddr().String()},
+			EdgeCA: srv.CAPEM(), ServerName: "localhost", Ingress: ing, HAConnections: ha,
+			Logger: slog.New(slog.NewTextHandler(connLogs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		})
+	}
+	busy := func() float64 { return gathered(t, srv.Metrics(), "adit_edge_registrations_total", "result", "busy") }
+	if !waitWithin(time.Minute, func() bool { return busy() >= connectors }) {
+		t.Fatalf("%v registrations told to come back later, want %d or more", busy(), connectors)
+	}
+	if n := srv.Connections(); n > 0 {
+		t.Fatalf("%d connections registered while every place to register was held", n)
+	}
+	for _, c := range held {
+		c.Close(tunnel.CodeNormal, "bye")
+	}
+	limit := 2 * time.Minute // generous: a loaded 2-core machine
+	if !waitWithin(limit, func() bool { return srv.Connections() == connectors*ha }) {
+		t.Fatalf("the edge holds %d connections after %v, want %d; the connectors' log lines:\n%s",
+			srv.Connections(), limit, connectors*ha, msgCounts(connLogs.String()))
+	}
+	t.Logf("%d connections from one address registered; %v times told to come back later", connectors*ha, busy())
+	if n := strings.Count(connLogs.String(), "(code 4)"); n > 0 {
+		t.Errorf("%d connector log lines report code 4 (draining):\n%s", n, msgCounts(connLogs.String()))
+	}
+	if !strings.Contains(connLogs.String(), "edge busy; registering again later") {
+		t.Errorf("no connector was told to register again later:\n%s", msgCounts(connLogs.String()))
+	}
 }
 
 // TestTunnelQUICLimits: the edge's QUIC transport grants a connector one

@@ -125,6 +125,13 @@ type Config struct {
 	// at once; past it a connector is told to come back a little later
 	// (admission.go). If zero, DefaultMaxRegistering.
 	MaxRegistering int
+	// MaxRegisteringPerAddr bounds the connections from one client address
+	// that are past the transport handshake and have not sent their
+	// register frame yet: half of them register, the others are told to
+	// come back a little later, and one past it is closed at once
+	// (tunnellimits.go). If zero, DefaultMaxRegisteringPerAddr; negative:
+	// no bound.
+	MaxRegisteringPerAddr int
 	// PeerAddr is the UDP address of the peer link, over which the edges
 	// of a fleet forward a request to an edge that holds a connection of
 	// its tunnel (peer.go). If empty, the tunnel address's host with port
@@ -326,6 +333,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	log := logs.Component(cfg.Logger, "edge")
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), admit: newAdmission(cfg.MaxRegistering), rl: ratelog.NewLimiter(10 * time.Second),
 		errc: make(chan error, 1), down: make(map[string]error), left: make(chan struct{})}
+	s.reg.registering = newRegistering(cfg.MaxRegisteringPerAddr)
 	s.metrics = newEdgeMetrics(s.reg)
 	s.drain.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -34,11 +34,18 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		c.Close(tunnel.CodeShutdown, "edge cut off from etcd")
 		return
 	}
-	host, ok := s.reg.registering.begin(c.RemoteAddr()) // tunnellimits.go
-	if !ok {
-		s.metrics.registration("failed")
-		s.rl.Logger(log).Warn("too many connections registering from one address", "max", maxRegisteringPerAddr)
-		c.Close(tunnel.CodeShutdown, "edge busy: too many connections registering from "+host)
+	host, place := s.reg.registering.begin(c.RemoteAddr()) // tunnellimits.go
+	switch place {
+	case placeNone:
+		s.metrics.registration("busy")
+		s.rl.Logger(log).Warn("too many connections registering from one address; closing one", "max", s.reg.registering.max)
+		c.Close(tunnel.CodeNormal, "edge busy: too many connections registering from "+host)
+		return
+	case placeBusy:
+		defer s.reg.registering.end(host)
+		s.metrics.registration("busy")
+		s.rl.Logger(log).Info("too many connections registering from one address; asking one to come back later", "max", s.reg.registering.max)
+		s.answerBusy(ctx, c, "edge busy: too many connections registering from "+host)
 		return
 	}
 	tc, ctrl, err := s.register(ctx, c, log, sync.OnceFunc(func() { s.reg.registering.end(host) }))
@@ -77,6 +84,32 @@ func (s *Server) unregister(tc *tunnelConn) {
 	if err := s.presence.Remove(ctx, tc.info.TunnelID, tc.info.ID); err != nil {
 		s.log.Warn("removing connection record", "conn", tc.label(), "conn_id", tc.info.ID, "err", err)
 	}
+}
+
+// answerBusy tells a connection that the edge has no place for now to
+// register again later, as admission control does (register), within
+// busyAnswerWait, and closes it.
+func (s *Server) answerBusy(ctx context.Context, c tunnel.Conn, reason string) {
+	ctx, cancel := context.WithTimeout(ctx, busyAnswerWait)
+	defer cancel()
+	ctrl, err := c.AcceptStream(ctx)
+	if err != nil {
+		c.Close(tunnel.CodeProtocol, "no control stream")
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { ctrl.Close() })
+	defer stop()
+	after := s.admit.retryAfter(s.admit.waiting.Load())
+	tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{Error: fmt.Sprintf("%s; retry in %v", reason, after.Round(time.Millisecond)),
+		RetryAfterMS: uint32(after.Milliseconds())})
+	ctrl.CloseWrite()
+	// The connector reads the answer and hangs up; code 0 (not 4, which
+	// says the edge drains) if it does not in time.
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+	}
+	c.Close(tunnel.CodeNormal, reason)
 }
 
 // register runs the registration on the control stream. On success the
