@@ -152,6 +152,15 @@ func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 	fl.StringSliceVar(&cfg.AdminSSO.Emails, "admin-emails", nil, "with --admin-idp: the people who may (comma-separated emails)")
 	fl.StringSliceVar(&cfg.AdminSSO.Groups, "admin-groups", nil, "with --admin-idp: the provider's groups whose members may (comma-separated)")
 	addShieldFlags(fl, cfg)
+	addAdmissionFlags(fl, cfg)
+}
+
+// addAdmissionFlags registers the bounds on connector registrations the
+// edge works on at once (edge package: admission.go, tunnellimits.go); a
+// connector past them is told to come back a little later.
+func addAdmissionFlags(fl *pflag.FlagSet, cfg *edge.Config) {
+	fl.IntVar(&cfg.MaxRegistering, "max-registering", 0, fmt.Sprintf("connector registrations the edge works on at once; past it a connector is told to register again later (0: the default, %d)", edge.DefaultMaxRegistering))
+	fl.IntVar(&cfg.MaxRegisteringPerAddr, "max-registering-per-addr", 0, fmt.Sprintf("tunnel-port connections one client address may have that have not sent their registration yet: half register, the others are told to come back later, one past it is closed (0: the default, %d; -1: no cap)", edge.DefaultMaxRegisteringPerAddr))
 }
 
 // addShieldFlags registers the shield's flags: the WAF log, the flood
