@@ -99,6 +99,11 @@ type Config struct {
 	// QUIC tunes the QUIC transport; the zero value is the default, except
 	// that a zero HandshakeTimeout is 2s when dialing (see reconnect.go).
 	QUIC tunnelquic.Config
+	// BindAddr is the local IP address connections to the edge are dialed
+	// from, over either transport (cloudflared's --edge-bind-address), for
+	// a host with several. If nil, the system picks one by its routes.
+	// QUIC.LocalAddr or WebSocket.LocalAddr, if set, win over it.
+	BindAddr net.IP
 	// RetryBase and RetryMax shape the exponential reconnect backoff used
 	// after refusals, and by HA connections other than the first to each
 	// edge address while the edge is unreachable: RetryBase doubling per
@@ -201,6 +206,12 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if cfg.ReconnectDelay <= 0 {
 		cfg.ReconnectDelay = 500 * time.Millisecond
+	}
+	if cfg.QUIC.LocalAddr == nil {
+		cfg.QUIC.LocalAddr = cfg.BindAddr
+	}
+	if cfg.WebSocket.LocalAddr == nil {
+		cfg.WebSocket.LocalAddr = cfg.BindAddr
 	}
 	log := logs.Component(cfg.Logger, "connector")
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: cfg.ServerName}

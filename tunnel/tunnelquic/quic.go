@@ -47,6 +47,9 @@ type Config struct {
 	// Logger receives the warning when the kernel caps UDP buffers. If
 	// nil, nothing is logged.
 	Logger *slog.Logger
+	// LocalAddr is the local IP address Dial sends from (on a port the
+	// system picks). If nil, the system picks the address too.
+	LocalAddr net.IP
 }
 
 func (c Config) logger() *slog.Logger {
@@ -92,7 +95,11 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	if err != nil {
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}
-	pc, err := listenUDP(nil, cfg.logger())
+	var local *net.UDPAddr
+	if cfg.LocalAddr != nil {
+		local = &net.UDPAddr{IP: cfg.LocalAddr}
+	}
+	pc, err := listenUDP(local, cfg.logger())
 	if err != nil {
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}

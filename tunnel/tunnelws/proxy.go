@@ -45,6 +45,9 @@ func (c Config) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	var d net.Dialer
+	if c.LocalAddr != nil {
+		d.LocalAddr = &net.TCPAddr{IP: c.LocalAddr}
+	}
 	if proxy == nil {
 		return d.DialContext(ctx, "tcp", addr)
 	}

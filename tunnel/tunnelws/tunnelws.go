@@ -121,6 +121,9 @@ type Config struct {
 	// Logger gets the edge's failed handshakes at debug level. If nil,
 	// nothing is logged.
 	Logger *slog.Logger
+	// LocalAddr is the local IP address Dial connects from (to the edge,
+	// or to the proxy). If nil, the system picks it.
+	LocalAddr net.IP
 }
 
 // minStreamWindow is yamux's initial window, below which it refuses to run.
