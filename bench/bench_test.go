@@ -26,6 +26,8 @@ func TestMain(m *testing.M) {
 		os.Exit(runOrigin())
 	case "proxy":
 		os.Exit(runProxy())
+	case "flooder":
+		os.Exit(runFlooder())
 	}
 	os.Exit(m.Run())
 }
@@ -482,6 +484,50 @@ func FuzzParseStatCPU(f *testing.F) {
 	})
 }
 
+func TestParseMachineBusy(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     time.Duration
+		ok       bool
+	}{
+		// user nice system idle iowait irq softirq steal guest guest_nice
+		{"busy is all but idle and iowait", "cpu  100 20 30 5000 70 1 2 3 0 0\ncpu0 50 10 15 2500 35 1 1 2 0 0\n", 1560 * time.Millisecond, true},
+		{"eight fields", "cpu 1 0 0 9 9 0 0 0", 10 * time.Millisecond, true},
+		{"a cpuN line first", "cpu0 1 2 3 4 5 6 7 8\n", 0, false},
+		{"too few fields", "cpu 1 2 3\n", 0, false},
+		{"not a number", "cpu 1 2 x 4 5 6 7 8\n", 0, false},
+		{"negative", "cpu 1 2 -3 4 5 6 7 8\n", 0, false},
+		{"empty", "", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseMachineBusy(tc.in)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Errorf("got %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+	if _, err := machineBusy(); err != nil {
+		t.Errorf("machineBusy: %v", err)
+	}
+}
+
+func FuzzParseMachineBusy(f *testing.F) {
+	f.Add("cpu  100 20 30 5000 70 1 2 3 0 0\ncpu0 50 10 15 2500 35 1 1 2 0 0\n")
+	f.Add("cpu 1 2 3")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseMachineBusy(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("parseMachineBusy(%q) = %v, want no negative time", s, d)
+		}
+		if !strings.HasPrefix(s, "cpu") {
+			t.Fatalf("parseMachineBusy(%q) = %v, want an error: no cpu line", s, d)
+		}
+	})
+}
+
 func TestQuantile(t *testing.T) {
 	sample := make([]time.Duration, 1000)
 	for i := range sample {
@@ -541,6 +587,8 @@ func TestParseFlags(t *testing.T) {
 		{"bad concurrency", []string{"--concurrency", "1,0"}, false},
 		{"go load generator", []string{"--loadgen", "go"}, true},
 		{"unknown load generator", []string{"--loadgen", "hey"}, false},
+		{"flood at the edge's defaults only", []string{"--flood-inflight", "0"}, true},
+		{"flood inflight not a number", []string{"--flood-inflight", "0,many"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := parseFlags(tc.args, &bytes.Buffer{})

@@ -95,7 +95,7 @@ type config struct {
 	startTimeout  time.Duration
 	timeout       time.Duration // the whole run
 	// The flood scenario (shield.go).
-	floodInflight int           // the edge's --flood-inflight
+	floodInflight []int         // the edge's --flood-inflight, a run each (0: its default)
 	floodRatio    float64       // the edge's --flood-ratio (0: its default)
 	floodRate     int           // the well-behaved client's req/s
 	floodDuration time.Duration // each of its two runs
@@ -125,6 +125,8 @@ func main() {
 		os.Exit(runOrigin())
 	case "proxy":
 		os.Exit(runProxy())
+	case "flooder":
+		os.Exit(runFlooder())
 	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
@@ -213,7 +215,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.cpuprofileDir, "cpuprofile-dir", "", "record perf profiles of the edge and connectors during the small-GET run nearest c=50 and the big transfers into this directory (needs perf)")
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long a connector (or restarted edge) may take to serve")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for the whole run")
-	fs.IntVar(&cfg.floodInflight, "flood-inflight", 64, "flood scenario: the edge's --flood-inflight (requests in flight before the heaviest senders are shed)")
+	floodInflight := fs.String("flood-inflight", "0,64", "flood scenario: comma-separated values of the edge's --flood-inflight (requests in flight before the heaviest senders are shed), a run through the edge each; 0: the edge's default")
 	fs.Float64Var(&cfg.floodRatio, "flood-ratio", 0, "flood scenario: the edge's --flood-ratio (how many times what the others send one address is served while the edge is contended; 0: the edge's default, -1: none)")
 	fs.IntVar(&cfg.floodRate, "flood-rate", 200, "flood scenario: the well-behaved client's requests per second")
 	fs.DurationVar(&cfg.floodDuration, "flood-duration", 10*time.Second, "flood scenario: each of the well-behaved client's runs (alone, flooded), in total over the rounds")
@@ -244,6 +246,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			return nil, fmt.Errorf("bench: --concurrency: %q is not a positive number", s)
 		}
 		cfg.concurrency = append(cfg.concurrency, n)
+	}
+	for s := range strings.SplitSeq(*floodInflight, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < -1 {
+			return nil, fmt.Errorf("bench: --flood-inflight: %q is not a number of requests (0: the edge's default, -1: no cap)", s)
+		}
+		cfg.floodInflight = append(cfg.floodInflight, n)
 	}
 	var err error
 	switch cfg.loadgen = *loadgen; cfg.loadgen {

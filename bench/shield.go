@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -24,14 +25,17 @@ import (
 //     as fast as --flood-workers connections allow and another (127.0.0.4)
 //     opens --flood-idle idle connections: its success rate and p99 both
 //     ways, in --flood-rounds alternating rounds (a shared machine's other
-//     load then weighs on both alike). The edge is restarted first with
-//     --flood-inflight N, the cap on requests in flight past which the
-//     heaviest senders are shed, and --flood-ratio.
+//     load then weighs on both alike). The attacker is a process of its
+//     own (flooder.go), as it would be: the client's latencies are not
+//     its own process's scheduler and GC under the flood. The edge is
+//     restarted for each --flood-inflight value (0: its default flood
+//     settings; N: --flood-inflight N, the cap on requests in flight
+//     past which the heaviest senders are shed), with --flood-ratio; then
+//     the same flood against the origin directly, for reference. Each run
+//     also says how many CPUs each process kept busy while flooded (and
+//     the machine's other processes, from /proc/stat).
 
-var (
-	figWAF   = func(m string) figName { return figName{"WAF GET 1KiB c=50", m} }
-	figFlood = func(m string) figName { return figName{"flood", m} }
-)
+var figWAF = func(m string) figName { return figName{"WAF GET 1KiB c=50", m} }
 
 // aditPath is the first available adit path.
 func (r *rig) aditPath() *path {
@@ -208,77 +212,6 @@ func paced(ctx context.Context, t target, ip string, rate int, d time.Duration) 
 	return run
 }
 
-// flooder is one round's attack: workers sending as fast as they can from
-// one address, and idle connections opened from another.
-type flooder struct {
-	cancel           context.CancelFunc
-	wg               sync.WaitGroup
-	client           *http.Client
-	ok, refused      atomic.Int64
-	idleMu           sync.Mutex
-	idle             []net.Conn
-	idleOpened, held int
-}
-
-func startFlooder(ctx context.Context, t target, cfg *config) *flooder {
-	fctx, cancel := context.WithCancel(ctx)
-	f := &flooder{cancel: cancel, client: clientFrom("127.0.0.3", cfg.floodWorkers)}
-	for range cfg.floodWorkers {
-		f.wg.Go(func() {
-			for fctx.Err() == nil {
-				req, err := t.request(fctx, "GET", "/1k", nil)
-				if err != nil {
-					return
-				}
-				resp, err := f.client.Do(req)
-				if err != nil {
-					f.refused.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					f.ok.Add(1)
-				} else {
-					f.refused.Add(1)
-				}
-			}
-		})
-	}
-	f.wg.Go(func() {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 4)}, Timeout: time.Second}
-		addr := strings.TrimPrefix(t.base, "http://")
-		for i := 0; i < cfg.floodIdle && fctx.Err() == nil; i++ {
-			c, err := d.DialContext(fctx, "tcp", addr)
-			if err != nil {
-				continue
-			}
-			f.idleMu.Lock()
-			f.idle = append(f.idle, c)
-			f.idleMu.Unlock()
-		}
-	})
-	return f
-}
-
-func (f *flooder) sent() int64 { return f.ok.Load() + f.refused.Load() }
-
-// stop ends the attack and counts the idle connections the edge still
-// held open (it closes those it refused).
-func (f *flooder) stop() {
-	f.cancel()
-	f.wg.Wait()
-	f.client.CloseIdleConnections()
-	for _, c := range f.idle {
-		c.SetReadDeadline(time.Now().Add(time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); err != nil && isTimeout(err) {
-			f.held++
-		}
-		c.Close()
-	}
-	f.idleOpened = len(f.idle)
-}
-
 // runFlood measures the well-behaved client alone and flooded in
 // alternating rounds (--flood-rounds), pooling each condition's
 // latencies, so that what else runs on the machine weighs on both alike:
@@ -291,26 +224,39 @@ func runFlood(ctx context.Context, r *rig, res *Results) error {
 		return nil
 	}
 	cfg := r.cfg
-	// An edge with the flood cap of the scenario.
-	r.edgeArgs = []string{"--flood-inflight", strconv.Itoa(cfg.floodInflight)}
-	if cfg.floodRatio != 0 {
-		r.edgeArgs = append(r.edgeArgs, "--flood-ratio", strconv.FormatFloat(cfg.floodRatio, 'f', -1, 64))
+	for _, n := range cfg.floodInflight {
+		// An edge with the flood settings of this run.
+		r.edgeArgs = []string{}
+		label := "edge defaults"
+		if n != 0 {
+			r.edgeArgs = append(r.edgeArgs, "--flood-inflight", strconv.Itoa(n))
+			label = "--flood-inflight " + strconv.Itoa(n)
+		}
+		if cfg.floodRatio != 0 {
+			r.edgeArgs = append(r.edgeArgs, "--flood-ratio", strconv.FormatFloat(cfg.floodRatio, 'f', -1, 64))
+			label += " --flood-ratio " + strconv.FormatFloat(cfg.floodRatio, 'f', -1, 64)
+		}
+		if _, _, _, err := r.replaceEdge(ctx); err != nil {
+			return err
+		}
+		if err := waitServing(ctx, p.target, p.conn, cfg.startTimeout); err != nil {
+			return err
+		}
+		if err := floodPath(ctx, r, res, p, "flood, "+label); err != nil {
+			return err
+		}
 	}
-	if _, _, _, err := r.replaceEdge(ctx); err != nil {
-		return err
-	}
-	if err := waitServing(ctx, p.target, p.conn, cfg.startTimeout); err != nil {
-		return err
-	}
-	for _, fp := range append([]*path{p}, r.available(kindDirect)...) {
-		if err := floodPath(ctx, r, res, fp); err != nil {
+	for _, fp := range r.available(kindDirect) {
+		if err := floodPath(ctx, r, res, fp, "flood"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func floodPath(ctx context.Context, r *rig, res *Results, p *path) error {
+// floodPath runs the flood scenario on p, its figures under scenario.
+func floodPath(ctx context.Context, r *rig, res *Results, p *path, scenario string) error {
+	figFlood := func(m string) figName { return figName{scenario, m} }
 	cfg := r.cfg
 	rounds := max(cfg.floodRounds, 1)
 	seg := cfg.floodDuration / time.Duration(rounds)
@@ -318,18 +264,45 @@ func floodPath(ctx context.Context, r *rig, res *Results, p *path) error {
 	var floodSent, floodRefused int64
 	var floodTime time.Duration
 	held, opened := 0, 0
+	pids := map[string]int{"client": os.Getpid(), "origin": r.origin.pid()}
+	if p.kind == kindAdit {
+		pids["edge"], pids["connector"] = r.edge.pid(), p.conn.pid()
+	}
+	var cpuAlone, cpuFlooded cpuShare
 	for range rounds {
+		c0 := takeCPU(pids)
 		alone.add(paced(ctx, p.target, "127.0.0.2", cfg.floodRate, seg))
-		f := startFlooder(ctx, p.target, cfg)
+		cpuAlone.add(c0, takeCPU(pids))
+		f, err := startFlooderProc(ctx, p.target, cfg)
+		if err != nil {
+			return err
+		}
+		pids["flooder"] = f.pid()
 		time.Sleep(time.Second) // the flood ramps up
-		f0, r0, t0 := f.sent(), f.refused.Load(), time.Now()
+		ok0, r0, err := f.count(ctx)
+		if err != nil {
+			f.kill()
+			return err
+		}
+		t0, c0 := time.Now(), takeCPU(pids)
 		flooded.add(paced(ctx, p.target, "127.0.0.2", cfg.floodRate, seg))
-		floodSent += f.sent() - f0
-		floodRefused += f.refused.Load() - r0
+		c1 := takeCPU(pids)
+		ok1, r1, err := f.count(ctx)
+		if err != nil {
+			f.kill()
+			return err
+		}
+		cpuFlooded.add(c0, c1)
+		floodSent += ok1 + r1 - ok0 - r0
+		floodRefused += r1 - r0
 		floodTime += time.Since(t0)
-		f.stop()
-		held += f.held
-		opened += f.idleOpened
+		h, o, err := f.finish(ctx)
+		if err != nil {
+			return err
+		}
+		delete(pids, "flooder")
+		held += h
+		opened += o
 		time.Sleep(time.Second) // shed answers held by the edge end
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -337,12 +310,12 @@ func floodPath(ctx context.Context, r *rig, res *Results, p *path) error {
 	}
 	floodRPS := float64(floodSent) / floodTime.Seconds()
 	for why, n := range flooded.fails {
-		r.cfg.logf("flood %s: flooded, the well-behaved client's failures: %d × %s", p.name, n, why)
+		r.cfg.logf("%s %s: flooded, the well-behaved client's failures: %d × %s", scenario, p.name, n, why)
 	}
 	p99base, p99flood := alone.p99(), flooded.p99()
-	r.cfg.logf("flood %s: alone, %d requests at %d/s in %d rounds: %.2f%% answered 200, p99 %s", p.name, alone.sent, cfg.floodRate, rounds, 100*alone.success(), p99base.Round(time.Microsecond))
-	r.cfg.logf("flood %s: flooded, %d requests at %d/s: %.2f%% answered 200, p99 %s; the flooder sent %.0f req/s (%.0f/s refused), %d of %d idle connections held open",
-		p.name, flooded.sent, cfg.floodRate, 100*flooded.success(), p99flood.Round(time.Microsecond), floodRPS, float64(floodRefused)/floodTime.Seconds(), held, opened)
+	r.cfg.logf("%s %s: alone, %d requests at %d/s in %d rounds: %.2f%% answered 200, p99 %s; CPUs used: %s", scenario, p.name, alone.sent, cfg.floodRate, rounds, 100*alone.success(), p99base.Round(time.Microsecond), cpuAlone)
+	r.cfg.logf("%s %s: flooded, %d requests at %d/s: %.2f%% answered 200, p99 %s; the flooder sent %.0f req/s (%.0f/s refused), %d of %d idle connections held open; CPUs used: %s",
+		scenario, p.name, flooded.sent, cfg.floodRate, 100*flooded.success(), p99flood.Round(time.Microsecond), floodRPS, float64(floodRefused)/floodTime.Seconds(), held, opened, cpuFlooded)
 	res.set(figFlood("well-behaved success alone"), "%", p.name, 100*alone.success())
 	res.set(figFlood("well-behaved p99 alone"), "µs", p.name, us(p99base))
 	res.set(figFlood("well-behaved success flooded"), "%", p.name, 100*flooded.success())
@@ -353,7 +326,131 @@ func floodPath(ctx context.Context, r *rig, res *Results, p *path) error {
 	res.set(figFlood("flooder req/s sent"), "req/s", p.name, floodRPS)
 	res.set(figFlood("flooder req/s refused"), "req/s", p.name, float64(floodRefused)/floodTime.Seconds())
 	res.set(figFlood("idle connections held"), "conns", p.name, float64(held)/float64(rounds))
+	for _, side := range cpuFlooded.sides() {
+		res.set(figFlood("CPUs used flooded: "+side), "CPUs", p.name, cpuFlooded.cpus(side))
+	}
 	return nil
+}
+
+// cpuSnap is the CPU time of each process by side, and of the whole
+// machine ("machine": every process's, ours and others'), at one moment.
+type cpuSnap struct {
+	at  time.Time
+	cpu map[string]time.Duration
+}
+
+func takeCPU(pids map[string]int) cpuSnap {
+	s := cpuSnap{at: time.Now(), cpu: map[string]time.Duration{}}
+	for side, pid := range pids {
+		if d, err := procCPU(pid); err == nil {
+			s.cpu[side] = d
+		}
+	}
+	if d, err := machineBusy(); err == nil {
+		s.cpu["machine"] = d
+	}
+	return s
+}
+
+// cpuShare sums the CPU time each side used over windows, and the
+// windows' length.
+type cpuShare struct {
+	wall time.Duration
+	used map[string]time.Duration
+}
+
+func (c *cpuShare) add(a, b cpuSnap) {
+	if c.used == nil {
+		c.used = map[string]time.Duration{}
+	}
+	c.wall += b.at.Sub(a.at)
+	for side, d := range b.cpu {
+		if d0, ok := a.cpu[side]; ok {
+			c.used[side] += d - d0
+		}
+	}
+}
+
+// sides are the sides measured, the machine's last, then "others": the
+// machine's busy time not spent by the sides (the other processes on it).
+func (c *cpuShare) sides() []string {
+	var s []string
+	for side := range c.used {
+		if side != "machine" {
+			s = append(s, side)
+		}
+	}
+	slices.Sort(s)
+	if _, ok := c.used["machine"]; ok {
+		s = append(s, "others", "machine")
+	}
+	return s
+}
+
+// cpus is how many CPUs side kept busy on average.
+func (c *cpuShare) cpus(side string) float64 {
+	if c.wall <= 0 {
+		return 0
+	}
+	d := c.used[side]
+	if side == "others" {
+		d = c.used["machine"]
+		for s, u := range c.used {
+			if s != "machine" {
+				d -= u
+			}
+		}
+	}
+	return d.Seconds() / c.wall.Seconds()
+}
+
+func (c cpuShare) String() string {
+	var b strings.Builder
+	for i, side := range c.sides() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.2f", side, c.cpus(side))
+	}
+	return b.String()
+}
+
+// machineBusy is the CPU time every process on the machine has used
+// (the non-idle times of /proc/stat's cpu line).
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseMachineBusy(string(b))
+}
+
+// maxTicks is the most USER_HZ ticks a time.Duration holds.
+const maxTicks = math.MaxInt64 / int64(time.Second/clockTicks)
+
+// parseMachineBusy reads /proc/stat's first line, "cpu user nice system
+// idle iowait irq softirq steal ...", in USER_HZ ticks, and returns
+// user+nice+system+irq+softirq+steal.
+func parseMachineBusy(stat string) (time.Duration, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("bench: /proc/stat: odd first line %q", line)
+	}
+	var ticks int64
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bench: /proc/stat: %q is not a tick count", v)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			ticks += n
+		}
+		if n > maxTicks || ticks > maxTicks {
+			return 0, fmt.Errorf("bench: /proc/stat: %q: more ticks than a time.Duration holds", line)
+		}
+	}
+	return time.Duration(ticks) * (time.Second / clockTicks), nil
 }
 
 func isTimeout(err error) bool {
