@@ -51,18 +51,28 @@ type FloodConfig struct {
 	// pays for the rest itself; a client that sends less than the others
 	// together is never shed by it, nor one while the others send less
 	// than MinRatePerAddr together. The edge counts as contended from the
-	// moment its requests in flight reach half of MaxInflight until
-	// ContendedFor has passed without that: a quiet edge limits no one. If
-	// zero, 2; negative: no such bound.
+	// moment it is saturated (its goroutines wait for a CPU past
+	// ContendedWait, or its requests in flight reach half of
+	// MaxInflight) until ContendedFor has passed without that: a quiet
+	// edge limits no one. If zero, 2; negative: no such bound.
 	ContendedRatio float64
 	// MinRatePerAddr is the rate (requests per second) every address may
 	// have admitted while the edge is contended, whatever its share; and
 	// ContendedRatio applies only while the others send at least this
 	// much together. If zero, 50.
 	MinRatePerAddr float64
-	// ContendedFor is how long the edge counts as contended after its
-	// requests in flight last reached half of MaxInflight. If zero, 10s.
+	// ContendedFor is how long the edge counts as contended after it was
+	// last saturated. If zero, 10s.
 	ContendedFor time.Duration
+	// ContendedWait is the wait for a CPU that makes the edge saturated:
+	// every 200ms the edge reads how long its goroutines were runnable
+	// before they ran (the Go runtime's /sched/latencies), and if a tenth
+	// of them (at least 100) waited this long or longer, it is saturated,
+	// whatever it is busy with and whoever else takes its CPUs. It is the
+	// signal that holds at the default MaxInflight: a flood saturates the
+	// CPUs with a few hundred requests in flight, and what they wait for
+	// is the CPU. If zero, 2ms; negative: only MaxInflight saturates.
+	ContendedWait time.Duration
 }
 
 func (c FloodConfig) withDefaults() FloodConfig {
@@ -87,6 +97,9 @@ func (c FloodConfig) withDefaults() FloodConfig {
 	}
 	if c.ContendedFor == 0 {
 		c.ContendedFor = 10 * time.Second
+	}
+	if c.ContendedWait == 0 {
+		c.ContendedWait = 2 * time.Millisecond
 	}
 	return c
 }
@@ -113,6 +126,9 @@ type Flood struct {
 	conns, connRate, inflightAddr, inflightGlobal, rateAddr, untracked prometheus.Counter
 	stop                                                               chan struct{}
 	stopped                                                            chan struct{}
+	// waits reads the q-quantile of the waits for a CPU since its last
+	// call, and how many there were (schedWait.read; tests fake it).
+	waits func(q float64) (time.Duration, uint64)
 }
 
 type floodAddr struct {
@@ -161,6 +177,18 @@ var (
 
 // NewFlood returns the flood limits of cfg.
 func NewFlood(deps layer.Deps, cfg FloodConfig) (*Flood, error) {
+	return newFlood(deps, cfg, newSchedWait().read)
+}
+
+// The saturation signal: every waitEvery, the waitQ-quantile of the waits
+// for a CPU, over at least waitMinEvents of them.
+const (
+	waitEvery     = 200 * time.Millisecond
+	waitQ         = 0.9
+	waitMinEvents = 100
+)
+
+func newFlood(deps layer.Deps, cfg FloodConfig, waits func(q float64) (time.Duration, uint64)) (*Flood, error) {
 	d, err := newDecisions(deps.Metrics, "flood", "Connections and requests the flood limits shed, by reason.")
 	if err != nil {
 		return nil, err
@@ -169,7 +197,7 @@ func NewFlood(deps layer.Deps, cfg FloodConfig) (*Flood, error) {
 		addrs: map[netip.Addr]*floodAddr{},
 		conns: d.counter("conns"), connRate: d.counter("conn_rate"), inflightAddr: d.counter("inflight_addr"),
 		inflightGlobal: d.counter("inflight_global"), rateAddr: d.counter("rate_addr"), untracked: d.counter("untracked"),
-		stop: make(chan struct{}), stopped: make(chan struct{})}
+		stop: make(chan struct{}), stopped: make(chan struct{}), waits: waits}
 	go f.sweep()
 	return f, nil
 }
@@ -378,15 +406,26 @@ func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request,
 }
 
 // sweep forgets the addresses with nothing open, nothing in flight and a
-// full new-connection allowance, every few seconds.
+// full new-connection allowance, every few seconds; and every waitEvery
+// it marks the edge contended if its goroutines wait for a CPU.
 func (f *Flood) sweep() {
 	defer close(f.stopped)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	var wait <-chan time.Time
+	if f.cfg.ContendedWait > 0 && f.cfg.ContendedRatio > 0 {
+		t := time.NewTicker(waitEvery)
+		defer t.Stop()
+		wait = t.C
+		f.waits(waitQ) // the first read is the baseline
+	}
 	for {
 		select {
 		case <-f.stop:
 			return
+		case <-wait:
+			f.checkWait()
+			continue
 		case <-tick.C:
 		}
 		now := time.Now()
@@ -398,4 +437,18 @@ func (f *Flood) sweep() {
 		}
 		f.mu.Unlock()
 	}
+}
+
+// checkWait marks the edge contended for ContendedFor if, since the last
+// check, a tenth of its goroutines waited ContendedWait or longer for a
+// CPU.
+func (f *Flood) checkWait() {
+	d, n := f.waits(waitQ)
+	if n < waitMinEvents || d < f.cfg.ContendedWait {
+		return
+	}
+	now := time.Now().UnixNano()
+	f.mu.Lock()
+	f.contendedUntil = max(f.contendedUntil, now+int64(f.cfg.ContendedFor))
+	f.mu.Unlock()
 }

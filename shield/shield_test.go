@@ -217,11 +217,7 @@ func TestFloodContendedRatio(t *testing.T) {
 	}
 	defer f.Close()
 	h := f.Wrap(layer.HandlerFunc(func(w http.ResponseWriter, r *http.Request, req *layer.Request) {}))
-	send := func(ip string) int {
-		rec := httptest.NewRecorder()
-		h.ServeRouted(rec, httptest.NewRequest("GET", "/", nil), &layer.Request{ClientIP: netip.MustParseAddr(ip)})
-		return rec.Code
-	}
+	send := sender(h)
 	// Quiet: one address sends many, another a few; nobody is shed.
 	for i := range 40 {
 		if c := send("192.0.2.1"); c != 200 {

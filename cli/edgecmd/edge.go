@@ -172,7 +172,8 @@ func addShieldFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 	fl.Float64Var(&cfg.Flood.NewConnsPerSecond, "flood-new-conns-per-sec", 0, "new connections per second one client address may open (default 1000, bursts of 4096; -1: no cap)")
 	fl.IntVar(&cfg.Flood.MaxInflightPerAddr, "flood-inflight-per-addr", 0, "requests in flight one client address may have, upgraded connections included (default 4096; -1: no cap)")
 	fl.IntVar(&cfg.Flood.MaxInflight, "flood-inflight", 0, "requests in flight on this edge before the heaviest senders are shed (default 16384; -1: no cap)")
-	fl.Float64Var(&cfg.Flood.ContendedRatio, "flood-ratio", 0, "while the edge is contended (its requests in flight reached half of --flood-inflight in the last 10s), one client address is served at most this many times what all others send (default 2; -1: no such bound)")
+	fl.Float64Var(&cfg.Flood.ContendedRatio, "flood-ratio", 0, "while the edge is contended (saturated in the last 10s: see --flood-wait and --flood-inflight), one client address is served at most this many times what all others send (default 2; -1: no such bound)")
+	fl.DurationVar(&cfg.Flood.ContendedWait, "flood-wait", 0, "the edge is saturated when a tenth of its goroutines wait this long or longer for a CPU (default 2ms; -1ns: only when its requests in flight reach half of --flood-inflight)")
 	fl.Float64Var(&cfg.Flood.MinRatePerAddr, "flood-min-rate-per-addr", 0, "requests per second a client address is served while the edge is contended, whatever its share (default 50)")
 	fl.IntVar(&cfg.RateLimitKeys, "ratelimit-max-keys", 0, "clients the rate limits track at once (default 100000)")
 }
