@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -29,6 +30,17 @@ type fleetSpec struct {
 type tunnelSpec struct {
 	ID     string `json:"id"`
 	Secret []byte `json:"secret"`
+	Bind   net.IP `json:"bind,omitempty"` // the local address its connections dial from; nil: any
+}
+
+// bindAddr is the i-th of n loopback addresses the connectors dial from,
+// 127.0.0.2 onwards, or nil (any) when n is 0.
+func bindAddr(i, n int) net.IP {
+	if n == 0 {
+		return nil
+	}
+	a := 0x7f000002 + uint32(i%n)
+	return net.IPv4(byte(a>>24), byte(a>>16), byte(a>>8), byte(a))
 }
 
 // runConnectors is a connector process: one connector.Connector per
@@ -63,7 +75,7 @@ func runConnectors() int {
 			TunnelID: t.ID, Secret: t.Secret, EdgeAddrs: []string{spec.EdgeAddr},
 			EdgeCA: spec.EdgeCA, ServerName: "localhost", Ingress: ing,
 			HAConnections: spec.Conns, Protocol: spec.Protocol, GracePeriod: time.Second,
-			Logger: log,
+			BindAddr: t.Bind, Logger: log,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "scale connectors:", err)

@@ -7,7 +7,8 @@
 // timing the creates on the empty edge and once the routes exist. Then
 // --procs processes (this executable again) each run the connector library
 // for their share of the tunnels, --conns connections a tunnel, over
-// --protocol, until the edge counts every connection. It reports:
+// --protocol, from --addrs loopback addresses, until the edge counts every
+// connection. It reports:
 //
 //   - API create rate: tunnel and route creates per second on the empty
 //     edge and at --routes routes (--workers requests at once);
@@ -36,7 +37,7 @@
 //
 //	go run ./bench/scale                                  # 100 tunnels × 4, 1,000 routes
 //	go run ./bench/scale --protocol websocket
-//	go run ./bench/scale --tunnels 10000 --routes 100000 --procs 4 --timeout 1h
+//	go run ./bench/scale --tunnels 10000 --routes 100000 --procs 4 --addrs 64 --timeout 1h
 //
 // docs/performance.md has results and the method.
 package main
@@ -65,6 +66,7 @@ type config struct {
 	conns    int           // connections per tunnel
 	routes   int           // routes, spread over the tunnels
 	procs    int           // connector processes
+	addrs    int           // loopback addresses the connectors dial from
 	protocol string        // "quic" or "websocket"
 	workers  int           // API requests at once while creating
 	dialRate float64       // tunnels whose connectors start per second, over all processes
@@ -95,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.conns, "conns", 4, "connections per tunnel")
 	fs.IntVar(&c.routes, "routes", 1000, "routes, spread over the tunnels (the issue's scale: 100000)")
 	fs.IntVar(&c.procs, "procs", 2, "connector processes sharing the tunnels")
+	fs.IntVar(&c.addrs, "addrs", 8, "loopback addresses the connectors dial from, 127.0.0.2 onwards, a tunnel's connections from one (as connectors on many hosts; 0: the system's choice, 127.0.0.1)")
 	fs.StringVar(&c.protocol, "protocol", "quic", "connector transport: quic or websocket")
 	fs.IntVar(&c.workers, "workers", 8, "API requests at once while creating tunnels and routes")
 	fs.Float64Var(&c.dialRate, "start-rate", 200, "tunnels whose connectors start per second, over all processes (0: all at once)")
@@ -118,8 +121,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	switch {
 	case c.tunnels < 1, c.conns < 1, c.procs < 1, c.workers < 1:
 		return nil, errors.New("scale: --tunnels, --conns, --procs and --workers must be at least 1")
-	case c.routes < 0, c.rate < 0, c.window < 0:
-		return nil, errors.New("scale: --routes, --rate and --window must not be negative")
+	case c.routes < 0, c.rate < 0, c.window < 0, c.addrs < 0:
+		return nil, errors.New("scale: --routes, --rate, --window and --addrs must not be negative")
+	case c.addrs > 1<<16:
+		return nil, errors.New("scale: --addrs: at most 65536 (127.0.0.2 to 127.1.0.1)")
 	case c.protocol != "quic" && c.protocol != "websocket":
 		return nil, fmt.Errorf("scale: --protocol %q: want quic or websocket", c.protocol)
 	case c.quiet <= 0 || c.timeout <= 0 || c.rest < 0:

@@ -21,12 +21,14 @@ type Settings struct {
 	Conns    int       `json:"conns_per_tunnel"`
 	Routes   int       `json:"routes"`
 	Procs    int       `json:"connector_procs"`
+	Addrs    int       `json:"bind_addrs"`
 	Protocol string    `json:"protocol"`
 	Workers  int       `json:"api_workers"`
 	Quiet    string    `json:"quiet_window"`
 	Rate     int       `json:"rate"`
 	CPUs     int       `json:"cpus"`
 	Load     string    `json:"loadavg_at_start"`
+	LoadEnd  string    `json:"loadavg_at_end"`
 	Start    time.Time `json:"start"`
 }
 
@@ -45,8 +47,8 @@ func (r *Results) add(name string, value float64, unit, note string) {
 
 func (r *Results) print(w io.Writer) {
 	s := r.Settings
-	fmt.Fprintf(w, "adit scale: %d tunnels × %d %s connections (%d processes), %d routes; %d CPUs, load %s\n",
-		s.Tunnels, s.Conns, s.Protocol, s.Procs, s.Routes, s.CPUs, s.Load)
+	fmt.Fprintf(w, "adit scale: %d tunnels × %d %s connections (%d processes, %d addresses), %d routes; %d CPUs, load %s at the start, %s at the end\n",
+		s.Tunnels, s.Conns, s.Protocol, s.Procs, s.Addrs, s.Routes, s.CPUs, s.Load, s.LoadEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, f := range r.Figures {
 		fmt.Fprintf(tw, "%s\t %s\t %s\t  %s\n", f.Name, format(f.Value), f.Unit, f.Note)

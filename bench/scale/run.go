@@ -41,12 +41,12 @@ type scaleRun struct {
 func run(ctx context.Context, cfg *config) (*Results, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
-	load, _ := os.ReadFile("/proc/loadavg")
 	res := &Results{Settings: Settings{
-		Tunnels: cfg.tunnels, Conns: cfg.conns, Routes: cfg.routes, Procs: cfg.procs,
+		Tunnels: cfg.tunnels, Conns: cfg.conns, Routes: cfg.routes, Procs: cfg.procs, Addrs: max(cfg.addrs, 1),
 		Protocol: cfg.protocol, Workers: cfg.workers, Quiet: cfg.quiet.String(), Rate: cfg.rate,
-		CPUs: runtime.NumCPU(), Load: strings.Join(strings.Fields(string(load))[:3], " "), Start: time.Now().UTC(),
+		CPUs: runtime.NumCPU(), Load: loadavg(), Start: time.Now().UTC(),
 	}}
+	defer func() { res.Settings.LoadEnd = loadavg() }()
 	r := &scaleRun{cfg: cfg, res: res}
 	var err error
 	if r.tmp, err = os.MkdirTemp("", "adit-scale-"); err != nil {
@@ -152,7 +152,7 @@ func (r *scaleRun) create(ctx context.Context) error {
 		secret := make([]byte, 32)
 		crand.Read(secret)
 		t, err := r.api.CreateTunnel(ctx, fmt.Sprintf("scale-%d", i), secret)
-		r.tunnels[i] = tunnelSpec{ID: t.ID, Secret: secret}
+		r.tunnels[i] = tunnelSpec{ID: t.ID, Secret: secret, Bind: bindAddr(i, cfg.addrs)}
 		return err
 	})
 	if err != nil {
@@ -280,7 +280,8 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.res.add("connect all, cold", ms(at.Sub(start)), "ms", fmt.Sprintf("%d connections from %d processes, %.0f tunnels started/s", want, cfg.procs, cfg.dialRate))
+	r.res.add("connect all, cold", ms(at.Sub(start)), "ms", fmt.Sprintf("%d connections from %d processes and %d addresses, %.0f tunnels started/s",
+		want, cfg.procs, max(cfg.addrs, 1), cfg.dialRate))
 	cfg.logf("all %d connected in %s; measuring the edge idle for %s", want, at.Sub(start).Round(time.Millisecond), cfg.quiet)
 	conns, fleetCPU, err := r.measureIdle(ctx, cfg.profile)
 	if err != nil {
@@ -410,6 +411,13 @@ func (r *scaleRun) restart(ctx context.Context) error {
 	r.res.add("restart → all connected", ms(at.Sub(sigterm)), "ms",
 		fmt.Sprintf("from SIGTERM; %.0f ms from the new edge's start; %d connections", ms(at.Sub(r.edge.started)), want))
 	return nil
+}
+
+// loadavg is the system's load average over 1, 5 and 15 minutes.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

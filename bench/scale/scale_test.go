@@ -77,6 +77,9 @@ func TestParseFlags(t *testing.T) {
 		{"no tunnels", []string{"--tunnels", "0"}, false},
 		{"bad protocol", []string{"--protocol", "http2"}, false},
 		{"negative routes", []string{"--routes", "-1"}, false},
+		{"one address", []string{"--addrs", "0"}, true},
+		{"negative addrs", []string{"--addrs", "-1"}, false},
+		{"too many addrs", []string{"--addrs", "70000"}, false},
 		{"stray argument", []string{"x"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,5 +88,23 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("parseFlags(%q) = %v, want ok=%v", tc.args, err, tc.ok)
 			}
 		})
+	}
+}
+
+func TestBindAddr(t *testing.T) {
+	for _, tc := range []struct {
+		i, n int
+		want string
+	}{
+		{0, 0, "<nil>"},
+		{5, 0, "<nil>"},
+		{0, 8, "127.0.0.2"},
+		{9, 8, "127.0.0.3"},
+		{254, 300, "127.0.1.0"},
+		{65535, 65536, "127.1.0.1"},
+	} {
+		if got := bindAddr(tc.i, tc.n).String(); got != tc.want {
+			t.Errorf("bindAddr(%d, %d) = %s, want %s", tc.i, tc.n, got, tc.want)
+		}
 	}
 }
