@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/adit-dev/adit/bench/procstat"
 )
 
 // TestMain lets the test binary be the origin process: the harness starts
@@ -447,46 +449,6 @@ func FuzzParseSize(f *testing.F) {
 	})
 }
 
-func TestParseStatCPU(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     time.Duration
-		ok       bool
-	}{
-		{"plain", "1234 (adit) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 1 1 1", 3 * time.Second, true},
-		{"name with spaces and parens", "99 (a (b) c) R 1 1 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 1 1", 100 * time.Millisecond, true},
-		{"truncated", "1 (x) S 1 2 3", 0, false},
-		{"no name", "1 x S", 0, false},
-		{"not a number", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 ab 3 0", 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatCPU(tc.in)
-			if (err == nil) != tc.ok || got != tc.want {
-				t.Errorf("got %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
-			}
-		})
-	}
-	// And this process's own line parses.
-	if _, err := cpuTime(os.Getpid()); err != nil {
-		t.Errorf("cpuTime(self): %v", err)
-	}
-	if rss, err := rssBytes(os.Getpid()); err != nil || rss <= 0 {
-		t.Errorf("rssBytes(self) = %d, %v; want > 0", rss, err)
-	}
-}
-
-func FuzzParseStatCPU(f *testing.F) {
-	f.Add("1234 (adit) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 1 1 1")
-	f.Add("99 (a (b) c) R 1 1 1 0 -1 0 0 0 0 0 7 3 0 0")
-	f.Add("1 (x) S")
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := parseStatCPU(s)
-		if err == nil && d < 0 && !strings.Contains(s, "-") {
-			t.Fatalf("parseStatCPU(%q) = %v: negative without a minus sign", s, d)
-		}
-	})
-}
-
 func TestParseMachineBusy(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
@@ -605,39 +567,6 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestParseStatus(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     memStat
-		ok       bool
-	}{
-		{"both", "Name:\tadit\nVmRSS:\t   23140 kB\nRssAnon:\t    3324 kB\nRssFile:\t19816 kB\n", memStat{RSS: 23140 << 10, Anon: 3324 << 10}, true},
-		{"no RssAnon (old kernel)", "VmRSS:\t100 kB\n", memStat{RSS: 100 << 10}, true},
-		{"no VmRSS (kernel thread)", "Name:\tkthreadd\n", memStat{}, false},
-		{"odd unit", "VmRSS:\t100 MB\n", memStat{}, false},
-		{"negative", "VmRSS:\t-100 kB\n", memStat{}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatus([]byte(tc.in))
-			if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-				t.Errorf("got %+v, %v; want %+v, ok=%v", got, err, tc.want, tc.ok)
-			}
-		})
-	}
-}
-
-func FuzzParseStatus(f *testing.F) {
-	f.Add([]byte("VmRSS:\t   23140 kB\nRssAnon:\t    3324 kB\n"))
-	f.Add([]byte("VmRSS: 1 kB"))
-	f.Add([]byte("RssAnon:\t5 kB\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := parseStatus(b)
-		if err == nil && (m.RSS < 0 || m.Anon < 0) {
-			t.Fatalf("parseStatus(%q) = %+v: negative", b, m)
-		}
-	})
 }
 
 func TestCatchesSIGINT(t *testing.T) {
@@ -768,7 +697,7 @@ func TestClockCPU(t *testing.T) {
 	for x := 0; x < 50_000_000; x++ { // some CPU time to read
 		_ = x * x
 	}
-	stat, err := cpuTime(os.Getpid())
+	stat, err := procstat.CPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/adit-dev/adit/bench/procstat"
 )
 
 // The CPU budget of a path: the CPU time each process on it spends per
@@ -16,6 +18,9 @@ import (
 // the throughput a path can reach is inversely proportional to its total,
 // so direct's total over a path's bounds the path's req/s relative to
 // direct's: the "CPU-bound ceiling vs direct" row.
+
+// clockTicks is USER_HZ, the unit of CPU times in /proc.
+const clockTicks = procstat.ClockTicks
 
 // cpuSides are the processes on a path, in table order: the load
 // generator, the origin, on an adit path the edge and its connector, on
@@ -68,7 +73,7 @@ func procCPU(pid int) (time.Duration, error) {
 	if d, err := clockCPU(pid); err == nil {
 		return d, nil
 	}
-	return cpuTime(pid)
+	return procstat.CPU(pid)
 }
 
 // clockCPU reads the CPU-time clock of process pid: clock id

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/adit-dev/adit/bench/procstat"
 )
 
 // pathKind says how a path reaches the origin.
@@ -154,10 +156,10 @@ func (r *rig) setup(ctx context.Context, res *Results) error {
 	for _, p := range r.available(kindAdit) {
 		pids = append(pids, p.conn.pid())
 	}
-	settleRSS(pids, 3*time.Second)
+	procstat.SettleRSS(ctx, pids, 3*time.Second)
 	for _, p := range r.available(kindAdit) {
 		for side, pid := range map[string]int{"edge": r.edge.pid(), "connector": p.conn.pid()} {
-			if m, err := memory(pid); err == nil {
+			if m, err := procstat.ReadMem(pid); err == nil {
 				res.set(figName{figStartup.scenario, side + " RSS, idle"}, "MB", p.name, float64(m.RSS)/1e6)
 				res.set(figName{figStartup.scenario, side + " RSS anon, idle"}, "MB", p.name, float64(m.Anon)/1e6)
 			}

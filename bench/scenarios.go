@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/adit-dev/adit/bench/procstat"
 )
 
 // run sets up the rig, runs the selected scenarios and returns the results.
@@ -316,18 +318,18 @@ func runRate(ctx context.Context, r *rig, res *Results) error {
 		sides := map[string]int{}
 		if p.kind == kindAdit {
 			sides = map[string]int{"edge": r.edge.pid(), "connector": p.conn.pid()}
-			settleRSS([]int{r.edge.pid(), p.conn.pid()}, 5*time.Second)
+			procstat.SettleRSS(ctx, []int{r.edge.pid(), p.conn.pid()}, 5*time.Second)
 		}
 		cpu0 := map[string]time.Duration{}
-		peak := map[string]memStat{}
+		peak := map[string]procstat.Mem{}
 		for side, pid := range sides {
-			cpu0[side], _ = cpuTime(pid)
+			cpu0[side], _ = procstat.CPU(pid)
 		}
 		sample := func() {
 			for side, pid := range sides {
-				if m, err := memory(pid); err == nil {
+				if m, err := procstat.ReadMem(pid); err == nil {
 					pk := peak[side]
-					peak[side] = memStat{RSS: max(pk.RSS, m.RSS), Anon: max(pk.Anon, m.Anon)}
+					peak[side] = procstat.Mem{RSS: max(pk.RSS, m.RSS), Anon: max(pk.Anon, m.Anon)}
 				}
 			}
 		}
@@ -356,7 +358,7 @@ func runRate(ctx context.Context, r *rig, res *Results) error {
 			if !ok {
 				continue
 			}
-			cpu1, err := cpuTime(pid)
+			cpu1, err := procstat.CPU(pid)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", p.name, side, err)
 			}
@@ -388,10 +390,10 @@ func runIdleWS(ctx context.Context, r *rig, res *Results) error {
 			}
 		}
 		pids := []int{r.edge.pid(), p.conn.pid()}
-		settleRSS(pids, 5*time.Second)
+		procstat.SettleRSS(ctx, pids, 5*time.Second)
 		before := make([]int64, len(pids))
 		for i, pid := range pids {
-			before[i], _ = rssBytes(pid)
+			before[i], _ = procstat.RSS(pid)
 		}
 		start := time.Now()
 		conns, err := openWebSockets(ctx, p.target, r.cfg.idleWS, 64)
@@ -407,11 +409,11 @@ func runIdleWS(ctx context.Context, r *rig, res *Results) error {
 		if len(conns) == 0 {
 			continue
 		}
-		settleRSS(pids, 3*time.Second)
+		procstat.SettleRSS(ctx, pids, 3*time.Second)
 		res.set(f("open"), "conns", p.name, float64(len(conns)))
 		msg := fmt.Sprintf("%d open in %s", len(conns), opened.Round(time.Millisecond))
 		for i, side := range []string{"edge", "connector"} {
-			after, err := rssBytes(pids[i])
+			after, err := procstat.RSS(pids[i])
 			if err != nil {
 				closeAll(conns)
 				return fmt.Errorf("%s %s: %w", p.name, side, err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -114,71 +113,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
-	}
-}
-
-// procCPU is a process's CPU time (all threads), user and system, from
-// /proc/PID/stat, whose unit is USER_HZ (100 on Linux).
-func procCPU(pid int) (user, sys time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// The name (field 2) may hold spaces: count fields after its ')'.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, 0, fmt.Errorf("scale: /proc/%d/stat: odd contents", pid)
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("scale: /proc/%d/stat: odd cpu times %q %q", pid, f[11], f[12])
-	}
-	return time.Duration(u) * 10 * time.Millisecond, time.Duration(s) * 10 * time.Millisecond, nil
-}
-
-// procMem is a process's VmRSS and RssAnon (heap, stacks: what it costs
-// alone, without the binary's file pages) in bytes.
-func procMem(pid int) (rss, anon int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		var dst *int64
-		switch k {
-		case "VmRSS":
-			dst = &rss
-		case "RssAnon":
-			dst = &anon
-		default:
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		*dst = kb << 10
-	}
-	return rss, anon, sc.Err()
-}
-
-// settle waits until pid's RSS stops moving (two readings 500ms apart
-// within 1 MiB), for at most max: the Go runtime gives freed memory back
-// gradually.
-func settle(ctx context.Context, pid int, max time.Duration) {
-	deadline := time.Now().Add(max)
-	prev, _, _ := procMem(pid)
-	for time.Now().Before(deadline) {
-		if sleepCtx(ctx, 500*time.Millisecond) != nil {
-			return
-		}
-		r, _, _ := procMem(pid)
-		if d := r - prev; d < 1<<20 && d > -1<<20 {
-			return
-		}
-		prev = r
 	}
 }
 

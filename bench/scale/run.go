@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/adit-dev/adit/bench/procstat"
 	"github.com/adit-dev/adit/control"
 )
 
@@ -84,7 +85,7 @@ type idle struct {
 // connector processes') CPU time over the quiet window.
 func (r *scaleRun) measureIdle(ctx context.Context, profile string) (edgeIdle idle, fleetCPU time.Duration, err error) {
 	pid := r.edge.pid()
-	settle(ctx, pid, 20*time.Second)
+	procstat.SettleRSS(ctx, []int{pid}, 20*time.Second)
 	if err := sleepCtx(ctx, r.cfg.rest); err != nil {
 		return edgeIdle, 0, err
 	}
@@ -93,12 +94,12 @@ func (r *scaleRun) measureIdle(ctx context.Context, profile string) (edgeIdle id
 		return edgeIdle, 0, err
 	}
 	cpu := func() (edge, edgeSys, fleet time.Duration) {
-		u, s, _ := procCPU(pid)
+		t, _ := procstat.ReadTimes(pid)
 		for _, c := range r.fleet {
-			fu, fs, _ := procCPU(c.pid())
-			fleet += fu + fs
+			ft, _ := procstat.CPU(c.pid())
+			fleet += ft
 		}
-		return u + s, s, fleet
+		return t.Total(), t.System, fleet
 	}
 	var profiled chan error
 	if profile != "" {
@@ -116,7 +117,8 @@ func (r *scaleRun) measureIdle(ctx context.Context, profile string) (edgeIdle id
 		}
 	}
 	edgeIdle.cpu, edgeIdle.sys, fleetCPU = e1-e0, s1-s0, f1-f0
-	edgeIdle.rss, edgeIdle.anon, err = procMem(pid)
+	m, err := procstat.ReadMem(pid)
+	edgeIdle.rss, edgeIdle.anon = m.RSS, m.Anon
 	return edgeIdle, fleetCPU, err
 }
 
