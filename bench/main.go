@@ -211,7 +211,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.connector, "connector", "adit-connector", "binary the connectors run: adit-connector (the slim one, without the edge) or adit")
 	fs.StringVar(&cfg.connectorBin, "adit-connector", "", "use this adit-connector binary instead of building one")
 	fs.StringVar(&cfg.out, "out", "bench-results.json", "write the results as JSON here (empty: do not)")
-	fs.StringVar(&cfg.pprofDir, "pprof-dir", "", "fetch Go CPU and allocation profiles (pprof) of the edge and connectors during the small-GET run nearest c=50 and the big transfers into this directory, each with a -top summary")
+	fs.StringVar(&cfg.pprofDir, "pprof-dir", "", "fetch Go CPU and allocation profiles (pprof) of the edge and connectors (and of the proxy2 hops, small GETs only) during the small-GET run nearest c=50 and the big transfers into this directory, each with a -top summary")
 	fs.StringVar(&cfg.cpuprofileDir, "cpuprofile-dir", "", "record perf profiles of the edge and connectors during the small-GET run nearest c=50 and the big transfers into this directory (needs perf)")
 	fs.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long a connector (or restarted edge) may take to serve")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "limit for the whole run")

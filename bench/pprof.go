@@ -42,13 +42,18 @@ type pprofRun struct {
 }
 
 // startPprof starts fetching d-long CPU and allocation profiles of the
-// edge (metrics at edgeMetrics) and p's connector, if --pprof-dir is set.
-// The files are PATH-SCENARIO-SIDE.{cpu,allocs}.pprof, each with a `go tool
-// pprof -top` summary in .txt; the allocation profile holds what was
-// allocated during the d only.
+// edge (metrics at edgeMetrics) and p's connector, or of p's two proxy
+// hops, if --pprof-dir is set. The files are
+// PATH-SCENARIO-SIDE.{cpu,allocs}.pprof (SIDE: edge, connector, hop1,
+// hop2), each with a `go tool pprof -top` summary in .txt; the allocation
+// profile holds what was allocated during the d only.
 func startPprof(cfg *config, p *path, scenario, edgeMetrics string, d time.Duration) *pprofRun {
 	if cfg.pprofDir == "" {
 		return nil
+	}
+	sides := map[string]string{"edge": edgeMetrics, "connector": p.metrics}
+	if p.kind == kindProxy2 {
+		sides = map[string]string{"hop1": p.hopsPprof[0], "hop2": p.hopsPprof[1]}
 	}
 	if err := os.MkdirAll(cfg.pprofDir, 0o755); err != nil {
 		cfg.logf("pprof-dir: %v", err)
@@ -56,7 +61,7 @@ func startPprof(cfg *config, p *path, scenario, edgeMetrics string, d time.Durat
 	}
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	run := &pprofRun{cfg: cfg}
-	for side, addr := range map[string]string{"edge": edgeMetrics, "connector": p.metrics} {
+	for side, addr := range sides {
 		for _, kind := range []string{"cpu", "allocs"} {
 			endpoint := "profile"
 			if kind == "allocs" {

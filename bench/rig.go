@@ -28,16 +28,17 @@ const (
 
 // path is one way from the load generator to the origin.
 type path struct {
-	name     string
-	kind     pathKind
-	protocol string // kindAdit: the connector's --protocol
-	target   target
-	hostname string  // kindAdit: the routed name
-	credFile string  // kindAdit: the tunnel's credentials file
-	conn     *proc   // kindAdit: the connector process
-	metrics  string  // kindAdit: the connector's metrics address, with --pprof-dir
-	hops     []*proc // kindProxy2: the two proxy processes, client side first
-	na       string  // why the path is unavailable; "" if it is available
+	name      string
+	kind      pathKind
+	protocol  string // kindAdit: the connector's --protocol
+	target    target
+	hostname  string   // kindAdit: the routed name
+	credFile  string   // kindAdit: the tunnel's credentials file
+	conn      *proc    // kindAdit: the connector process
+	metrics   string   // kindAdit: the connector's metrics address, with --pprof-dir
+	hops      []*proc  // kindProxy2: the two proxy processes, client side first
+	hopsPprof []string // kindProxy2: their pprof addresses, with --pprof-dir
+	na        string   // why the path is unavailable; "" if it is available
 }
 
 // edgeProc is an `adit edge` process and what it printed.

@@ -123,7 +123,7 @@ func runSmall(ctx context.Context, r *rig, res *Results) error {
 				prof = startPerf(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.pid(), r.cfg.warmup+r.cfg.duration)
 			}
 			var gprof *pprofRun
-			if c == profileAt && (p.kind == kindAdit || p.kind == kindAccess) {
+			if c == profileAt && (p.kind == kindAdit || p.kind == kindAccess || p.kind == kindProxy2) {
 				gprof = startPprof(r.cfg, p, fmt.Sprintf("get-c%d", c), r.edge.metrics, r.cfg.warmup+r.cfg.duration)
 			}
 			err := r.warmUp(ctx, p.target, c)
