@@ -46,21 +46,7 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 
 	// Streams of this connection; waited for when draining.
 	var streams countGroup
-	// The goroutine that accepts a stream serves it, after starting the
-	// next acceptor: the request then runs on the goroutine quic-go woke,
-	// without a second wake-up to hand it over.
-	var accept func()
-	accept = func() {
-		s, err := conn.AcceptStream(context.Background())
-		if err != nil {
-			return
-		}
-		streams.add()
-		defer streams.done()
-		go accept()
-		c.serveStream(c.metrics.track(s), log)
-	}
-	go accept()
+	c.acceptStreams(conn, &streams, log) // stream.go
 
 	var quicBack <-chan struct{} // transport.go: closed when QUIC works again
 	if conn.Protocol() == "websocket" && c.cfg.Protocol != ProtocolWebSocket {
