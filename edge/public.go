@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -36,18 +37,12 @@ func (s *Server) listenPublic() error {
 	if cfg.HTTPSAddr == "" {
 		return nil
 	}
-	ln, err = net.Listen("tcp", cfg.HTTPSAddr)
+	ln, s.h3Conn, err = listenHTTPS(cfg.HTTPSAddr, !cfg.DisableHTTP3)
 	if err != nil {
-		return listenError("https", cfg.HTTPSAddr, fmt.Errorf("edge: https listener: %w", err))
+		return listenError("https", cfg.HTTPSAddr, err)
 	}
 	s.httpsLn = s.wrapPublic(ln)
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	if !cfg.DisableHTTP3 {
-		s.h3Conn, err = net.ListenPacket("udp", net.JoinHostPort(host, port))
-		if err != nil {
-			return listenError("https", cfg.HTTPSAddr, fmt.Errorf("edge: http/3 listener (udp port %s; --http3=false turns it off): %w", port, err))
-		}
-	}
 	acme := cfg.ACME
 	if acme.Logger == nil {
 		acme.Logger = s.log
@@ -85,6 +80,36 @@ func (s *Server) listenPublic() error {
 		}
 	})
 	return nil
+}
+
+// listenHTTPS opens the HTTPS listener on addr and, with h3, the HTTP/3
+// socket on the same UDP port number. An ephemeral port (":0") is a TCP
+// port whose UDP twin may be taken by another program: then it tries
+// another, a few times.
+func listenHTTPS(addr string, h3 bool) (net.Listener, net.PacketConn, error) {
+	_, want, _ := net.SplitHostPort(addr)
+	tries := 1
+	if want == "0" {
+		tries = 10
+	}
+	for i := 1; ; i++ {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil || !h3 {
+			if err != nil {
+				err = fmt.Errorf("edge: https listener: %w", err)
+			}
+			return ln, nil, err
+		}
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
+		if err == nil {
+			return ln, pc, nil
+		}
+		ln.Close()
+		if i == tries || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("edge: http/3 listener (udp port %s; --http3=false turns it off): %w", port, err)
+		}
+	}
 }
 
 // wrapPublic applies step 1's connection-level parts to a public TCP

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -43,4 +44,39 @@ func FuzzClientIP(f *testing.F) {
 		}
 		t.Fatalf("visitor %v is neither the peer %v nor in X-Forwarded-For %q", ip, p, xff)
 	})
+}
+
+// TestListenHTTPS: HTTPS and HTTP/3 share a port number; a given port
+// whose UDP twin is taken is refused naming HTTP/3 and the way out.
+func TestListenHTTPS(t *testing.T) {
+	ln, pc, err := listenHTTPS("127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tcpPort, _ := net.SplitHostPort(ln.Addr().String())
+	_, udpPort, _ := net.SplitHostPort(pc.LocalAddr().String())
+	ln.Close()
+	pc.Close()
+	if tcpPort != udpPort {
+		t.Fatalf("tcp port %s, udp port %s; want the same", tcpPort, udpPort)
+	}
+
+	// The UDP port held by someone else, the TCP one free.
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, _, err = listenHTTPS(taken.LocalAddr().String(), true)
+	if err == nil || !strings.Contains(err.Error(), "http/3 listener") || !strings.Contains(err.Error(), "--http3=false") {
+		t.Fatalf("UDP port taken: got %v, want an http/3 listener error naming --http3=false", err)
+	}
+	ln, pc, err = listenHTTPS(taken.LocalAddr().String(), false)
+	if err != nil {
+		t.Fatalf("without HTTP/3: %v", err)
+	}
+	if pc != nil {
+		t.Errorf("without HTTP/3: got a UDP socket")
+	}
+	ln.Close()
 }
