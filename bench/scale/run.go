@@ -284,6 +284,7 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	}
 	r.res.add("connect all, cold", ms(at.Sub(start)), "ms", fmt.Sprintf("%d connections from %d processes and %d addresses, %.0f tunnels started/s",
 		want, cfg.procs, max(cfg.addrs, 1), cfg.dialRate))
+	r.addBusy(ctx, "registrations told to come back later, cold")
 	cfg.logf("all %d connected in %s; measuring the edge idle for %s", want, at.Sub(start).Round(time.Millisecond), cfg.quiet)
 	conns, fleetCPU, err := r.measureIdle(ctx, cfg.profile)
 	if err != nil {
@@ -412,7 +413,18 @@ func (r *scaleRun) restart(ctx context.Context) error {
 	}
 	r.res.add("restart → all connected", ms(at.Sub(sigterm)), "ms",
 		fmt.Sprintf("from SIGTERM; %.0f ms from the new edge's start; %d connections", ms(at.Sub(r.edge.started)), want))
+	r.addBusy(ctx, "registrations told to come back later, restart")
 	return nil
+}
+
+// addBusy adds the registrations the edge has told to come back later
+// (admission control, the per-address cap) since it started.
+func (r *scaleRun) addBusy(ctx context.Context, name string) {
+	n, err := metric(ctx, "http://"+r.edge.metrics+"/metrics", `adit_edge_registrations_total{result="busy"}`)
+	if err != nil {
+		n = 0 // the series appears with the first one
+	}
+	r.res.add(name, n, "", fmt.Sprintf("%d connections", r.cfg.tunnels*r.cfg.conns))
 }
 
 // loadavg is the system's load average over 1, 5 and 15 minutes.
