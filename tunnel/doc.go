@@ -56,4 +56,8 @@ const ALPN = "adit/1"
 //   - 4 (2026-12-02): admission control: RegisterResponse.RetryAfterMS, the
 //     delay a busy edge asks of a connector it refuses for now (older
 //     connectors skip the field and back off as before).
-const ProtocolVersion = 4
+//   - 5 (2026-12-02): heartbeats: the heartbeat (Heartbeat) control frame,
+//     connector → edge, and RegisterResponse.HeartbeatMS, the edge's
+//     answer to a connector that announces FeatureHeartbeat (see
+//     heartbeat.go); the edge then sends no keepalives on the connection.
+const ProtocolVersion = 5

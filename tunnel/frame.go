@@ -22,6 +22,7 @@ const (
 	FrameConfigResult FrameType = 0x06 // ConfigResult, connector → edge, control stream (version 2)
 	FrameEdges        FrameType = 0x07 // EdgeList, edge → connector, control stream (version 3)
 	FrameGoAway       FrameType = 0x08 // GoAway, edge → connector, control stream (version 3)
+	FrameHeartbeat    FrameType = 0x09 // Heartbeat, connector → edge, control stream (version 5)
 
 	FrameRequest  FrameType = 0x10 // RequestHeader, edge → connector, first frame of a request stream
 	FrameResponse FrameType = 0x11 // ResponseHeader, connector → edge
@@ -52,6 +53,8 @@ func (t FrameType) String() string {
 		return "edges"
 	case FrameGoAway:
 		return "goaway"
+	case FrameHeartbeat:
+		return "heartbeat"
 	case FrameRequest:
 		return "request"
 	case FrameResponse:

@@ -33,6 +33,12 @@ type RegisterResponse struct {
 	// connector to register on it again no sooner than this many
 	// milliseconds from now, plus jitter. Zero: no advice.
 	RetryAfterMS uint32
+	// HeartbeatMS (6, version 5), on a registration of a connection whose
+	// connector announced FeatureHeartbeat: the edge sends no keepalives
+	// on it and expects a Heartbeat at least this often on one of the
+	// connector's connections to it (heartbeat.go). Zero: the edge keeps
+	// the connection alive itself, as before version 5.
+	HeartbeatMS uint32
 }
 
 // Unregister asks the edge to send no new requests on this connection
@@ -155,6 +161,7 @@ func (m *RegisterResponse) appendTo(b []byte) []byte {
 	b = appendString(b, 3, m.Error)
 	b = appendBool(b, 4, m.Permanent)
 	b = appendUint(b, 5, uint64(m.RetryAfterMS))
+	b = appendUint(b, 6, uint64(m.HeartbeatMS))
 	return b
 }
 
@@ -175,6 +182,10 @@ func (m *RegisterResponse) decode(b []byte) error {
 			var u uint64
 			u, err = v.uint()
 			m.RetryAfterMS = uint32(u) // as protobuf reads a uint32: truncated (the schema test holds it)
+		case 6:
+			var u uint64
+			u, err = v.uint()
+			m.HeartbeatMS = uint32(u) // truncated, as RetryAfterMS
 		}
 		return err
 	})

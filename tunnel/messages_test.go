@@ -24,7 +24,7 @@ func allMessages() []Message {
 		&RegisterRequest{}, &RegisterResponse{}, &Unregister{}, &Disconnect{},
 		&RequestHeader{}, &ResponseHeader{}, &Trailers{},
 		&ConfigUpdate{}, &ConfigResult{},
-		&EdgeList{}, &GoAway{},
+		&EdgeList{}, &GoAway{}, &Heartbeat{},
 		&PeerForward{}, &PeerReply{},
 	}
 }
@@ -72,6 +72,9 @@ func sampleMessages() []struct {
 		}}},
 		{"edges/empty", &EdgeList{}},
 		{"goaway", &GoAway{Reason: "edge draining"}},
+		{"heartbeat", NewHeartbeat()},
+		{"heartbeat/empty", &Heartbeat{}},
+		{"registered/heartbeat", &RegisterResponse{ConnectionID: "c0ffee00-1111-4222-8333-444455556666", EdgeNode: "edge-a", HeartbeatMS: 2000}},
 		{"unregister/empty", &Unregister{}},
 		{"disconnect", &Disconnect{Reason: "tunnel deleted", Permanent: true}},
 		{"disconnect/temporary", &Disconnect{Reason: "edge restarting"}},

@@ -57,6 +57,7 @@ var messageNames = map[reflect.Type]protoreflect.Name{
 	reflect.TypeFor[Trailers]():         "Trailers",
 	reflect.TypeFor[EdgeList]():         "EdgeList",
 	reflect.TypeFor[GoAway]():           "GoAway",
+	reflect.TypeFor[Heartbeat]():        "Heartbeat",
 	reflect.TypeFor[PeerForward]():      "PeerForward",
 	reflect.TypeFor[PeerReply]():        "PeerReply",
 }
