@@ -39,9 +39,9 @@ func (c *Connector) serveConn(ctx context.Context, index int, addr string, log *
 	defer c.live.Add(-1)
 	c.readyOnce.Do(func() { close(c.ready) })
 	at.setRegistered(ctrl.edgeNode)
-	go c.readControl(ctrl, addr, log) // remote.go; ends with the connection
-	link := c.edges.link(addr)        // reconnect.go
-	link.add(conn)
+	go c.readControl(ctrl, addr, log)                                                  // remote.go; ends with the connection
+	link := c.edges.link(addr)                                                         // reconnect.go
+	link.add(conn, linkConn{ctrl: ctrl, index: index, heartbeat: ctrl.heartbeat}, log) // heartbeat.go
 	defer link.remove(conn)
 
 	// Streams of this connection; waited for when draining.
@@ -123,6 +123,9 @@ type control struct {
 	r        *bufio.Reader
 	connID   string
 	edgeNode string
+	// heartbeat is the period the edge asked for (heartbeat.go); zero if
+	// it keeps the connection alive itself.
+	heartbeat time.Duration
 }
 
 // registerConn opens the control stream and registers the connection.
@@ -142,7 +145,7 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 		ConnectorID: c.id,
 		Version:     Version,
 		Protocol:    tunnel.ProtocolVersion,
-		Features:    c.features(), // remote.go
+		Features:    append(c.features(), tunnel.FeatureHeartbeat), // remote.go, heartbeat.go
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sending registration: %w", err)
@@ -168,7 +171,7 @@ func (c *Connector) registerConn(ctx context.Context, conn tunnel.Conn, index in
 	if !stop() {
 		return nil, rctx.Err()
 	}
-	return &control{s: s, r: br, connID: resp.ConnectionID, edgeNode: resp.EdgeNode}, nil
+	return &control{s: s, r: br, connID: resp.ConnectionID, edgeNode: resp.EdgeNode, heartbeat: heartbeatPeriod(resp.HeartbeatMS)}, nil
 }
 
 // busyError is a refusal for now: the edge is busy registering others and

@@ -55,8 +55,9 @@ import (
 // (code 4). One that crashes and comes back answers our next packet with a
 // stateless reset, at least for packets large enough to carry one; the
 // siblings of a connection that got a reset are checked at once
-// (edgeRestarted). One that is just gone is found by the 5s idle timeout.
-// Keepalives go out every second so that all of this happens in seconds.
+// (edgeRestarted). One that is just gone is found by the heartbeats
+// (heartbeat.go: in 3–5s, and its connections closed a second later) or,
+// on an edge that takes none, by the 5s idle timeout.
 
 // dialHandshakeTimeout is the connector's QUIC handshake idle timeout
 // unless Config.QUIC sets one (see above).
@@ -86,12 +87,22 @@ func (e *refusal) Error() string { return e.err.Error() }
 func (e *refusal) Unwrap() error { return e.err }
 
 // edgeLink is shared by the HA connections that dial one edge address: a
-// registration on any of them wakes the others, and a stateless reset on
-// any of them has the others checked.
+// registration on any of them wakes the others, one of them carries the
+// heartbeats for all (heartbeat.go), and a stateless reset or a silent
+// sentinel on any of them has the others checked.
 type edgeLink struct {
-	mu    sync.Mutex
-	up    chan struct{}             // closed, and replaced, at each registration
-	conns map[tunnel.Conn]time.Time // registered connections, and when
+	mu      sync.Mutex
+	up      chan struct{}             // closed, and replaced, at each registration
+	conns   map[tunnel.Conn]time.Time // registered connections, and when
+	members map[tunnel.Conn]linkConn  // the same connections: what heartbeat.go needs of them
+	beating bool                      // heartbeat.go: beat runs
+}
+
+// linkConn is a registered connection of an edgeLink.
+type linkConn struct {
+	ctrl      *control
+	index     int           // its HA slot
+	heartbeat time.Duration // the period its edge asked for; zero: the edge keeps it alive
 }
 
 func (l *edgeLink) wait() <-chan struct{} {
@@ -107,42 +118,72 @@ func (l *edgeLink) registered() {
 	l.up = make(chan struct{})
 }
 
-func (l *edgeLink) add(c tunnel.Conn) {
+// add records a registered connection; one that heartbeats starts the
+// link's heartbeat if it has none running.
+func (l *edgeLink) add(c tunnel.Conn, m linkConn, log *slog.Logger) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.conns[c] = time.Now()
+	if l.members == nil {
+		l.members = make(map[tunnel.Conn]linkConn)
+	}
+	l.members[c] = m
+	if m.heartbeat > 0 && !l.beating {
+		l.beating = true
+		go l.beat(m.heartbeat, log)
+	}
 }
 
 func (l *edgeLink) remove(c tunnel.Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.conns, c)
+	delete(l.members, c)
 }
 
 // An edge that crashed and came back answers a packet of a connection it
 // lost with a stateless reset (tunnelquic.Config.StatelessResetKey), but
-// only a packet too large to be a reset itself, which a keepalive often is
-// not. So when one connection gets a reset, the edge at its address has
-// restarted, and the others to that address are dead too unless they are
-// to another node behind the same address. They tell by listening: the
-// edge sends keepalives every second, so a connection that receives
-// nothing for quietProof is closed now rather than at its idle timeout.
-const quietProof = 1500 * time.Millisecond
+// only a packet too large to be a reset itself: a heartbeat is (see
+// heartbeat.go), a keepalive is not. So when one connection gets a reset,
+// or its heartbeats go unanswered, the edge at its address has restarted
+// or is gone, and the others to that address are dead too unless they
+// are to another node behind the same address. probe tells them apart:
+// each is sent a heartbeat (its edge acknowledges it, or answers it with
+// a reset), or, to an edge that does not take heartbeats and so sends
+// keepalives every second, just listened to; one that receives nothing
+// for quietProof (a heartbeat is answered within a round trip and the
+// edge's 25ms ACK delay; a keepalive comes every second) is closed now
+// rather than at its idle timeout.
+const (
+	quietProof          = 1500 * time.Millisecond
+	quietProofHeartbeat = time.Second
+)
 
-// edgeRestarted checks the connections to this address other than lost.
+// edgeRestarted checks the connections to this address other than lost,
+// which ended with a stateless reset.
 func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
+	l.probe(lost, "the edge restarted and this connection has gone quiet; reconnecting", log)
+}
+
+// probe checks the connections to this address other than except.
+func (l *edgeLink) probe(except tunnel.Conn, msg string, log *slog.Logger) {
 	l.mu.Lock()
-	var others []tunnel.Conn
-	for c := range l.conns {
-		if c != lost {
-			others = append(others, c)
+	others := make(map[tunnel.Conn]linkConn, len(l.members))
+	for c, m := range l.members {
+		if c != except {
+			others[c] = m
 		}
 	}
 	l.mu.Unlock()
-	for _, c := range others {
+	for c, m := range others {
 		go func() {
 			n := c.PacketsReceived()
-			t := time.NewTimer(quietProof)
+			wait := quietProof
+			if m.heartbeat > 0 {
+				go m.ctrl.write(tunnel.NewHeartbeat())
+				wait = quietProofHeartbeat
+			}
+			t := time.NewTimer(wait)
 			defer t.Stop()
 			select {
 			case <-c.Done():
@@ -150,8 +191,8 @@ func (l *edgeLink) edgeRestarted(lost tunnel.Conn, log *slog.Logger) {
 			case <-t.C:
 			}
 			if c.PacketsReceived() == n {
-				log.Info("the edge restarted and this connection has gone quiet; reconnecting", "quiet_for", quietProof)
-				c.Close(tunnel.CodeNormal, "edge restarted")
+				log.Info(msg, "conn_index", m.index, "quiet_for", wait)
+				c.Close(tunnel.CodeNormal, "edge restarted or gone")
 			}
 		}()
 	}
@@ -429,7 +470,10 @@ func (c *Connector) quicConfig() tunnelquic.Config {
 		q.HandshakeTimeout = dialHandshakeTimeout
 	}
 	if q.KeepAlivePeriod == 0 {
-		q.KeepAlivePeriod = time.Second // the edge's period too (edge/limits.go)
+		q.KeepAlivePeriod = idleKeepAlive // heartbeat.go
+	}
+	if q.MaxIdleTimeout == 0 {
+		q.MaxIdleTimeout = idleTimeout
 	}
 	if q.Logger == nil {
 		q.Logger = c.log

@@ -13,36 +13,68 @@ import (
 
 // Connection health. A connector killed with SIGKILL, stopped with SIGSTOP
 // or cut off by the network says nothing: its connections only end when
-// the QUIC idle timeout fires (5s at the edge, see limits.go). Meanwhile
-// the edge would keep sending it requests. So the edge watches each
-// connection's received-packet count, which keepalives move every second
-// on a live connection: once it has stood still for suspectAfter (two
-// keepalive periods and a margin, 2.5s by default) the connection is
-// suspect:
+// their QUIC idle timeout fires. Meanwhile the edge would keep sending it
+// requests. So the edge watches each connection's received-packet count,
+// which the connector's keepalives move (the edge sends none, limits.go):
 //
-//   - new requests go to the tunnel's other connections (if it has any
-//     that are not suspect; a suspect connection still beats none);
-//   - requests on it that are safe to send again (GET, HEAD, OPTIONS,
+//   - An older connector keeps every connection alive every second: a
+//     connection whose count stood still for legacySuspectAfter (two
+//     keepalive periods and a margin, 2.5s) is suspect.
+//   - A connector that heartbeats (tunnel/heartbeat.go) is judged as a
+//     whole: its heartbeats on one connection move that count every
+//     edgeHeartbeat, its other connections are heard only every 10s or
+//     so. Once none of its connections to this edge was heard for
+//     heartbeatSuspectAfter (two periods and a margin, 4.5s), all of them
+//     are suspect at once; after heartbeatCloseAfter (6s) they are closed,
+//     as an older connector's at its 5s idle timeout, so that requests
+//     that cannot be sent again fail then rather than at the long idle
+//     timeout of a heartbeating connection.
+//
+// A suspect connection:
+//
+//   - gets no new requests while the tunnel has connections that are not
+//     suspect (a suspect connection still beats none);
+//   - has its requests that are safe to send again (GET, HEAD, OPTIONS,
 //     TRACE without a body; see failover.go) and still wait for their
-//     response header are abandoned and sent again on another connection.
+//     response header abandoned and sent again on another connection.
 //
 // Requests that are not safe to replay stay and fail with a 502 when the
-// idle timeout ends the connection. A connection heard from again (a
-// SIGCONT, a network blip) is healthy again at once.
+// connection ends. A connection heard from again (a SIGCONT, a network
+// blip) is healthy again at once.
 
-// healthTick is how often the watchdog looks at every connection.
-const healthTick = 250 * time.Millisecond
+// healthTick is how often the watchdog looks at every connection (reading
+// every connection's statistics every 250ms was 5% of an idle edge's CPU
+// at 1,000 connections).
+const healthTick = 500 * time.Millisecond
+
+const (
+	legacySuspectAfter    = 2*legacyKeepAlive + 500*time.Millisecond
+	heartbeatSuspectAfter = 2*edgeHeartbeat + 500*time.Millisecond
+	heartbeatCloseAfter   = 3 * edgeHeartbeat
+)
 
 // connHealth is one connection's liveness.
 type connHealth struct {
 	suspect atomic.Bool
+	// heartbeat is set at registration: the connector heartbeats, and
+	// is judged by all its connections to this edge together.
+	heartbeat bool
 
-	// Only the watchdog goroutine uses these two.
+	// Only the watchdog goroutine uses these three.
 	lastPackets uint64
 	lastHeard   time.Time
+	closing     bool
 
 	mu      sync.Mutex
 	waiters map[*watchedStream]struct{} // replayable requests waiting for their response header
+}
+
+// connectorKey names a connector on this edge: its connections to this
+// edge share a heartbeat.
+type connectorKey struct{ tunnel, connector string }
+
+func keyOf(tc *tunnelConn) connectorKey {
+	return connectorKey{tc.info.TunnelID, tc.info.ConnectorID}
 }
 
 // watch registers a replayable request waiting for its answer on this
@@ -80,21 +112,19 @@ func (h *connHealth) abandonWaiters() int {
 	return n
 }
 
-// suspectAfter is how long a connection may go without a packet before it
-// is suspect.
-func (s *Server) suspectAfter() time.Duration {
-	return 2*edgeQUIC(s.cfg.QUIC).KeepAlivePeriod + 500*time.Millisecond
-}
-
 // An edge that was stopped (SIGSTOP) and resumed still holds the
 // connections it had, though their connectors gave up on them long ago:
-// until their idle timeout ends them (at once, now that timers run again)
-// it would route to them and answer 502. The watchdog notices the pause
-// as a gap between its ticks; /ready then answers 503 until the idle
-// timeout has passed since the resume, so load balancers wait for the
-// connections that are alive. A tick that has not come for pauseGap
-// (this goroutine is not running) is answered 503 too.
-const pauseGap = 2 * time.Second
+// until they end (an older connector's at its idle timeout, at once now
+// that timers run again; a heartbeating one's suspect at once and closed
+// by the watchdog) it would route to them and answer 502. The watchdog
+// notices the pause as a gap between its ticks; /ready then answers 503
+// for resumeWait after the resume, so load balancers wait for the
+// connections that are alive. A tick that has not come for pauseGap (this
+// goroutine is not running) is answered 503 too.
+const (
+	pauseGap   = 2 * time.Second
+	resumeWait = max(legacyIdleTimeout, heartbeatSuspectAfter)
+)
 
 // healthClock is what /ready reads of the watchdog.
 type healthClock struct {
@@ -108,7 +138,7 @@ func (s *Server) paused(now time.Time) string {
 	if last != 0 && now.Sub(time.Unix(0, last)) > pauseGap {
 		return "edge paused or stalled: its watchdog has not run for " + now.Sub(time.Unix(0, last)).Round(time.Millisecond).String()
 	}
-	if r := s.healthClock.resumedAt.Load(); r != 0 && now.Sub(time.Unix(0, r)) < edgeQUIC(s.cfg.QUIC).MaxIdleTimeout {
+	if r := s.healthClock.resumedAt.Load(); r != 0 && now.Sub(time.Unix(0, r)) < resumeWait {
 		return "edge resuming after a pause: waiting for its stale tunnel connections to time out"
 	}
 	return ""
@@ -118,7 +148,7 @@ func (s *Server) paused(now time.Time) string {
 func (s *Server) watchHealth() {
 	t := time.NewTicker(healthTick)
 	defer t.Stop()
-	after := s.suspectAfter()
+	heard := make(map[connectorKey]time.Time) // heartbeating connectors: when last heard
 	s.healthClock.lastTick.Store(time.Now().UnixNano())
 	for {
 		select {
@@ -130,27 +160,52 @@ func (s *Server) watchHealth() {
 				s.healthClock.resumedAt.Store(now.UnixNano())
 				s.log.Warn("the edge was paused; /ready answers 503 until its stale connections have timed out", "paused_for", gap.Round(time.Millisecond))
 			}
-			for _, tc := range s.reg.all() {
-				s.checkHealth(tc, now, after)
-			}
+			s.judge(s.reg.all(), now, heard)
 			s.checkEtcd(now) // partition.go
 		}
 	}
 }
 
-func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration) {
+// judge looks at every connection at now: heard is the watchdog's map,
+// cleared and filled here with when each heartbeating connector was last
+// heard on any of its connections.
+func (s *Server) judge(conns []*tunnelConn, now time.Time, heard map[connectorKey]time.Time) {
+	clear(heard)
+	for _, tc := range conns {
+		h := &tc.health
+		if n := tc.conn.PacketsReceived(); h.lastHeard.IsZero() || n != h.lastPackets {
+			h.lastPackets, h.lastHeard = n, now
+		}
+		if k := keyOf(tc); h.heartbeat && h.lastHeard.After(heard[k]) {
+			heard[k] = h.lastHeard
+		}
+	}
+	for _, tc := range conns {
+		s.checkHealth(tc, now, heard)
+	}
+}
+
+// checkHealth judges one connection; heard is when each heartbeating
+// connector was last heard on any of its connections.
+func (s *Server) checkHealth(tc *tunnelConn, now time.Time, heard map[connectorKey]time.Time) {
 	h := &tc.health
-	n := tc.conn.PacketsReceived()
-	if h.lastHeard.IsZero() || n != h.lastPackets {
-		quiet := now.Sub(h.lastHeard)
-		h.lastPackets, h.lastHeard = n, now
+	last, after := h.lastHeard, legacySuspectAfter
+	if h.heartbeat {
+		last, after = heard[keyOf(tc)], heartbeatSuspectAfter
+	}
+	quiet := now.Sub(last)
+	if quiet < after {
 		if h.suspect.CompareAndSwap(true, false) {
-			s.log.Info("connection heard from again", "conn", tc.label(),
-				"quiet_for", quiet.Round(time.Millisecond))
+			s.log.Info("connection heard from again", "conn", tc.label())
 		}
 		return
 	}
-	if h.suspect.Load() || now.Sub(h.lastHeard) < after {
+	if h.heartbeat && quiet >= heartbeatCloseAfter && !h.closing {
+		h.closing = true
+		s.log.Warn("connector silent; closing its connection", "conn", tc.label(), "quiet_for", quiet.Round(time.Millisecond))
+		s.spawn(func() { s.disconnect(tc, tunnel.CodeNormal, "connector silent for "+quiet.Round(time.Second).String()) })
+	}
+	if h.suspect.Load() {
 		return
 	}
 	h.suspect.Store(true)
@@ -158,7 +213,7 @@ func (s *Server) checkHealth(tc *tunnelConn, now time.Time, after time.Duration)
 	moved := h.abandonWaiters()
 	s.log.Warn("connection quiet; routing around it until it is heard from or times out",
 		"conn", tc.label(),
-		"quiet_for", now.Sub(h.lastHeard).Round(time.Millisecond), "requests_moved", moved)
+		"quiet_for", quiet.Round(time.Millisecond), "requests_moved", moved)
 }
 
 // closeWhenDrained ends a connection whose connector unregistered, once no

@@ -26,15 +26,35 @@ const (
 	// no new request.
 	DefaultIdleTimeout = 2 * time.Minute
 
-	// On the tunnel listener, unless Config.QUIC says otherwise: a
-	// keepalive every second and a 5s idle timeout find a dead connector
-	// within 5s (and the health check in health.go stops routing to it
-	// after about 2.5s). A connector opens one stream, the control stream
-	// (the edge opens every other), so it may have one open: on QUIC a
-	// second is a stream-limit violation that closes the connection, on
-	// WebSocket it is reset unread (tunnellimits.go has the rest).
-	edgeKeepAlive          = time.Second
-	edgeIdleTimeout        = 5 * time.Second
+	// On the tunnel listener, unless Config.QUIC says otherwise, the edge
+	// sends no keepalives of its own: a keepalive costs the edge a timer,
+	// a wake-up and a packet per connection, and with thousands of idle
+	// connections that is most of its idle CPU. Connectors keep their
+	// connections alive, and the edge acknowledges; health.go judges them:
+	//
+	//   - A connector that announces tunnel.FeatureHeartbeat on a QUIC
+	//     connection is answered with edgeHeartbeat (RegisterResponse.
+	//     HeartbeatMS): it sends a heartbeat that often on one of its
+	//     connections to this edge and keeps the others alive rarely
+	//     (every 10s). Its connections advertise a long idle timeout, so
+	//     the negotiated one is edgeIdleTimeout; health.go routes around
+	//     all of them once none was heard for two heartbeat periods, and
+	//     closes them a few periods later.
+	//   - An older connector sends a keepalive every legacyKeepAlive on
+	//     every connection and advertises a legacyIdleTimeout, which is
+	//     then the connection's idle timeout (the smaller side's wins):
+	//     the edge finds it dead as before.
+	//
+	// A connector opens one stream, the control stream (the edge opens
+	// every other), so it may have one open: on QUIC a second is a
+	// stream-limit violation that closes the connection, on WebSocket it
+	// is reset unread (tunnellimits.go has the rest). WebSocket keeps
+	// yamux pings every second on both sides (tunnel/tunnelws).
+	edgeKeepAlive          = -1 // none
+	edgeIdleTimeout        = 20 * time.Second
+	edgeHeartbeat          = 2 * time.Second
+	legacyKeepAlive        = time.Second
+	legacyIdleTimeout      = 5 * time.Second
 	edgeMaxIncomingStreams = 1
 )
 

@@ -61,16 +61,16 @@ func (s *Server) serveTunnelConn(ctx context.Context, c tunnel.Conn) {
 		"connector", tc.info.ConnectorID, "index", tc.info.Index, "version", tc.info.Version)
 	s.replaceStale(tc, log) // health.go
 
-	s.spawn(func() { s.readControl(tc, ctrl, log) })
-
-	select {
-	case <-c.Done():
-	case <-ctx.Done():
-		// The edge is shutting down; a connection that registered while
-		// Close was closing the others must not be left open.
-		c.Close(tunnel.CodeShutdown, "edge shutting down")
-		<-c.Done()
-	}
+	// The edge shutting down closes the connection, even one that
+	// registered while Close was closing the others.
+	stop := context.AfterFunc(ctx, func() { c.Close(tunnel.CodeShutdown, "edge shutting down") })
+	defer stop()
+	// The control stream is read on this goroutine, which would otherwise
+	// only wait: one goroutine fewer per idle connection. The stream ends
+	// with the connection, or before it when the connector breaks the
+	// protocol (then readControl closes the connection).
+	s.readControl(tc, ctrl, log)
+	<-c.Done()
 	s.unregister(tc)
 	log.Info("connection closed", "after", tc.since().Round(time.Millisecond), "reason", c.Err())
 }
@@ -127,7 +127,9 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger, 
 	}
 	stop := context.AfterFunc(rctx, func() { ctrl.Close() })
 	defer stop()
-	br := bufio.NewReaderSize(ctrl, 4096)
+	// Control frames are small and rare, and the reader lives as long as
+	// the connection: a small buffer (a longer frame is read past it).
+	br := bufio.NewReaderSize(ctrl, 512)
 	var req tunnel.RegisterRequest
 	if err := tunnel.ReadMessageLimit(br, &req, maxControlFrame); err != nil {
 		c.Close(tunnel.CodeProtocol, "bad register frame")
@@ -201,6 +203,10 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger, 
 		OriginIP:    originIP,
 		Since:       time.Now().UTC(),
 	}}
+	// health.go: a connector that heartbeats on QUIC is judged by its
+	// heartbeats, the edge sending no keepalives (limits.go); on
+	// WebSocket both sides ping as before.
+	tc.health.heartbeat = c.Protocol() == "quic" && slices.Contains(req.Features, tunnel.FeatureHeartbeat)
 	if err := s.presence.Add(rctx, tc.info); err != nil {
 		return nil, nil, refuse(fmt.Sprintf("edge cannot record the connection now: %v", err), false)
 	}
@@ -213,7 +219,11 @@ func (s *Server) register(ctx context.Context, c tunnel.Conn, log *slog.Logger, 
 		c.Close(tunnel.CodeShutdown, s.stoppingReason())
 		return nil, nil, &refusedError{reason: s.stoppingReason()}
 	}
-	err = tunnel.WriteMessage(ctrl, &tunnel.RegisterResponse{ConnectionID: tc.info.ID, EdgeNode: s.node})
+	resp := &tunnel.RegisterResponse{ConnectionID: tc.info.ID, EdgeNode: s.node}
+	if tc.health.heartbeat {
+		resp.HeartbeatMS = uint32(edgeHeartbeat.Milliseconds())
+	}
+	err = tunnel.WriteMessage(ctrl, resp)
 	if err == nil && !stop() {
 		err = rctx.Err()
 	}
@@ -277,6 +287,14 @@ func (s *Server) readControl(tc *tunnelConn, ctrl *bufferedStream, log *slog.Log
 			}
 			log.Info("connector unregistered; no new requests on this connection", "reason", m.Reason)
 			s.spawn(func() { s.closeWhenDrained(tc) }) // health.go
+		case tunnel.FrameHeartbeat:
+			// The packet that carried it is what counts (health.go);
+			// its padding is discarded.
+			if !tc.health.heartbeat {
+				s.rl.Logger(log).Warn("unexpected control frame", "type", t)
+				tc.conn.Close(tunnel.CodeProtocol, "heartbeat frame from a connection that did not ask for heartbeats")
+				return
+			}
 		case tunnel.FrameConfigResult:
 			var m tunnel.ConfigResult
 			if err := tunnel.DecodeMessage(p, &m); err != nil || tc.remote == nil || !s.configResult(tc, &m, log) { // tunnelconfig.go

@@ -21,8 +21,10 @@ import (
 
 // Config tunes the QUIC transport. The zero value is ready to use.
 type Config struct {
-	// KeepAlivePeriod is how often an idle connection sends a keepalive.
-	// If zero, 2s.
+	// KeepAlivePeriod is how long an idle connection waits for a packet
+	// before it sends a keepalive (a PING; at most every half idle
+	// timeout). If zero, 2s; if negative, it sends none and lives on the
+	// peer's keepalives (quic-go's zero).
 	KeepAlivePeriod time.Duration
 	// MaxIdleTimeout closes a connection that hears nothing for this long,
 	// so a dead peer is found in seconds. If zero, 10s.
@@ -58,7 +60,7 @@ func (c Config) logger() *slog.Logger {
 
 func (c Config) quicConfig() *quic.Config {
 	qc := &quic.Config{
-		KeepAlivePeriod:            orDuration(c.KeepAlivePeriod, 2*time.Second),
+		KeepAlivePeriod:            max(orDuration(c.KeepAlivePeriod, 2*time.Second), 0),
 		MaxIdleTimeout:             orDuration(c.MaxIdleTimeout, 10*time.Second),
 		HandshakeIdleTimeout:       orDuration(c.HandshakeTimeout, 5*time.Second),
 		MaxIncomingStreams:         c.MaxIncomingStreams,

@@ -140,6 +140,11 @@ func TestConfigDefaults(t *testing.T) {
 			MaxIncomingStreams: 5, MaxIncomingUniStreams: -1,
 			MaxStreamReceiveWindow: 1 << 20, MaxConnectionReceiveWindow: 2 << 20,
 		}},
+		{"no keepalives", Config{KeepAlivePeriod: -1}, quic.Config{
+			KeepAlivePeriod: 0, MaxIdleTimeout: 10 * time.Second, HandshakeIdleTimeout: 5 * time.Second,
+			MaxIncomingStreams: 10000, MaxIncomingUniStreams: -1,
+			MaxStreamReceiveWindow: 6 << 20, MaxConnectionReceiveWindow: 30 << 20,
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.cfg.quicConfig()
