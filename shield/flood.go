@@ -2,6 +2,7 @@ package shield
 
 import (
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -363,10 +364,12 @@ func (f *Flood) overShare(a *floodAddr, now int64) bool {
 	return others >= f.cfg.MinRatePerAddr && mine >= f.cfg.ContendedRatio*others
 }
 
-// shedDelay is how long a shed request's answer is held: a flooding
-// client that sends its next request as soon as it has an answer then
-// costs the edge a parse and a page per delay and connection, not as many
-// as it can send.
+// shedDelay is how long a shed request's answer is held, on average: a
+// flooding client that sends its next request as soon as it has an answer
+// then costs the edge a parse and a page per delay and connection, not as
+// many as it can send. Each hold is drawn from half to one and a half
+// times it: equal holds release a flooder's connections together, and the
+// waves of requests they then send at once are what others wait behind.
 // At most maxHeld shed answers are held at once (each holds a goroutine
 // and its connection); past it, they are answered at once.
 const (
@@ -376,7 +379,7 @@ const (
 
 func (f *Flood) shed(w http.ResponseWriter, r *http.Request, req *layer.Request, reason string) {
 	if f.held.Add(1) <= maxHeld {
-		t := time.NewTimer(shedDelay)
+		t := time.NewTimer(shedDelay/2 + rand.N(shedDelay))
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
