@@ -80,6 +80,7 @@ type config struct {
 	out      string        // JSON results; "": none
 	profile  string        // the edge's CPU profile over the connections' idle window; "": none
 	heap     string        // the edge's heap profile after that window; "": none
+	keep     bool          // keep the temporary directory (the processes' logs)
 	progress io.Writer     // progress lines; nil: none
 }
 
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.out, "out", "", "write the results as JSON to this file")
 	fs.StringVar(&c.profile, "cpuprofile", "", "write the edge's Go CPU profile over the idle window with every connection up to this file")
 	fs.StringVar(&c.heap, "heapprofile", "", "write the edge's heap profile, with every connection up, to this file")
+	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory with the edge's and the connector processes' logs")
 	quietLog := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -70,6 +70,10 @@ func (r *scaleRun) close() {
 	if r.edge != nil {
 		r.edge.stop(20 * time.Second)
 	}
+	if r.cfg.keep {
+		r.cfg.logf("logs kept in %s", r.tmp)
+		return
+	}
 	os.RemoveAll(r.tmp)
 }
 
@@ -285,6 +289,7 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	r.res.add("connect all, cold", ms(at.Sub(start)), "ms", fmt.Sprintf("%d connections from %d processes and %d addresses, %.0f tunnels started/s",
 		want, cfg.procs, max(cfg.addrs, 1), cfg.dialRate))
 	r.addBusy(ctx, "registrations told to come back later, cold")
+	r.addTurnedAway(ctx, "cold", filepath.Join(r.tmp, "edge-1.log"))
 	cfg.logf("all %d connected in %s; measuring the edge idle for %s", want, at.Sub(start).Round(time.Millisecond), cfg.quiet)
 	conns, fleetCPU, err := r.measureIdle(ctx, cfg.profile)
 	if err != nil {
@@ -414,6 +419,7 @@ func (r *scaleRun) restart(ctx context.Context) error {
 	r.res.add("restart → all connected", ms(at.Sub(sigterm)), "ms",
 		fmt.Sprintf("from SIGTERM; %.0f ms from the new edge's start; %d connections", ms(at.Sub(r.edge.started)), want))
 	r.addBusy(ctx, "registrations told to come back later, restart")
+	r.addTurnedAway(ctx, "restart", filepath.Join(r.tmp, "edge-2.log"))
 	return nil
 }
 
@@ -425,6 +431,36 @@ func (r *scaleRun) addBusy(ctx context.Context, name string) {
 		n = 0 // the series appears with the first one
 	}
 	r.res.add(name, n, "", fmt.Sprintf("%d connections", r.cfg.tunnels*r.cfg.conns))
+}
+
+// addTurnedAway adds what else turned connections away while they
+// connected (phase "cold" or "restart"): the handshakes the edge refused
+// (its handshake bound; the series is absent on an edge without one) and
+// the connections it closed as silent, counted in its log.
+func (r *scaleRun) addTurnedAway(ctx context.Context, phase, edgeLog string) {
+	n, err := metric(ctx, "http://"+r.edge.metrics+"/metrics", "adit_edge_handshakes_refused_total")
+	if err != nil {
+		n = 0
+	}
+	r.res.add("handshakes refused, "+phase, n, "", "the edge's handshake bound, both transports")
+	r.res.add("connections closed as silent, "+phase, float64(countLines(edgeLog, "connector silent")), "",
+		"the edge's log: a connector's heartbeats not heard for 6 s")
+}
+
+// countLines counts the lines of the file at path that contain substr
+// (0 if it cannot be read).
+func countLines(path, substr string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
 }
 
 // loadavg is the system's load average over 1, 5 and 15 minutes.
