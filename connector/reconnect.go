@@ -12,6 +12,7 @@ import (
 
 	"github.com/adit-dev/adit/tunnel"
 	"github.com/adit-dev/adit/tunnel/tunnelquic"
+	"github.com/adit-dev/adit/tunnel/tunnelws"
 )
 
 // Reconnecting.
@@ -49,6 +50,14 @@ import (
 //     restart): the delay the edge asked for plus up to half again, not
 //     shortened by a sibling's registration; they do not count as
 //     refusals for the backoff, nor against the edge's health.
+//   - Handshakes refused for now (the edge bounds the transport handshakes
+//     it works on: QUIC CONNECTION_REFUSED at the first packet, or an HTTP
+//     503 before TLS; tunnelquic.ErrEdgeBusy, tunnelws.ErrEdgeBusy): no
+//     delay comes with them, so handshakeRetryBase doubling to
+//     handshakeRetryMax, jittered, over the refusals in a row, not
+//     shortened by a sibling's registration. Like refusals for now, they
+//     say nothing against the edge's health, nor that it drains, nor that
+//     UDP is blocked (transport.go does not fall back to WebSocket on them).
 //   - Permanent refusals (wrong secret, unknown or deleted tunnel) end Run.
 //
 // Noticing the loss is the other half. An edge that shuts down says so
@@ -62,6 +71,19 @@ import (
 // dialHandshakeTimeout is the connector's QUIC handshake idle timeout
 // unless Config.QUIC sets one (see above).
 const dialHandshakeTimeout = 2 * time.Second
+
+// handshakeRetryBase and handshakeRetryMax shape the backoff after
+// handshakes the edge refused for now (see above).
+const (
+	handshakeRetryBase = time.Second
+	handshakeRetryMax  = 10 * time.Second
+)
+
+// handshakeBusy reports whether a dial failed because the edge refused the
+// transport handshake for now.
+func handshakeBusy(err error) bool {
+	return errors.Is(err, tunnelquic.ErrEdgeBusy) || errors.Is(err, tunnelws.ErrEdgeBusy)
+}
 
 // attempt is what one call of serveConn reports back to its supervisor.
 type attempt struct {
@@ -273,7 +295,7 @@ func (c *Connector) startRun(ctx context.Context, index int, addr string, log *s
 func (c *Connector) superviseConn(ctx context.Context, index int) error {
 	log := c.log.With("conn_index", index)
 	noisy := c.rl.Logger(log)
-	refusals, losses := 0, 0
+	refusals, losses, busyHandshakes := 0, 0, 0
 	rotated := false // this slot holds the rotation (transport.go) until its next connection registers
 	for {
 		addr := c.edges.choose(index) // edges.go
@@ -307,7 +329,7 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		kind := classify(err)
 		if at.registered.IsZero() {
 			result := "failed"
-			if kind == failRefused {
+			if kind == failRefused || handshakeBusy(err) {
 				result = "refused"
 			}
 			c.metrics.registrations.WithLabelValues(result).Inc()
@@ -324,8 +346,18 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 		if !at.registered.IsZero() {
 			wake = nil // we closed it ourselves
 		}
+		if !handshakeBusy(err) {
+			busyHandshakes = 0
+		}
 		var busy *busyError
 		switch {
+		case handshakeBusy(err):
+			// The edge has too many handshakes in progress: dial it
+			// again after a jittered backoff, woken by nothing else, so
+			// the crowd spreads out.
+			delay = backoff(handshakeRetryBase, handshakeRetryMax, busyHandshakes)
+			busyHandshakes++
+			wake, changed = nil, nil
 		case errors.As(err, &busy):
 			// The edge registers a crowd and asked for this one later
 			// (admission control): wait what it asked plus up to half
@@ -360,6 +392,8 @@ func (c *Connector) superviseConn(ctx context.Context, index int) error {
 			lost = "connection lost; reconnecting"
 		} else if busy != nil {
 			lost = "edge busy; registering again later"
+		} else if handshakeBusy(err) {
+			lost = "edge busy with other handshakes; dialing again later"
 		} else if kind == failRefused {
 			lost = "edge did not register the connection; backing off"
 		}
@@ -393,8 +427,8 @@ func (c *Connector) edgeEnded(r *run, kind failureKind) {
 	var busy *busyError
 	switch {
 	case err == nil, errors.Is(err, errRotate), errors.Is(err, errMoved):
-	case errors.As(err, &busy):
-		// busy registering others: the edge is fine
+	case errors.As(err, &busy), handshakeBusy(err):
+		// busy registering others, or with their handshakes: the edge is fine
 	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeShutdown:
 		c.edges.setDraining(addr, since)
 	case errors.As(err, &ce) && ce.Remote && ce.Code == tunnel.CodeNormal && kind == failTransport:

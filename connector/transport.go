@@ -321,6 +321,9 @@ func (c *Connector) dialTransport(ctx context.Context, addr string, tc *tls.Conf
 // quicBlocked reports whether a QUIC dial error looks like a path that
 // drops or refuses UDP, rather than an edge that answered and refused.
 func quicBlocked(err error) bool {
+	if errors.Is(err, tunnelquic.ErrEdgeBusy) {
+		return false // the edge answered: busy with other handshakes
+	}
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
 		return false

@@ -38,8 +38,9 @@ func listenError(listener, addr string, err error) error {
 // UDP and WebSocket+yamux on TCP, so a connector needs one address whatever
 // transport gets through its network. With port 0, the OS picks the UDP
 // port and the TCP listener takes the same number (a few tries if that TCP
-// port happens to be taken).
-func listenTunnel(addr string, tlsConf *tls.Config, qc tunnelquic.Config, wc tunnelws.Config, log *slog.Logger) (quicLn, wsLn tunnel.Listener, err error) {
+// port happens to be taken). gate bounds both listeners' handshakes
+// together (handshake.go).
+func listenTunnel(addr string, tlsConf *tls.Config, qc tunnelquic.Config, wc tunnelws.Config, gate *handshakeGate, log *slog.Logger) (quicLn, wsLn tunnel.Listener, err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("edge: tunnel address %q: %w", addr, err)
@@ -50,6 +51,10 @@ func listenTunnel(addr string, tlsConf *tls.Config, qc tunnelquic.Config, wc tun
 	}
 	if qc.Logger == nil {
 		qc.Logger = log
+	}
+	if gate != nil {
+		qc.Admit, qc.Crowded = gate.quicAdmit, gate.crowded
+		wc.Admit = gate.wsAdmit
 	}
 	tries := 1
 	if port == "0" {

@@ -29,6 +29,8 @@ import (
 //	adit_edge_rejected_requests_total{reason} requests refused by a limit (body_too_large)
 //	adit_edge_connections_suspected_total    connections that went quiet and were avoided
 //	adit_edge_connections_drained_total      connections closed after their connector unregistered and finished
+//	adit_edge_handshakes_refused_total{transport} tunnel handshakes refused for now (handshake.go)
+//	adit_edge_handshakes_in_progress         tunnel handshakes in progress (handshake.go)
 type edgeMetrics struct {
 	reqLog        *requestLog // requestlog.go: nil records nothing
 	traffic       *traffic    // traffic.go: per-hostname counts for the dashboard; nil records nothing
@@ -43,6 +45,11 @@ type edgeMetrics struct {
 	rejected      *prometheus.CounterVec
 	suspected     prometheus.Counter
 	drained       prometheus.Counter
+	// handshakesRefused counts, by transport, the tunnel handshakes
+	// refused for now (handshake.go): QUIC Initial packets answered with
+	// CONNECTION_REFUSED (a first flight of two packets counts twice),
+	// TCP connections answered with a 503.
+	handshakesRefused *prometheus.CounterVec
 }
 
 func newEdgeMetrics(reg *registry) *edgeMetrics {
@@ -64,6 +71,10 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 			Name: "adit_edge_connections_drained_total",
 			Help: "Tunnel connections closed by the edge once their connector unregistered and their streams finished.",
 		}),
+		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adit_edge_handshakes_refused_total",
+			Help: "Tunnel-port handshakes refused for now because too many were in progress (--max-handshakes), by transport: QUIC Initial packets answered with CONNECTION_REFUSED, TCP connections answered with a 503.",
+		}, []string{"transport"}),
 	}
 	t := metrics.NewTunnel(m.registry, metrics.TunnelOpts{
 		Prefix:            "adit_edge",
@@ -82,7 +93,10 @@ func newEdgeMetrics(reg *registry) *edgeMetrics {
 		m.requests.WithLabelValues(code)
 	}
 	m.rejected.WithLabelValues("body_too_large")
-	m.registry.MustRegister(m.retries, m.rejected, m.suspected, m.drained,
+	for _, tr := range []string{"quic", "websocket"} {
+		m.handshakesRefused.WithLabelValues(tr)
+	}
+	m.registry.MustRegister(m.retries, m.rejected, m.suspected, m.drained, m.handshakesRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "adit_edge_streams_in_flight",
 			Help: "Request streams open to connectors.",

@@ -132,6 +132,11 @@ type Config struct {
 	// (tunnellimits.go). If zero, DefaultMaxRegisteringPerAddr; negative:
 	// no bound.
 	MaxRegisteringPerAddr int
+	// MaxHandshakes bounds the tunnel-port handshakes (QUIC and
+	// WebSocket together) the edge works on at once; past it a connector
+	// is refused before any TLS work and dials again a little later
+	// (handshake.go). If zero, DefaultMaxHandshakes; negative: no bound.
+	MaxHandshakes int
 	// PeerAddr is the UDP address of the peer link, over which the edges
 	// of a fleet forward a request to an edge that holds a connection of
 	// its tunnel (peer.go). If empty, the tunnel address's host with port
@@ -474,7 +479,8 @@ func (s *Server) listen() error {
 	if err != nil {
 		return err
 	}
-	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), s.tlsConf, qc, cfg.WebSocket, s.log)
+	gate := newHandshakeGate(cfg.MaxHandshakes, s.metrics, s.rl.Logger(s.log)) // handshake.go
+	s.tunnelLn, s.wsLn, err = listenTunnel(orDefault(cfg.TunnelAddr, ":7844"), s.tlsConf, qc, cfg.WebSocket, gate, s.log)
 	if err != nil {
 		return listenError("tunnel", orDefault(cfg.TunnelAddr, ":7844"), err)
 	}

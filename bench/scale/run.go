@@ -438,9 +438,12 @@ func (r *scaleRun) addBusy(ctx context.Context, name string) {
 // (its handshake bound; the series is absent on an edge without one) and
 // the connections it closed as silent, counted in its log.
 func (r *scaleRun) addTurnedAway(ctx context.Context, phase, edgeLog string) {
-	n, err := metric(ctx, "http://"+r.edge.metrics+"/metrics", "adit_edge_handshakes_refused_total")
-	if err != nil {
-		n = 0
+	n := 0.0
+	for _, tr := range []string{"quic", "websocket"} {
+		v, err := metric(ctx, "http://"+r.edge.metrics+"/metrics", `adit_edge_handshakes_refused_total{transport="`+tr+`"}`)
+		if err == nil {
+			n += v
+		}
 	}
 	r.res.add("handshakes refused, "+phase, n, "", "the edge's handshake bound, both transports")
 	r.res.add("connections closed as silent, "+phase, float64(countLines(edgeLog, "connector silent")), "",

@@ -160,6 +160,7 @@ func addEdgeOpsFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 // connector past them is told to come back a little later.
 func addAdmissionFlags(fl *pflag.FlagSet, cfg *edge.Config) {
 	fl.IntVar(&cfg.MaxRegistering, "max-registering", 0, fmt.Sprintf("connector registrations the edge works on at once; past it a connector is told to register again later (0: the default, %d)", edge.DefaultMaxRegistering))
+	fl.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, fmt.Sprintf("tunnel-port handshakes (QUIC and WebSocket together) the edge works on at once; past it a connector is refused before TLS and dials again a little later (0: the default, %d; -1: no bound)", edge.DefaultMaxHandshakes))
 	fl.IntVar(&cfg.MaxRegisteringPerAddr, "max-registering-per-addr", 0, fmt.Sprintf("tunnel-port connections one client address may have that have not sent their registration yet: half register, the others are told to come back later, one past it is closed (0: the default, %d; -1: no cap)", edge.DefaultMaxRegisteringPerAddr))
 }
 

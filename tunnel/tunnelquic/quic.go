@@ -52,7 +52,33 @@ type Config struct {
 	// LocalAddr is the local IP address Dial sends from (on a port the
 	// system picks). If nil, the system picks the address too.
 	LocalAddr net.IP
+	// Admit, if set, bounds the handshakes Listen works on. It is asked
+	// at a new connection's first Initial packet, before any TLS work;
+	// verified says a Retry token proved the client's address. If it
+	// answers ok false, the Initial is answered with a CONNECTION_CLOSE
+	// of CONNECTION_REFUSED (RFC 9000 §20.1) under the Initial keys, and
+	// the edge keeps no state: Dial reports ErrEdgeBusy. Otherwise the
+	// connection holds the place until release is called, exactly once:
+	// when Accept returns it, when its handshake fails, times out or is
+	// abandoned, when the listener closes, and in any case twice
+	// HandshakeTimeout and a second after Admit (quic-go has a path, a
+	// connection ID collision, in which a refused connection ends without
+	// a word). If nil, handshakes are not bounded.
+	Admit func(remote net.Addr, verified bool) (release func(), ok bool)
+	// Crowded, if set, is asked at a new connection's first Initial
+	// without an address-validation token: true sends a Retry (RFC 9000
+	// §8.1.2; a round trip, no state), so the client proves its address
+	// before it may take one of Admit's places. An edge asks for it when
+	// its handshakes are crowded: Initials from spoofed addresses, which
+	// never finish a handshake, then cannot hold the places.
+	Crowded func() bool
 }
+
+// ErrEdgeBusy is the error of a Dial the edge refused for now at the
+// first packet (CONNECTION_REFUSED before the handshake: its bound on
+// handshakes in progress, Config.Admit, or its listener closing). Retry
+// later, with jitter; it says nothing about the path or the edge's health.
+var ErrEdgeBusy = errors.New("quic: the edge refused the handshake for now (busy)")
 
 func (c Config) logger() *slog.Logger {
 	return logs.Component(c.Logger, "tunnelquic")
@@ -110,6 +136,9 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	if err != nil {
 		tr.Close()
 		pc.Close()
+		if refusedNow(err) {
+			return nil, fmt.Errorf("quic: dial %s: %w: %w", addr, ErrEdgeBusy, err)
+		}
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}
 	context.AfterFunc(qc.Context(), func() {
@@ -133,7 +162,14 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (tunnel.Listener, erro
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
 	tr := &quic.Transport{Conn: pc, StatelessResetKey: (*quic.StatelessResetKey)(cfg.StatelessResetKey)}
-	l, err := tr.Listen(tc, cfg.quicConfig())
+	qconf := cfg.quicConfig()
+	if cfg.Admit != nil {
+		tr.ConnContext = admitter(cfg.Admit, 2*qconf.HandshakeIdleTimeout+time.Second)
+	}
+	if cfg.Crowded != nil {
+		tr.VerifySourceAddress = func(net.Addr) bool { return cfg.Crowded() }
+	}
+	l, err := tr.Listen(tc, qconf)
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
@@ -158,6 +194,9 @@ func (l *listener) Accept(ctx context.Context) (tunnel.Conn, error) {
 	qc, err := l.l.Accept(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if h, ok := qc.Context().Value(placeKey{}).(*place); ok {
+		h.accepted()
 	}
 	l.mu.Lock()
 	l.live++

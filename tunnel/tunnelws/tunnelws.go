@@ -124,7 +124,22 @@ type Config struct {
 	// LocalAddr is the local IP address Dial connects from (to the edge,
 	// or to the proxy). If nil, the system picks it.
 	LocalAddr net.IP
+	// Admit, if set, bounds the handshakes the edge works on. It is asked
+	// for each accepted TCP connection, before TLS. If it answers ok
+	// false, the connection is refused without TLS: it gets a plain-text
+	// HTTP/1.1 503 with Retry-After (busyAnswer) and is closed, which Dial
+	// reports as ErrEdgeBusy. Otherwise the connection holds the place
+	// until release is called, exactly once: when the WebSocket upgrade
+	// handler is done (Accept took the connection, or it failed), or when
+	// the connection closes first (a TLS failure, a timeout, the listener
+	// closing). If nil, handshakes are not bounded.
+	Admit func(remote net.Addr) (release func(), ok bool)
 }
+
+// ErrEdgeBusy is the error of a Dial the edge refused for now before TLS
+// (its bound on handshakes in progress, Config.Admit). Retry later, with
+// jitter; it says nothing about the path or the edge's health.
+var ErrEdgeBusy = errors.New("tunnelws: the edge refused the handshake for now (busy)")
 
 // minStreamWindow is yamux's initial window, below which it refuses to run.
 const minStreamWindow = 256 << 10
@@ -218,9 +233,14 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	if tc.ServerName == "" {
 		tc.ServerName = host
 	}
-	tlsConn := tls.Client(newBatchConn(raw), tc)
+	first := &firstBytes{Conn: raw}
+	tlsConn := tls.Client(newBatchConn(first), tc)
 	if err := tlsConn.HandshakeContext(hctx); err != nil {
+		busy := first.refusedNow(err)
 		raw.Close()
+		if busy {
+			return nil, fmt.Errorf("tunnelws: dial %s: %w", addr, ErrEdgeBusy)
+		}
 		return nil, fmt.Errorf("tunnelws: dial %s: tls: %w", addr, err)
 	}
 	ws, err := upgrade(hctx, tlsConn, addr)
@@ -311,7 +331,11 @@ func Serve(ln net.Listener, tlsConf *tls.Config, cfg Config) (tunnel.Listener, e
 	}
 	go func() {
 		defer close(l.served)
-		l.srv.Serve(tls.NewListener(batchListener{ln}, tc))
+		var inner net.Listener = ln
+		if cfg.Admit != nil {
+			inner = &gateListener{Listener: ln, admit: cfg.Admit}
+		}
+		l.srv.Serve(tls.NewListener(batchListener{inner}, tc))
 	}()
 	return l, nil
 }
@@ -358,6 +382,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tunnelws: no connection", http.StatusInternalServerError)
 		return
 	}
+	defer releasePlace(raw) // admit.go: the handshake is over, whatever its end
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{tunnel.ALPN}})
 	if err != nil {
 		l.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
