@@ -1,5 +1,8 @@
 // Package tunnelquic is the QUIC transport for adit tunnels: TLS 1.3 over
-// UDP with quic-go, ALPN "adit/1", one QUIC stream per tunnel stream.
+// UDP with quic-go, ALPN "adit/1", one QUIC stream per tunnel stream. An
+// edge may bound the handshakes it works on (Config.Admit, admit.go): past
+// the bound it answers a first Initial with CONNECTION_REFUSED, which Dial
+// reports as ErrEdgeBusy.
 package tunnelquic
 
 import (

@@ -6,7 +6,9 @@
 //   - TCP to the edge's tunnel port (7844, the number QUIC uses on UDP),
 //     optionally through an HTTP CONNECT proxy.
 //   - TLS 1.3 with ALPN "http/1.1". The connector verifies the edge's
-//     certificate exactly as on QUIC.
+//     certificate exactly as on QUIC. An edge with too many handshakes in
+//     progress (Config.Admit) answers before TLS with a plain-text
+//     "HTTP/1.1 503" (busyAnswer) and closes: Dial reports ErrEdgeBusy.
 //   - An HTTP/1.1 WebSocket upgrade: GET [Path] with subprotocol
 //     [tunnel.ALPN] ("adit/1"). The edge answers 404 for any other path and
 //     400 when the subprotocol is not offered; the connector refuses a 101
