@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,11 +100,7 @@ func (r *scaleRun) measureIdle(ctx context.Context, profile string) (edgeIdle id
 	}
 	cpu := func() (edge, edgeSys, fleet time.Duration) {
 		t, _ := procstat.ReadTimes(pid)
-		for _, c := range r.fleet {
-			ft, _ := procstat.CPU(c.pid())
-			fleet += ft
-		}
-		return t.Total(), t.System, fleet
+		return t.Total(), t.System, r.fleetCPU()
 	}
 	var profiled chan error
 	if profile != "" {
@@ -264,6 +261,7 @@ func (r *scaleRun) connect(ctx context.Context) error {
 	}
 	want := cfg.tunnels * cfg.conns
 	start := time.Now()
+	work := r.startWork()
 	for p := range cfg.procs {
 		spec := fleetSpec{EdgeAddr: r.edge.tunnelAddr, EdgeCA: ca, Conns: cfg.conns, Protocol: cfg.protocol,
 			Rate: cfg.dialRate / float64(cfg.procs)}
@@ -290,6 +288,7 @@ func (r *scaleRun) connect(ctx context.Context) error {
 		want, cfg.procs, max(cfg.addrs, 1), cfg.dialRate))
 	r.addBusy(ctx, "registrations told to come back later, cold")
 	r.addTurnedAway(ctx, "cold", filepath.Join(r.tmp, "edge-1.log"))
+	work.add(r, "cold (connectors' start → all connected)")
 	cfg.logf("all %d connected in %s; measuring the edge idle for %s", want, at.Sub(start).Round(time.Millisecond), cfg.quiet)
 	conns, fleetCPU, err := r.measureIdle(ctx, cfg.profile)
 	if err != nil {
@@ -396,6 +395,7 @@ func (r *scaleRun) restart(ctx context.Context) error {
 	want := cfg.tunnels * cfg.conns
 	cfg.logf("restarting the edge")
 	sigterm := time.Now()
+	work := r.startWork()
 	stopped, killed := r.edge.stop(60 * time.Second)
 	note := ""
 	if killed {
@@ -420,6 +420,8 @@ func (r *scaleRun) restart(ctx context.Context) error {
 		fmt.Sprintf("from SIGTERM; %.0f ms from the new edge's start; %d connections", ms(at.Sub(r.edge.started)), want))
 	r.addBusy(ctx, "registrations told to come back later, restart")
 	r.addTurnedAway(ctx, "restart", filepath.Join(r.tmp, "edge-2.log"))
+	work.edge = 0 // the new edge's CPU counts from its start
+	work.add(r, "restart (SIGTERM → all connected; the edge's from its start)")
 	return nil
 }
 
@@ -448,6 +450,65 @@ func (r *scaleRun) addTurnedAway(ctx context.Context, phase, edgeLog string) {
 	r.res.add("handshakes refused, "+phase, n, "", "the edge's handshake bound, both transports")
 	r.res.add("connections closed as silent, "+phase, float64(countLines(edgeLog, "connector silent")), "",
 		"the edge's log: a connector's heartbeats not heard for 6 s")
+	r.res.add("edge paused, "+phase, float64(countLines(edgeLog, "the edge was paused")), "times",
+		"the edge's log: its watchdog did not run for 2 s or more")
+}
+
+// work is what a phase cost: CPU and dropped UDP packets since its start.
+type work struct {
+	edge, fleet time.Duration // CPU time at the start
+	udpDrops    int64         // the system's UDP receive-buffer drops at the start
+}
+
+func (r *scaleRun) startWork() work {
+	e, _ := procstat.CPU(r.edge.pid())
+	return work{edge: e, fleet: r.fleetCPU(), udpDrops: udpRcvbufErrors()}
+}
+
+// add adds the phase's edge and connector CPU and the UDP packets the
+// kernel dropped for full receive buffers (the whole system's count; on
+// this benchmark's loopback, mostly its own).
+func (w work) add(r *scaleRun, phase string) {
+	e, _ := procstat.CPU(r.edge.pid())
+	r.res.add("edge CPU, "+phase, (e - w.edge).Seconds(), "CPU-s", "")
+	r.res.add("connector processes' CPU, "+phase, (r.fleetCPU() - w.fleet).Seconds(), "CPU-s", "")
+	r.res.add("UDP packets dropped, "+phase, float64(udpRcvbufErrors()-w.udpDrops), "", "receive buffers full (/proc/net/snmp RcvbufErrors, whole system)")
+}
+
+func (r *scaleRun) fleetCPU() time.Duration {
+	var t time.Duration
+	for _, c := range r.fleet {
+		ft, _ := procstat.CPU(c.pid())
+		t += ft
+	}
+	return t
+}
+
+// udpRcvbufErrors is the kernel's count of UDP packets dropped because a
+// socket's receive buffer was full (0 if it cannot be read).
+func udpRcvbufErrors() int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				n, _ := strconv.ParseInt(f[i], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // countLines counts the lines of the file at path that contain substr
