@@ -148,7 +148,7 @@ func (s *Server) paused(now time.Time) string {
 func (s *Server) watchHealth() {
 	t := time.NewTicker(healthTick)
 	defer t.Stop()
-	heard := make(map[connectorKey]time.Time) // heartbeating connectors: when last heard
+	heard := make(map[connectorKey]heardAt) // heartbeating connectors: when last heard
 	s.healthClock.lastTick.Store(time.Now().UnixNano())
 	for {
 		select {
@@ -166,18 +166,39 @@ func (s *Server) watchHealth() {
 	}
 }
 
-// judge looks at every connection at now: heard is the watchdog's map,
-// cleared and filled here with when each heartbeating connector was last
-// heard on any of its connections.
-func (s *Server) judge(conns []*tunnelConn, now time.Time, heard map[connectorKey]time.Time) {
-	clear(heard)
+// heardAt is when a heartbeating connector was last heard on any of its
+// connections, and the watchdog's last look that found one of them.
+type heardAt struct{ last, seen time.Time }
+
+// judge looks at every connection at now: heard is the watchdog's map of
+// when each heartbeating connector was last heard on any of its
+// connections, kept across looks: when the connection that carried its
+// heartbeats leaves (unregistered in a drain, lost, closed), the
+// connector's next sentinel beats within a period (connector:
+// heartbeat.go), and until then its other connections, heard only every
+// 10s, are judged by the last heartbeat, not by their own keepalives (which
+// closed them at once as silent: issue 16's restart runs). A connector
+// with no connection left is forgotten.
+func (s *Server) judge(conns []*tunnelConn, now time.Time, heard map[connectorKey]heardAt) {
 	for _, tc := range conns {
 		h := &tc.health
 		if n := tc.conn.PacketsReceived(); h.lastHeard.IsZero() || n != h.lastPackets {
 			h.lastPackets, h.lastHeard = n, now
 		}
-		if k := keyOf(tc); h.heartbeat && h.lastHeard.After(heard[k]) {
-			heard[k] = h.lastHeard
+		if !h.heartbeat {
+			continue
+		}
+		k := keyOf(tc)
+		e := heard[k]
+		e.seen = now
+		if h.lastHeard.After(e.last) {
+			e.last = h.lastHeard
+		}
+		heard[k] = e
+	}
+	for k, e := range heard {
+		if !e.seen.Equal(now) {
+			delete(heard, k)
 		}
 	}
 	for _, tc := range conns {
@@ -187,11 +208,11 @@ func (s *Server) judge(conns []*tunnelConn, now time.Time, heard map[connectorKe
 
 // checkHealth judges one connection; heard is when each heartbeating
 // connector was last heard on any of its connections.
-func (s *Server) checkHealth(tc *tunnelConn, now time.Time, heard map[connectorKey]time.Time) {
+func (s *Server) checkHealth(tc *tunnelConn, now time.Time, heard map[connectorKey]heardAt) {
 	h := &tc.health
 	last, after := h.lastHeard, legacySuspectAfter
 	if h.heartbeat {
-		last, after = heard[keyOf(tc)], heartbeatSuspectAfter
+		last, after = heard[keyOf(tc)].last, heartbeatSuspectAfter
 	}
 	quiet := now.Sub(last)
 	if quiet < after {

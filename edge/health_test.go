@@ -68,7 +68,7 @@ func TestWatchdogJudges(t *testing.T) {
 	idle2, idle2c := mk("new", 2, true)
 	other, otherc := mk("other", 0, true)
 	conns := []*tunnelConn{oldA, oldB, sentinel, idle1, idle2, other}
-	heard := map[connectorKey]time.Time{}
+	heard := map[connectorKey]heardAt{}
 	t0 := time.Now()
 	at := func(d time.Duration) { s.judge(conns, t0.Add(d), heard) }
 	suspects := func() (got []*tunnelConn) {
@@ -128,4 +128,47 @@ func TestWatchdogJudges(t *testing.T) {
 	otherc.hear()
 	at(19 * time.Second)
 	want("heard again", oldB)
+}
+
+// TestWatchdogSentinelLeaves: when the connection that carried a
+// connector's heartbeats leaves (a drain unregistered it, it was lost),
+// the connector's other connections, heard only at their rare
+// keepalives, are judged by its last heartbeat until the next sentinel
+// beats, not closed at once as silent; a connector that is gone with
+// all its connections is forgotten.
+func TestWatchdogSentinelLeaves(t *testing.T) {
+	s := startTestEdge(t)
+	defer s.Close()
+	mk := func(index int) (*tunnelConn, *countingConn) {
+		c := &countingConn{}
+		tc := &tunnelConn{conn: c, info: control.Connection{TunnelID: "t", ConnectorID: "c", Index: index}}
+		tc.health.heartbeat = true
+		return tc, c
+	}
+	sentinel, sentinelc := mk(0)
+	idle, idlec := mk(1)
+	heard := map[connectorKey]heardAt{}
+	t0 := time.Now()
+	s.judge([]*tunnelConn{sentinel, idle}, t0, heard) // both heard at registration
+	for d := 2 * time.Second; d <= 8*time.Second; d += 2 * time.Second {
+		sentinelc.hear()
+		s.judge([]*tunnelConn{sentinel, idle}, t0.Add(d), heard)
+	}
+	// The sentinel leaves right after its heartbeat at 8s; the idle
+	// connection was last heard 8s ago. Its next sentinel, idle itself,
+	// beats a period later.
+	s.judge([]*tunnelConn{idle}, t0.Add(8500*time.Millisecond), heard)
+	if idle.health.suspect.Load() || idle.health.closing {
+		t.Fatalf("0.5s after the sentinel's last heartbeat: the other connection is suspect %v, closing %v; want neither",
+			idle.health.suspect.Load(), idle.health.closing)
+	}
+	idlec.hear()
+	s.judge([]*tunnelConn{idle}, t0.Add(10*time.Second), heard)
+	if idle.health.suspect.Load() || idlec.isClosed() {
+		t.Fatal("the new sentinel's heartbeat did not keep its connector healthy")
+	}
+	s.judge(nil, t0.Add(11*time.Second), heard)
+	if len(heard) != 0 {
+		t.Errorf("a connector with no connection left is still remembered: %v", heard)
+	}
 }
