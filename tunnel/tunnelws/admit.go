@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -77,6 +78,14 @@ type heldConn struct {
 }
 
 func (c *heldConn) done() { c.once.Do(c.release) }
+
+// SyscallConn is the socket's, for batchConn's reads.
+func (c *heldConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
 
 func (c *heldConn) Close() error {
 	c.done()

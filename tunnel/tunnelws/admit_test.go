@@ -112,3 +112,28 @@ func readFull(c net.Conn, buf []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// TestAdmitKeepsSocketReads: the wrappers of the bound (the edge's held
+// connection, the connector's first bytes) leave batchConn its reads
+// straight from the socket on both sides.
+func TestAdmitKeepsSocketReads(t *testing.T) {
+	tunneltest.CheckLeaks(t)
+	ctx := tunneltest.Context(t)
+	g := tunneltest.NewGate(1)
+	ln, pki := listenGated(t, g, Config{})
+	c, err := Dial(ctx, ln.Addr().String(), pki.Client, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(tunnel.CodeNormal, "")
+	s, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(tunnel.CodeNormal, "")
+	for name, tc := range map[string]tunnel.Conn{"connector": c, "edge": s} {
+		if b := tc.(*conn).wire.batch; b == nil || b.rc == nil {
+			t.Errorf("%s: batchConn reads through the wrapper, not the socket", name)
+		}
+	}
+}

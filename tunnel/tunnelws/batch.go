@@ -93,12 +93,19 @@ func (b *batchConn) appendLocked(p []byte) {
 func newBatchConn(c net.Conn) *batchConn {
 	b := &batchConn{Conn: c}
 	b.drained.L = &b.mu
+	b.readSocket(c)
+	return b
+}
+
+// readSocket has Read take bytes straight from c's socket, if c has one,
+// rather than through Conn. Call it before the first Read or between
+// reads (Dial does, after the handshake that went through Conn).
+func (b *batchConn) readSocket(c net.Conn) {
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			b.rc = rc
 		}
 	}
-	return b
 }
 
 // readAhead is the size of a read-ahead buffer: what one read syscall may

@@ -235,8 +235,11 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 	if tc.ServerName == "" {
 		tc.ServerName = host
 	}
+	// The handshake reads through first, which keeps what the edge sent
+	// first (admit.go: its refusal); then reads go to the socket.
 	first := &firstBytes{Conn: raw}
-	tlsConn := tls.Client(newBatchConn(first), tc)
+	bc := newBatchConn(first)
+	tlsConn := tls.Client(bc, tc)
 	if err := tlsConn.HandshakeContext(hctx); err != nil {
 		busy := first.refusedNow(err)
 		raw.Close()
@@ -245,6 +248,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tu
 		}
 		return nil, fmt.Errorf("tunnelws: dial %s: tls: %w", addr, err)
 	}
+	bc.readSocket(raw)
 	ws, err := upgrade(hctx, tlsConn, addr)
 	if err != nil {
 		tlsConn.Close()
